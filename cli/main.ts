@@ -1,0 +1,125 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * The llama-mgr command line: one dispatcher over one file per command.
+ *
+ * @module
+ */
+import { parseFlags } from "./args.ts";
+import { type Command, commandHelp, createContext } from "./command.ts";
+import { COMMANDS } from "./commands.ts";
+import { formatError, UserError } from "../lib/util/errors.ts";
+import { CommandError } from "../lib/util/run.ts";
+import { VERSION } from "../lib/version.ts";
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    `llama-mgr ${VERSION}: build, run and serve llama.cpp on your own machine`,
+    "",
+    "Usage: llama-mgr <command> [options]",
+    "",
+    "Commands:",
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Run `llama-mgr <command> --help` for a command's options and examples.",
+    "",
+    "Examples:",
+    "  llama-mgr doctor",
+    "  llama-mgr install",
+    "  llama-mgr models",
+    "  llama-mgr daemon",
+  ].join("\n");
+}
+
+function closest(word: string, names: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const n of names) {
+    const d = editDistance(word, n);
+    if (d < bestD) [best, bestD] = [n, d];
+  }
+  return bestD <= 2 ? best : undefined;
+}
+
+/** Levenshtein distance, for "did you mean" suggestions. */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length];
+}
+
+/**
+ * Runs the CLI with the given arguments and returns the exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await main(["--version"]);
+ * ```
+ */
+export async function main(argv: string[]): Promise<number> {
+  // The command is the first argument that is not a global flag or its value.
+  let idx = 0;
+  while (idx < argv.length && argv[idx].startsWith("-")) {
+    const a = argv[idx];
+    const takesValue = ["-d", "--data-dir", "-i", "--instance", "--config"].includes(a);
+    idx += takesValue ? 2 : 1;
+  }
+  const name = argv[idx];
+  const before = argv.slice(0, idx);
+  const after = argv.slice(idx + 1);
+  try {
+    if (name === undefined) {
+      if (before.includes("--version")) {
+        console.log(VERSION);
+        return 0;
+      }
+      console.log(mainHelp());
+      return before.includes("--help") || before.includes("-h") ? 0 : 2;
+    }
+    if (name === "help") {
+      const target = COMMANDS.find((c) => c.name === after[0]);
+      console.log(target ? commandHelp(target) : mainHelp());
+      return 0;
+    }
+    const cmd: Command | undefined = COMMANDS.find((c) => c.name === name);
+    if (!cmd) {
+      const guess = closest(name, COMMANDS.map((c) => c.name));
+      throw new UserError(`unknown command '${name}'`, {
+        hint: guess ? `did you mean \`llama-mgr ${guess}\`?` : "run `llama-mgr --help` for the list",
+        exitCode: 2,
+      });
+    }
+    const args = parseFlags([...before, ...after], cmd.flags, cmd.name, {
+      passthroughAfter: cmd.passthroughAfter !== undefined ? cmd.passthroughAfter + 0 : undefined,
+    });
+    if (args.flags.help === true && (cmd.passthroughAfter === undefined || args.positionals.length === 0)) {
+      console.log(commandHelp(cmd));
+      return 0;
+    }
+    if (args.flags.version === true) {
+      console.log(VERSION);
+      return 0;
+    }
+    const ctx = createContext(args);
+    const code = await cmd.run(ctx, args);
+    return code ?? 0;
+  } catch (err) {
+    console.error(formatError(err));
+    if (err instanceof UserError) return err.exitCode;
+    if (err instanceof CommandError) return 1;
+    if (!(err instanceof Error) || Deno.env.get("LLAMA_MGR_DEBUG")) console.error(err);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

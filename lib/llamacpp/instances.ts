@@ -1,0 +1,175 @@
+/**
+ * Installed llama.cpp instances: one folder per instance under `<data>/instances/<name>/`, with its record in
+ * `instance.json` (written atomically), its git checkout in `src/`, its cmake tree in `build/`, its verified
+ * binaries in `releases/<id>/bin/`, and its Python environment in `venv/`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Paths } from "../config/paths.ts";
+import { dirSize, readJson, removeAll, writeJsonAtomic } from "../util/fs.ts";
+import { UserError } from "../util/errors.ts";
+
+/** The GPU backends llama-mgr can build for. */
+export const ARCHES = ["cpu", "cuda", "rocm", "vulkan", "metal", "sycl"] as const;
+/** One of {@linkcode ARCHES}. */
+export type Arch = typeof ARCHES[number];
+
+/** What an instance records about itself. */
+export interface InstanceRecord {
+  /** Instance name, e.g. `cpu`, `rocm`. */
+  name: string;
+  /** Where the source came from (URL, path or bundle). */
+  repoUrl: string;
+  /** The ref asked for (branch, tag, commit), or `HEAD`. */
+  ref: string;
+  /** The commit built. */
+  commit: string;
+  /** llama.cpp's version as `llama-server --version` prints it (build number). */
+  version: string;
+  /** GPU backend. */
+  arch: Arch;
+  /** GPU targets (CUDA architectures, gfx targets), empty when not applicable. */
+  gpuTargets: string[];
+  /** The user's extra cmake args. */
+  cmakeArgs: string[];
+  /** The full cmake configure command line used. */
+  cmakeCommand: string[];
+  /** Targets built. */
+  targets: string[];
+  /** ISO time the build finished. */
+  builtAt: string;
+  /** Seconds the build took. */
+  buildSeconds: number;
+  /** Directory of the verified binaries. */
+  binDir: string;
+  /** The Python environment, or undefined when installed with `--ignore-python`. */
+  venvDir?: string;
+  /** Directory with llama.cpp's Python scripts (convert_hf_to_gguf.py, gguf-py) for this build. */
+  pythonDir?: string;
+}
+
+/** Folder of one instance. */
+export function instanceDir(paths: Paths, name: string): string {
+  return join(paths.instancesDir, name);
+}
+
+/** Path of an instance's record. */
+export function instanceFile(paths: Paths, name: string): string {
+  return join(instanceDir(paths, name), "instance.json");
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Checks an instance name: letters, digits, `.`, `_`, `-`, at most 64 characters. */
+export function validateInstanceName(name: string): string {
+  if (!NAME_RE.test(name)) {
+    throw new UserError(`invalid instance name '${name}'`, {
+      hint: "use letters, digits, '.', '_' and '-' (at most 64 characters), e.g. cpu, rocm, cuda-12",
+    });
+  }
+  return name;
+}
+
+/** Reads one instance's record; undefined when it is not installed. */
+export async function readInstance(paths: Paths, name: string): Promise<InstanceRecord | undefined> {
+  validateInstanceName(name);
+  return await readJson<InstanceRecord>(instanceFile(paths, name));
+}
+
+/** Writes an instance's record atomically. */
+export async function writeInstance(paths: Paths, record: InstanceRecord): Promise<void> {
+  await writeJsonAtomic(instanceFile(paths, record.name), record);
+}
+
+/** All installed instances, sorted by name. */
+export async function listInstances(paths: Paths): Promise<InstanceRecord[]> {
+  const out: InstanceRecord[] = [];
+  try {
+    for await (const e of Deno.readDir(paths.instancesDir)) {
+      if (!e.isDirectory || !NAME_RE.test(e.name)) continue;
+      const rec = await readJson<InstanceRecord>(instanceFile(paths, e.name)).catch(() => undefined);
+      if (rec) out.push(rec);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+interface GlobalState {
+  defaultInstance?: string;
+}
+
+/** The default instance's name: the config's `default_instance`, else the one set with `instances default`,
+ * else the only one installed, else `cpu`/the first. Undefined when nothing is installed. */
+export async function defaultInstanceName(paths: Paths, configured?: string): Promise<string | undefined> {
+  if (configured) return configured;
+  const state = await readJson<GlobalState>(paths.stateFile);
+  if (state?.defaultInstance) return state.defaultInstance;
+  const all = await listInstances(paths);
+  return all.find((i) => i.name === "default")?.name ?? all[0]?.name;
+}
+
+/** Sets the default instance (it must be installed). */
+export async function setDefaultInstance(paths: Paths, name: string): Promise<void> {
+  if (!(await readInstance(paths, name))) {
+    throw new UserError(`instance '${name}' is not installed`, { hint: "run `llama-mgr instances` to list them" });
+  }
+  const state = (await readJson<GlobalState>(paths.stateFile)) ?? {};
+  await writeJsonAtomic(paths.stateFile, { ...state, defaultInstance: name });
+}
+
+/**
+ * Finds the instance to use: the named one, or the default. Errors say what is installed.
+ *
+ * @example
+ * ```ts
+ * import { resolvePaths } from "../config/paths.ts";
+ * const inst = await getInstance(resolvePaths(), "cpu");
+ * console.log(binaryPath(inst, "llama-server"));
+ * ```
+ */
+export async function getInstance(paths: Paths, name?: string, configuredDefault?: string): Promise<InstanceRecord> {
+  const wanted = name ?? (await defaultInstanceName(paths, configuredDefault));
+  if (!wanted) {
+    throw new UserError("no llama.cpp instance is installed", { hint: "run `llama-mgr install` first" });
+  }
+  const rec = await readInstance(paths, wanted);
+  if (!rec) {
+    const names = (await listInstances(paths)).map((i) => i.name);
+    throw new UserError(`instance '${wanted}' is not installed`, {
+      hint: names.length ? `installed: ${names.join(", ")}` : "run `llama-mgr install` first",
+    });
+  }
+  return rec;
+}
+
+/** Full path of a llama.cpp binary of an instance. */
+export function binaryPath(instance: InstanceRecord, tool: string): string {
+  return join(instance.binDir, tool);
+}
+
+/** Names of the binaries an instance has. */
+export async function listBinaries(instance: InstanceRecord): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(instance.binDir)) if (e.isFile) out.push(e.name);
+  } catch { /* none */ }
+  return out.sort();
+}
+
+/** Size on disk of an instance folder. */
+export async function instanceSize(paths: Paths, name: string): Promise<number> {
+  return await dirSize(instanceDir(paths, name));
+}
+
+/** Removes an instance's folder and, if it was the default, the default setting. */
+export async function removeInstance(paths: Paths, name: string): Promise<void> {
+  validateInstanceName(name);
+  await removeAll(instanceDir(paths, name));
+  const state = await readJson<GlobalState>(paths.stateFile);
+  if (state?.defaultInstance === name) {
+    await writeJsonAtomic(paths.stateFile, { ...state, defaultInstance: undefined });
+  }
+}
