@@ -23,7 +23,12 @@ export interface FlagSpec {
 
 /** Flags every command accepts. */
 export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
-  "data-dir": { type: "string", short: "d", value: "DIR", description: "data directory (env LLAMA_MGR_DATA_DIR)" },
+  "data-dir": {
+    type: "string",
+    short: "d",
+    value: "DIR",
+    description: "data directory (env LLAMA_MGR_DATA_DIR)",
+  },
   config: { type: "string", value: "FILE", description: "config file (env LLAMA_MGR_CONFIG)" },
   instance: { type: "string", short: "i", value: "NAME", description: "llama.cpp instance to use" },
   json: { type: "boolean", description: "print data as JSON" },

@@ -74,7 +74,9 @@ export function createContext(args: ParsedArgs, env?: Record<string, string | un
 
 function flagLines(flags: Record<string, FlagSpec>): string[] {
   return Object.entries(flags).map(([name, f]) => {
-    const left = `${f.short ? `-${f.short}, ` : "    "}--${name}${f.type === "string" ? ` ${f.value ?? "VALUE"}` : ""}`;
+    const left = `${f.short ? `-${f.short}, ` : "    "}--${name}${
+      f.type === "string" ? ` ${f.value ?? "VALUE"}` : ""
+    }`;
     return `  ${left.padEnd(30)} ${f.description}`;
   });
 }

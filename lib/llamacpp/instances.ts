@@ -114,7 +114,9 @@ export async function defaultInstanceName(paths: Paths, configured?: string): Pr
 /** Sets the default instance (it must be installed). */
 export async function setDefaultInstance(paths: Paths, name: string): Promise<void> {
   if (!(await readInstance(paths, name))) {
-    throw new UserError(`instance '${name}' is not installed`, { hint: "run `llama-mgr instances` to list them" });
+    throw new UserError(`instance '${name}' is not installed`, {
+      hint: "run `llama-mgr instances` to list them",
+    });
   }
   const state = (await readJson<GlobalState>(paths.stateFile)) ?? {};
   await writeJsonAtomic(paths.stateFile, { ...state, defaultInstance: name });
@@ -130,7 +132,11 @@ export async function setDefaultInstance(paths: Paths, name: string): Promise<vo
  * console.log(binaryPath(inst, "llama-server"));
  * ```
  */
-export async function getInstance(paths: Paths, name?: string, configuredDefault?: string): Promise<InstanceRecord> {
+export async function getInstance(
+  paths: Paths,
+  name?: string,
+  configuredDefault?: string,
+): Promise<InstanceRecord> {
   const wanted = name ?? (await defaultInstanceName(paths, configuredDefault));
   if (!wanted) {
     throw new UserError("no llama.cpp instance is installed", { hint: "run `llama-mgr install` first" });

@@ -1,0 +1,20 @@
+/**
+ * llama-mgr as a library: build llama.cpp instances, read GGUF files, index models, supervise llama-server and
+ * serve the Ollama API, each usable without the CLI.
+ *
+ * @example
+ * ```ts
+ * import { getInstance, resolvePaths } from "./mod.ts";
+ * const inst = await getInstance(resolvePaths());
+ * console.log(inst.binDir);
+ * ```
+ *
+ * @module
+ */
+export * from "./lib/config/paths.ts";
+export * from "./lib/config/schema.ts";
+export * from "./lib/config/load.ts";
+export * from "./lib/util/errors.ts";
+export * from "./lib/util/run.ts";
+export * from "./lib/llamacpp/instances.ts";
+export * from "./lib/python/venv.ts";
