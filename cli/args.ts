@@ -60,22 +60,24 @@ export function parseFlags(
   argv: string[],
   spec: Record<string, FlagSpec>,
   command: string,
-  options: { passthroughAfter?: number } = {},
+  options: { passthroughAfter?: number; leading?: string[] } = {},
 ): ParsedArgs {
+  const all = { ...GLOBAL_FLAGS, ...spec };
   let args = argv;
   let rest: string[] = [];
-  const dd = argv.indexOf("--");
-  if (dd >= 0) {
-    args = argv.slice(0, dd);
-    rest = argv.slice(dd + 1);
-  }
-  const all = { ...GLOBAL_FLAGS, ...spec };
   if (options.passthroughAfter !== undefined) {
-    // Everything after the Nth positional passes through untouched (exec, tool aliases).
-    const split = splitPassthrough(args, all, options.passthroughAfter);
+    // Everything after the Nth positional passes through untouched, `--` included (exec, tool aliases).
+    const split = splitPassthrough(argv, all, options.passthroughAfter);
     args = split.head;
-    rest = [...split.tail, ...(dd >= 0 ? ["--", ...rest] : [])];
+    rest = split.tail;
+  } else {
+    const dd = argv.indexOf("--");
+    if (dd >= 0) {
+      args = argv.slice(0, dd);
+      rest = argv.slice(dd + 1);
+    }
   }
+  args = [...(options.leading ?? []), ...args];
   const parseSpec: Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }> = {};
   for (const [name, f] of Object.entries(all)) {
     parseSpec[name] = { type: f.type, ...(f.short ? { short: f.short } : {}), multiple: f.multiple ?? false };
@@ -94,11 +96,17 @@ export function parseFlags(
   }
 }
 
-function splitPassthrough(args: string[], spec: Record<string, FlagSpec>, n: number) {
+/** Splits argv after the Nth positional: flags before it are ours, everything after passes through. */
+export function splitPassthrough(
+  args: string[],
+  spec: Record<string, FlagSpec>,
+  n: number,
+): { head: string[]; tail: string[] } {
   let seen = 0;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (seen >= n) return { head: args.slice(0, i), tail: args.slice(i) };
+    if (a === "--") return { head: args.slice(0, i), tail: args.slice(i + 1) };
     if (a.startsWith("-") && a !== "-") {
       const name = a.startsWith("--")
         ? a.slice(2).split("=")[0]

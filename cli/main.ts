@@ -97,8 +97,9 @@ export async function main(argv: string[]): Promise<number> {
         exitCode: 2,
       });
     }
-    const args = parseFlags([...before, ...after], cmd.flags, cmd.name, {
-      passthroughAfter: cmd.passthroughAfter !== undefined ? cmd.passthroughAfter + 0 : undefined,
+    const args = parseFlags(after, cmd.flags, cmd.name, {
+      passthroughAfter: cmd.passthroughAfter,
+      leading: before,
     });
     if (args.flags.help === true && (cmd.passthroughAfter === undefined || args.positionals.length === 0)) {
       console.log(commandHelp(cmd));

@@ -45,6 +45,8 @@ export interface InstanceRecord {
   binDir: string;
   /** The Python environment, or undefined when installed with `--ignore-python`. */
   venvDir?: string;
+  /** False when installed with `--ignore-python` (updates keep that choice). */
+  withPython?: boolean;
   /** Directory with llama.cpp's Python scripts (convert_hf_to_gguf.py, gguf-py) for this build. */
   pythonDir?: string;
 }

@@ -1,0 +1,98 @@
+/**
+ * `llama-mgr doctor`: what is installed, what is missing, how to install it.
+ *
+ * @module
+ */
+import { type Command, type Context, table } from "./command.ts";
+import { str } from "./args.ts";
+import { platformHint, runDoctor } from "../lib/llamacpp/doctor.ts";
+import { detectGpu } from "../lib/llamacpp/detect.ts";
+import { type Arch, ARCHES, listInstances } from "../lib/llamacpp/instances.ts";
+import { UserError } from "../lib/util/errors.ts";
+
+/** The `doctor` command. */
+export const doctorCommand: Command = {
+  name: "doctor",
+  summary: "check build tools and GPU toolkits; say how to install what is missing",
+  usage: ["doctor [--arch ARCH] [--json]"],
+  details: "Exits with code 1 when a tool required for the backend (default: the detected one) is missing.",
+  examples: ["llama-mgr doctor", "llama-mgr doctor --arch rocm", "llama-mgr doctor --json"],
+  flags: {
+    arch: { type: "string", value: "ARCH", description: `backend to check for: ${ARCHES.join(", ")}` },
+  },
+  async run(ctx, args) {
+    return await doctorFor(ctx, str(args, "arch"));
+  },
+};
+
+/** Runs the checks and prints them; returns the exit code. */
+export async function doctorFor(ctx: Context, archFlag?: string): Promise<number> {
+  if (archFlag && !ARCHES.includes(archFlag as Arch)) {
+    throw new UserError(`unknown --arch '${archFlag}'`, { hint: `use one of ${ARCHES.join(", ")}` });
+  }
+  const detected = await detectGpu();
+  const arch = (archFlag ?? detected.arch) as Arch;
+  const checks = await runDoctor(arch);
+  const missing = checks.filter((c) => c.required && !c.ok);
+  const instances = await listInstances(ctx.paths);
+  if (ctx.json) {
+    ctx.print(
+      JSON.stringify(
+        {
+          arch,
+          detected,
+          dataDir: ctx.paths.dataDir,
+          configFile: ctx.paths.configFile,
+          checks,
+          instances: instances.map((i) => i.name),
+          ok: missing.length === 0,
+        },
+        null,
+        2,
+      ),
+    );
+    return missing.length ? 1 : 0;
+  }
+  ctx.print(`backend: ${arch}${archFlag ? "" : ` (detected: ${detected.reason})`}`);
+  ctx.print(`data:    ${ctx.paths.dataDir}`);
+  ctx.print(`config:  ${ctx.paths.configFile}`);
+  ctx.print(`instances: ${instances.map((i) => `${i.name} (${i.arch})`).join(", ") || "none"}`);
+  ctx.print("");
+  ctx.print(table(
+    ["", "TOOL", "VERSION", "FOR"],
+    checks.filter((c) =>
+      c.required || c.ok || c.purpose.includes("optional") || !c.purpose.includes("--arch")
+    )
+      .map((
+        c,
+      ) => [
+        c.ok ? "ok" : c.required ? "MISSING" : "missing",
+        c.name,
+        c.version?.slice(0, 40) ?? "-",
+        c.purpose,
+      ]),
+  ));
+  const toInstall = checks.filter((c) => !c.ok && (c.required || !c.purpose.includes("--arch")));
+  if (toInstall.length) {
+    ctx.print("");
+    ctx.print("To install what is missing:");
+    for (const c of toInstall) {
+      const here = platformHint(c.install);
+      ctx.print(`  ${c.name}${c.required ? " (required)" : ""}:`);
+      ctx.print(`    ${here.platform.padEnd(14)} ${here.command}`);
+      for (
+        const [p, cmd] of [["Debian/Ubuntu", c.install.debian], ["Fedora", c.install.fedora], [
+          "Arch",
+          c.install.arch,
+        ], ["macOS", c.install.macos]]
+      ) {
+        if (p !== here.platform) ctx.print(`    ${p.padEnd(14)} ${cmd}`);
+      }
+    }
+  }
+  ctx.print("");
+  ctx.print(
+    missing.length ? `${missing.length} required tool(s) missing for ${arch}` : `ready to build for ${arch}`,
+  );
+  return missing.length ? 1 : 0;
+}

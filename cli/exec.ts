@@ -1,0 +1,113 @@
+/**
+ * `llama-mgr exec`: run any llama.cpp binary of an instance with stdio and exit code passed through, and the
+ * short aliases for the common tools (`bench`, `tokenize`, `gguf-split`, `perplexity`, `imatrix`).
+ *
+ * @module
+ */
+import type { Command, Context } from "./command.ts";
+import { binaryPath, getInstance, listBinaries } from "../lib/llamacpp/instances.ts";
+import { exists } from "../lib/util/fs.ts";
+import { UserError } from "../lib/util/errors.ts";
+
+/** Runs a tool of the chosen instance with inherited stdio; returns its exit code. */
+export async function execTool(ctx: Context, tool: string, toolArgs: string[]): Promise<number> {
+  const config = await ctx.config();
+  const inst = await getInstance(ctx.paths, ctx.instance, config.default_instance);
+  const name = tool.startsWith("llama-") || tool.startsWith("ggml-") || tool.includes("/")
+    ? tool
+    : `llama-${tool}`;
+  if (name.includes("/") || name.includes("..")) throw new UserError(`invalid tool name '${tool}'`);
+  const path = binaryPath(inst, name);
+  if (!(await exists(path))) {
+    const have = await listBinaries(inst);
+    throw new UserError(`instance '${inst.name}' has no '${name}'`, {
+      hint: `it has: ${have.join(", ")}; rebuild with \`llama-mgr install -i ${inst.name} --targets ` +
+        `${[...inst.targets.length ? inst.targets : have, name].join(",")}\``,
+    });
+  }
+  const child = new Deno.Command(path, {
+    args: toolArgs,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  })
+    .spawn();
+  const forward = (sig: Deno.Signal) => () => {
+    try {
+      child.kill(sig);
+    } catch { /* gone */ }
+  };
+  const onInt = forward("SIGINT");
+  const onTerm = forward("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  try {
+    const status = await child.status;
+    return status.signal ? 128 + (status.signal === "SIGINT" ? 2 : 15) : status.code;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGTERM", onTerm);
+  }
+}
+
+/** The `exec` command. */
+export const execCommand: Command = {
+  name: "exec",
+  summary: "run any llama.cpp binary of an instance (stdio and exit code passed through)",
+  usage: ["exec [-i NAME] TOOL [ARGS...]"],
+  details:
+    "TOOL is a binary name such as llama-bench or ggml-rpc-server; the `llama-` prefix may be left out.",
+  examples: ["llama-mgr exec llama-bench -m model.gguf", "llama-mgr exec -i rocm llama-server --version"],
+  flags: {},
+  passthroughAfter: 1,
+  async run(ctx, args) {
+    const tool = args.positionals[0];
+    if (!tool) {
+      throw new UserError("exec needs a tool name", { hint: "llama-mgr exec llama-bench -m model.gguf" });
+    }
+    return await execTool(ctx, tool, args.rest);
+  },
+};
+
+function alias(name: string, tool: string, what: string, example: string): Command {
+  return {
+    name,
+    summary: `${what} (runs ${tool})`,
+    usage: [`${name} [ARGS...]`],
+    details: `All arguments go to ${tool}; \`llama-mgr ${name} --help\` shows its own help. ` +
+      `Global flags such as -i go before '${name}'.`,
+    examples: [example],
+    flags: {},
+    passthroughAfter: 0,
+    run: (ctx, args) => execTool(ctx, tool, args.rest),
+  };
+}
+
+/** Short aliases for the common tools. */
+export const TOOL_ALIASES: Command[] = [
+  alias("bench", "llama-bench", "benchmark a model", "llama-mgr bench -m model.gguf -p 512 -n 128"),
+  alias(
+    "tokenize",
+    "llama-tokenize",
+    "tokenize text with a model's vocabulary",
+    "llama-mgr tokenize -m model.gguf -p 'Hello'",
+  ),
+  alias(
+    "gguf-split",
+    "llama-gguf-split",
+    "split or merge GGUF files",
+    "llama-mgr gguf-split --split-max-size 2G in.gguf out",
+  ),
+  alias(
+    "perplexity",
+    "llama-perplexity",
+    "measure perplexity on a text file",
+    "llama-mgr perplexity -m model.gguf -f wiki.test.raw",
+  ),
+  alias(
+    "imatrix",
+    "llama-imatrix",
+    "compute an importance matrix",
+    "llama-mgr imatrix -m model-f16.gguf -f calibration.txt",
+  ),
+];

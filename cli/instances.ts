@@ -1,0 +1,91 @@
+/**
+ * `llama-mgr instances`: list installed llama.cpp instances and choose the default.
+ *
+ * @module
+ */
+import { type Command, table } from "./command.ts";
+import {
+  defaultInstanceName,
+  getInstance,
+  instanceSize,
+  listBinaries,
+  listInstances,
+  setDefaultInstance,
+} from "../lib/llamacpp/instances.ts";
+import { formatBytes } from "../lib/util/fs.ts";
+import { UserError } from "../lib/util/errors.ts";
+
+/** The `instances` command. */
+export const instancesCommand: Command = {
+  name: "instances",
+  summary: "list installed llama.cpp instances, show one, or set the default",
+  usage: ["instances [--json]", "instances show NAME [--json]", "instances default NAME"],
+  examples: ["llama-mgr instances", "llama-mgr instances --json", "llama-mgr instances default rocm"],
+  flags: {},
+  async run(ctx, args) {
+    const [sub, arg, extra] = args.positionals;
+    const config = await ctx.config();
+    if (extra !== undefined) throw new UserError(`instances: unexpected argument '${extra}'`);
+    if (sub === "default") {
+      if (!arg) {
+        const cur = await defaultInstanceName(ctx.paths, config.default_instance);
+        ctx.print(cur ?? "(no instance installed)");
+        return;
+      }
+      await setDefaultInstance(ctx.paths, arg);
+      if (config.default_instance && config.default_instance !== arg) {
+        ctx.warn(`the config file sets default_instance: ${config.default_instance}, which takes precedence`);
+      }
+      ctx.print(`default instance: ${arg}`);
+      return;
+    }
+    if (sub === "show") {
+      const inst = await getInstance(ctx.paths, arg ?? ctx.instance, config.default_instance);
+      const out = {
+        ...inst,
+        sizeBytes: await instanceSize(ctx.paths, inst.name),
+        binaries: await listBinaries(inst),
+      };
+      if (ctx.json) ctx.print(JSON.stringify(out, null, 2));
+      else {
+        for (const [k, v] of Object.entries(out)) {
+          ctx.print(`${k.padEnd(14)} ${Array.isArray(v) ? v.join(" ") : v ?? ""}`);
+        }
+      }
+      return;
+    }
+    if (sub !== undefined) {
+      throw new UserError(`instances: unknown sub-command '${sub}'`, {
+        hint: "use `instances`, `instances show NAME` or `instances default NAME`",
+      });
+    }
+    const all = await listInstances(ctx.paths);
+    const def = await defaultInstanceName(ctx.paths, config.default_instance);
+    const rows = await Promise.all(all.map(async (i) => ({
+      ...i,
+      sizeBytes: await instanceSize(ctx.paths, i.name),
+      default: i.name === def,
+    })));
+    if (ctx.json) {
+      ctx.print(JSON.stringify(rows, null, 2));
+      return;
+    }
+    if (!rows.length) {
+      ctx.print("no instances installed; run `llama-mgr install`");
+      return;
+    }
+    ctx.print(table(
+      ["NAME", "ARCH", "TARGETS", "COMMIT", "VERSION", "BUILT", "SIZE", "DEFAULT"],
+      rows.map((r) => [
+        r.name,
+        r.arch,
+        r.gpuTargets.join(",") || "-",
+        r.commit.slice(0, 10),
+        r.version,
+        r.builtAt.replace("T", " ").slice(0, 16),
+        formatBytes(r.sizeBytes),
+        r.default ? "*" : "",
+      ]),
+    ));
+  },
+};

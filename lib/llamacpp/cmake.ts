@@ -1,0 +1,206 @@
+/**
+ * From llama-mgr's build flags to cmake's: one pure function per concern, so the mapping for every GPU
+ * backend can be tested without a GPU.
+ *
+ * @module
+ */
+import { type Arch, ARCHES } from "./instances.ts";
+import { UserError } from "../util/errors.ts";
+
+/** What to build. */
+export interface BuildSpec {
+  /** GPU backend. */
+  arch: Arch;
+  /** GPU targets: CUDA compute capabilities (`8.6`, `86`, `sm_86`, `native`, `all`), ROCm gfx targets
+   * (`gfx1100`), SYCL targets (`INTEL`, `NVIDIA`, `AMD`). */
+  gpuTargets?: string[];
+  /** Extra cmake arguments, passed through last so they win. */
+  cmakeArgs?: string[];
+  /** Use ccache as the compiler launcher. */
+  ccache?: boolean;
+}
+
+/** Normalises a CUDA architecture: `8.6`, `86`, `sm_86`, `compute_86` all become `86`; `native`, `all`,
+ * `all-major` pass through; a suffix like `90a` is kept. */
+export function normalizeCudaArch(target: string): string {
+  const t = target.trim().toLowerCase();
+  if (["native", "all", "all-major"].includes(t)) return t;
+  const m = t.match(/^(?:sm_|compute_)?(\d+)(?:\.(\d))?([af]?)$/);
+  if (!m) {
+    throw new UserError(`invalid CUDA architecture '${target}'`, {
+      hint: "use a compute capability such as 8.6, 86 or sm_86 (see `nvidia-smi --query-gpu=compute_cap " +
+        "--format=csv`), or native/all",
+    });
+  }
+  const major = m[1];
+  const minor = m[2];
+  if (minor !== undefined) return `${major}${minor}${m[3]}`;
+  if (major.length < 2) {
+    throw new UserError(`invalid CUDA architecture '${target}'`, { hint: "write it as 8.6 or 86" });
+  }
+  return `${major}${m[3]}`;
+}
+
+/** Checks a ROCm target such as `gfx1100` or `gfx90a`. */
+export function normalizeRocmTarget(target: string): string {
+  const t = target.trim().toLowerCase();
+  if (!/^gfx[0-9a-f]{3,4}(:[a-z+-]+)*$/.test(t)) {
+    throw new UserError(`invalid ROCm GPU target '${target}'`, {
+      hint: "use a gfx name such as gfx1100, gfx1030 or gfx90a (see `rocminfo | grep gfx` or `amdgpu-arch`)",
+    });
+  }
+  return t;
+}
+
+const SYCL_TARGETS = ["INTEL", "NVIDIA", "AMD"];
+
+/**
+ * The cmake `-D` options for a backend and its GPU targets (without the common ones).
+ *
+ * @example
+ * ```ts
+ * archCmakeArgs({ arch: "cuda", gpuTargets: ["8.6", "89"] });
+ * // ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=86;89"]
+ * ```
+ */
+export function archCmakeArgs(spec: BuildSpec): string[] {
+  const targets = (spec.gpuTargets ?? []).map((t) => t.trim()).filter((t) => t.length > 0);
+  const noTargets = () => {
+    if (targets.length) {
+      throw new UserError(`--gpu-targets does not apply to --arch ${spec.arch}`, {
+        hint:
+          "GPU targets are for cuda (compute capabilities), rocm (gfx targets) and sycl (INTEL/NVIDIA/AMD)",
+      });
+    }
+  };
+  switch (spec.arch) {
+    case "cpu":
+      noTargets();
+      return [];
+    case "cuda": {
+      const out = ["-DGGML_CUDA=ON"];
+      if (targets.length) {
+        out.push(`-DCMAKE_CUDA_ARCHITECTURES=${[...new Set(targets.map(normalizeCudaArch))].join(";")}`);
+      }
+      return out;
+    }
+    case "rocm": {
+      const out = ["-DGGML_HIP=ON"];
+      if (targets.length) {
+        const list = [...new Set(targets.map(normalizeRocmTarget))].join(";");
+        // GPU_TARGETS is read by current llama.cpp; AMDGPU_TARGETS by releases before mid-2025.
+        out.push(`-DGPU_TARGETS=${list}`, `-DAMDGPU_TARGETS=${list}`);
+      }
+      return out;
+    }
+    case "vulkan":
+      noTargets();
+      return ["-DGGML_VULKAN=ON"];
+    case "metal":
+      noTargets();
+      return ["-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"];
+    case "sycl": {
+      const out = ["-DGGML_SYCL=ON", "-DCMAKE_C_COMPILER=icx", "-DCMAKE_CXX_COMPILER=icpx"];
+      if (targets.length > 1) throw new UserError("--arch sycl takes one GPU target: INTEL, NVIDIA or AMD");
+      if (targets.length) {
+        const t = targets[0].toUpperCase();
+        if (!SYCL_TARGETS.includes(t)) {
+          throw new UserError(`invalid SYCL target '${targets[0]}'`, { hint: "use INTEL, NVIDIA or AMD" });
+        }
+        out.push(`-DGGML_SYCL_TARGET=${t}`);
+      }
+      return out;
+    }
+    default:
+      throw new UserError(`unknown --arch '${spec.arch}'`, { hint: `use one of ${ARCHES.join(", ")}` });
+  }
+}
+
+/** Environment a backend's build needs (e.g. HIP's clang). */
+export function archEnv(
+  arch: Arch,
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): Record<string, string> {
+  if (arch === "rocm" && !env.HIPCXX) {
+    const rocm = env.ROCM_PATH ?? env.HIP_PATH ?? "/opt/rocm";
+    return { HIPCXX: `${rocm}/llvm/bin/clang`, HIP_PATH: rocm };
+  }
+  return {};
+}
+
+/**
+ * The full cmake configure command for a source and build dir.
+ *
+ * @example
+ * ```ts
+ * configureCommand("src", "build", { arch: "vulkan", ccache: true });
+ * ```
+ */
+export function configureCommand(srcDir: string, buildDir: string, spec: BuildSpec): string[] {
+  const common = [
+    "-G",
+    "Ninja",
+    "-DCMAKE_BUILD_TYPE=Release",
+    // Static binaries can move from the staging dir to their release dir without rpath trouble.
+    "-DBUILD_SHARED_LIBS=OFF",
+    "-DGGML_RPC=ON",
+    "-DLLAMA_BUILD_TESTS=OFF",
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+  ];
+  if (spec.ccache) common.push("-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
+  if (spec.arch === "cuda" && spec.ccache) common.push("-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache");
+  return [
+    "cmake",
+    "-S",
+    srcDir,
+    "-B",
+    buildDir,
+    ...common,
+    ...archCmakeArgs(spec),
+    ...(spec.cmakeArgs ?? []),
+  ];
+}
+
+/**
+ * Splits a `--cmake-args` string as a shell would (quotes respected), and checks each is a cmake option.
+ *
+ * @example
+ * ```ts
+ * splitCmakeArgs('-DGGML_HIP_ROCWMMA_FATTN=ON "-DCMAKE_CXX_FLAGS=-O3 -g"');
+ * ```
+ */
+export function splitCmakeArgs(text: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let quote: string | undefined;
+  let has = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (quote) {
+      if (c === quote) quote = undefined;
+      else if (c === "\\" && quote === '"' && i + 1 < text.length) cur += text[++i];
+      else cur += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has || cur) out.push(cur);
+      cur = "";
+      has = false;
+    } else {
+      cur += c;
+      has = true;
+    }
+  }
+  if (quote) throw new UserError(`--cmake-args has an unclosed ${quote} quote: ${text}`);
+  if (has || cur) out.push(cur);
+  for (const a of out) {
+    if (!/^-[DUGTAC]|^--/.test(a)) {
+      throw new UserError(`--cmake-args: '${a}' is not a cmake option`, {
+        hint:
+          "pass cmake options such as -DGGML_CUDA_F16=ON (several separated by spaces, quoted as one flag)",
+      });
+    }
+  }
+  return out;
+}
