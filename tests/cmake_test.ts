@@ -1,0 +1,137 @@
+import { assertEquals, assertThrows } from "./_assert.ts";
+import {
+  archCmakeArgs,
+  configureCommand,
+  normalizeCudaArch,
+  normalizeRocmTarget,
+  splitCmakeArgs,
+} from "../lib/llamacpp/cmake.ts";
+import { parseNinjaProgress, resolveTargets, unusedCmakeVariables } from "../lib/llamacpp/build.ts";
+import { parseComputeCaps, parseGfxTargets } from "../lib/llamacpp/detect.ts";
+import { UserError } from "../lib/util/errors.ts";
+
+Deno.test("build flags map to cmake options for every backend", async (t) => {
+  await t.step("cpu adds nothing and refuses GPU targets", () => {
+    assertEquals(archCmakeArgs({ arch: "cpu" }), []);
+    assertThrows(() => archCmakeArgs({ arch: "cpu", gpuTargets: ["86"] }), UserError, "does not apply");
+  });
+  await t.step("cuda turns on GGML_CUDA and lists architectures in CMake's form", () => {
+    assertEquals(archCmakeArgs({ arch: "cuda" }), ["-DGGML_CUDA=ON"]);
+    assertEquals(archCmakeArgs({ arch: "cuda", gpuTargets: ["8.6", "sm_89", "86", "12.0"] }), [
+      "-DGGML_CUDA=ON",
+      "-DCMAKE_CUDA_ARCHITECTURES=86;89;120",
+    ]);
+    assertEquals(
+      archCmakeArgs({ arch: "cuda", gpuTargets: ["native"] })[1],
+      "-DCMAKE_CUDA_ARCHITECTURES=native",
+    );
+  });
+  await t.step("cuda architecture spellings normalise, nonsense is refused", () => {
+    assertEquals(normalizeCudaArch("compute_75"), "75");
+    assertEquals(normalizeCudaArch("9.0a"), "90a");
+    assertEquals(normalizeCudaArch("all-major"), "all-major");
+    assertThrows(() => normalizeCudaArch("ampere"), UserError, "invalid CUDA architecture");
+    assertThrows(() => normalizeCudaArch("8"), UserError);
+  });
+  await t.step("rocm turns on GGML_HIP with gfx targets under both variable names", () => {
+    assertEquals(archCmakeArgs({ arch: "rocm", gpuTargets: ["gfx1100", "GFX1030", "gfx1100"] }), [
+      "-DGGML_HIP=ON",
+      "-DGPU_TARGETS=gfx1100;gfx1030",
+      "-DAMDGPU_TARGETS=gfx1100;gfx1030",
+    ]);
+    assertEquals(normalizeRocmTarget("gfx90a:xnack+"), "gfx90a:xnack+");
+    assertThrows(() => normalizeRocmTarget("rdna3"), UserError, "invalid ROCm GPU target");
+  });
+  await t.step("vulkan and metal take no targets", () => {
+    assertEquals(archCmakeArgs({ arch: "vulkan" }), ["-DGGML_VULKAN=ON"]);
+    assertEquals(archCmakeArgs({ arch: "metal" }), ["-DGGML_METAL=ON", "-DGGML_METAL_EMBED_LIBRARY=ON"]);
+    assertThrows(() => archCmakeArgs({ arch: "vulkan", gpuTargets: ["gfx1100"] }), UserError);
+  });
+  await t.step("sycl uses the oneAPI compilers and one vendor target", () => {
+    assertEquals(archCmakeArgs({ arch: "sycl", gpuTargets: ["nvidia"] }), [
+      "-DGGML_SYCL=ON",
+      "-DCMAKE_C_COMPILER=icx",
+      "-DCMAKE_CXX_COMPILER=icpx",
+      "-DGGML_SYCL_TARGET=NVIDIA",
+    ]);
+    assertThrows(
+      () => archCmakeArgs({ arch: "sycl", gpuTargets: ["arc"] }),
+      UserError,
+      "invalid SYCL target",
+    );
+  });
+  await t.step("an unknown backend is refused", () => {
+    // deno-lint-ignore no-explicit-any
+    assertThrows(() => archCmakeArgs({ arch: "opencl" as any }), UserError, "unknown --arch");
+  });
+});
+
+Deno.test("the configure command always has RPC, Ninja, Release and static libs, user args last", () => {
+  const cmd = configureCommand("/s", "/b", {
+    arch: "rocm",
+    gpuTargets: ["gfx1100"],
+    cmakeArgs: ["-DGGML_HIP_ROCWMMA_FATTN=ON"],
+    ccache: true,
+  });
+  assertEquals(cmd.slice(0, 5), ["cmake", "-S", "/s", "-B", "/b"]);
+  for (
+    const opt of [
+      "-DGGML_RPC=ON",
+      "-DCMAKE_BUILD_TYPE=Release",
+      "-DBUILD_SHARED_LIBS=OFF",
+      "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache",
+      "-DGGML_HIP=ON",
+    ]
+  ) {
+    assertEquals(cmd.includes(opt), true, opt);
+  }
+  assertEquals(cmd[cmd.indexOf("-G") + 1], "Ninja");
+  assertEquals(cmd.at(-1), "-DGGML_HIP_ROCWMMA_FATTN=ON");
+  assertEquals(configureCommand("/s", "/b", { arch: "cpu" }).some((a) => a.includes("ccache")), false);
+});
+
+Deno.test("--cmake-args splits like a shell and accepts only cmake options", () => {
+  assertEquals(splitCmakeArgs(`-DA=ON  "-DCMAKE_CXX_FLAGS=-O3 -g" -DB='x y'`), [
+    "-DA=ON",
+    "-DCMAKE_CXX_FLAGS=-O3 -g",
+    "-DB=x y",
+  ]);
+  assertEquals(splitCmakeArgs(""), []);
+  assertThrows(() => splitCmakeArgs("-DA=ON rm -rf"), UserError, "'rm' is not a cmake option");
+  assertThrows(() => splitCmakeArgs(`-DA="x`), UserError, "unclosed");
+});
+
+Deno.test("build output is read for progress, unused options and targets", async (t) => {
+  await t.step("ninja status lines give n of N", () => {
+    assertEquals(parseNinjaProgress("[12/219] Building CXX object src/llama.cpp.o")?.n, 12);
+    assertEquals(parseNinjaProgress("[12/219] Building CXX object src/llama.cpp.o")?.total, 219);
+    assertEquals(parseNinjaProgress("-- Configuring done"), undefined);
+  });
+  await t.step("cmake's unused-variable warning is found", () => {
+    const out =
+      "CMake Warning:\n  Manually-specified variables were not used by the project:\n\n    LLAMA_FOO\n    GGML_BAR\n\n\n-- Build files";
+    assertEquals(unusedCmakeVariables(out), ["LLAMA_FOO", "GGML_BAR"]);
+    assertEquals(unusedCmakeVariables("-- Generating done"), []);
+  });
+  await t.step("target names resolve across llama.cpp versions", () => {
+    assertEquals(
+      resolveTargets(["rpc-server", "llama-server"], new Set(["ggml-rpc-server", "llama-server"])),
+      [
+        "ggml-rpc-server",
+        "llama-server",
+      ],
+    );
+    assertThrows(
+      () => resolveTargets(["llama-nope"], new Set(["llama-server"])),
+      UserError,
+      "no build target 'llama-nope'",
+    );
+  });
+  await t.step("GPU detection output is parsed", () => {
+    assertEquals(parseComputeCaps("8.6\n8.6\n12.0\n"), ["8.6", "12.0"]);
+    assertEquals(parseGfxTargets("  Name:  gfx000\n  Name: gfx1100\n gfx1030\ngfx1100"), [
+      "gfx1100",
+      "gfx1030",
+    ]);
+  });
+});
