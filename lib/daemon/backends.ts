@@ -1,0 +1,145 @@
+/**
+ * The daemon's real backends: llama-servers started through the supervisor (`lib/server`, marked as owned by
+ * this daemon's pid, with the instance and preset configured for the model) and models listed by the index
+ * (`lib/gguf`). On start it stops servers left behind by a daemon that died without cleaning up (`kill -9`).
+ *
+ * @module
+ */
+import type { Paths } from "../config/paths.ts";
+import type { Config, Preset } from "../config/schema.ts";
+import { getInstance } from "../llamacpp/instances.ts";
+import { pidAlive } from "../util/process.ts";
+import { listServers, startServer, stopServer } from "../server/mod.ts";
+import { estimateMemory, listModels } from "../gguf/mod.ts";
+import type { CatalogModel, CatalogSourceEntry } from "./catalog.ts";
+import { loadFlags } from "./options.ts";
+import type { Launcher } from "./scheduler.ts";
+import { embeddingOnly } from "./ollama/details.ts";
+import { normalizeName } from "./names.ts";
+
+/** Options for {@linkcode serverLauncher}. */
+export interface ServerLauncherOptions {
+  /** Data locations. */
+  paths: Paths;
+  /** Config (presets, default instance). */
+  config: Config;
+  /** Instance when no preset names one. */
+  instance?: string;
+  /** Log sink. */
+  log?: (line: string) => void;
+  /** How long a server may take to become ready (default 180 s). */
+  readyTimeoutMs?: number;
+}
+
+/** The preset configured for a model: one whose `model` is the model's name, an alias or its path. */
+export function presetFor(config: Config, model: CatalogModel): Preset | undefined {
+  const names = [model.name, model.entry.name, ...(model.entry.aliases ?? [])].map(normalizeName);
+  return Object.values(config.presets).find((p) =>
+    p.model === model.entry.path || names.includes(normalizeName(p.model))
+  );
+}
+
+/**
+ * Stops llama-servers whose owning daemon is no longer alive; returns their names.
+ *
+ * @example
+ * ```ts
+ * const stopped = await stopOrphans(paths);
+ * ```
+ */
+export async function stopOrphans(paths: Paths): Promise<string[]> {
+  const stopped: string[] = [];
+  for (const s of await listServers(paths)) {
+    if (s.owner?.kind === "daemon" && !pidAlive(s.owner.pid)) {
+      await stopServer(paths, s.name).catch(() => {});
+      stopped.push(s.name);
+    }
+  }
+  return stopped;
+}
+
+function estimate(facts: unknown, ctx: number): number | undefined {
+  try {
+    const r = estimateMemory(facts as Parameters<typeof estimateMemory>[0], {
+      ctx,
+      cacheType: "f16",
+    }) as unknown;
+    if (typeof r === "number") return r;
+    const o = r as Record<string, unknown>;
+    for (const k of ["totalBytes", "total", "bytes"]) if (typeof o?.[k] === "number") return o[k] as number;
+  } catch { /* no estimate */ }
+  return undefined;
+}
+
+/**
+ * A launcher on top of lib/server. Cleans up orphans first.
+ *
+ * @example
+ * ```ts
+ * const launcher = await serverLauncher({ paths, config });
+ * ```
+ */
+export async function serverLauncher(options: ServerLauncherOptions): Promise<Launcher> {
+  const { paths, config } = options;
+  const log = options.log ?? (() => {});
+  const orphans = await stopOrphans(paths);
+  if (orphans.length) {
+    log(`stopped ${orphans.length} server(s) left by a daemon that died: ${orphans.join(", ")}`);
+  }
+  return {
+    defaults(model) {
+      const p = presetFor(config, model);
+      return { ctx: p?.ctx, ngl: p?.ngl };
+    },
+    async start(spec) {
+      const preset = presetFor(config, spec.model);
+      const instance = await getInstance(
+        paths,
+        preset?.instance ?? options.instance,
+        config.default_instance,
+      );
+      const ctx = spec.load.ctx;
+      const args = [...(preset?.args ?? []), ...loadFlags(spec.load)];
+      if (spec.embedding) {
+        args.push("--embeddings", "-b", String(ctx), "-ub", String(ctx));
+        if (!embeddingOnly(spec.model)) args.push("--pooling", "mean");
+      } else {
+        args.push("--jinja");
+      }
+      const status = await startServer(paths, {
+        name: spec.serverName,
+        modelPath: spec.model.entry.path,
+        modelName: spec.model.name,
+        mmproj: spec.embedding ? undefined : spec.model.entry.mmproj,
+        instance,
+        host: "127.0.0.1",
+        port: "auto",
+        ctx,
+        ngl: spec.load.ngl,
+        args,
+        env: preset?.env,
+        readyTimeoutMs: options.readyTimeoutMs ?? 180_000,
+        owner: { kind: "daemon", pid: Deno.pid },
+        alias: spec.model.name,
+      });
+      const size = estimate(spec.model.entry.facts, ctx) ?? spec.model.entry.sizeBytes;
+      const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
+      return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
+    },
+    async stop(name) {
+      await stopServer(paths, name);
+    },
+  };
+}
+
+/**
+ * The indexed models, as the catalogue reads them.
+ *
+ * @example
+ * ```ts
+ * const models = await indexedModels(paths, config);
+ * ```
+ */
+export async function indexedModels(paths: Paths, config: Config): Promise<CatalogSourceEntry[]> {
+  return (await listModels(paths, config)) as unknown as CatalogSourceEntry[];
+}

@@ -1,0 +1,201 @@
+/**
+ * The daemon's view of the models: the model index (`lib/gguf`) plus the names made with `/api/copy` and
+ * `/api/create`, looked up as Ollama looks names up (case-insensitive, `:latest` implied). Names created
+ * through the API live in `<data>/daemon/names.json`; `/api/delete` removes those, or a model file llama-mgr
+ * itself wrote under `<data>/models`; it never deletes files that belong to another tool's store.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Paths } from "../config/paths.ts";
+import { readJson, writeJsonAtomic } from "../util/fs.ts";
+import { normalizeName } from "./names.ts";
+import { HttpError } from "./http.ts";
+
+/** What the daemon needs to know about a model (a subset of `lib/gguf`'s ModelEntry). */
+export interface CatalogFacts {
+  /** GGUF `general.architecture`. */
+  architecture?: string;
+  /** Number of parameters. */
+  parameterCount?: number;
+  /** File type (GGUF `general.file_type` number or its name). */
+  fileType?: number | string;
+  /** Trained context length. */
+  contextLength?: number;
+  /** Embedding width. */
+  embeddingLength?: number;
+  /** Layers. */
+  blockCount?: number;
+  /** Attention heads. */
+  headCount?: number;
+  /** KV heads. */
+  headCountKv?: number;
+  /** The Jinja chat template. */
+  chatTemplate?: string;
+  /** What the model can do. */
+  capabilities?: string[];
+  /** Anything else the index knows. */
+  [key: string]: unknown;
+}
+
+/** A model entry as the index gives it. */
+export interface CatalogSourceEntry {
+  /** `name:tag`. */
+  name: string;
+  /** Other names. */
+  aliases?: string[];
+  /** The GGUF file (first shard). */
+  path: string;
+  /** Vision projector, when found. */
+  mmproj?: string;
+  /** Where it was found (huggingface, ollama, dir, ...). */
+  source?: string;
+  /** Total bytes. */
+  sizeBytes: number;
+  /** Modification time. */
+  mtimeMs: number;
+  /** Metadata facts. */
+  facts: CatalogFacts;
+}
+
+/** A model as the daemon serves it: the Ollama name and the entry behind it. */
+export interface CatalogModel {
+  /** The name clients see and use. */
+  name: string;
+  /** The entry. */
+  entry: CatalogSourceEntry;
+  /** True for names made by `/api/copy` or `/api/create`. */
+  copy: boolean;
+}
+
+/** The catalogue's operations. */
+export interface Catalog {
+  /** Every model, index entries first, then API-made names. */
+  list(): Promise<CatalogModel[]>;
+  /** Finds a model by name or alias; undefined when unknown. */
+  find(name: string): Promise<CatalogModel | undefined>;
+  /** Makes `destination` another name for `source`'s model. */
+  copy(source: CatalogModel, destination: string): Promise<void>;
+  /** Registers a name for a GGUF file (the `/api/create` path). */
+  register(name: string, path: string): Promise<void>;
+  /** Deletes a model name (see the module doc for what is removed). */
+  remove(model: CatalogModel): Promise<void>;
+  /** Forgets the cached index. */
+  invalidate(): void;
+}
+
+/** Options for {@linkcode createCatalog}. */
+export interface CatalogOptions {
+  /** Data locations. */
+  paths: Paths;
+  /** Lists the indexed models (lib/gguf's listModels bound to paths and config). */
+  listModels: () => Promise<CatalogSourceEntry[]>;
+  /** Config aliases (alias -> model name or path). */
+  aliases?: Record<string, string>;
+  /** How long the index listing is reused, in ms (default 2000). */
+  cacheMs?: number;
+}
+
+interface NamesFile {
+  names: Record<string, { path: string; createdAt: string }>;
+}
+
+/**
+ * Creates the catalogue.
+ *
+ * @example
+ * ```ts
+ * const catalog = createCatalog({ paths, listModels: () => listModels(paths, config) });
+ * const m = await catalog.find("smollm2:latest");
+ * ```
+ */
+export function createCatalog(options: CatalogOptions): Catalog {
+  const namesFile = join(options.paths.dataDir, "daemon", "names.json");
+  const cacheMs = options.cacheMs ?? 2000;
+  let cached: { at: number; list: Promise<CatalogSourceEntry[]> } | undefined;
+
+  const entries = (): Promise<CatalogSourceEntry[]> => {
+    if (!cached || Date.now() - cached.at > cacheMs) {
+      const list = options.listModels();
+      cached = { at: Date.now(), list };
+      list.catch(() => {
+        cached = undefined;
+      });
+    }
+    return cached.list;
+  };
+  const readNames = async (): Promise<NamesFile> => (await readJson<NamesFile>(namesFile)) ?? { names: {} };
+
+  const list = async (): Promise<CatalogModel[]> => {
+    const all = await entries();
+    const out: CatalogModel[] = all.map((entry) => ({ name: entry.name, entry, copy: false }));
+    const names = await readNames();
+    for (const [name, rec] of Object.entries(names.names)) {
+      const entry = all.find((e) => e.path === rec.path);
+      if (entry) out.push({ name, entry: { ...entry, name, aliases: [] }, copy: true });
+    }
+    return out;
+  };
+
+  const find = async (name: string): Promise<CatalogModel | undefined> => {
+    const key = normalizeName(name);
+    const models = await list();
+    const byName = models.find((m) => normalizeName(m.name) === key);
+    if (byName) return byName;
+    const byAlias = models.find((m) => (m.entry.aliases ?? []).some((a) => normalizeName(a) === key));
+    if (byAlias) return { ...byAlias, name };
+    for (const [alias, target] of Object.entries(options.aliases ?? {})) {
+      if (normalizeName(alias) !== key) continue;
+      const t = models.find((m) =>
+        m.entry.path === target || normalizeName(m.name) === normalizeName(target)
+      );
+      if (t) return { ...t, name };
+    }
+    return undefined;
+  };
+
+  return {
+    list,
+    find,
+    async copy(source, destination) {
+      const names = await readNames();
+      names.names[normalizeName(destination)] = {
+        path: source.entry.path,
+        createdAt: new Date().toISOString(),
+      };
+      await writeJsonAtomic(namesFile, names);
+    },
+    async register(name, path) {
+      const names = await readNames();
+      names.names[normalizeName(name)] = { path, createdAt: new Date().toISOString() };
+      await writeJsonAtomic(namesFile, names);
+      cached = undefined;
+    },
+    async remove(model) {
+      const names = await readNames();
+      const key = normalizeName(model.name);
+      const own = Object.keys(names.names).find((n) => normalizeName(n) === key);
+      if (own) {
+        delete names.names[own];
+        await writeJsonAtomic(namesFile, names);
+        return;
+      }
+      const modelsDir = options.paths.modelsDir.replace(/\/+$/, "") + "/";
+      if (!model.entry.path.startsWith(modelsDir)) {
+        throw new HttpError(
+          403,
+          `model '${model.name}' belongs to the ${
+            model.entry.source ?? "external"
+          } store at ${model.entry.path}; ` +
+            "llama-mgr does not delete another tool's files (remove it with that tool)",
+        );
+      }
+      await Deno.remove(model.entry.path);
+      if (model.entry.mmproj?.startsWith(modelsDir)) await Deno.remove(model.entry.mmproj).catch(() => {});
+      cached = undefined;
+    },
+    invalidate() {
+      cached = undefined;
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * What every route handler gets: the model catalogue, the scheduler, the default keep-alive and a logger, plus
+ * the one way handlers turn a requested name into a model (validated, then looked up; never a path).
+ *
+ * @module
+ */
+import type { Paths } from "../config/paths.ts";
+import type { Catalog, CatalogModel } from "./catalog.ts";
+import type { Scheduler } from "./scheduler.ts";
+import { HttpError } from "./http.ts";
+import { isValidModelName } from "./names.ts";
+
+/** Shared state of a running daemon. */
+export interface DaemonContext {
+  /** Data locations. */
+  paths: Paths;
+  /** The models. */
+  catalog: Catalog;
+  /** Loaded models. */
+  scheduler: Scheduler;
+  /** Default keep-alive in ms (Infinity = forever). */
+  defaultKeepAliveMs: number;
+  /** The version `/api/version` reports. */
+  version: string;
+  /** Log line sink. */
+  log: (line: string) => void;
+}
+
+/**
+ * Finds the model a request names. An empty name throws `emptyStatus` with `emptyMessage` (Ollama differs per
+ * endpoint), an invalid name a 400, an unknown one a 404 `model 'x' not found`.
+ *
+ * @example
+ * ```ts
+ * const model = await findModel(ctx, body.model, { emptyStatus: 400, emptyMessage: "model is required" });
+ * ```
+ */
+export async function findModel(
+  ctx: DaemonContext,
+  name: string | undefined,
+  options: { emptyStatus?: number; emptyMessage?: string } = {},
+): Promise<CatalogModel> {
+  const n = (name ?? "").trim();
+  if (n === "") {
+    throw new HttpError(options.emptyStatus ?? 400, options.emptyMessage ?? "model is required");
+  }
+  // The catalogue is only searched, never turned into a path, so an exact catalogue name is always safe; any
+  // other text must be a valid Ollama name.
+  const model = await ctx.catalog.find(n);
+  if (model) return model;
+  if (!isValidModelName(n)) throw new HttpError(400, `invalid model name '${n}'`);
+  throw new HttpError(404, `model '${n}' not found`);
+}

@@ -1,0 +1,179 @@
+/**
+ * HTTP plumbing shared by every route: Ollama's error body, size-limited JSON bodies validated by zod, and
+ * NDJSON streams that end with an `{"error"}` line when something fails after the first byte.
+ *
+ * @module
+ */
+import type { z } from "zod";
+import { describeZodError } from "./types.ts";
+import { UserError } from "../util/errors.ts";
+
+/** An error with the HTTP status the daemon answers with. */
+export class HttpError extends Error {
+  /** HTTP status code. */
+  status: number;
+  /** Builds the error. */
+  constructor(status: number, message: string) {
+    super(message);
+    this.name = "HttpError";
+    this.status = status;
+  }
+}
+
+/** Largest JSON request body accepted (images travel base64 inside). */
+export const MAX_JSON_BODY = 100 * 1024 * 1024;
+
+const enc = new TextEncoder();
+
+/**
+ * An Ollama error response: `{"error": "..."}` with a status.
+ *
+ * @example
+ * ```ts
+ * return errorResponse(404, "model 'x' not found");
+ * ```
+ */
+export function errorResponse(status: number, message: string): Response {
+  return new Response(JSON.stringify({ error: message }), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+}
+
+/** A JSON response. */
+export function jsonResponse(value: unknown, status = 200): Response {
+  return new Response(JSON.stringify(value), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8" },
+  });
+}
+
+/** Maps any thrown value to an Ollama error response (HttpError status, UserError 400, else 500). */
+export function toErrorResponse(err: unknown): Response {
+  if (err instanceof HttpError) return errorResponse(err.status, err.message);
+  if (err instanceof UserError) return errorResponse(400, err.message);
+  return errorResponse(500, err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * Reads a request body as text, refusing more than `limit` bytes (413) before reading it all.
+ *
+ * @example
+ * ```ts
+ * const text = await readBodyText(req, 1024 * 1024);
+ * ```
+ */
+export async function readBodyText(req: Request, limit = MAX_JSON_BODY): Promise<string> {
+  const declared = Number(req.headers.get("content-length") ?? "NaN");
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new HttpError(413, `request body too large: ${declared} bytes, the limit is ${limit}`);
+  }
+  if (!req.body) return "";
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of req.body) {
+    total += chunk.length;
+    if (total > limit) throw new HttpError(413, `request body too large: the limit is ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    all.set(c, off);
+    off += c.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/**
+ * Reads and validates a JSON body as Ollama does: empty body is 400 `missing request body`, bad JSON is 400,
+ * a field of the wrong type is 400 naming the field; unknown fields are ignored.
+ *
+ * @example
+ * ```ts
+ * const body = await readJsonBody(req, ChatRequestSchema);
+ * ```
+ */
+export async function readJsonBody<S extends z.ZodType>(req: Request, schema: S): Promise<z.output<S>> {
+  const text = await readBodyText(req);
+  if (text.trim() === "") throw new HttpError(400, "missing request body");
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `invalid JSON in request body: ${(err as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new HttpError(400, "request body must be a JSON object");
+  }
+  const r = schema.safeParse(value);
+  if (!r.success) throw new HttpError(400, `invalid request: ${describeZodError(r.error)}`);
+  return r.data;
+}
+
+/**
+ * An NDJSON streaming response from an async generator of objects: one JSON object per line, never a blank
+ * line. The first object is produced before the response starts, so an error up to then gets its own status
+ * (see {@linkcode toErrorResponse}); an error thrown after streaming began becomes a last line
+ * `{"error": "..."}` and the status stays 200. `onClose` runs once when the stream ends, fails or the client
+ * goes away.
+ *
+ * @example
+ * ```ts
+ * return await ndjsonResponse((async function* () { yield { done: true }; })());
+ * ```
+ */
+export async function ndjsonResponse(gen: AsyncGenerator<unknown>, onClose?: () => void): Promise<Response> {
+  let closed = false;
+  const close = () => {
+    if (!closed) {
+      closed = true;
+      onClose?.();
+    }
+  };
+  let first: IteratorResult<unknown>;
+  try {
+    first = await gen.next();
+  } catch (err) {
+    close();
+    return toErrorResponse(err);
+  }
+  let pending: IteratorResult<unknown> | undefined = first;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        const r = pending ?? await gen.next();
+        pending = undefined;
+        if (r.done) {
+          ctrl.close();
+          close();
+          return;
+        }
+        ctrl.enqueue(enc.encode(JSON.stringify(r.value) + "\n"));
+      } catch (err) {
+        const msg = err instanceof Error ? err.message : String(err);
+        ctrl.enqueue(enc.encode(JSON.stringify({ error: msg }) + "\n"));
+        ctrl.close();
+        close();
+      }
+    },
+    async cancel() {
+      try {
+        await gen.return(undefined);
+      } finally {
+        close();
+      }
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
+}
+
+/** The current time as RFC 3339 with nanosecond-style fraction, as Ollama prints `created_at`. */
+export function nowRfc3339(): string {
+  return new Date().toISOString();
+}
+
+/** Milliseconds to integer nanoseconds. */
+export function msToNs(ms: number): number {
+  return Math.max(0, Math.round(ms * 1e6));
+}

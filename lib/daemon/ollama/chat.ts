@@ -1,0 +1,122 @@
+/**
+ * `POST /api/chat` on top of llama-server's `/v1/chat/completions` (its Jinja chat template, tool-call parser,
+ * JSON-schema grammar and reasoning parser do the model-specific work): Ollama's request in, Ollama's NDJSON
+ * lines out.
+ *
+ * @module
+ */
+import type { DaemonContext } from "../context.ts";
+import { findModel } from "../context.ts";
+import { HttpError, nowRfc3339, readJsonBody } from "../http.ts";
+import { parseKeepAlive } from "../keep_alive.ts";
+import { parseOptions } from "../options.ts";
+import { ChatRequestSchema } from "../types.ts";
+import { capabilities, embeddingOnly } from "./details.ts";
+import { responseFormat, samplingFields, thinkFields, toOpenAIMessages } from "./convert.ts";
+import { chatEvents } from "./events.ts";
+import { loadAnswer, runGeneration, type Shape } from "./run.ts";
+
+/** Checks `think` and images against what the model can do (Ollama's 400s). */
+export function checkCapabilities(
+  name: string,
+  caps: string[],
+  want: { think?: unknown; images?: boolean },
+): void {
+  const known = caps.length > 0;
+  if (
+    known && want.think !== undefined && want.think !== null && want.think !== false &&
+    !caps.includes("thinking")
+  ) {
+    throw new HttpError(400, `"${name}" does not support thinking`);
+  }
+  if (known && want.images && !caps.includes("vision")) {
+    throw new HttpError(
+      400,
+      `"${name}" does not support images (no vision projector found next to the model)`,
+    );
+  }
+}
+
+/**
+ * Answers `/api/chat`.
+ *
+ * @example
+ * ```ts
+ * const res = await handleChat(ctx, req);
+ * ```
+ */
+export async function handleChat(ctx: DaemonContext, req: Request): Promise<Response> {
+  const startedAt = performance.now();
+  const body = await readJsonBody(req, ChatRequestSchema);
+  const model = await findModel(ctx, body.model, { emptyStatus: 400, emptyMessage: "model is required" });
+  const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
+  const { load, sampling } = parseOptions(body.options);
+  const tl = body.top_logprobs ?? 0;
+  if (tl < 0 || tl > 20) throw new HttpError(400, "top_logprobs must be between 0 and 20");
+  if (embeddingOnly(model)) throw new HttpError(400, `"${body.model}" does not support chat`);
+  const messages = body.messages ?? [];
+  const base = { model: body.model, message: { role: "assistant", content: "" } };
+  if (messages.length === 0) {
+    if (body.keep_alive !== undefined && body.keep_alive !== null && keepAliveMs === 0) {
+      await ctx.scheduler.expire(model);
+      return loadAnswer(base, "unload");
+    }
+    const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
+    lease.release();
+    return loadAnswer(base, "load");
+  }
+  checkCapabilities(body.model, capabilities(model), {
+    think: body.think,
+    images: messages.some((m) => m.images?.length),
+  });
+  const upstream: Record<string, unknown> = {
+    messages: toOpenAIMessages(messages),
+    ...samplingFields(sampling),
+    ...thinkFields(body.think),
+  };
+  if (body.tools?.length) upstream.tools = body.tools;
+  const rf = responseFormat(body.format);
+  if (rf) upstream.response_format = rf;
+  if (body.logprobs) {
+    upstream.logprobs = true;
+    if (tl) upstream.top_logprobs = tl;
+  }
+  const name = body.model;
+  const shape: Shape = {
+    partial: (p) => ({
+      model: name,
+      created_at: nowRfc3339(),
+      message: {
+        role: "assistant",
+        content: p.text ?? "",
+        ...(p.thinking ? { thinking: p.thinking } : {}),
+        ...(p.tools ? { tool_calls: p.tools } : {}),
+      },
+      done: false,
+    }),
+    final: (all, reason, metrics) => ({
+      model: name,
+      created_at: nowRfc3339(),
+      message: {
+        role: "assistant",
+        content: all.text,
+        ...(all.thinking ? { thinking: all.thinking } : {}),
+        ...(all.tools.length ? { tool_calls: all.tools } : {}),
+      },
+      done: true,
+      done_reason: reason,
+      ...metrics,
+    }),
+  };
+  const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
+  return await runGeneration({
+    lease,
+    path: "/v1/chat/completions",
+    body: upstream,
+    events: chatEvents,
+    shape,
+    stream: body.stream !== false,
+    startedAt,
+    signal: req.signal,
+  });
+}

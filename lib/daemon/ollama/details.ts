@@ -1,0 +1,125 @@
+/**
+ * How an indexed GGUF model looks in Ollama's responses: `details` (family, parameter size, quantization),
+ * a digest, `model_info` keys in GGUF's own naming, and capabilities in Ollama's words.
+ *
+ * @module
+ */
+import type { CatalogModel } from "../catalog.ts";
+import type { ModelDetails } from "../types.ts";
+
+/** GGUF `general.file_type` numbers (llama.cpp's `llama_ftype`) and their names. */
+export const FILE_TYPES: Record<number, string> = {
+  0: "F32",
+  1: "F16",
+  2: "Q4_0",
+  3: "Q4_1",
+  7: "Q8_0",
+  8: "Q5_0",
+  9: "Q5_1",
+  10: "Q2_K",
+  11: "Q3_K_S",
+  12: "Q3_K_M",
+  13: "Q3_K_L",
+  14: "Q4_K_S",
+  15: "Q4_K_M",
+  16: "Q5_K_S",
+  17: "Q5_K_M",
+  18: "Q6_K",
+  19: "IQ2_XXS",
+  20: "IQ2_XS",
+  21: "Q2_K_S",
+  22: "IQ3_XS",
+  23: "IQ3_XXS",
+  24: "IQ1_S",
+  25: "IQ4_NL",
+  26: "IQ3_S",
+  27: "IQ3_M",
+  28: "IQ2_S",
+  29: "IQ2_M",
+  30: "IQ4_XS",
+  31: "IQ1_M",
+  32: "BF16",
+  36: "TQ1_0",
+  37: "TQ2_0",
+  38: "MXFP4",
+};
+
+/** `7615616512` -> `"7.6B"`, `134515008` -> `"134.52M"`, as Ollama formats parameter counts. */
+export function formatParameterCount(n: number | undefined): string {
+  if (!n || !Number.isFinite(n)) return "";
+  const units: [number, string][] = [[1e12, "T"], [1e9, "B"], [1e6, "M"], [1e3, "K"]];
+  for (const [v, u] of units) {
+    if (n >= v) {
+      const x = n / v;
+      const s = x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+      return `${Number(s)}${u}`;
+    }
+  }
+  return String(n);
+}
+
+/** The quantization name of a model, e.g. `Q4_K_M`. */
+export function quantizationLevel(fileType: number | string | undefined): string {
+  if (typeof fileType === "string") return fileType.toUpperCase();
+  if (typeof fileType === "number") return FILE_TYPES[fileType] ?? `type ${fileType}`;
+  return "";
+}
+
+/** `details` of a model. */
+export function modelDetails(m: CatalogModel): ModelDetails {
+  const f = m.entry.facts;
+  const family = String(f.architecture ?? "");
+  return {
+    parent_model: "",
+    format: "gguf",
+    family,
+    families: family ? [family] : null,
+    parameter_size: formatParameterCount(Number(f.parameterCount ?? 0)),
+    quantization_level: quantizationLevel(f.fileType as number | string | undefined),
+  };
+}
+
+/**
+ * A stable digest for a model: the SHA-256 of its path, size and modification time (hashing the whole file
+ * would read gigabytes on every listing). It changes when the file changes.
+ */
+export async function modelDigest(m: CatalogModel): Promise<string> {
+  const text = `${m.entry.path}\0${m.entry.sizeBytes}\0${m.entry.mtimeMs}`;
+  const buf = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Ollama's capability names for a model: completion, embedding, vision, tools, thinking, insert. */
+export function capabilities(m: CatalogModel): string[] {
+  const caps = new Set((m.entry.facts.capabilities ?? []).map(String));
+  if (m.entry.mmproj) caps.add("vision");
+  if (caps.size === 0) caps.add("completion");
+  return [...caps];
+}
+
+/** True when the model only makes embeddings (no text generation). */
+export function embeddingOnly(m: CatalogModel): boolean {
+  const caps = capabilities(m);
+  return caps.includes("embedding") && !caps.includes("completion");
+}
+
+/** `model_info` in GGUF key names, from the facts the index keeps. */
+export function modelInfo(m: CatalogModel): Record<string, unknown> {
+  const f = m.entry.facts;
+  const arch = String(f.architecture ?? "unknown");
+  const info: Record<string, unknown> = {
+    "general.architecture": arch,
+  };
+  const put = (k: string, v: unknown) => {
+    if (v !== undefined && v !== null && v !== "") info[k] = v;
+  };
+  put("general.parameter_count", f.parameterCount);
+  put("general.file_type", f.fileType);
+  put("general.name", f.name ?? f.modelName);
+  put(`${arch}.context_length`, f.contextLength);
+  put(`${arch}.embedding_length`, f.embeddingLength);
+  put(`${arch}.block_count`, f.blockCount);
+  put(`${arch}.attention.head_count`, f.headCount);
+  put(`${arch}.attention.head_count_kv`, f.headCountKv);
+  return info;
+}

@@ -1,0 +1,111 @@
+/**
+ * `POST /api/generate`: a prompt (with `system` and `images`) through llama-server's chat template, a `raw`
+ * prompt through `/completion`, and a `suffix` (fill in the middle) through `/infill`.
+ *
+ * @module
+ */
+import type { DaemonContext } from "../context.ts";
+import { findModel } from "../context.ts";
+import { HttpError, nowRfc3339, readJsonBody } from "../http.ts";
+import { parseKeepAlive } from "../keep_alive.ts";
+import { parseOptions } from "../options.ts";
+import { GenerateRequestSchema } from "../types.ts";
+import { capabilities, embeddingOnly } from "./details.ts";
+import { completionSchema, imagePart, responseFormat, samplingFields, thinkFields } from "./convert.ts";
+import { chatEvents, completionEvents } from "./events.ts";
+import { loadAnswer, runGeneration, type Shape } from "./run.ts";
+import { checkCapabilities } from "./chat.ts";
+
+/**
+ * Answers `/api/generate`.
+ *
+ * @example
+ * ```ts
+ * const res = await handleGenerate(ctx, req);
+ * ```
+ */
+export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<Response> {
+  const startedAt = performance.now();
+  const body = await readJsonBody(req, GenerateRequestSchema);
+  const tl = body.top_logprobs ?? 0;
+  if (tl < 0 || tl > 20) throw new HttpError(400, "top_logprobs must be between 0 and 20");
+  const model = await findModel(ctx, body.model, {
+    emptyStatus: 404,
+    emptyMessage: `model '${body.model}' not found`,
+  });
+  const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
+  const { load, sampling } = parseOptions(body.options);
+  const prompt = body.prompt ?? "";
+  const base = { model: body.model, response: "" };
+  if (prompt === "" && body.keep_alive !== undefined && body.keep_alive !== null && keepAliveMs === 0) {
+    await ctx.scheduler.expire(model);
+    return loadAnswer(base, "unload");
+  }
+  if (body.raw && (body.template || body.system || body.context?.length)) {
+    throw new HttpError(400, "raw mode does not support template, system, or context");
+  }
+  if (embeddingOnly(model)) throw new HttpError(400, `"${body.model}" does not support generate`);
+  checkCapabilities(body.model, capabilities(model), { think: body.think, images: !!body.images?.length });
+  if (prompt === "") {
+    const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
+    lease.release();
+    return loadAnswer(base, "load");
+  }
+  let path: string;
+  let upstream: Record<string, unknown>;
+  let events = chatEvents;
+  if (body.suffix) {
+    path = "/infill";
+    events = completionEvents;
+    upstream = { input_prefix: prompt, input_suffix: body.suffix, prompt: "", ...samplingFields(sampling) };
+  } else if (body.raw) {
+    if (body.images?.length) throw new HttpError(400, "raw mode does not support images");
+    path = "/completion";
+    events = completionEvents;
+    upstream = { prompt, ...samplingFields(sampling), ...completionSchema(body.format) };
+  } else {
+    path = "/v1/chat/completions";
+    const user = body.images?.length
+      ? { role: "user", content: [{ type: "text", text: prompt }, ...body.images.map(imagePart)] }
+      : { role: "user", content: prompt };
+    upstream = {
+      messages: [...(body.system ? [{ role: "system", content: body.system }] : []), user],
+      ...samplingFields(sampling),
+      ...thinkFields(body.think),
+    };
+    const rf = responseFormat(body.format);
+    if (rf) upstream.response_format = rf;
+  }
+  const name = body.model;
+  const shape: Shape = {
+    partial: (p) => ({
+      model: name,
+      created_at: nowRfc3339(),
+      response: p.text ?? "",
+      ...(p.thinking ? { thinking: p.thinking } : {}),
+      ...(p.tools ? { tool_calls: p.tools } : {}),
+      done: false,
+    }),
+    final: (all, reason, metrics) => ({
+      model: name,
+      created_at: nowRfc3339(),
+      response: all.text,
+      ...(all.thinking ? { thinking: all.thinking } : {}),
+      ...(all.tools.length ? { tool_calls: all.tools } : {}),
+      done: true,
+      done_reason: reason,
+      ...metrics,
+    }),
+  };
+  const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
+  return await runGeneration({
+    lease,
+    path,
+    body: upstream,
+    events,
+    shape,
+    stream: body.stream !== false,
+    startedAt,
+    signal: req.signal,
+  });
+}

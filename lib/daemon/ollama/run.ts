@@ -1,0 +1,116 @@
+/**
+ * The part chat and generate share: hold a lease on a runner, send one request to llama-server, and turn the
+ * event stream into Ollama's NDJSON lines (or one JSON object when `stream` is false), releasing the runner
+ * when the answer is written or the client goes away.
+ *
+ * @module
+ */
+import type { Lease } from "../scheduler.ts";
+import { jsonResponse, msToNs, ndjsonResponse, nowRfc3339 } from "../http.ts";
+import { postUpstream } from "../upstream.ts";
+import type { GenEvent, OllamaToolCall } from "./events.ts";
+import type { DoneReason, Metrics } from "../types.ts";
+
+/** How one endpoint shapes its lines. */
+export interface Shape {
+  /** A partial line for text, thinking or tool calls. */
+  partial(part: { text?: string; thinking?: string; tools?: OllamaToolCall[] }): Record<string, unknown>;
+  /** The final line (or the whole non-streamed object) with the totals. */
+  final(
+    all: { text: string; thinking: string; tools: OllamaToolCall[] },
+    reason: DoneReason,
+    metrics: Metrics,
+  ): Record<string, unknown>;
+}
+
+/** Options for {@linkcode runGeneration}. */
+export interface RunOptions {
+  /** The runner, released by this function. */
+  lease: Lease;
+  /** llama-server path (`/v1/chat/completions`, `/completion`, `/infill`). */
+  path: string;
+  /** llama-server request body (`stream: true` is set here). */
+  body: Record<string, unknown>;
+  /** Parser for the SSE answer. */
+  events: (res: Response) => AsyncGenerator<GenEvent>;
+  /** Output shape. */
+  shape: Shape;
+  /** `stream` from the request (default true). */
+  stream: boolean;
+  /** When the request arrived (performance.now()). */
+  startedAt: number;
+  /** The client's request signal (aborts llama-server's work when the client leaves). */
+  signal: AbortSignal;
+}
+
+/**
+ * Runs one generation and answers in Ollama's format.
+ *
+ * @example
+ * ```ts
+ * return await runGeneration({ lease, path: "/v1/chat/completions", body, events: chatEvents, shape, stream: true,
+ *   startedAt: performance.now(), signal: req.signal });
+ * ```
+ */
+export async function runGeneration(o: RunOptions): Promise<Response> {
+  const abort = new AbortController();
+  const onAbort = () => abort.abort();
+  o.signal.addEventListener("abort", onAbort, { once: true });
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    o.signal.removeEventListener("abort", onAbort);
+    o.lease.release();
+  };
+  let res: Response;
+  try {
+    res = await postUpstream(o.lease.url, o.path, { ...o.body, stream: true }, abort.signal);
+  } catch (err) {
+    release();
+    throw err;
+  }
+  const totals = (m: Metrics): Metrics => ({
+    total_duration: msToNs(performance.now() - o.startedAt),
+    load_duration: msToNs(o.lease.loadMs),
+    ...m,
+  });
+  if (!o.stream) {
+    try {
+      const all = { text: "", thinking: "", tools: [] as OllamaToolCall[] };
+      for await (const ev of o.events(res)) {
+        if (ev.kind === "text") all.text += ev.text;
+        else if (ev.kind === "thinking") all.thinking += ev.text;
+        else if (ev.kind === "tools") all.tools.push(...ev.calls);
+        else if (ev.kind === "done") return jsonResponse(o.shape.final(all, ev.reason, totals(ev.metrics)));
+      }
+      throw new Error("llama-server ended the answer early");
+    } finally {
+      abort.abort();
+      release();
+    }
+  }
+  const shape = o.shape;
+  const gen = (async function* () {
+    try {
+      for await (const ev of o.events(res)) {
+        if (ev.kind === "text") yield shape.partial({ text: ev.text });
+        else if (ev.kind === "thinking") yield shape.partial({ thinking: ev.text });
+        else if (ev.kind === "tools") yield shape.partial({ tools: ev.calls });
+        else if (ev.kind === "done") {
+          yield shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
+          return;
+        }
+      }
+      throw new Error("llama-server ended the answer early");
+    } finally {
+      abort.abort();
+    }
+  })();
+  return await ndjsonResponse(gen, release);
+}
+
+/** The answer to a load or unload request (empty prompt or messages): `done` at once with the reason. */
+export function loadAnswer(base: Record<string, unknown>, reason: "load" | "unload"): Response {
+  return jsonResponse({ ...base, created_at: nowRfc3339(), done: true, done_reason: reason });
+}

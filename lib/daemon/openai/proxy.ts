@@ -1,0 +1,147 @@
+/**
+ * The OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings` are routed by
+ * their `model` to that model's llama-server and streamed through byte for byte (llama-server speaks this API
+ * itself); `/v1/models` and `/v1/models/:id` list the catalogue. Errors use OpenAI's body
+ * (`{"error": {"message", "type", "param", "code"}}`).
+ *
+ * @module
+ */
+import type { DaemonContext } from "../context.ts";
+import { findModel } from "../context.ts";
+import { HttpError, readBodyText } from "../http.ts";
+import { UserError } from "../../util/errors.ts";
+
+/** OpenAI's error body for a status. */
+export function openaiError(status: number, message: string): Response {
+  const type = status === 404 ? "not_found_error" : status >= 500 ? "api_error" : "invalid_request_error";
+  return new Response(JSON.stringify({ error: { message, type, param: null, code: null } }), {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+/** Maps a thrown value to an OpenAI error response. */
+export function toOpenAIError(err: unknown): Response {
+  if (err instanceof HttpError) return openaiError(err.status, err.message);
+  if (err instanceof UserError) return openaiError(400, err.message);
+  return openaiError(500, err instanceof Error ? err.message : String(err));
+}
+
+/**
+ * Proxies one OpenAI request to the model's llama-server.
+ *
+ * @example
+ * ```ts
+ * const res = await proxyOpenAI(ctx, req, "/v1/chat/completions");
+ * ```
+ */
+export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string): Promise<Response> {
+  const text = await readBodyText(req);
+  if (!text.trim()) throw new HttpError(400, "missing request body");
+  let body: Record<string, unknown>;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `invalid JSON in request body: ${(err as Error).message}`);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new HttpError(400, "request body must be a JSON object");
+  }
+  if (typeof body.model !== "string") throw new HttpError(400, "model is required");
+  const model = await findModel(ctx, body.model);
+  const embedding = path === "/v1/embeddings";
+  const lease = await ctx.scheduler.acquire({ model, keepAliveMs: ctx.defaultKeepAliveMs, embedding });
+  let res: Response;
+  try {
+    res = await fetch(lease.url + path, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: text,
+      signal: req.signal,
+    });
+  } catch (err) {
+    lease.release();
+    throw new HttpError(500, `llama-server did not answer: ${(err as Error).message}`);
+  }
+  if (!res.body) {
+    lease.release();
+    return new Response(null, { status: res.status });
+  }
+  let released = false;
+  const release = () => {
+    if (!released) {
+      released = true;
+      lease.release();
+    }
+  };
+  const reader = res.body.getReader();
+  const out = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        const { value, done } = await reader.read();
+        if (done) {
+          ctrl.close();
+          release();
+        } else ctrl.enqueue(value);
+      } catch (err) {
+        release();
+        ctrl.error(err);
+      }
+    },
+    cancel() {
+      reader.cancel().catch(() => {});
+      release();
+    },
+  }, { highWaterMark: 0 });
+  const headers = new Headers();
+  for (const h of ["content-type", "cache-control"]) {
+    const v = res.headers.get(h);
+    if (v) headers.set(h, v);
+  }
+  return new Response(out, { status: res.status, headers });
+}
+
+function ownedBy(name: string): string {
+  const parts = name.split(":")[0].split("/");
+  return parts.length >= 2 ? parts[parts.length - 2] : "library";
+}
+
+/**
+ * `GET /v1/models`.
+ *
+ * @example
+ * ```ts
+ * const res = await handleOpenAIModels(ctx);
+ * ```
+ */
+export async function handleOpenAIModels(ctx: DaemonContext): Promise<Response> {
+  const models = await ctx.catalog.list();
+  return Response.json({
+    object: "list",
+    data: models.map((m) => ({
+      id: m.name,
+      object: "model",
+      created: Math.floor(m.entry.mtimeMs / 1000),
+      owned_by: ownedBy(m.name),
+    })),
+  });
+}
+
+/**
+ * `GET /v1/models/:id`.
+ *
+ * @example
+ * ```ts
+ * const res = await handleOpenAIModel(ctx, "smollm2:latest");
+ * ```
+ */
+export async function handleOpenAIModel(ctx: DaemonContext, id: string): Promise<Response> {
+  const m = await ctx.catalog.find(id);
+  if (!m) throw new HttpError(404, `model "${id}" not found`);
+  return Response.json({
+    id: m.name,
+    object: "model",
+    created: Math.floor(m.entry.mtimeMs / 1000),
+    owned_by: ownedBy(m.name),
+  });
+}

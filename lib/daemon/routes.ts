@@ -1,0 +1,117 @@
+/**
+ * The route table: every endpoint in one screen, with the cross-cutting middleware (Host/Origin/API-key
+ * checks, error bodies in Ollama's or OpenAI's shape, 404 and 405 as Ollama answers them).
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { DaemonContext } from "./context.ts";
+import { checkAccess } from "./security.ts";
+import { jsonResponse, toErrorResponse } from "./http.ts";
+import { handleTags } from "./ollama/tags.ts";
+import { handlePs } from "./ollama/ps.ts";
+import { handleShow, type ParameterLines } from "./ollama/show.ts";
+import { handleGenerate } from "./ollama/generate.ts";
+import { handleChat } from "./ollama/chat.ts";
+import { handleEmbed, handleEmbeddings } from "./ollama/embed.ts";
+import { handleCopy, handleCreate, handleDelete, handlePull, handlePush } from "./ollama/manage.ts";
+import { handleHeadBlob, handlePostBlob } from "./ollama/blobs.ts";
+import { handleOpenAIModel, handleOpenAIModels, proxyOpenAI, toOpenAIError } from "./openai/proxy.ts";
+
+/** Options for {@linkcode createRoutes}. */
+export interface RouteOptions {
+  /** The address the daemon listens on (Host checks apply on loopback). */
+  listenHost: string;
+  /** Allowed origins (patterns). */
+  origins: string[];
+  /** Required API key, if any. */
+  apiKey?: string;
+  /** Preset parameter lines for `/api/show`. */
+  parameters?: ParameterLines;
+}
+
+const ROUTES: [string, string][] = [
+  ["GET", "/"],
+  ["HEAD", "/"],
+  ["GET", "/api/version"],
+  ["HEAD", "/api/version"],
+  ["GET", "/api/tags"],
+  ["HEAD", "/api/tags"],
+  ["GET", "/api/ps"],
+  ["POST", "/api/show"],
+  ["POST", "/api/generate"],
+  ["POST", "/api/chat"],
+  ["POST", "/api/embed"],
+  ["POST", "/api/embeddings"],
+  ["POST", "/api/copy"],
+  ["DELETE", "/api/delete"],
+  ["POST", "/api/pull"],
+  ["POST", "/api/push"],
+  ["POST", "/api/create"],
+  ["HEAD", "/api/blobs/*"],
+  ["POST", "/api/blobs/*"],
+  ["GET", "/v1/models"],
+  ["GET", "/v1/models/*"],
+  ["POST", "/v1/chat/completions"],
+  ["POST", "/v1/completions"],
+  ["POST", "/v1/embeddings"],
+];
+
+function knownPath(path: string): boolean {
+  return ROUTES.some(([, p]) => p === path || (p.endsWith("/*") && path.startsWith(p.slice(0, -1))));
+}
+
+/**
+ * Builds the Hono app for a daemon context.
+ *
+ * @example
+ * ```ts
+ * const app = createRoutes(ctx, { listenHost: "127.0.0.1", origins: allowedOrigins([]) });
+ * Deno.serve({ port: 11434 }, app.fetch);
+ * ```
+ */
+export function createRoutes(ctx: DaemonContext, options: RouteOptions): Hono {
+  const app = new Hono();
+  const running = () =>
+    new Response("Ollama is running", { headers: { "content-type": "text/plain; charset=utf-8" } });
+
+  app.use("*", async (c, next) => {
+    const access = checkAccess(c.req.raw, options);
+    if (access instanceof Response) return access;
+    await next();
+    for (const [k, v] of Object.entries(access)) c.res.headers.set(k, v);
+  });
+
+  app.onError((err, c) => {
+    if (!(err instanceof Error && err.name === "HttpError")) ctx.log(`error: ${c.req.path}: ${String(err)}`);
+    return c.req.path.startsWith("/v1/") ? toOpenAIError(err) : toErrorResponse(err);
+  });
+  app.notFound((c) => {
+    if (knownPath(c.req.path)) return new Response("405 method not allowed", { status: 405 });
+    return new Response("404 page not found", { status: 404, headers: { "content-type": "text/plain" } });
+  });
+
+  app.get("/", running); // Hono answers HEAD from GET routes with an empty body.
+  app.get("/api/version", () => jsonResponse({ version: ctx.version }));
+  app.get("/api/tags", () => handleTags(ctx));
+  app.get("/api/ps", () => handlePs(ctx));
+  app.post("/api/show", (c) => handleShow(ctx, c.req.raw, options.parameters));
+  app.post("/api/generate", (c) => handleGenerate(ctx, c.req.raw));
+  app.post("/api/chat", (c) => handleChat(ctx, c.req.raw));
+  app.post("/api/embed", (c) => handleEmbed(ctx, c.req.raw));
+  app.post("/api/embeddings", (c) => handleEmbeddings(ctx, c.req.raw));
+  app.post("/api/copy", (c) => handleCopy(ctx, c.req.raw));
+  app.delete("/api/delete", (c) => handleDelete(ctx, c.req.raw));
+  app.post("/api/pull", (c) => handlePull(ctx, c.req.raw));
+  app.post("/api/push", () => handlePush());
+  app.post("/api/create", (c) => handleCreate(ctx, c.req.raw));
+  app.on("HEAD", "/api/blobs/:digest", (c) => handleHeadBlob(ctx, c.req.param("digest")));
+  app.post("/api/blobs/:digest", (c) => handlePostBlob(ctx, c.req.param("digest"), c.req.raw));
+
+  app.get("/v1/models", () => handleOpenAIModels(ctx));
+  app.get("/v1/models/:id{.+}", (c) => handleOpenAIModel(ctx, c.req.param("id")));
+  app.post("/v1/chat/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/chat/completions"));
+  app.post("/v1/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/completions"));
+  app.post("/v1/embeddings", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/embeddings"));
+  return app;
+}

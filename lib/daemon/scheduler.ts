@@ -1,0 +1,365 @@
+/**
+ * The scheduler: one llama-server per loaded model. A request asks for a runner with {@linkcode Scheduler.acquire},
+ * gets a lease when the model is loaded (started on first use, never twice for concurrent requests), and
+ * releases it when its answer is written. Loading, reloading when load-time options change, keep-alive
+ * expiry and least-recently-used eviction past `max_loaded_models` live here and nowhere else.
+ *
+ * Runner states: `loading` -> `ready` -> `unloading` -> gone. A runner whose start failed is dropped and every
+ * request waiting on it gets the error.
+ *
+ * @module
+ */
+import type { CatalogModel } from "./catalog.ts";
+import type { LoadOptions } from "./options.ts";
+import { loadKey } from "./options.ts";
+
+/** What the scheduler asks a launcher to start. */
+export interface LaunchSpec {
+  /** Unique server name for this runner. */
+  serverName: string;
+  /** The model. */
+  model: CatalogModel;
+  /** Effective load-time options (ctx always set). */
+  load: LoadOptions & { ctx: number };
+  /** Start in embeddings mode (`--embeddings`). */
+  embedding: boolean;
+}
+
+/** A started server. */
+export interface Launched {
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** Its pid. */
+  pid?: number;
+  /** Estimated memory use in bytes (weights + KV cache). */
+  sizeBytes?: number;
+  /** Bytes of that in GPU memory. */
+  sizeVramBytes?: number;
+}
+
+/** Starts and stops llama-servers (lib/server in the daemon; tests may pass the same). */
+export interface Launcher {
+  /** Starts a server and resolves when it answers `/health`. */
+  start(spec: LaunchSpec): Promise<Launched>;
+  /** Stops a server by name. */
+  stop(serverName: string): Promise<void>;
+  /** Resolves the load options of a model when the request gives none (preset ctx/ngl). */
+  defaults?(model: CatalogModel): { ctx?: number; ngl?: number };
+}
+
+/** A loaded (or loading) model as `/api/ps` shows it. */
+export interface RunnerInfo {
+  /** Name it was loaded under. */
+  name: string;
+  /** The model. */
+  model: CatalogModel;
+  /** `loading`, `ready` or `unloading`. */
+  state: "loading" | "ready" | "unloading";
+  /** Base URL once ready. */
+  url?: string;
+  /** Server pid. */
+  pid?: number;
+  /** Requests in flight. */
+  refs: number;
+  /** When it unloads (ms since epoch; Infinity = never). */
+  expiresAt: number;
+  /** Context size it runs with. */
+  ctx: number;
+  /** Estimated bytes. */
+  sizeBytes: number;
+  /** Bytes in GPU memory. */
+  sizeVramBytes: number;
+  /** Embeddings mode. */
+  embedding: boolean;
+}
+
+/** A runner handed to one request. */
+export interface Lease {
+  /** llama-server's base URL. */
+  url: string;
+  /** Time this request waited for the model to load, in ms (0 when it was loaded). */
+  loadMs: number;
+  /** Context size. */
+  ctx: number;
+  /** Gives the runner back; call exactly once (extra calls are ignored). */
+  release(): void;
+}
+
+/** What a request asks for. */
+export interface AcquireRequest {
+  /** The model. */
+  model: CatalogModel;
+  /** Load-time options from the request. */
+  load?: LoadOptions;
+  /** Needs embeddings mode. */
+  embedding?: boolean;
+  /** Keep-alive after this request, ms (Infinity = forever, 0 = unload when idle). */
+  keepAliveMs: number;
+}
+
+/** The scheduler's operations. */
+export interface Scheduler {
+  /** Gets a ready runner for a model, loading or reloading it as needed. */
+  acquire(req: AcquireRequest): Promise<Lease>;
+  /** Unloads a model now if idle, else as soon as its requests finish. */
+  expire(model: CatalogModel): Promise<void>;
+  /** The loaded models, latest expiry first. */
+  list(): RunnerInfo[];
+  /** Stops every server (daemon shutdown). */
+  stopAll(): Promise<void>;
+}
+
+/** Options for {@linkcode createScheduler}. */
+export interface SchedulerOptions {
+  /** Starts and stops servers. */
+  launcher: Launcher;
+  /** Most models loaded at once (LRU eviction beyond). */
+  maxLoaded: number;
+  /** Default context when neither request nor preset sets one (Ollama: 4096). */
+  defaultCtx?: number;
+  /** Called on state changes, for logs. */
+  log?: (line: string) => void;
+}
+
+interface Runner extends RunnerInfo {
+  key: string;
+  serverName: string;
+  loadKey: string;
+  keepAliveMs: number;
+  lastUsed: number;
+  ready: Promise<Launched>;
+  loadStarted: number;
+  timer?: ReturnType<typeof setTimeout>;
+  stopped?: Promise<void>;
+  expireWhenIdle?: boolean;
+}
+
+/** A file-name-safe server name for a model. */
+export function serverNameFor(model: CatalogModel, embedding: boolean): string {
+  const slug = model.entry.path.split("/").pop()!.replace(/\.gguf$/i, "").replace(/[^A-Za-z0-9_.-]+/g, "-")
+    .slice(0, 60);
+  let h = 0;
+  for (const c of model.entry.path) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return `daemon-${slug}-${h.toString(16)}${embedding ? "-embed" : ""}`;
+}
+
+/**
+ * Creates a scheduler.
+ *
+ * @example
+ * ```ts
+ * const sched = createScheduler({ launcher, maxLoaded: 3 });
+ * const lease = await sched.acquire({ model, keepAliveMs: 300_000 });
+ * try { await fetch(lease.url + "/health"); } finally { lease.release(); }
+ * ```
+ */
+export function createScheduler(options: SchedulerOptions): Scheduler {
+  const runners = new Map<string, Runner>();
+  const log = options.log ?? (() => {});
+  let wake: { promise: Promise<void>; resolve: () => void } = Promise.withResolvers<void>();
+  const notify = () => {
+    const w = wake;
+    wake = Promise.withResolvers<void>();
+    w.resolve();
+  };
+
+  const unload = (r: Runner): Promise<void> => {
+    if (r.stopped) return r.stopped;
+    r.state = "unloading";
+    if (r.timer !== undefined) clearTimeout(r.timer);
+    r.timer = undefined;
+    log(`unloading ${r.name}`);
+    r.stopped = (async () => {
+      try {
+        await r.ready.catch(() => {});
+        await options.launcher.stop(r.serverName);
+      } catch (err) {
+        log(`stopping ${r.name} failed: ${(err as Error).message}`);
+      } finally {
+        if (runners.get(r.key) === r) runners.delete(r.key);
+        notify();
+      }
+    })();
+    return r.stopped;
+  };
+
+  const scheduleExpiry = (r: Runner) => {
+    if (r.timer !== undefined) clearTimeout(r.timer);
+    r.timer = undefined;
+    if (r.refs > 0 || r.state !== "ready") return;
+    if (r.keepAliveMs <= 0 || r.expireWhenIdle) {
+      r.expiresAt = Date.now();
+      void unload(r);
+      return;
+    }
+    r.expiresAt = Date.now() + r.keepAliveMs;
+    if (Number.isFinite(r.keepAliveMs)) {
+      // setTimeout caps at 2^31-1 ms; longer waits re-arm.
+      const wait = Math.min(r.keepAliveMs, 2_147_483_647);
+      r.timer = setTimeout(() => {
+        r.timer = undefined;
+        if (r.refs === 0 && r.state === "ready") {
+          if (Date.now() >= r.expiresAt - 5) void unload(r);
+          else scheduleExpiry(r);
+        }
+      }, wait);
+    }
+  };
+
+  const lease = (r: Runner, launched: Launched, loadMs: number): Lease => {
+    let done = false;
+    return {
+      url: launched.url,
+      loadMs,
+      ctx: r.ctx,
+      release() {
+        if (done) return;
+        done = true;
+        r.refs--;
+        r.lastUsed = Date.now();
+        if (r.refs === 0) {
+          scheduleExpiry(r);
+          notify();
+        }
+      },
+    };
+  };
+
+  const effective = (req: AcquireRequest): LoadOptions & { ctx: number } => {
+    const d = options.launcher.defaults?.(req.model) ?? {};
+    const trained = Number(req.model.entry.facts.contextLength ?? 0);
+    let ctx = req.load?.ctx ?? d.ctx ?? options.defaultCtx ?? 4096;
+    if (req.load?.ctx === undefined && d.ctx === undefined && trained > 0) ctx = Math.min(ctx, trained);
+    return { ...req.load, ctx, ngl: req.load?.ngl ?? d.ngl };
+  };
+
+  const acquire = async (req: AcquireRequest): Promise<Lease> => {
+    const embedding = req.embedding ?? false;
+    const load = effective(req);
+    const key = req.model.entry.path;
+    const want = loadKey(load) + (embedding ? "+embed" : "");
+    const t0 = performance.now();
+    while (true) {
+      const r = runners.get(key);
+      if (r) {
+        if (r.state === "unloading") {
+          await r.stopped;
+          continue;
+        }
+        if (r.loadKey === want) {
+          r.refs++;
+          r.keepAliveMs = req.keepAliveMs;
+          r.expireWhenIdle = false;
+          if (r.timer !== undefined) clearTimeout(r.timer);
+          r.timer = undefined;
+          r.expiresAt = Date.now() + (Number.isFinite(r.keepAliveMs) ? r.keepAliveMs : Infinity);
+          const wasLoading = r.state === "loading";
+          let launched: Launched;
+          try {
+            launched = await r.ready;
+          } catch (err) {
+            r.refs--;
+            throw err;
+          }
+          r.lastUsed = Date.now();
+          return lease(r, launched, wasLoading ? performance.now() - t0 : 0);
+        }
+        // Different load options: wait for its requests, then reload.
+        if (r.refs > 0) {
+          await wake.promise;
+          continue;
+        }
+        log(`reloading ${r.name}: load options changed`);
+        await unload(r);
+        continue;
+      }
+      const active = [...runners.values()].filter((x) => x.state !== "unloading");
+      if (active.length >= options.maxLoaded) {
+        const idle = active.filter((x) => x.refs === 0 && x.state === "ready").sort((a, b) =>
+          a.lastUsed - b.lastUsed
+        );
+        if (idle.length) {
+          log(`evicting ${idle[0].name} (max_loaded_models ${options.maxLoaded})`);
+          await unload(idle[0]);
+        } else {
+          await wake.promise;
+        }
+        continue;
+      }
+      const serverName = serverNameFor(req.model, embedding);
+      const runner: Runner = {
+        key,
+        name: req.model.name,
+        model: req.model,
+        state: "loading",
+        refs: 1,
+        expiresAt: Infinity,
+        ctx: load.ctx,
+        sizeBytes: req.model.entry.sizeBytes,
+        sizeVramBytes: 0,
+        embedding,
+        serverName,
+        loadKey: want,
+        keepAliveMs: req.keepAliveMs,
+        lastUsed: Date.now(),
+        loadStarted: performance.now(),
+        ready: undefined as unknown as Promise<Launched>,
+      };
+      log(`loading ${runner.name} (ctx ${load.ctx}${embedding ? ", embeddings" : ""})`);
+      runner.ready = options.launcher.start({ serverName, model: req.model, load, embedding });
+      runners.set(key, runner);
+      let launched: Launched;
+      try {
+        launched = await runner.ready;
+      } catch (err) {
+        if (runners.get(key) === runner) runners.delete(key);
+        notify();
+        throw err;
+      }
+      runner.state = runner.state === "loading" ? "ready" : runner.state;
+      runner.url = launched.url;
+      runner.pid = launched.pid;
+      runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
+      runner.sizeVramBytes = launched.sizeVramBytes ?? 0;
+      runner.expiresAt = Date.now() + runner.keepAliveMs;
+      log(
+        `loaded ${runner.name} at ${launched.url} in ${
+          Math.round(performance.now() - runner.loadStarted)
+        } ms`,
+      );
+      return lease(runner, launched, performance.now() - t0);
+    }
+  };
+
+  return {
+    acquire,
+    async expire(model) {
+      const r = runners.get(model.entry.path);
+      if (!r) return;
+      r.expireWhenIdle = true;
+      r.keepAliveMs = 0;
+      if (r.refs === 0) {
+        await r.ready.catch(() => {});
+        await unload(r);
+      }
+    },
+    list() {
+      return [...runners.values()].map((r) => ({
+        name: r.name,
+        model: r.model,
+        state: r.state,
+        url: r.url,
+        pid: r.pid,
+        refs: r.refs,
+        expiresAt: r.refs > 0 ? Date.now() + r.keepAliveMs : r.expiresAt,
+        ctx: r.ctx,
+        sizeBytes: r.sizeBytes,
+        sizeVramBytes: r.sizeVramBytes,
+        embedding: r.embedding,
+      })).sort((a, b) => b.expiresAt - a.expiresAt);
+    },
+    async stopAll() {
+      await Promise.all([...runners.values()].map((r) => unload(r)));
+    },
+  };
+}

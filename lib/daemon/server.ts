@@ -1,0 +1,187 @@
+/**
+ * Starting and stopping the daemon: resolve host, port, keep-alive and origins from flags, environment
+ * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_API_KEY` is the client's, the daemon's key is
+ * `LLAMA_MGR_API_KEY` or the config) and config; clean up servers orphaned by a daemon that was killed; serve
+ * the routes on `Deno.serve`; on close, stop every llama-server this daemon started.
+ *
+ * @module
+ */
+import type { Paths } from "../config/paths.ts";
+import type { Config } from "../config/schema.ts";
+import { UserError } from "../util/errors.ts";
+import { VERSION } from "../version.ts";
+import { type CatalogSourceEntry, createCatalog } from "./catalog.ts";
+import type { DaemonContext } from "./context.ts";
+import { defaultKeepAlive } from "./keep_alive.ts";
+import { createRoutes } from "./routes.ts";
+import { createScheduler, type Launcher } from "./scheduler.ts";
+import { allowedOrigins } from "./security.ts";
+
+/** Options for {@linkcode startDaemon}. */
+export interface DaemonOptions {
+  /** Data locations. */
+  paths: Paths;
+  /** Validated config. */
+  config: Config;
+  /** Address to listen on (default: `OLLAMA_HOST`, then config `daemon.host`, 127.0.0.1). */
+  host?: string;
+  /** Port (default: `OLLAMA_HOST`'s, then config `daemon.port`, 11434; 0 picks a free one). */
+  port?: number;
+  /** Environment to read (default: the process environment). */
+  env?: Record<string, string | undefined>;
+  /** Starts llama-servers (default: lib/server, servers owned by this daemon). */
+  launcher?: Launcher;
+  /** Lists the models (default: lib/gguf's index). */
+  listModels?: () => Promise<CatalogSourceEntry[]>;
+  /** Log lines (default: stderr). */
+  log?: (line: string) => void;
+  /** Instance name to use when no preset names one (the `-i` flag). */
+  instance?: string;
+}
+
+/** A running daemon. */
+export interface DaemonHandle {
+  /** Base URL, e.g. `http://127.0.0.1:11434`. */
+  url: string;
+  /** The address it listens on. */
+  host: string;
+  /** The port it listens on. */
+  port: number;
+  /** The shared state (for tests and the bench). */
+  ctx: DaemonContext;
+  /** Stops accepting requests and stops every llama-server it started. */
+  close(): Promise<void>;
+  /** Resolves when the daemon has closed. */
+  finished: Promise<void>;
+}
+
+/**
+ * Reads `OLLAMA_HOST` as Ollama does: `host`, `host:port`, `:port`, `scheme://host[:port]`; a bare host gets
+ * port 11434 (http:// without a port means 80, https:// 443).
+ *
+ * @example
+ * ```ts
+ * parseOllamaHost("0.0.0.0"); // { host: "0.0.0.0", port: 11434 }
+ * ```
+ */
+export function parseOllamaHost(value: string): { host: string; port: number } {
+  let s = value.trim();
+  let defaultPort = 11434;
+  const scheme = s.match(/^([a-z]+):\/\//i);
+  if (scheme) {
+    if (scheme[1].toLowerCase() === "http") defaultPort = 80;
+    if (scheme[1].toLowerCase() === "https") defaultPort = 443;
+    s = s.slice(scheme[0].length);
+  }
+  s = s.replace(/\/.*$/, "");
+  let host = s;
+  let port = defaultPort;
+  const v6 = s.match(/^\[([^\]]+)\](?::(\d+))?$/);
+  if (v6) {
+    host = v6[1];
+    if (v6[2]) port = Number(v6[2]);
+  } else if (s.includes(":")) {
+    const i = s.lastIndexOf(":");
+    host = s.slice(0, i);
+    port = Number(s.slice(i + 1));
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UserError(`OLLAMA_HOST '${value}' has an invalid port`, { hint: "use e.g. 127.0.0.1:11434" });
+  }
+  return { host: host || "127.0.0.1", port };
+}
+
+/**
+ * Starts the daemon.
+ *
+ * @example
+ * ```ts
+ * const d = await startDaemon({ paths, config, port: 0 });
+ * console.log(d.url);
+ * await d.close();
+ * ```
+ */
+export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle> {
+  const env = options.env ?? Deno.env.toObject();
+  const cfg = options.config.daemon;
+  const log = options.log ?? ((line: string) => console.error(`[daemon] ${line}`));
+  const fromEnv = env.OLLAMA_HOST ? parseOllamaHost(env.OLLAMA_HOST) : undefined;
+  const host = options.host ?? fromEnv?.host ?? cfg.host;
+  const port = options.port ?? fromEnv?.port ?? cfg.port;
+  const keepAliveMs = defaultKeepAlive(env.OLLAMA_KEEP_ALIVE || cfg.keep_alive);
+  const origins = allowedOrigins([
+    ...(env.OLLAMA_ORIGINS ? env.OLLAMA_ORIGINS.split(",") : []),
+    ...cfg.origins,
+  ]);
+  const apiKey = env.LLAMA_MGR_API_KEY || cfg.api_key;
+
+  let launcher = options.launcher;
+  let listModels = options.listModels;
+  if (!launcher || !listModels) {
+    const backends = await import("./backends.ts");
+    launcher ??= await backends.serverLauncher({
+      paths: options.paths,
+      config: options.config,
+      instance: options.instance,
+      log,
+    });
+    listModels ??= () => backends.indexedModels(options.paths, options.config);
+  }
+  const scheduler = createScheduler({ launcher, maxLoaded: cfg.max_loaded_models, log });
+  const catalog = createCatalog({ paths: options.paths, listModels, aliases: options.config.models.aliases });
+  const ctx: DaemonContext = {
+    paths: options.paths,
+    catalog,
+    scheduler,
+    defaultKeepAliveMs: keepAliveMs,
+    version: VERSION,
+    log,
+  };
+  const parameters = (_name: string, path: string): string[] => {
+    const preset = Object.values(options.config.presets).find((p) => p.model === path || p.model === _name);
+    const lines: string[] = [];
+    if (preset?.ctx) lines.push(`num_ctx ${preset.ctx}`);
+    if (preset?.ngl !== undefined) lines.push(`num_gpu ${preset.ngl}`);
+    return lines;
+  };
+  const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
+
+  const abort = new AbortController();
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: host,
+      port,
+      signal: abort.signal,
+      onListen: () => {},
+    }, app.fetch);
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      await scheduler.stopAll();
+      throw new UserError(`cannot listen on ${host}:${port}: the address is in use`, {
+        hint:
+          "another daemon (or Ollama) runs there: stop it, or pick another port with --port or OLLAMA_HOST",
+      });
+    }
+    throw err;
+  }
+  const addr = server.addr;
+  const urlHost = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      abort.abort();
+      await scheduler.stopAll();
+      await server.finished.catch(() => {});
+    })();
+    return closing;
+  };
+  return {
+    url: `http://${urlHost === "0.0.0.0" ? "127.0.0.1" : urlHost}:${addr.port}`,
+    host: addr.hostname,
+    port: addr.port,
+    ctx,
+    close,
+    finished: server.finished.then(() => closing).then(() => {}),
+  };
+}
