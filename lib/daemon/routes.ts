@@ -105,7 +105,14 @@ export function createRoutes(ctx: DaemonContext, options: RouteOptions): Hono {
   app.post("/api/pull", (c) => handlePull(ctx, c.req.raw));
   app.post("/api/push", () => handlePush());
   app.post("/api/create", (c) => handleCreate(ctx, c.req.raw));
-  app.on("HEAD", "/api/blobs/:digest", (c) => handleHeadBlob(ctx, c.req.param("digest")));
+  // Hono serves HEAD from GET routes; a real GET on a blob is not part of the API.
+  app.get(
+    "/api/blobs/:digest",
+    (c) =>
+      c.req.method === "HEAD"
+        ? handleHeadBlob(ctx, c.req.param("digest"))
+        : new Response("405 method not allowed", { status: 405 }),
+  );
   app.post("/api/blobs/:digest", (c) => handlePostBlob(ctx, c.req.param("digest"), c.req.raw));
 
   app.get("/v1/models", () => handleOpenAIModels(ctx));

@@ -1,0 +1,146 @@
+/**
+ * Test harness for the daemon: a real daemon on 127.0.0.1 on a free port, its data dir in a temp dir, models
+ * in a temp folder (links to the real fixture files), llama-servers from the shared test build; always closed
+ * with its servers. Also the Python client environment (uv venv with PyPI `ollama` and `openai` under the
+ * fixtures cache).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { fixturesDir, smolModelPath, testInstance } from "../_fixtures.ts";
+import { resolvePaths } from "../../lib/config/paths.ts";
+import { parseConfig } from "../../lib/config/load.ts";
+import { type DaemonHandle, startDaemon } from "../../lib/daemon/server.ts";
+import { run } from "../../lib/util/run.ts";
+import type { Launcher } from "../../lib/daemon/scheduler.ts";
+import type { CatalogSourceEntry } from "../../lib/daemon/catalog.ts";
+
+/** The template file that gives SmolLM2 a tool-call format llama-server parses (Qwen 2.5's). */
+export const TOOLS_TEMPLATE: string = new URL("./qwen2.5-tools.jinja", import.meta.url).pathname;
+
+/** Options for {@linkcode withDaemon}. */
+export interface HarnessOptions {
+  /** Model files to expose: file name in the models folder -> source path (default: smol.gguf -> SmolLM2). */
+  models?: Record<string, string>;
+  /** Extra config (merged over the defaults). */
+  config?: Record<string, unknown>;
+  /** Environment the daemon reads (default: none of the user's OLLAMA_* variables). */
+  env?: Record<string, string>;
+  /** Collect log lines here. */
+  logs?: string[];
+}
+
+/** What a test gets. */
+export interface Harness {
+  /** The daemon. */
+  daemon: DaemonHandle;
+  /** Its base URL. */
+  url: string;
+  /** The data dir. */
+  dataDir: string;
+  /** The models folder. */
+  modelsDir: string;
+}
+
+/** Loads a test-only launcher/index when DAEMON_TEST_BACKEND names a module (development aid). */
+async function devBackend(): Promise<
+  { launcher?: Launcher; listModels?: (dir: string) => Promise<CatalogSourceEntry[]> }
+> {
+  const mod = Deno.env.get("DAEMON_TEST_BACKEND");
+  if (!mod) return {};
+  return await import(mod);
+}
+
+/**
+ * Runs `fn` with a fresh daemon, then closes it (and its llama-servers) and removes its data.
+ *
+ * @example
+ * ```ts
+ * await withDaemon({}, async ({ url }) => { await fetch(url + "/api/tags"); });
+ * ```
+ */
+export async function withDaemon<T>(options: HarnessOptions, fn: (h: Harness) => Promise<T>): Promise<T> {
+  const { paths: testPaths, instance } = await testInstance();
+  const root = await Deno.makeTempDir({ prefix: "llama-mgr-daemon-" });
+  const modelsDir = join(root, "models");
+  await Deno.mkdir(modelsDir, { recursive: true });
+  const models = options.models ?? { "smol.gguf": await smolModelPath() };
+  for (const [name, src] of Object.entries(models)) await Deno.symlink(src, join(modelsDir, name));
+  const dataDir = join(root, "data");
+  const paths = { ...resolvePaths({ dataDir, env: {} }), instancesDir: testPaths.instancesDir };
+  const config = parseConfig({
+    models: {
+      dirs: [modelsDir],
+      sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false },
+    },
+    ...options.config,
+  });
+  const dev = await devBackend();
+  const daemon = await startDaemon({
+    paths,
+    config,
+    host: "127.0.0.1",
+    port: 0,
+    env: options.env ?? {},
+    instance: instance.name,
+    launcher: dev.launcher,
+    listModels: dev.listModels ? () => dev.listModels!(modelsDir) : undefined,
+    log: (line) => options.logs?.push(line),
+  });
+  try {
+    return await fn({ daemon, url: daemon.url, dataDir, modelsDir });
+  } finally {
+    await daemon.close();
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Reads an NDJSON body into objects, checking there is no blank line. */
+export async function readNdjson(res: Response): Promise<Record<string, any>[]> {
+  const text = await res.text();
+  if (!text.endsWith("\n")) {
+    throw new Error(`NDJSON body does not end with a newline: ${JSON.stringify(text)}`);
+  }
+  const lines = text.slice(0, -1).split("\n");
+  for (const l of lines) if (l.trim() === "") throw new Error("NDJSON body has a blank line");
+  return lines.map((l) => JSON.parse(l));
+}
+
+/** POSTs JSON and returns the response. */
+export function post(url: string, body: unknown, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    ...init,
+  });
+}
+
+/**
+ * The Python interpreter of a venv with PyPI `ollama` and `openai`, made with uv under the fixtures cache on
+ * first use.
+ */
+export async function pythonClients(): Promise<string> {
+  const venv = join(fixturesDir(), "venvs", "daemon-clients");
+  const python = join(venv, "bin", "python");
+  try {
+    await run([python, "-c", "import ollama, openai"]);
+    return python;
+  } catch { /* create it */ }
+  await run(["uv", "venv", "--allow-existing", venv]);
+  await run(["uv", "pip", "install", "--python", python, "ollama", "openai"]);
+  return python;
+}
+
+/** Runs one of the Python client scripts against a daemon; returns its JSON output. */
+export async function runPythonClient(script: string, url: string, args: string[] = []): Promise<any> {
+  const python = await pythonClients();
+  const path = new URL(`./${script}`, import.meta.url).pathname;
+  const r = await run([python, path, url, ...args], {
+    env: { OLLAMA_HOST: url, PYTHONUNBUFFERED: "1" },
+    check: false,
+    timeoutMs: 300_000,
+  });
+  if (r.code !== 0) throw new Error(`${script} failed (${r.code}):\n${r.stderr}\n${r.stdout}`);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!);
+}

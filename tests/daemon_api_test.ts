@@ -1,0 +1,461 @@
+/**
+ * The daemon's HTTP API against a real llama-server and a real model: status codes, bodies, NDJSON, timings,
+ * loading and unloading, keep_alive, concurrency, security checks, the OpenAI endpoints.
+ */
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
+import { post, readNdjson, withDaemon } from "./clients/harness.ts";
+import {
+  ChatResponseSchema,
+  EmbedResponseSchema,
+  GenerateResponseSchema,
+  ListResponseSchema,
+  OpenAIErrorSchema,
+  ProcessResponseSchema,
+  ShowResponseSchema,
+} from "../lib/daemon/types.ts";
+import { pidAlive } from "../lib/util/process.ts";
+import { smolModelPath } from "./_fixtures.ts";
+
+const greedy = { temperature: 0, top_k: 1, seed: 42 };
+
+async function ps(url: string) {
+  return ProcessResponseSchema.parse(await (await fetch(`${url}/api/ps`)).json()).models;
+}
+
+/** Sends a GET with a chosen Host header over a raw socket (fetch does not let a caller set Host). */
+async function rawStatus(url: string, path: string, host: string): Promise<number> {
+  const u = new URL(url);
+  const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+  try {
+    await conn.write(
+      new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+    );
+    const buf = new Uint8Array(256);
+    const n = await conn.read(buf);
+    const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    return Number(head.split(" ")[1]);
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("daemon HTTP API against a real llama-server", async (t) => {
+  const logs: string[] = [];
+  await withDaemon({ logs }, async ({ url, daemon }) => {
+    await t.step("GET and HEAD / answer 'Ollama is running'", async () => {
+      const r = await fetch(`${url}/`);
+      assertEquals(r.status, 200);
+      assertEquals(await r.text(), "Ollama is running");
+      const h = await fetch(`${url}/`, { method: "HEAD" });
+      assertEquals(h.status, 200);
+      await h.body?.cancel();
+    });
+
+    await t.step("/api/version reports a version", async () => {
+      const v = await (await fetch(`${url}/api/version`)).json();
+      assertMatch(v.version, /^\d+\.\d+\.\d+/);
+    });
+
+    await t.step("/api/tags lists the model with Ollama's details", async () => {
+      const r = await fetch(`${url}/api/tags`);
+      assertEquals(r.status, 200);
+      const { models } = ListResponseSchema.parse(await r.json());
+      const smol = models.find((m) => m.name === "smol:latest");
+      assert(smol, `smol:latest missing from ${JSON.stringify(models.map((m) => m.name))}`);
+      assertEquals(smol.details.format, "gguf");
+      assertEquals(smol.details.family, "llama");
+      assertEquals(smol.details.quantization_level, "Q4_1");
+      assertMatch(smol.digest, /^[0-9a-f]{64}$/);
+      assert(smol.size > 50_000_000);
+    });
+
+    await t.step(
+      "/api/show gives model_info, details and capabilities; 400 without model, 404 unknown",
+      async () => {
+        const r = await post(`${url}/api/show`, { model: "smol" });
+        assertEquals(r.status, 200);
+        const show = ShowResponseSchema.parse(await r.json());
+        assertEquals(show.model_info["general.architecture"], "llama");
+        assert(show.capabilities?.includes("completion"));
+        const none = await post(`${url}/api/show`, {});
+        assertEquals(none.status, 400);
+        assertEquals((await none.json()).error, "model is required");
+        const unknown = await post(`${url}/api/show`, { model: "nope" });
+        assertEquals(unknown.status, 404);
+        assertEquals((await unknown.json()).error, "model 'nope' not found");
+      },
+    );
+
+    await t.step("streamed /api/generate is NDJSON with a final line of nanosecond timings", async () => {
+      const r = await post(`${url}/api/generate`, {
+        model: "smol",
+        prompt: "Why is the sky blue?",
+        options: { ...greedy, num_predict: 8 },
+      });
+      assertEquals(r.status, 200);
+      assertEquals(r.headers.get("content-type"), "application/x-ndjson");
+      const lines = await readNdjson(r);
+      assert(lines.length >= 2);
+      for (const l of lines) GenerateResponseSchema.parse(l);
+      const last = lines[lines.length - 1];
+      assertEquals(last.done, true);
+      assertEquals(last.done_reason, "length");
+      assertEquals(last.eval_count, 8);
+      assert(Number.isInteger(last.total_duration) && last.total_duration > last.eval_duration);
+      assert(last.eval_duration > 1_000_000, `eval_duration ${last.eval_duration} is not in nanoseconds`);
+      assert(last.prompt_eval_count > 5);
+      assert(lines.slice(0, -1).every((l) => l.done === false));
+      assert(lines.map((l) => l.response).join("").length > 0);
+    });
+
+    await t.step("/api/generate with stream false answers one JSON object", async () => {
+      const r = await post(`${url}/api/generate`, {
+        model: "smol",
+        prompt: "Count: one, two,",
+        stream: false,
+        options: { ...greedy, num_predict: 4 },
+      });
+      assertStringIncludes(r.headers.get("content-type") ?? "", "application/json");
+      const g = GenerateResponseSchema.parse(await r.json());
+      assertEquals(g.done, true);
+      assertEquals(g.done_reason, "length");
+      assert(g.response.length > 0);
+    });
+
+    await t.step("raw /api/generate continues the prompt as written", async () => {
+      const r = await post(`${url}/api/generate`, {
+        model: "smol",
+        prompt: "The capital of France is",
+        raw: true,
+        stream: false,
+        options: { ...greedy, num_predict: 3 },
+      });
+      const g = await r.json();
+      assertStringIncludes(g.response, "Paris");
+    });
+
+    await t.step("/api/chat streams messages and ends with done_reason stop or length", async () => {
+      const r = await post(`${url}/api/chat`, {
+        model: "smol",
+        messages: [{ role: "user", content: "Say hello." }],
+        options: { ...greedy, num_predict: 6 },
+      });
+      const lines = await readNdjson(r);
+      for (const l of lines) ChatResponseSchema.parse(l);
+      assert(lines.every((l) => l.message.role === "assistant"));
+      const last = lines[lines.length - 1];
+      assert(["stop", "length"].includes(last.done_reason));
+      assert(lines.map((l) => l.message.content).join("").trim().length > 0);
+    });
+
+    await t.step("/api/chat with a JSON schema format answers JSON matching it", async () => {
+      const r = await post(`${url}/api/chat`, {
+        model: "smol",
+        messages: [{ role: "user", content: "Give me a person with a name and an age." }],
+        format: {
+          type: "object",
+          properties: { name: { type: "string" }, age: { type: "integer" } },
+          required: ["name", "age"],
+        },
+        stream: false,
+        options: { ...greedy, num_predict: 64 },
+      });
+      const c = ChatResponseSchema.parse(await r.json());
+      const obj = JSON.parse(c.message.content);
+      assertEquals(typeof obj.name, "string");
+      assertEquals(typeof obj.age, "number");
+    });
+
+    await t.step("bad requests are 400s that say what was wrong", async () => {
+      const cases: [string, unknown, number, string][] = [
+        ["/api/chat", "", 400, "missing request body"],
+        ["/api/chat", "{not json", 400, "invalid JSON"],
+        ["/api/chat", { messages: [] }, 400, "model is required"],
+        ["/api/chat", { model: "smol", messages: [{ role: 1 }] }, 400, "messages.0.role"],
+        ["/api/chat", { model: "smol", messages: [], keep_alive: "300" }, 400, 'invalid duration "300"'],
+        ["/api/chat", { model: "smol", messages: [], keep_alive: [1] }, 400, "keep_alive"],
+        ["/api/chat", { model: "smol", messages: [], options: { top_k: "x" } }, 400, 'option "top_k"'],
+        ["/api/chat", { model: "../../etc/passwd", messages: [] }, 400, "invalid model name"],
+        ["/api/generate", { model: "nope" }, 404, "model 'nope' not found"],
+        ["/api/generate", { model: "smol", prompt: "x", format: "yaml" }, 400, "invalid format"],
+        ["/api/embed", { model: "smol", input: 5 }, 400, "invalid input type"],
+      ];
+      for (const [path, body, status, text] of cases) {
+        const r = await post(`${url}${path}`, body);
+        assertEquals(r.status, status, `${path} ${JSON.stringify(body)}`);
+        const e = await r.json();
+        assertStringIncludes(e.error, text);
+      }
+      const unknownRoute = await fetch(`${url}/api/nothing`);
+      assertEquals(unknownRoute.status, 404);
+      await unknownRoute.body?.cancel();
+      const wrongMethod = await fetch(`${url}/api/chat`, { method: "GET" });
+      assertEquals(wrongMethod.status, 405);
+      await wrongMethod.body?.cancel();
+    });
+
+    await t.step("empty messages load the model; keep_alive 0 unloads it", async () => {
+      await post(`${url}/api/generate`, { model: "smol", keep_alive: 0 }).then((r) => r.json());
+      assertEquals((await ps(url)).length, 0);
+      const load = await (await post(`${url}/api/chat`, { model: "smol", messages: [] })).json();
+      assertEquals(load.done, true);
+      assertEquals(load.done_reason, "load");
+      const loaded = await ps(url);
+      assertEquals(loaded.length, 1);
+      assertEquals(loaded[0].name, "smol:latest");
+      assert(loaded[0].context_length > 0);
+      assert(loaded[0].size > 0);
+      const exp = Date.parse(loaded[0].expires_at) - Date.now();
+      assert(exp > 4 * 60_000 && exp <= 5 * 60_000 + 1000, `expires in ${exp} ms, not about 5m`);
+      const unload = await (await post(`${url}/api/chat`, { model: "smol", messages: [], keep_alive: 0 }))
+        .json();
+      assertEquals(unload.done_reason, "unload");
+      assertEquals((await ps(url)).length, 0);
+    });
+
+    await t.step("keep_alive '2s' unloads after two seconds; -1 keeps it forever", async () => {
+      await (await post(`${url}/api/generate`, { model: "smol", keep_alive: "2s" })).json();
+      const p = await ps(url);
+      assertEquals(p.length, 1);
+      assert(Date.parse(p[0].expires_at) - Date.now() <= 2100);
+      await new Promise((r) => setTimeout(r, 3000));
+      assertEquals((await ps(url)).length, 0);
+      await (await post(`${url}/api/generate`, { model: "smol", keep_alive: -1 })).json();
+      const forever = await ps(url);
+      assert(Date.parse(forever[0].expires_at) > Date.now() + 100 * 365 * 24 * 3600_000);
+    });
+
+    await t.step("concurrent requests for an unloaded model start it once", async () => {
+      await (await post(`${url}/api/generate`, { model: "smol", keep_alive: 0 })).json();
+      const before = logs.filter((l) => l.startsWith("loading smol")).length;
+      const answers = await Promise.all(
+        [1, 2, 3, 4].map((i) =>
+          post(`${url}/api/chat`, {
+            model: "smol",
+            messages: [{ role: "user", content: `Say the number ${i}.` }],
+            stream: false,
+            options: { ...greedy, num_predict: 4 },
+          }).then((r) => r.json())
+        ),
+      );
+      assert(answers.every((a) => a.done === true), JSON.stringify(answers));
+      assertEquals(logs.filter((l) => l.startsWith("loading smol")).length - before, 1);
+      assertEquals(daemon.ctx.scheduler.list().length, 1);
+    });
+
+    await t.step("a different num_ctx reloads the model with that context", async () => {
+      await (await post(`${url}/api/generate`, { model: "smol", options: { num_ctx: 1024 } })).json();
+      const p = await ps(url);
+      assertEquals(p.length, 1);
+      assertEquals(p[0].context_length, 1024);
+    });
+
+    await t.step("an error after streaming began is a last NDJSON line {error} with status 200", async () => {
+      const r = await post(`${url}/api/generate`, {
+        model: "smol",
+        prompt: "Write a very long story about a dragon.",
+        options: { ...greedy, num_predict: 2000, num_ctx: 1024 },
+      });
+      assertEquals(r.status, 200);
+      const reader = r.body!.getReader();
+      await reader.read(); // the first line is there
+      const pid = daemon.ctx.scheduler.list()[0].pid!;
+      Deno.kill(pid, "SIGKILL");
+      let rest = "";
+      const dec = new TextDecoder();
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        rest += dec.decode(value);
+      }
+      const lines = rest.trim().split("\n");
+      const last = JSON.parse(lines[lines.length - 1]);
+      assert(
+        typeof last.error === "string" && last.error.length > 0,
+        `last line: ${lines[lines.length - 1]}`,
+      );
+      await (await post(`${url}/api/generate`, { model: "smol", keep_alive: 0 })).json();
+    });
+
+    await t.step("/api/embed returns normalised vectors; empty input gives []", async () => {
+      const r = await post(`${url}/api/embed`, { model: "smol", input: ["hello world", "goodbye"] });
+      assertEquals(r.status, 200);
+      const e = EmbedResponseSchema.parse(await r.json());
+      assertEquals(e.embeddings.length, 2);
+      assertEquals(e.embeddings[0].length, e.embeddings[1].length);
+      const norm = Math.hypot(...e.embeddings[0]);
+      assert(Math.abs(norm - 1) < 1e-3, `norm ${norm}`);
+      assert((e.prompt_eval_count ?? 0) >= 3);
+      const empty = await (await post(`${url}/api/embed`, { model: "smol", input: [] })).json();
+      assertEquals(empty.embeddings, []);
+      const dims = await (await post(`${url}/api/embed`, { model: "smol", input: "hi", dimensions: 16 }))
+        .json();
+      assertEquals(dims.embeddings[0].length, 16);
+      const old = await (await post(`${url}/api/embeddings`, { model: "smol", prompt: "hello" })).json();
+      assertEquals(old.embedding.length, e.embeddings[0].length);
+    });
+
+    await t.step("/api/embed with truncate false refuses an input longer than the context", async () => {
+      const long = "word ".repeat(400);
+      const r = await post(`${url}/api/embed`, {
+        model: "smol",
+        input: long,
+        truncate: false,
+        options: { num_ctx: 128 },
+      });
+      assertEquals(r.status, 400);
+      assertStringIncludes((await r.json()).error, "exceeds maximum context length");
+      const ok = await post(`${url}/api/embed`, { model: "smol", input: long, options: { num_ctx: 128 } });
+      assertEquals(ok.status, 200);
+      assertEquals((await ok.json()).embeddings.length, 1);
+    });
+
+    await t.step("/api/copy makes a name, /api/delete removes it; bad names 400, unknown 404", async () => {
+      const c = await post(`${url}/api/copy`, { source: "smol", destination: "mine:v1" });
+      assertEquals(c.status, 200);
+      assertEquals(await c.text(), "");
+      const tags = ListResponseSchema.parse(await (await fetch(`${url}/api/tags`)).json());
+      assert(tags.models.some((m) => m.name === "mine:v1"));
+      assertEquals((await post(`${url}/api/copy`, { source: "smol", destination: "bad name!" })).status, 400);
+      assertEquals((await post(`${url}/api/copy`, { source: "nope", destination: "x" })).status, 404);
+      const d = await fetch(`${url}/api/delete`, {
+        method: "DELETE",
+        body: JSON.stringify({ model: "mine:v1" }),
+      });
+      assertEquals(d.status, 200);
+      await d.body?.cancel();
+      const again = await fetch(`${url}/api/delete`, {
+        method: "DELETE",
+        body: JSON.stringify({ name: "mine:v1" }),
+      });
+      assertEquals(again.status, 404);
+      await again.body?.cancel();
+      const foreign = await fetch(`${url}/api/delete`, {
+        method: "DELETE",
+        body: JSON.stringify({ model: "smol" }),
+      });
+      assertEquals(foreign.status, 403);
+      assertStringIncludes((await foreign.json()).error, "does not delete another tool's files");
+      assert(await Deno.stat(await smolModelPath()).then(() => true));
+    });
+
+    await t.step(
+      "blobs: malformed digest 400, absent 404, mismatch 400, upload 201, then present",
+      async () => {
+        const data = new TextEncoder().encode("llama-mgr blob test");
+        const hex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", data))]
+          .map((b) => b.toString(16).padStart(2, "0")).join("");
+        const digest = `sha256:${hex}`;
+        const head = (d: string) => fetch(`${url}/api/blobs/${d}`, { method: "HEAD" }).then((r) => r.status);
+        assertEquals(await head("sha256:..%2F..%2Fetc%2Fpasswd"), 400);
+        assertEquals(await head(digest), 404);
+        const bad = await fetch(`${url}/api/blobs/${digest}`, { method: "POST", body: "something else" });
+        assertEquals(bad.status, 400);
+        assertStringIncludes((await bad.json()).error, "digest mismatch");
+        assertEquals(await head(digest), 404);
+        const ok = await fetch(`${url}/api/blobs/${digest}`, { method: "POST", body: data });
+        assertEquals(ok.status, 201);
+        await ok.body?.cancel();
+        assertEquals(await head(digest), 200);
+        const twice = await fetch(`${url}/api/blobs/${digest}`, { method: "POST", body: data });
+        assertEquals(twice.status, 200);
+        await twice.body?.cancel();
+      },
+    );
+
+    await t.step("Host and Origin are checked like Ollama's", async () => {
+      assertEquals(await rawStatus(url, "/api/tags", "evil.example.com"), 403);
+      assertEquals(await rawStatus(url, "/api/tags", "evil.example.com:11434"), 403);
+      for (
+        const host of [
+          "localhost:11434",
+          "127.0.0.1",
+          "foo.localhost",
+          "box.local",
+          "db.internal",
+          "192.168.1.5",
+        ]
+      ) {
+        assertEquals(await rawStatus(url, "/api/version", host), 200, host);
+      }
+      const evilOrigin = await fetch(`${url}/api/tags`, { headers: { origin: "https://evil.example.com" } });
+      assertEquals(evilOrigin.status, 403);
+      await evilOrigin.body?.cancel();
+      const local = await fetch(`${url}/api/tags`, { headers: { origin: "http://localhost:3000" } });
+      assertEquals(local.status, 200);
+      assertEquals(local.headers.get("access-control-allow-origin"), "http://localhost:3000");
+      await local.body?.cancel();
+      const pre = await fetch(`${url}/api/chat`, {
+        method: "OPTIONS",
+        headers: { origin: "vscode-webview://abc", "access-control-request-method": "POST" },
+      });
+      assertEquals(pre.status, 204);
+      await pre.body?.cancel();
+    });
+
+    await t.step(
+      "OpenAI endpoints: models, streamed chat ending [DONE], errors in OpenAI's shape",
+      async () => {
+        const list = await (await fetch(`${url}/v1/models`)).json();
+        assertEquals(list.object, "list");
+        assert(list.data.some((m: { id: string }) => m.id === "smol:latest"));
+        const one = await (await fetch(`${url}/v1/models/smol:latest`)).json();
+        assertEquals(one.id, "smol:latest");
+        const r = await post(`${url}/v1/chat/completions`, {
+          model: "smol",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 4,
+          stream: true,
+        });
+        assertStringIncludes(r.headers.get("content-type") ?? "", "text/event-stream");
+        const text = await r.text();
+        assert(text.trimEnd().endsWith("data: [DONE]"), text.slice(-200));
+        const missing = await post(`${url}/v1/chat/completions`, { model: "nope", messages: [] });
+        assertEquals(missing.status, 404);
+        const err = OpenAIErrorSchema.parse(await missing.json());
+        assertEquals(err.error.type, "not_found_error");
+      },
+    );
+
+    await t.step("closing the daemon stops its llama-servers", async () => {
+      await (await post(`${url}/api/generate`, { model: "smol" })).json();
+      const pids = daemon.ctx.scheduler.list().map((r) => r.pid!);
+      assert(pids.length === 1 && pidAlive(pids[0]));
+      await daemon.close();
+      assert(!pidAlive(pids[0]), "llama-server still running after close");
+    });
+  });
+});
+
+Deno.test("daemon: max_loaded_models evicts the least recently used model", async () => {
+  const smol = await smolModelPath();
+  await withDaemon({
+    models: { "a.gguf": smol, "b.gguf": smol },
+    config: { daemon: { max_loaded_models: 1 } },
+  }, async ({ url }) => {
+    await (await post(`${url}/api/generate`, { model: "a" })).json();
+    assertEquals((await ps(url)).map((m) => m.name), ["a:latest"]);
+    await (await post(`${url}/api/generate`, { model: "b" })).json();
+    assertEquals((await ps(url)).map((m) => m.name), ["b:latest"]);
+  });
+});
+
+Deno.test("daemon: an API key is required when configured", async () => {
+  await withDaemon({ config: { daemon: { api_key: "s3cret" } } }, async ({ url }) => {
+    const root = await fetch(`${url}/`);
+    assertEquals(root.status, 200);
+    await root.body?.cancel();
+    const no = await fetch(`${url}/api/tags`);
+    assertEquals(no.status, 401);
+    assertStringIncludes((await no.json()).error, "unauthorized");
+    const wrong = await fetch(`${url}/api/tags`, { headers: { authorization: "Bearer nope" } });
+    assertEquals(wrong.status, 401);
+    await wrong.body?.cancel();
+    const ok = await fetch(`${url}/api/tags`, { headers: { authorization: "Bearer s3cret" } });
+    assertEquals(ok.status, 200);
+    await ok.body?.cancel();
+    const v1 = await fetch(`${url}/v1/models`);
+    assertEquals(v1.status, 401);
+    assertEquals((await v1.json()).error.code, "invalid_api_key");
+  });
+});
