@@ -117,6 +117,5 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     shape,
     stream: body.stream !== false,
     startedAt,
-    signal: req.signal,
   });
 }

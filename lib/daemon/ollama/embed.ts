@@ -92,7 +92,6 @@ export async function handleEmbed(ctx: DaemonContext, req: Request): Promise<Res
     const { embeddings, tokens } = await embedTexts(lease, inputs, {
       truncate: body.truncate !== false,
       dimensions: body.dimensions ?? undefined,
-      signal: req.signal,
     });
     return jsonResponse({
       model: body.model,
@@ -122,7 +121,7 @@ export async function handleEmbeddings(ctx: DaemonContext, req: Request): Promis
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs, embedding: true });
   try {
     if (!body.prompt) return jsonResponse({ embedding: [] });
-    const { embeddings } = await embedTexts(lease, [body.prompt], { truncate: true, signal: req.signal });
+    const { embeddings } = await embedTexts(lease, [body.prompt], { truncate: true });
     return jsonResponse({ embedding: embeddings[0] });
   } finally {
     lease.release();

@@ -106,6 +106,5 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     shape,
     stream: body.stream !== false,
     startedAt,
-    signal: req.signal,
   });
 }

@@ -39,8 +39,6 @@ export interface RunOptions {
   stream: boolean;
   /** When the request arrived (performance.now()). */
   startedAt: number;
-  /** The client's request signal (aborts llama-server's work when the client leaves). */
-  signal: AbortSignal;
 }
 
 /**
@@ -49,18 +47,17 @@ export interface RunOptions {
  * @example
  * ```ts
  * return await runGeneration({ lease, path: "/v1/chat/completions", body, events: chatEvents, shape, stream: true,
- *   startedAt: performance.now(), signal: req.signal });
+ *   startedAt: performance.now() });
  * ```
  */
 export async function runGeneration(o: RunOptions): Promise<Response> {
+  // A streamed answer stops llama-server's work when the client goes away (the stream is cancelled); the
+  // request's own signal is not used (Deno.serve aborts it after every response, a legacy behaviour).
   const abort = new AbortController();
-  const onAbort = () => abort.abort();
-  o.signal.addEventListener("abort", onAbort, { once: true });
   let released = false;
   const release = () => {
     if (released) return;
     released = true;
-    o.signal.removeEventListener("abort", onAbort);
     o.lease.release();
   };
   let res: Response;

@@ -57,7 +57,6 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
       method: "POST",
       headers: { "content-type": "application/json" },
       body: text,
-      signal: req.signal,
     });
   } catch (err) {
     lease.release();

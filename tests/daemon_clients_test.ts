@@ -1,0 +1,196 @@
+/**
+ * The real client libraries against the daemon: npm `ollama` and `openai` from Deno, PyPI `ollama` and `openai`
+ * from Python scripts in a uv venv. The model is SmolLM2 with a tool-call chat template (Qwen 2.5's) set by a
+ * preset, so tool calls come back as parsed calls.
+ */
+import { Ollama } from "ollama";
+import OpenAI from "openai";
+import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
+import { runPythonClient, TOOLS_TEMPLATE, withDaemon } from "./clients/harness.ts";
+
+const presets = {
+  config: { presets: { smol: { model: "smol", args: ["--chat-template-file", TOOLS_TEMPLATE] } } },
+};
+const greedy = { temperature: 0, top_k: 1, seed: 42 };
+const tools = [{
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "Get the weather for a city",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+}];
+const toolHistory = [
+  { role: "system", content: "You never answer in words. You always call a tool." },
+  { role: "user", content: "What is the weather in Paris?" },
+  {
+    role: "assistant",
+    content: "",
+    tool_calls: [{ function: { name: "get_weather", arguments: { city: "Paris" } } }],
+  },
+  { role: "user", content: "What is the weather in Rome?" },
+  {
+    role: "assistant",
+    content: "",
+    tool_calls: [{ function: { name: "get_weather", arguments: { city: "Rome" } } }],
+  },
+  { role: "user", content: "What is the weather in London?" },
+];
+
+Deno.test("npm ollama and openai clients work unchanged against the daemon", async (t) => {
+  await withDaemon(presets, async ({ url }) => {
+    const ollama = new Ollama({ host: url });
+
+    await t.step("list and show", async () => {
+      const list = await ollama.list();
+      assert(list.models.some((m) => m.name === "smol:latest"));
+      const show = await ollama.show({ model: "smol" });
+      assertEquals(show.details.family, "llama");
+      assert("general.architecture" in show.model_info);
+    });
+
+    await t.step("generate, streamed and not", async () => {
+      const stream = await ollama.generate({
+        model: "smol",
+        prompt: "Why is the sky blue?",
+        stream: true,
+        options: { ...greedy, num_predict: 8 },
+      });
+      let text = "";
+      let last;
+      for await (const part of stream) {
+        text += part.response;
+        last = part;
+      }
+      assert(text.length > 0);
+      assertEquals(last?.done_reason, "length");
+      const one = await ollama.generate({
+        model: "smol",
+        prompt: "Why is the sky blue?",
+        options: { ...greedy, num_predict: 8 },
+      });
+      assertEquals(one.response, text);
+      assertEquals(one.eval_count, 8);
+    });
+
+    await t.step("chat with tools returns parsed tool calls", async () => {
+      const r = await ollama.chat({
+        model: "smol",
+        messages: toolHistory,
+        tools,
+        options: { ...greedy, num_predict: 60 },
+      });
+      const calls = r.message.tool_calls ?? [];
+      assertEquals(calls.length, 1, JSON.stringify(r.message));
+      assertEquals(calls[0].function.name, "get_weather");
+      assertEquals(calls[0].function.arguments, { city: "London" });
+    });
+
+    await t.step("chat with a JSON schema format", async () => {
+      const r = await ollama.chat({
+        model: "smol",
+        messages: [{ role: "user", content: "Give me a person." }],
+        format: {
+          type: "object",
+          properties: { name: { type: "string" }, age: { type: "integer" } },
+          required: ["name", "age"],
+        },
+        options: { ...greedy, num_predict: 64 },
+      });
+      const v = JSON.parse(r.message.content);
+      assertEquals(typeof v.name, "string");
+      assertEquals(typeof v.age, "number");
+    });
+
+    await t.step("embed, ps, keep_alive 0", async () => {
+      const e = await ollama.embed({ model: "smol", input: ["hello", "world"] });
+      assertEquals(e.embeddings.length, 2);
+      const ps = await ollama.ps();
+      assertEquals(ps.models.map((m) => m.name), ["smol:latest"]);
+      await ollama.generate({ model: "smol", prompt: "", keep_alive: 0 });
+      assertEquals((await ollama.ps()).models.length, 0);
+    });
+
+    await t.step("copy and delete", async () => {
+      await ollama.copy({ source: "smol", destination: "js-copy:v1" });
+      assert((await ollama.list()).models.some((m) => m.name === "js-copy:v1"));
+      await ollama.delete({ model: "js-copy:v1" });
+      assert(!(await ollama.list()).models.some((m) => m.name === "js-copy:v1"));
+    });
+
+    await t.step("an unknown model is the client's ResponseError with status 404", async () => {
+      try {
+        await ollama.chat({ model: "does-not-exist", messages: [{ role: "user", content: "hi" }] });
+        throw new Error("no error raised");
+      } catch (err) {
+        const e = err as { name: string; status_code: number; error: string };
+        assertEquals(e.name, "ResponseError");
+        assertEquals(e.status_code, 404);
+        assertStringIncludes(e.error, "not found");
+      }
+    });
+
+    await t.step("openai: streamed chat, embeddings, models", async () => {
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused" });
+      const stream = await client.chat.completions.create({
+        model: "smol",
+        messages: [{ role: "user", content: "Say hello." }],
+        max_tokens: 8,
+        temperature: 0,
+        stream: true,
+      });
+      let text = "";
+      for await (const c of stream) text += c.choices[0]?.delta?.content ?? "";
+      assert(text.length > 0);
+      const emb = await client.embeddings.create({ model: "smol", input: "hello" });
+      assert(emb.data[0].embedding.length > 100);
+      const models = await client.models.list();
+      assert(models.data.some((m) => m.id === "smol:latest"));
+      try {
+        await client.chat.completions.create({ model: "nope", messages: [{ role: "user", content: "x" }] });
+        throw new Error("no error raised");
+      } catch (err) {
+        assert(err instanceof OpenAI.NotFoundError, String(err));
+      }
+    });
+  });
+});
+
+Deno.test("PyPI ollama and openai clients work unchanged against the daemon", async (t) => {
+  await withDaemon(presets, async ({ url }) => {
+    await t.step(
+      "ollama: list, show, generate, chat with tools and a schema, embed, ps, unload, copy, delete, 404",
+      async () => {
+        const r = await runPythonClient("ollama_client.py", url);
+        assert(r.list.includes("smol:latest"), JSON.stringify(r.list));
+        assertEquals(r.show_family, "llama");
+        assertEquals(r.show_has_model_info, true);
+        assert(r.generate_stream_chunks >= 2);
+        assertEquals(r.generate_stream_done_reason, "length");
+        assertEquals(r.generate_text, r.generate_stream_text);
+        assertEquals(r.generate_eval_count, 8);
+        assert(r.generate_total_duration > 1_000_000);
+        assertEquals(r.tool_calls, [{ name: "get_weather", arguments: { city: "London" } }]);
+        assertEquals(typeof r.json_format.name, "string");
+        assertEquals(typeof r.json_format.age, "number");
+        assertEquals(r.embed_count, 2);
+        assert(r.embed_dim > 100);
+        assertEquals(r.ps, ["smol:latest"]);
+        assertEquals(r.ps_after_unload, []);
+        assertEquals(r.after_copy, true);
+        assertEquals(r.after_delete, false);
+        assertEquals(r.unknown_error.status, 404);
+        assertStringIncludes(r.unknown_error.error, "not found");
+      },
+    );
+
+    await t.step("openai: streamed chat, embeddings, models, 404", async () => {
+      const r = await runPythonClient("openai_client.py", url);
+      assert(r.stream_text.length > 0);
+      assertEquals(r.stream_finish, ["length"]);
+      assertEquals(r.embeddings.length, 2);
+      assert(r.models.includes("smol:latest"));
+      assertEquals(r.unknown.status, 404);
+    });
+  });
+});
