@@ -12,6 +12,7 @@
 import type { CatalogModel } from "./catalog.ts";
 import type { LoadOptions } from "./options.ts";
 import { loadKey } from "./options.ts";
+import { pidAlive } from "../util/process.ts";
 
 /** What the scheduler asks a launcher to start. */
 export interface LaunchSpec {
@@ -244,6 +245,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       if (r) {
         if (r.state === "unloading") {
           await r.stopped;
+          continue;
+        }
+        if (r.state === "ready" && r.pid !== undefined && r.refs === 0 && !pidAlive(r.pid)) {
+          log(`${r.name}'s llama-server (pid ${r.pid}) is gone; starting a new one`);
+          await unload(r);
           continue;
         }
         if (r.loadKey === want) {

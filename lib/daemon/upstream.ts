@@ -51,7 +51,7 @@ export function upstreamMessage(text: string): string {
 }
 
 /**
- * Reads a server-sent-events body and yields each `data:` JSON object; stops at `data: [DONE]`. An `error:`
+ * Reads a server-sent-events body (a Response or raw chunks) and yields each `data:` JSON object; stops at `data: [DONE]`. An `error:`
  * event from llama-server is thrown as an Error with its message.
  *
  * @example
@@ -59,36 +59,28 @@ export function upstreamMessage(text: string): string {
  * for await (const ev of sseEvents(res)) console.log(ev);
  * ```
  */
-export async function* sseEvents(res: Response): AsyncGenerator<any> {
-  if (!res.body) return;
-  const reader = res.body.getReader();
+export async function* sseEvents(source: Response | AsyncIterable<Uint8Array>): AsyncGenerator<any> {
+  const chunks: AsyncIterable<Uint8Array> | null = source instanceof Response ? source.body : source;
+  if (!chunks) return;
   const dec = new TextDecoder();
   let buf = "";
-  try {
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += dec.decode(value, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl).trimEnd();
-        buf = buf.slice(nl + 1);
-        if (line.startsWith("data: ") || line.startsWith("data:")) {
-          const data = line.slice(line[5] === " " ? 6 : 5);
-          if (data === "[DONE]") return;
-          const obj = JSON.parse(data);
-          if (
-            obj && typeof obj === "object" && "error" in obj && !("choices" in obj) && !("content" in obj)
-          ) {
-            throw new Error(upstreamMessage(data));
-          }
-          yield obj;
-        } else if (line.startsWith("error:")) {
-          throw new Error(upstreamMessage(line.slice(6).trim()));
+  for await (const value of chunks) {
+    buf += dec.decode(value, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).trimEnd();
+      buf = buf.slice(nl + 1);
+      if (line.startsWith("data:")) {
+        const data = line.slice(line[5] === " " ? 6 : 5);
+        if (data === "[DONE]") return;
+        const obj = JSON.parse(data);
+        if (obj && typeof obj === "object" && "error" in obj && !("choices" in obj) && !("content" in obj)) {
+          throw new Error(upstreamMessage(data));
         }
+        yield obj;
+      } else if (line.startsWith("error:")) {
+        throw new Error(upstreamMessage(line.slice(6).trim()));
       }
     }
-  } finally {
-    reader.cancel().catch(() => {});
   }
 }

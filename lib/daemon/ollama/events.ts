@@ -58,10 +58,10 @@ function parseArgs(text: string): Record<string, unknown> {
  *
  * @example
  * ```ts
- * for await (const ev of chatEvents(res)) if (ev.kind === "text") console.log(ev.text);
+ * for await (const ev of chatEvents(up.chunks)) if (ev.kind === "text") console.log(ev.text);
  * ```
  */
-export async function* chatEvents(res: Response): AsyncGenerator<GenEvent> {
+export async function* chatEvents(res: AsyncIterable<Uint8Array>): AsyncGenerator<GenEvent> {
   const calls: { id?: string; name: string; args: string }[] = [];
   let finish: string | null = null;
   let timings: Timings | undefined;
@@ -89,6 +89,7 @@ export async function* chatEvents(res: Response): AsyncGenerator<GenEvent> {
     }
     if (choice.finish_reason) finish = choice.finish_reason;
   }
+  if (finish === null) throw new Error("llama-server ended the answer without finishing it");
   if (calls.length) {
     yield {
       kind: "tools",
@@ -110,11 +111,11 @@ export async function* chatEvents(res: Response): AsyncGenerator<GenEvent> {
  *
  * @example
  * ```ts
- * for await (const ev of completionEvents(res)) console.log(ev);
+ * for await (const ev of completionEvents(up.chunks)) console.log(ev);
  * ```
  */
-export async function* completionEvents(res: Response): AsyncGenerator<GenEvent> {
-  let stopType = "eos";
+export async function* completionEvents(res: AsyncIterable<Uint8Array>): AsyncGenerator<GenEvent> {
+  let stopType = "";
   let timings: Timings | undefined;
   let chunks = 0;
   for await (const ev of sseEvents(res)) {
@@ -123,8 +124,9 @@ export async function* completionEvents(res: Response): AsyncGenerator<GenEvent>
       yield { kind: "text", text: ev.content };
     }
     if (ev.timings) timings = ev.timings;
-    if (ev.stop) stopType = ev.stop_type ?? stopType;
+    if (ev.stop) stopType = ev.stop_type || "eos";
   }
+  if (!stopType) throw new Error("llama-server ended the answer without finishing it");
   yield {
     kind: "done",
     reason: stopType === "limit" ? "length" : "stop",

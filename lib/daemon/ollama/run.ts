@@ -7,7 +7,7 @@
  */
 import type { Lease } from "../scheduler.ts";
 import { jsonResponse, msToNs, ndjsonResponse, nowRfc3339 } from "../http.ts";
-import { postUpstream } from "../upstream.ts";
+import { openUpstreamOk, type UpstreamStream } from "../stream_client.ts";
 import type { GenEvent, OllamaToolCall } from "./events.ts";
 import type { DoneReason, Metrics } from "../types.ts";
 
@@ -32,7 +32,7 @@ export interface RunOptions {
   /** llama-server request body (`stream: true` is set here). */
   body: Record<string, unknown>;
   /** Parser for the SSE answer. */
-  events: (res: Response) => AsyncGenerator<GenEvent>;
+  events: (chunks: AsyncIterable<Uint8Array>) => AsyncGenerator<GenEvent>;
   /** Output shape. */
   shape: Shape;
   /** `stream` from the request (default true). */
@@ -53,16 +53,15 @@ export interface RunOptions {
 export async function runGeneration(o: RunOptions): Promise<Response> {
   // A streamed answer stops llama-server's work when the client goes away (the stream is cancelled); the
   // request's own signal is not used (Deno.serve aborts it after every response, a legacy behaviour).
-  const abort = new AbortController();
   let released = false;
   const release = () => {
     if (released) return;
     released = true;
     o.lease.release();
   };
-  let res: Response;
+  let up: UpstreamStream;
   try {
-    res = await postUpstream(o.lease.url, o.path, { ...o.body, stream: true }, abort.signal);
+    up = await openUpstreamOk(o.lease.url, o.path, JSON.stringify({ ...o.body, stream: true }));
   } catch (err) {
     release();
     throw err;
@@ -75,7 +74,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   if (!o.stream) {
     try {
       const all = { text: "", thinking: "", tools: [] as OllamaToolCall[] };
-      for await (const ev of o.events(res)) {
+      for await (const ev of o.events(up.chunks)) {
         if (ev.kind === "text") all.text += ev.text;
         else if (ev.kind === "thinking") all.thinking += ev.text;
         else if (ev.kind === "tools") all.tools.push(...ev.calls);
@@ -83,14 +82,14 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
       }
       throw new Error("llama-server ended the answer early");
     } finally {
-      abort.abort();
+      up.close();
       release();
     }
   }
   const shape = o.shape;
   const gen = (async function* () {
     try {
-      for await (const ev of o.events(res)) {
+      for await (const ev of o.events(up.chunks)) {
         if (ev.kind === "text") yield shape.partial({ text: ev.text });
         else if (ev.kind === "thinking") yield shape.partial({ thinking: ev.text });
         else if (ev.kind === "tools") yield shape.partial({ tools: ev.calls });
@@ -101,7 +100,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
       }
       throw new Error("llama-server ended the answer early");
     } finally {
-      abort.abort();
+      up.close();
     }
   })();
   return await ndjsonResponse(gen, release);

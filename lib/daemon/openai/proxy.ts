@@ -9,6 +9,7 @@
 import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
 import { HttpError, readBodyText } from "../http.ts";
+import { openUpstream, type UpstreamStream } from "../stream_client.ts";
 import { UserError } from "../../util/errors.ts";
 
 /** OpenAI's error body for a status. */
@@ -51,33 +52,25 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   const model = await findModel(ctx, body.model);
   const embedding = path === "/v1/embeddings";
   const lease = await ctx.scheduler.acquire({ model, keepAliveMs: ctx.defaultKeepAliveMs, embedding });
-  let res: Response;
+  let up: UpstreamStream;
   try {
-    res = await fetch(lease.url + path, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: text,
-    });
+    up = await openUpstream(lease.url, path, text);
   } catch (err) {
     lease.release();
-    throw new HttpError(500, `llama-server did not answer: ${(err as Error).message}`);
-  }
-  if (!res.body) {
-    lease.release();
-    return new Response(null, { status: res.status });
+    throw err;
   }
   let released = false;
   const release = () => {
     if (!released) {
       released = true;
+      up.close();
       lease.release();
     }
   };
-  const reader = res.body.getReader();
   const out = new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       try {
-        const { value, done } = await reader.read();
+        const { value, done } = await up.chunks.next();
         if (done) {
           ctrl.close();
           release();
@@ -88,16 +81,15 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
       }
     },
     cancel() {
-      reader.cancel().catch(() => {});
       release();
     },
   }, { highWaterMark: 0 });
   const headers = new Headers();
   for (const h of ["content-type", "cache-control"]) {
-    const v = res.headers.get(h);
+    const v = up.headers[h];
     if (v) headers.set(h, v);
   }
-  return new Response(out, { status: res.status, headers });
+  return new Response(out, { status: up.status, headers });
 }
 
 function ownedBy(name: string): string {
