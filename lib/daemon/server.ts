@@ -1,7 +1,7 @@
 /**
  * Starting and stopping the daemon: resolve host, port, keep-alive and origins from flags, environment
- * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_API_KEY` is the client's, the daemon's key is
- * `LLAMA_MGR_API_KEY` or the config) and config; clean up servers orphaned by a daemon that was killed; serve
+ * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_CONTEXT_LENGTH`; `OLLAMA_API_KEY` is the
+ * client's, the daemon's key is `LLAMA_MGR_API_KEY` or the config) and config; clean up servers orphaned by a daemon that was killed; serve
  * the routes on `Deno.serve`; on close, stop every llama-server this daemon started.
  *
  * @module
@@ -135,7 +135,13 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     });
     listModels ??= () => backends.indexedModels(options.paths, options.config);
   }
-  const scheduler = createScheduler({ launcher, maxLoaded: cfg.max_loaded_models, log });
+  const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
+  const scheduler = createScheduler({
+    launcher,
+    maxLoaded: cfg.max_loaded_models,
+    defaultCtx: Number.isInteger(ctxEnv) && ctxEnv > 0 ? ctxEnv : undefined,
+    log,
+  });
   const catalog = createCatalog({ paths: options.paths, listModels, aliases: options.config.models.aliases });
   const ctx: DaemonContext = {
     paths: options.paths,
