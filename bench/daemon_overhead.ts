@@ -8,7 +8,8 @@
  * The daemon runs as users run it (`llama-mgr daemon`, a separate process), with a temp data dir, the SmolLM2
  * fixture model and the shared test build.
  *
- * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--json]`
+ * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--requests N] [--threads N] [--json]`
+ * (`--threads` gives llama-server that many threads through a preset, e.g. to leave the daemon a core).
  *
  * @module
  */
@@ -23,6 +24,7 @@ const { values: flags } = parseArgs({
     tokens: { type: "string", default: "64" },
     requests: { type: "string", default: "1000" },
     json: { type: "boolean", default: false },
+    threads: { type: "string" },
   },
 });
 const ROUNDS = Number(flags.rounds);
@@ -149,6 +151,9 @@ async function main(): Promise<void> {
       "models:",
       `  dirs: [${JSON.stringify(modelsDir)}]`,
       "  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }",
+      ...(flags.threads
+        ? ["presets:", "  smol:", "    model: smol", `    args: ["-t", "${flags.threads}"]`]
+        : []),
       "",
     ].join("\n"),
   );
