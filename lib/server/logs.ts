@@ -1,0 +1,131 @@
+/**
+ * Server logs: one file per server name in the logs dir, rotated when a server starts, read by lines, followed
+ * like `tail -f`, and searched for llama-server's own reason when it fails.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Paths } from "../config/paths.ts";
+import { exists } from "../util/fs.ts";
+
+/** Rotate a log at start when it is larger than this. */
+export const ROTATE_BYTES = 10 * 1024 * 1024;
+/** How many rotated logs to keep (`.1` … `.3`). */
+export const KEEP_ROTATED = 3;
+
+/** The log file of a server. */
+export function serverLogPath(paths: Paths, name: string): string {
+  return join(paths.logsDir, `server-${name}.log`);
+}
+
+/** Moves `log` to `log.1` (and older ones up) when it is over `maxBytes`. */
+export async function rotateLog(
+  path: string,
+  maxBytes = ROTATE_BYTES,
+  keep = KEEP_ROTATED,
+): Promise<boolean> {
+  const size = await Deno.stat(path).then((s) => s.size).catch(() => 0);
+  if (size <= maxBytes) return false;
+  for (let i = keep - 1; i >= 1; i--) {
+    if (await exists(`${path}.${i}`)) await Deno.rename(`${path}.${i}`, `${path}.${i + 1}`);
+  }
+  await Deno.rename(path, `${path}.1`);
+  return true;
+}
+
+/** The last `lines` lines of a file (reads at most the last 4 MiB). */
+export async function tailFile(path: string, lines: number): Promise<string[]> {
+  let f: Deno.FsFile;
+  try {
+    f = await Deno.open(path);
+  } catch {
+    return [];
+  }
+  try {
+    const size = (await f.stat()).size;
+    const start = Math.max(0, size - 4 * 1024 * 1024);
+    await f.seek(start, Deno.SeekMode.Start);
+    const buf = new Uint8Array(size - start);
+    let off = 0;
+    while (off < buf.length) {
+      const n = await f.read(buf.subarray(off));
+      if (n === null) break;
+      off += n;
+    }
+    const all = new TextDecoder().decode(buf.subarray(0, off)).split("\n");
+    if (all.at(-1) === "") all.pop();
+    return all.slice(-lines);
+  } finally {
+    f.close();
+  }
+}
+
+/** Marker written to the log before each start, so a failure reason is looked for in this run only. */
+export const START_MARKER = "=== llama-mgr: starting";
+
+const REASON = [
+  /error:/i,
+  /\berror\b/i,
+  /failed/i,
+  /invalid argument/i,
+  /unknown argument/i,
+  /couldn't bind/i,
+  /exception/i,
+  /not found/i,
+  /terminate called/i,
+  /abort/i,
+];
+
+/**
+ * llama-server's own reason for a failure, from the lines it logged in its latest run: the lines that say
+ * error/failed/invalid, else the last lines.
+ */
+export function failureReason(logLines: string[]): string {
+  const from = logLines.findLastIndex((l) => l.startsWith(START_MARKER));
+  const run = logLines.slice(from + 1).filter((l) => l.trim().length > 0);
+  const hits = run.filter((l) =>
+    REASON.some((re) => re.test(l)) && !/^\s*(main|srv|load|print_info): .*=/.test(l)
+  );
+  const pick = (hits.length ? hits : run).slice(-6);
+  return pick.map((l) => l.replace(/^\d+\.\d+\.\d+\.\d+ [A-Z] /, "").trim()).join("\n") || "(no output)";
+}
+
+/**
+ * Follows a log file like `tail -f`, calling `onText` with new text until the signal aborts.
+ *
+ * @example
+ * ```ts ignore
+ * const ac = new AbortController();
+ * await followFile("/tmp/x.log", (t) => console.log(t), ac.signal);
+ * ```
+ */
+export async function followFile(
+  path: string,
+  onText: (text: string) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  let pos = await Deno.stat(path).then((s) => s.size).catch(() => 0);
+  const dec = new TextDecoder();
+  while (!signal.aborted) {
+    const size = await Deno.stat(path).then((s) => s.size).catch(() => 0);
+    if (size < pos) pos = 0; // rotated or truncated
+    if (size > pos) {
+      const f = await Deno.open(path);
+      try {
+        await f.seek(pos, Deno.SeekMode.Start);
+        const buf = new Uint8Array(size - pos);
+        let off = 0;
+        while (off < buf.length) {
+          const n = await f.read(buf.subarray(off));
+          if (n === null) break;
+          off += n;
+        }
+        pos += off;
+        onText(dec.decode(buf.subarray(0, off), { stream: true }));
+      } finally {
+        f.close();
+      }
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
