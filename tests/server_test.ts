@@ -1,0 +1,208 @@
+/**
+ * The supervisor against a real llama-server and a real model: start, status, a chat completion, logs, stop;
+ * two side by side; a port conflict; an unloadable model; kill -9; and a server that outlives the CLI.
+ */
+import { assert, assertEquals, assertMatch, assertRejects, assertStringIncludes } from "./_assert.ts";
+import { cli, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import {
+  findFreePort,
+  listServers,
+  readServerLog,
+  restartServer,
+  serverStatus,
+  startServer,
+  stopAllServers,
+  stopServer,
+} from "../lib/server/mod.ts";
+import { UserError } from "../lib/util/errors.ts";
+import { pidAlive } from "../lib/util/process.ts";
+
+async function chat(url: string, content: string): Promise<string> {
+  const r = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ messages: [{ role: "user", content }], max_tokens: 8, temperature: 0 }),
+  });
+  assertEquals(r.status, 200);
+  const body = await r.json();
+  return body.choices[0].message.content as string;
+}
+
+Deno.test({
+  name: "the supervisor runs real llama-servers and always tells their true state",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const { instance, paths: shared } = await testInstance();
+    const model = await smolModelPath();
+    const tmp = await tempDir();
+    const paths = resolvePaths({ dataDir: tmp.path, env: {} });
+    // The shared build, seen from this test's own data dir.
+    await Deno.mkdir(paths.instancesDir, { recursive: true });
+    await Deno.symlink(`${shared.instancesDir}/cpu`, `${paths.instancesDir}/cpu`);
+    try {
+      await t.step("start waits for /health, records the state, and serves a chat completion", async () => {
+        const s = await startServer(paths, { name: "chat", modelPath: model, instance, ctx: 512 });
+        assertEquals(s.state, "ready");
+        assert(s.pid && pidAlive(s.pid));
+        assertMatch(s.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+        const answer = await chat(s.url, "Say hello.");
+        assert(answer.length > 0);
+        const st = await serverStatus(paths, "chat");
+        assertEquals(st.state, "ready");
+        assert((st.rssBytes ?? 0) > 10_000_000, `rss ${st.rssBytes}`);
+        assert(st.argv.includes("-c") && st.argv.includes("512"));
+      });
+
+      await t.step("the same name cannot be started twice", async () => {
+        await assertRejects(
+          () => startServer(paths, { name: "chat", modelPath: model, instance }),
+          UserError,
+          "server 'chat' is already running",
+        );
+      });
+
+      await t.step("a port in use is refused before anything is spawned", async () => {
+        const busy = (await serverStatus(paths, "chat")).port;
+        const err = await assertRejects(
+          () => startServer(paths, { name: "other", modelPath: model, instance, port: busy }),
+          UserError,
+          `port ${busy} on 127.0.0.1 is already in use by server 'chat'`,
+        );
+        assertStringIncludes(err.hint ?? "", "--port auto");
+        assertEquals((await listServers(paths)).map((s) => s.name), ["chat"]);
+      });
+
+      await t.step("two servers run side by side on their own ports", async () => {
+        const port = findFreePort();
+        const s2 = await startServer(paths, { name: "second", modelPath: model, instance, port, ctx: 256 });
+        assertEquals(s2.port, port);
+        const [a, b] = await Promise.all([
+          chat((await serverStatus(paths, "chat")).url, "One"),
+          chat(s2.url, "Two"),
+        ]);
+        assert(a.length > 0 && b.length > 0);
+        assertEquals((await listServers(paths)).filter((s) => s.state === "ready").length, 2);
+      });
+
+      await t.step("logs hold llama-server's own output", async () => {
+        const lines = await readServerLog(paths, "chat", { lines: 400 });
+        assert(lines.some((l) => l.includes("llama-mgr: starting")));
+        assert(lines.some((l) => /listening on http/i.test(l)), lines.slice(-5).join("\n"));
+      });
+
+      await t.step("an unloadable model fails with llama-server's reason, not a timeout", async () => {
+        const bad = `${tmp.path}/broken.gguf`;
+        const bytes = await Deno.readFile(model);
+        await Deno.writeFile(bad, bytes.subarray(0, 4096));
+        const t0 = performance.now();
+        const err = await assertRejects(
+          () => startServer(paths, { name: "broken", modelPath: bad, instance, readyTimeoutMs: 60_000 }),
+          UserError,
+          "failed to start",
+        );
+        assert(performance.now() - t0 < 30_000, "it did not wait for the timeout");
+        assertMatch(err.message, /failed to (load|read)|error loading model/);
+        const st = await serverStatus(paths, "broken");
+        assertEquals(st.state, "failed");
+        assertMatch(st.exitReason ?? "", /error loading model|failed to (load|read)/);
+      });
+
+      await t.step("kill -9 of a server shows it crashed, never running, and it starts again", async () => {
+        const before = await serverStatus(paths, "second");
+        Deno.kill(before.pid!, "SIGKILL");
+        for (let i = 0; i < 50 && pidAlive(before.pid!); i++) await new Promise((r) => setTimeout(r, 50));
+        const after = await serverStatus(paths, "second");
+        assertEquals(after.state, "crashed");
+        assertEquals(after.pid, undefined);
+        assert(after.exitReason && after.exitReason.length > 0);
+        const again = await startServer(paths, {
+          name: "second",
+          modelPath: model,
+          instance,
+          port: before.port,
+          ctx: 256,
+        });
+        assertEquals(again.state, "ready");
+        assertEquals(again.port, before.port);
+      });
+
+      await t.step("restart keeps the port; stop sends SIGTERM and records stopped", async () => {
+        const before = await serverStatus(paths, "second");
+        const r = await restartServer(paths, "second");
+        assertEquals(r.port, before.port);
+        assert(r.pid !== before.pid);
+        const s = await stopServer(paths, "second");
+        assertEquals(s.state, "stopped");
+        assert(!pidAlive(r.pid!));
+      });
+    } finally {
+      await stopAllServers(paths);
+      await tmp.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "server start from the CLI leaves a server that outlives the CLI, and list/logs/stop --all manage it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { paths: shared } = await testInstance();
+    const model = await smolModelPath();
+    const tmp = await tempDir();
+    // The instance lives in the shared test data dir; this test's servers in its own.
+    const data = tmp.path;
+    await Deno.mkdir(`${data}/instances`, { recursive: true });
+    await Deno.symlink(`${shared.instancesDir}/cpu`, `${data}/instances/cpu`);
+    const base = ["-d", data];
+    try {
+      const r = await cli([
+        ...base,
+        "server",
+        "start",
+        model,
+        "--name",
+        "cli-chat",
+        "--ctx",
+        "256",
+        "--",
+        "--threads",
+        "1",
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      assertMatch(r.stdout, /started 'cli-chat' .* at http:\/\/127\.0\.0\.1:\d+ \(pid \d+\)/);
+      // The CLI process has exited; the server is still there.
+      const list = await cli([...base, "server", "list", "--json"]);
+      const [s] = JSON.parse(list.stdout);
+      assertEquals(s.state, "ready");
+      assert(pidAlive(s.pid));
+      assert(s.argv.includes("--threads"));
+      assertEquals(await chat(s.url, "Hi").then((x) => x.length > 0), true);
+      const table = await cli([...base, "server", "list"]);
+      assertMatch(table.stdout, /^cli-chat\s+.*\s+cpu\s+\d+\s+\d+\s+ready\s/m);
+      const logs = await cli([...base, "server", "logs", "cli-chat", "-n", "5"]);
+      assertEquals(logs.code, 0);
+      assertEquals(logs.stdout.trim().split("\n").length, 5);
+      const status = await cli([...base, "server", "status", "cli-chat"]);
+      assertEquals(status.code, 0);
+      assertMatch(status.stdout, /health\s+ok/);
+      const dup = await cli([...base, "server", "start", model, "--name", "cli-chat"]);
+      assertEquals(dup.code, 1);
+      assertStringIncludes(dup.stderr, "already running");
+      const stop = await cli([...base, "server", "stop", "--all"]);
+      assertEquals(stop.code, 0, stop.stderr);
+      assertStringIncludes(stop.stdout, "cli-chat");
+      assert(!pidAlive(s.pid));
+      const after = await cli([...base, "server", "status", "cli-chat"]);
+      assertEquals(after.code, 3);
+      assertMatch(after.stdout, /state\s+stopped/);
+      const unknown = await cli([...base, "server", "stop", "nope"]);
+      assertStringIncludes(unknown.stderr, "no server named 'nope'");
+    } finally {
+      await stopAllServers(resolvePaths({ dataDir: data, env: {} }));
+      await tmp.cleanup();
+    }
+  },
+});
