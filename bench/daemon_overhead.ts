@@ -8,8 +8,9 @@
  * The daemon runs as users run it (`llama-mgr daemon`, a separate process), with a temp data dir, the SmolLM2
  * fixture model and the shared test build.
  *
- * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--requests N] [--threads N] [--json]`
- * (`--threads` gives llama-server that many threads through a preset, e.g. to leave the daemon a core).
+ * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--requests N] [--threads N] [--v8 F] [--json]`
+ * (`--threads` gives llama-server that many threads through a preset, e.g. to leave the daemon a core; `--v8`
+ * passes V8 flags to the daemon process, e.g. `--max-semi-space-size=1` for a smaller young generation).
  *
  * @module
  */
@@ -25,6 +26,7 @@ const { values: flags } = parseArgs({
     requests: { type: "string", default: "1000" },
     json: { type: "boolean", default: false },
     threads: { type: "string" },
+    v8: { type: "string" },
   },
 });
 const ROUNDS = Number(flags.rounds);
@@ -167,6 +169,7 @@ async function main(): Promise<void> {
     args: [
       "run",
       "-A",
+      ...(flags.v8 ? [`--v8-flags=${flags.v8}`] : []),
       main,
       "daemon",
       "--port",

@@ -78,7 +78,7 @@ export async function openUpstream(base: string, path: string, body: string): Pr
     throw new HttpError(500, `llama-server at ${base} did not take the request: ${(err as Error).message}`);
   }
 
-  const readBuf = new Uint8Array(64 * 1024);
+  const readBuf = new Uint8Array(16 * 1024);
   const read = async (): Promise<Uint8Array | null> => {
     if (closed) return null;
     let n: number | null;
