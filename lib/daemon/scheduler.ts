@@ -138,10 +138,10 @@ interface Runner extends RunnerInfo {
 /** A file-name-safe server name for a model. */
 export function serverNameFor(model: CatalogModel, embedding: boolean): string {
   const slug = model.entry.path.split("/").pop()!.replace(/\.gguf$/i, "").replace(/[^A-Za-z0-9_.-]+/g, "-")
-    .slice(0, 60);
+    .slice(0, 40);
   let h = 0;
   for (const c of model.entry.path) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `daemon-${slug}-${h.toString(16)}${embedding ? "-embed" : ""}`;
+  return `daemon-${slug}-${h.toString(16)}${embedding ? "-e" : ""}`;
 }
 
 /**

@@ -15,6 +15,7 @@ import type { DaemonContext } from "./context.ts";
 import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./scheduler.ts";
+import { serverLauncher } from "./launcher.ts";
 import { allowedOrigins } from "./security.ts";
 
 /** Options for {@linkcode startDaemon}. */
@@ -115,25 +116,21 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   ]);
   const apiKey = env.LLAMA_MGR_API_KEY || cfg.api_key;
 
-  let launcher = options.launcher;
+  const launcher = options.launcher ?? await serverLauncher({
+    paths: options.paths,
+    config: options.config,
+    instance: options.instance,
+    log,
+  });
   let listModels = options.listModels;
-  if (!launcher || !listModels) {
-    // TEMPORARY: a computed specifier keeps `deno check` away from backends.ts until lib/server and lib/gguf
-    // land; it becomes a plain import then.
-    const spec = ["./backends", "ts"].join(".");
-    const backends: {
-      serverLauncher(
-        o: { paths: Paths; config: Config; instance?: string; log?: (l: string) => void },
-      ): Promise<Launcher>;
-      indexedModels(paths: Paths, config: Config): Promise<CatalogSourceEntry[]>;
-    } = await import(spec);
-    launcher ??= await backends.serverLauncher({
-      paths: options.paths,
-      config: options.config,
-      instance: options.instance,
-      log,
-    });
-    listModels ??= () => backends.indexedModels(options.paths, options.config);
+  if (!listModels) {
+    // TEMPORARY: a computed specifier keeps `deno check` away from lib/gguf until it lands; a plain import then.
+    const spec = ["./index_source", "ts"].join(".");
+    const source: { indexedModels(paths: Paths, config: Config): Promise<CatalogSourceEntry[]> } =
+      await import(
+        spec
+      );
+    listModels = () => source.indexedModels(options.paths, options.config);
   }
   const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
   const scheduler = createScheduler({

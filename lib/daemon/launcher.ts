@@ -1,7 +1,7 @@
 /**
- * The daemon's real backends: llama-servers started through the supervisor (`lib/server`, marked as owned by
- * this daemon's pid, with the instance and preset configured for the model) and models listed by the index
- * (`lib/gguf`). On start it stops servers left behind by a daemon that died without cleaning up (`kill -9`).
+ * The daemon's launcher: llama-servers started through the supervisor (`lib/server`), marked as owned by this
+ * daemon's pid, with the instance and preset configured for the model. On start it stops servers left behind
+ * by a daemon that died without cleaning up (`kill -9`); a server it stops is removed from the server list.
  *
  * @module
  */
@@ -9,9 +9,8 @@ import type { Paths } from "../config/paths.ts";
 import type { Config, Preset } from "../config/schema.ts";
 import { getInstance } from "../llamacpp/instances.ts";
 import { pidAlive } from "../util/process.ts";
-import { listServers, startServer, stopServer } from "../server/mod.ts";
-import { estimateMemory, listModels } from "../gguf/mod.ts";
-import type { CatalogModel, CatalogSourceEntry } from "./catalog.ts";
+import { listServers, removeServer, startServer, stopServer } from "../server/mod.ts";
+import type { CatalogModel } from "./catalog.ts";
 import { loadFlags } from "./options.ts";
 import type { Launcher } from "./scheduler.ts";
 import { embeddingOnly } from "./ollama/details.ts";
@@ -50,25 +49,28 @@ export function presetFor(config: Config, model: CatalogModel): Preset | undefin
 export async function stopOrphans(paths: Paths): Promise<string[]> {
   const stopped: string[] = [];
   for (const s of await listServers(paths)) {
-    if (s.owner?.kind === "daemon" && !pidAlive(s.owner.pid)) {
-      await stopServer(paths, s.name).catch(() => {});
-      stopped.push(s.name);
-    }
+    if (s.owner?.kind !== "daemon" || pidAlive(s.owner.pid)) continue;
+    const running = s.state === "starting" || s.state === "ready" || s.state === "stopping";
+    await stopServer(paths, s.name).catch(() => {});
+    await removeServer(paths, s.name).catch(() => {});
+    if (running) stopped.push(s.name);
   }
   return stopped;
 }
 
-function estimate(facts: unknown, ctx: number): number | undefined {
-  try {
-    const r = estimateMemory(facts as Parameters<typeof estimateMemory>[0], {
-      ctx,
-      cacheType: "f16",
-    }) as unknown;
-    if (typeof r === "number") return r;
-    const o = r as Record<string, unknown>;
-    for (const k of ["totalBytes", "total", "bytes"]) if (typeof o?.[k] === "number") return o[k] as number;
-  } catch { /* no estimate */ }
-  return undefined;
+/**
+ * Memory a loaded model needs: the weights plus an f16 KV cache for `ctx` tokens (2 x layers x ctx x KV width
+ * x 2 bytes), from the facts the index keeps; undefined when the facts are missing.
+ */
+export function estimateBytes(model: CatalogModel, ctx: number): number | undefined {
+  const f = model.entry.facts;
+  const layers = Number(f.blockCount ?? 0);
+  const emb = Number(f.embeddingLength ?? 0);
+  const heads = Number(f.headCount ?? 0);
+  const kvHeads = Number(f.headCountKv ?? heads);
+  if (!layers || !emb || !heads) return undefined;
+  const kvWidth = (emb / heads) * kvHeads;
+  return model.entry.sizeBytes + 2 * layers * ctx * kvWidth * 2;
 }
 
 /**
@@ -122,24 +124,13 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       });
-      const size = estimate(spec.model.entry.facts, ctx) ?? spec.model.entry.sizeBytes;
+      const size = estimateBytes(spec.model, ctx) ?? spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
     },
     async stop(name) {
       await stopServer(paths, name);
+      await removeServer(paths, name).catch(() => {});
     },
   };
-}
-
-/**
- * The indexed models, as the catalogue reads them.
- *
- * @example
- * ```ts
- * const models = await indexedModels(paths, config);
- * ```
- */
-export async function indexedModels(paths: Paths, config: Config): Promise<CatalogSourceEntry[]> {
-  return (await listModels(paths, config)) as unknown as CatalogSourceEntry[];
 }
