@@ -179,6 +179,24 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
         ["/api/generate", { model: "nope" }, 404, "model 'nope' not found"],
         ["/api/generate", { model: "smol", prompt: "x", format: "yaml" }, 400, "invalid format"],
         ["/api/embed", { model: "smol", input: 5 }, 400, "invalid input type"],
+        [
+          "/api/generate",
+          { model: "smol", prompt: "def f(", suffix: ")" },
+          400,
+          '"smol" does not support insert',
+        ],
+        [
+          "/api/generate",
+          { model: "smol", prompt: "x", raw: true, system: "s" },
+          400,
+          "raw mode does not support",
+        ],
+        [
+          "/api/chat",
+          { model: "smol", messages: [{ role: "user", content: "x" }], think: true },
+          400,
+          "does not support thinking",
+        ],
       ];
       for (const [path, body, status, text] of cases) {
         const r = await post(`${url}${path}`, body);

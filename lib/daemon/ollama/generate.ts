@@ -98,13 +98,21 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     }),
   };
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
-  return await runGeneration({
-    lease,
-    path,
-    body: upstream,
-    events,
-    shape,
-    stream: body.stream !== false,
-    startedAt,
-  });
+  try {
+    return await runGeneration({
+      lease,
+      path,
+      body: upstream,
+      events,
+      shape,
+      stream: body.stream !== false,
+      startedAt,
+    });
+  } catch (err) {
+    // llama-server answers 501 when the model has no fill-in-the-middle tokens; Ollama says it this way.
+    if (body.suffix && err instanceof HttpError && err.status === 501) {
+      throw new HttpError(400, `"${name}" does not support insert`);
+    }
+    throw err;
+  }
 }
