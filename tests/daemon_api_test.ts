@@ -381,6 +381,24 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
       },
     );
 
+    await t.step("a body over the size limit is refused with 413 before it is read", async () => {
+      const u = new URL(url);
+      const conn = await Deno.connect({ hostname: u.hostname, port: Number(u.port) });
+      try {
+        await conn.write(new TextEncoder().encode(
+          `POST /api/chat HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n` +
+            `Content-Length: ${200 * 1024 * 1024}\r\nConnection: close\r\n\r\n{"model":`,
+        ));
+        const buf = new Uint8Array(512);
+        const n = await conn.read(buf);
+        const head = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+        assertEquals(Number(head.split(" ")[1]), 413, head);
+        assertStringIncludes(head, "request body too large");
+      } finally {
+        conn.close();
+      }
+    });
+
     await t.step("Host and Origin are checked like Ollama's", async () => {
       assertEquals(await rawStatus(url, "/api/tags", "evil.example.com"), 403);
       assertEquals(await rawStatus(url, "/api/tags", "evil.example.com:11434"), 403);
@@ -458,8 +476,11 @@ Deno.test("daemon: max_loaded_models evicts the least recently used model", asyn
   });
 });
 
-Deno.test("daemon: an API key is required when configured", async () => {
-  await withDaemon({ config: { daemon: { api_key: "s3cret" } } }, async ({ url }) => {
+Deno.test("daemon: an API key is required when configured; OLLAMA_ORIGINS adds origins", async () => {
+  await withDaemon({
+    config: { daemon: { api_key: "s3cret" } },
+    env: { OLLAMA_ORIGINS: "https://app.example.com" },
+  }, async ({ url }) => {
     const root = await fetch(`${url}/`);
     assertEquals(root.status, 200);
     await root.body?.cancel();
@@ -472,6 +493,12 @@ Deno.test("daemon: an API key is required when configured", async () => {
     const ok = await fetch(`${url}/api/tags`, { headers: { authorization: "Bearer s3cret" } });
     assertEquals(ok.status, 200);
     await ok.body?.cancel();
+    const origin = await fetch(`${url}/api/tags`, {
+      headers: { authorization: "Bearer s3cret", origin: "https://app.example.com" },
+    });
+    assertEquals(origin.status, 200);
+    assertEquals(origin.headers.get("access-control-allow-origin"), "https://app.example.com");
+    await origin.body?.cancel();
     const v1 = await fetch(`${url}/v1/models`);
     assertEquals(v1.status, 401);
     assertEquals((await v1.json()).error.code, "invalid_api_key");
