@@ -26,10 +26,26 @@ export {
   type Scheduler,
   type SchedulerOptions,
 } from "./scheduler.ts";
-export { type Catalog, type CatalogModel, type CatalogSourceEntry, createCatalog } from "./catalog.ts";
+export {
+  type Catalog as DaemonCatalog,
+  type CatalogModel as DaemonModel,
+  type CatalogSourceEntry as DaemonSourceEntry,
+  createCatalog as createDaemonCatalog,
+} from "./catalog.ts";
 export { defaultKeepAlive, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
-export { digestFileName, isValidModelName, type ModelName, normalizeName, parseModelName } from "./names.ts";
-export { loadFlags, type LoadOptions, type ParsedOptions, parseOptions } from "./options.ts";
-export { createRoutes, type RouteOptions } from "./routes.ts";
+export {
+  digestFileName,
+  isValidModelName as isValidOllamaName,
+  type ModelName as OllamaName,
+  normalizeName as normalizeOllamaName,
+  parseModelName as parseOllamaName,
+} from "./names.ts";
+export {
+  loadFlags as ollamaLoadFlags,
+  type LoadOptions as OllamaLoadOptions,
+  type ParsedOptions as ParsedOllamaOptions,
+  parseOptions as parseOllamaOptions,
+} from "./options.ts";
+export { createRoutes as createDaemonRoutes, type RouteOptions as DaemonRouteOptions } from "./routes.ts";
 export { allowedOrigins, checkAccess, hostAllowed, originAllowed } from "./security.ts";
 export * as daemonWire from "./types.ts";
