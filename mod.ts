@@ -29,3 +29,4 @@ export * from "./lib/util/process.ts";
 export * from "./lib/util/progress.ts";
 export * from "./lib/python/venv.ts";
 export * from "./lib/server/mod.ts";
+export * from "./lib/daemon/mod.ts";
