@@ -29,4 +29,5 @@ export * from "./lib/util/process.ts";
 export * from "./lib/util/progress.ts";
 export * from "./lib/python/venv.ts";
 export * from "./lib/server/mod.ts";
+export * from "./lib/gguf/mod.ts";
 export * from "./lib/daemon/mod.ts";

@@ -1,19 +1,241 @@
 /**
- * `llama-mgr server` (placeholder until its issue lands).
+ * `llama-mgr server`: start, list, inspect, follow, restart and stop supervised llama-server processes.
  *
  * @module
  */
-import type { Command } from "./command.ts";
+import { type Command, type Context, table } from "./command.ts";
+import { bool, int, type ParsedArgs, str } from "./args.ts";
+import {
+  followServerLog,
+  listServers,
+  readServerLog,
+  restartServer,
+  serverNameFor,
+  type ServerStatus,
+  serverStatus,
+  startServer,
+  stopAllServers,
+  stopServer,
+} from "../lib/server/mod.ts";
+import { getInstance } from "../lib/llamacpp/instances.ts";
+import { resolveModel } from "../lib/gguf/mod.ts";
+import { exists, formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
+import type { Preset } from "../lib/config/schema.ts";
+
+function uptime(s?: number): string {
+  if (s === undefined) return "-";
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
+  return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+}
+
+function parsePort(v: string | undefined): number | "auto" | undefined {
+  if (v === undefined || v === "auto") return v;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) {
+    throw new UserError(`--port '${v}' is not a port`, { hint: "use a number from 1 to 65535, or auto" });
+  }
+  return n;
+}
+
+async function start(ctx: Context, args: ParsedArgs): Promise<number> {
+  const ref = args.positionals[1];
+  if (!ref) {
+    throw new UserError("server start needs a model or a preset", {
+      hint: "llama-mgr server start qwen3:4b --port auto",
+    });
+  }
+  const config = await ctx.config();
+  const preset: Preset | undefined = config.presets[ref];
+  const modelRef = preset?.model ?? ref;
+  const entry = await exists(modelRef) && !(await Deno.stat(modelRef)).isDirectory
+    ? undefined
+    : await resolveModel(ctx.paths, config, modelRef);
+  const modelPath = entry?.path ?? modelRef;
+  const name = str(args, "name") ??
+    (preset ? ref : serverNameFor(entry?.name ?? modelRef.split("/").pop()!.replace(/\.gguf$/i, "")));
+  const instance = await getInstance(ctx.paths, ctx.instance ?? preset?.instance, config.default_instance);
+  const t0 = performance.now();
+  const timeout = int(args, "timeout", "server start");
+  const status = await startServer(ctx.paths, {
+    name,
+    modelPath,
+    modelName: entry?.name,
+    mmproj: entry?.mmproj,
+    instance,
+    host: str(args, "host"),
+    port: parsePort(str(args, "port")) ?? preset?.port ?? "auto",
+    ctx: int(args, "ctx", "server start") ?? preset?.ctx,
+    ngl: int(args, "ngl", "server start") ?? preset?.ngl,
+    args: [...(preset?.args ?? []), ...args.rest],
+    env: preset?.env,
+    alias: entry?.name,
+    readyTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
+  });
+  if (ctx.json) ctx.print(JSON.stringify(status, null, 2));
+  else {
+    ctx.print(
+      `started '${status.name}' (${
+        status.modelName ?? modelPath
+      }, instance ${status.instance}) at ${status.url} ` +
+        `(pid ${status.pid}) in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
+    );
+  }
+  return 0;
+}
+
+function printStatus(ctx: Context, s: ServerStatus, health?: string): void {
+  const rows: [string, string | undefined][] = [
+    ["name", s.name],
+    ["state", s.state],
+    ["health", health],
+    ["url", s.url],
+    ["pid", s.pid?.toString()],
+    ["model", s.modelName ? `${s.modelName} (${s.modelPath})` : s.modelPath],
+    ["instance", s.instance],
+    ["started", s.startedAt],
+    ["uptime", s.uptimeSeconds !== undefined ? uptime(s.uptimeSeconds) : undefined],
+    ["memory", s.rssBytes !== undefined ? formatBytes(s.rssBytes) : undefined],
+    ["owner", s.owner ? `${s.owner.kind} (pid ${s.owner.pid})` : undefined],
+    ["reason", s.exitReason],
+    ["log", s.logFile],
+    ["command", s.argv.join(" ")],
+  ];
+  for (const [k, v] of rows) {
+    if (v !== undefined) ctx.print(`${k.padEnd(9)} ${v.replaceAll("\n", "\n          ")}`);
+  }
+}
 
 /** The `server` command. */
 export const serverCommand: Command = {
   name: "server",
-  summary: "(not yet available)",
-  usage: ["server"],
-  examples: ["llama-mgr server --help"],
-  flags: {},
-  run() {
-    return Promise.reject(new UserError("'server' is not implemented yet"));
+  summary: "start, list, inspect and stop supervised llama-server processes",
+  usage: [
+    "server start MODEL|PRESET [--name N] [--port auto|N] [--ctx N] [--ngl N] [-i INSTANCE] [-- LLAMA-SERVER FLAGS]",
+    "server list [--json]",
+    "server status NAME [--json]",
+    "server logs NAME [-f] [-n LINES]",
+    "server restart NAME",
+    "server stop NAME | --all",
+  ],
+  details: [
+    "Servers run detached (they outlive the terminal), log to <data>/logs/server-NAME.log, and are checked",
+    "against their process: a dead or reused pid shows as stopped or crashed, never as running.",
+    "A PRESET is a name under `presets:` in the config file (model, instance, ctx, ngl, args, env).",
+  ].join("\n"),
+  examples: [
+    "llama-mgr server start qwen3:4b --port auto --ctx 16384 --ngl 99",
+    "llama-mgr server start ~/models/smol.gguf --name chat -- --jinja --temp 0.7",
+    "llama-mgr server start chat",
+    "llama-mgr server list",
+    "llama-mgr server logs chat -f",
+    "llama-mgr server stop --all",
+  ],
+  flags: {
+    name: { type: "string", value: "NAME", description: "server name (default: from the model or preset)" },
+    port: { type: "string", short: "p", value: "auto|N", description: "port (default auto: a free one)" },
+    host: { type: "string", value: "ADDR", description: "bind address (default 127.0.0.1)" },
+    ctx: { type: "string", short: "c", value: "N", description: "context size" },
+    ngl: { type: "string", value: "N", description: "layers to offload to the GPU" },
+    timeout: {
+      type: "string",
+      value: "SECONDS",
+      description: "how long to wait for readiness (default 120)",
+    },
+    follow: { type: "boolean", short: "f", description: "logs: keep printing new lines" },
+    lines: { type: "string", short: "n", value: "N", description: "logs: how many lines (default 100)" },
+    all: { type: "boolean", description: "stop: every running server" },
+  },
+  async run(ctx, args) {
+    const [sub, name] = args.positionals;
+    switch (sub) {
+      case "start":
+        return await start(ctx, args);
+      case "list":
+      case "ls": {
+        const all = await listServers(ctx.paths);
+        if (ctx.json) return void ctx.print(JSON.stringify(all, null, 2));
+        if (!all.length) return void ctx.print("no servers; start one with `llama-mgr server start MODEL`");
+        ctx.print(table(
+          ["NAME", "MODEL", "INSTANCE", "PID", "PORT", "STATE", "UPTIME", "MEMORY"],
+          all.map((s) => [
+            s.name,
+            s.modelName ?? s.modelPath.split("/").pop() ?? "",
+            s.instance,
+            s.pid?.toString() ?? "-",
+            String(s.port),
+            s.state,
+            uptime(s.uptimeSeconds),
+            s.rssBytes !== undefined ? formatBytes(s.rssBytes) : "-",
+          ]),
+        ));
+        return 0;
+      }
+      case "status": {
+        if (!name) throw new UserError("server status needs a name", { hint: "llama-mgr server list" });
+        const s = await serverStatus(ctx.paths, name);
+        let health: string | undefined;
+        if (s.state === "ready" || s.state === "starting") {
+          health = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(2000) })
+            .then(async (r) => {
+              await r.body?.cancel();
+              return r.status === 200 ? "ok" : r.status === 503 ? "loading" : `HTTP ${r.status}`;
+            })
+            .catch(() => "unreachable");
+        }
+        if (ctx.json) ctx.print(JSON.stringify({ ...s, health }, null, 2));
+        else printStatus(ctx, s, health);
+        return s.state === "ready" ? 0 : 3;
+      }
+      case "logs": {
+        if (!name) throw new UserError("server logs needs a name", { hint: "llama-mgr server logs chat -f" });
+        const lines = await readServerLog(ctx.paths, name, {
+          lines: int(args, "lines", "server logs") ?? 100,
+        });
+        for (const l of lines) ctx.print(l);
+        if (bool(args, "follow")) {
+          const ac = new AbortController();
+          const stop = () => ac.abort();
+          Deno.addSignalListener("SIGINT", stop);
+          try {
+            await followServerLog(
+              ctx.paths,
+              name,
+              (t) => Deno.stdout.writeSync(new TextEncoder().encode(t)),
+              ac.signal,
+            );
+          } finally {
+            Deno.removeSignalListener("SIGINT", stop);
+          }
+        }
+        return 0;
+      }
+      case "restart": {
+        if (!name) throw new UserError("server restart needs a name");
+        const s = await restartServer(ctx.paths, name);
+        ctx.print(`restarted '${s.name}' at ${s.url} (pid ${s.pid})`);
+        return 0;
+      }
+      case "stop": {
+        if (bool(args, "all")) {
+          const names = await stopAllServers(ctx.paths);
+          ctx.print(names.length ? `stopped ${names.join(", ")}` : "no server was running");
+          return 0;
+        }
+        if (!name) throw new UserError("server stop needs a name, or --all");
+        const s = await stopServer(ctx.paths, name);
+        ctx.print(`stopped '${s.name}'`);
+        return 0;
+      }
+      case undefined:
+        throw new UserError("server needs a sub-command", {
+          hint: "start, list, status, logs, restart or stop",
+        });
+      default:
+        throw new UserError(`server: unknown sub-command '${sub}'`, {
+          hint: "use start, list, status, logs, restart or stop",
+        });
+    }
   },
 };

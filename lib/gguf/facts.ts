@@ -1,0 +1,288 @@
+/**
+ * What a model is, from its GGUF header alone: architecture, size, quantization, context, attention shape,
+ * experts, chat template, tokenizer, capabilities; and how much memory it needs at a given context.
+ *
+ * @module
+ */
+import type { GgufHeader, GgufValue } from "./reader.ts";
+import { FILE_TYPES, ggmlTypeName, tensorBytes, tensorElements } from "./types.ts";
+
+/** Things a model can do, as Ollama names them. */
+export type Capability = "completion" | "embedding" | "vision" | "tools" | "thinking" | "insert";
+
+/** The facts about a model. */
+export interface ModelFacts {
+  /** `general.architecture`, e.g. `llama`, `qwen3`, `bert`. */
+  architecture: string;
+  /** `general.type` (`model`, `mmproj`, `adapter`). */
+  type?: string;
+  /** `general.name`. */
+  name?: string;
+  /** `general.basename`. */
+  basename?: string;
+  /** `general.finetune`. */
+  finetune?: string;
+  /** `general.size_label`, e.g. `7B`. */
+  sizeLabel?: string;
+  /** Parameters, counted from tensor shapes. */
+  parameterCount: number;
+  /** Quantization by file type, e.g. `Q4_K_M` (or the dominant tensor type when the file type is absent). */
+  fileType: string;
+  /** Tensor types and how many bytes each holds. */
+  quantMix: { type: string; tensors: number; bytes: number }[];
+  /** Bytes of all tensors. */
+  tensorBytes: number;
+  /** Training context length. */
+  contextLength: number;
+  /** Embedding width. */
+  embeddingLength: number;
+  /** Feed-forward width. */
+  feedForwardLength: number;
+  /** Layers. */
+  blockCount: number;
+  /** Attention heads (the largest, when per layer). */
+  headCount: number;
+  /** KV heads (the largest, when per layer). */
+  headCountKv: number;
+  /** KV heads of each layer (0 for layers without attention). */
+  headCountKvPerLayer: number[];
+  /** Key head dimension. */
+  keyLength: number;
+  /** Value head dimension. */
+  valueLength: number;
+  /** Sliding attention window, when the model has one. */
+  slidingWindow?: number;
+  /** Which layers use the sliding window. */
+  slidingLayers?: boolean[];
+  /** Experts per MoE layer. */
+  expertCount?: number;
+  /** Experts used per token. */
+  expertUsedCount?: number;
+  /** Vocabulary size. */
+  vocabSize: number;
+  /** Tokenizer model (`gpt2`, `llama`, `bert`...). */
+  tokenizer?: string;
+  /** Jinja chat template. */
+  chatTemplate?: string;
+  /** Pooling type for embedding models. */
+  poolingType?: number;
+  /** What the model can do. */
+  capabilities: Capability[];
+  /** Split files (`split.count`), 1 for a single file. */
+  splitCount: number;
+  /** GGUF version. */
+  ggufVersion: number;
+}
+
+const EMBEDDING_ARCHES = new Set([
+  "bert",
+  "nomic-bert",
+  "nomic-bert-moe",
+  "jina-bert-v2",
+  "jina-bert-v3",
+  "t5encoder",
+  "modern-bert",
+  "neo-bert",
+  "eurobert",
+]);
+
+function num(v: GgufValue | undefined): number | undefined {
+  if (typeof v === "number") return v;
+  if (typeof v === "bigint") return Number(v);
+  return undefined;
+}
+
+function numOrArray(v: GgufValue | undefined, layers: number): number[] | undefined {
+  if (Array.isArray(v)) return v.map((x) => num(x) ?? 0);
+  const n = num(v);
+  return n === undefined ? undefined : new Array(layers).fill(n);
+}
+
+/**
+ * Reads the facts from a header.
+ *
+ * @example
+ * ```ts ignore
+ * const facts = describeModel(await readGgufHeader("model.gguf", { skipArraysOver: 1024 }));
+ * console.log(facts.architecture, facts.fileType, facts.parameterCount);
+ * ```
+ */
+export function describeModel(header: GgufHeader): ModelFacts {
+  const m = header.metadata;
+  const arch = typeof m["general.architecture"] === "string"
+    ? m["general.architecture"] as string
+    : "unknown";
+  const k = (suffix: string) => m[`${arch}.${suffix}`];
+  const s = (key: string) => typeof m[key] === "string" ? m[key] as string : undefined;
+  const blockCount = num(k("block_count")) ?? 0;
+  const embd = num(k("embedding_length")) ?? 0;
+  const heads = numOrArray(k("attention.head_count"), blockCount) ?? [];
+  const kvHeads = numOrArray(k("attention.head_count_kv"), blockCount) ?? heads;
+  const headCount = Math.max(0, ...heads);
+  const keyLength = num(k("attention.key_length")) ?? (headCount ? Math.floor(embd / headCount) : 0);
+  const valueLength = num(k("attention.value_length")) ?? keyLength;
+
+  let params = 0;
+  let bytes = 0;
+  const mix = new Map<string, { tensors: number; bytes: number }>();
+  for (const t of header.tensors) {
+    params += tensorElements(t.dims);
+    const b = tensorBytes(t.dims, t.type);
+    bytes += b;
+    const name = ggmlTypeName(t.type);
+    const e = mix.get(name) ?? { tensors: 0, bytes: 0 };
+    e.tensors++;
+    e.bytes += b;
+    mix.set(name, e);
+  }
+  const quantMix = [...mix.entries()].map(([type, v]) => ({ type, ...v })).sort((a, b) => b.bytes - a.bytes);
+  const ft = num(m["general.file_type"]);
+  const fileType = ft !== undefined && FILE_TYPES[ft] ? FILE_TYPES[ft] : quantMix[0]?.type ?? "unknown";
+
+  const tokens = m["tokenizer.ggml.tokens"];
+  const vocabSize = num(k("vocab_size")) ??
+    (Array.isArray(tokens)
+      ? tokens.length
+      : tokens && typeof tokens === "object" && "length" in tokens
+      ? tokens.length
+      : 0);
+
+  const slidingWindow = num(k("attention.sliding_window"));
+  let slidingLayers: boolean[] | undefined;
+  if (slidingWindow) {
+    const pattern = k("attention.sliding_window_pattern");
+    if (Array.isArray(pattern)) slidingLayers = pattern.map((x) => x === true);
+    else {
+      // Every Nth layer attends globally; known defaults where the file does not say.
+      const n = num(pattern) ??
+        ({ gemma2: 2, gemma3: 6, gemma3n: 5, cohere2: 4, "gpt-oss": 2 } as Record<string, number>)[arch];
+      slidingLayers = Array.from({ length: blockCount }, (_, i) => n ? (i + 1) % n !== 0 : true);
+    }
+  }
+
+  const chatTemplate = s("tokenizer.chat_template");
+  const poolingType = num(k("pooling_type"));
+  const type = s("general.type");
+  const caps: Capability[] = [];
+  const embeddingOnly = EMBEDDING_ARCHES.has(arch) ||
+    (poolingType !== undefined && poolingType > 0 && !chatTemplate);
+  if (type === "mmproj" || arch === "clip") caps.push("vision");
+  else if (embeddingOnly) caps.push("embedding");
+  else {
+    caps.push("completion");
+    if (chatTemplate && /\btools\b/.test(chatTemplate)) caps.push("tools");
+    if (chatTemplate && /<think>|enable_thinking|reasoning_content|thinking/.test(chatTemplate)) {
+      caps.push("thinking");
+    }
+    if (
+      m["tokenizer.ggml.fim_pre_token_id"] !== undefined || m["tokenizer.ggml.prefix_token_id"] !== undefined
+    ) {
+      caps.push("insert");
+    }
+  }
+
+  return {
+    architecture: arch,
+    type,
+    name: s("general.name"),
+    basename: s("general.basename"),
+    finetune: s("general.finetune"),
+    sizeLabel: s("general.size_label"),
+    parameterCount: params,
+    fileType,
+    quantMix,
+    tensorBytes: bytes,
+    contextLength: num(k("context_length")) ?? 0,
+    embeddingLength: embd,
+    feedForwardLength: Math.max(0, ...(numOrArray(k("feed_forward_length"), blockCount) ?? [0])),
+    blockCount,
+    headCount,
+    headCountKv: Math.max(0, ...kvHeads),
+    headCountKvPerLayer: kvHeads,
+    keyLength,
+    valueLength,
+    slidingWindow,
+    slidingLayers,
+    expertCount: num(k("expert_count")),
+    expertUsedCount: num(k("expert_used_count")),
+    vocabSize,
+    tokenizer: s("tokenizer.ggml.model"),
+    chatTemplate,
+    poolingType,
+    capabilities: caps,
+    splitCount: num(m["split.count"]) ?? 1,
+    ggufVersion: header.version,
+  };
+}
+
+/** KV cache element types and their bytes per element. */
+export const CACHE_TYPE_BYTES: Record<string, number> = {
+  f32: 4,
+  f16: 2,
+  bf16: 2,
+  q8_0: 34 / 32,
+  q5_1: 24 / 32,
+  q5_0: 22 / 32,
+  q4_1: 20 / 32,
+  q4_0: 18 / 32,
+  iq4_nl: 18 / 32,
+};
+
+/** Options for {@linkcode estimateMemory}. */
+export interface EstimateOptions {
+  /** Context size (tokens). */
+  ctx: number;
+  /** KV cache type (default f16). */
+  cacheType?: "f16" | "q8_0" | "q4_0" | string;
+  /** Micro-batch size (default 512, as llama-server's). */
+  ubatch?: number;
+  /** Flash attention (default true: llama-server's `auto` turns it on where supported). */
+  flashAttention?: boolean;
+  /** Bytes of the model's other files (an mmproj), added to the weights. */
+  extraBytes?: number;
+}
+
+/** A memory estimate, in bytes. */
+export interface MemoryEstimate {
+  /** Tensor data. */
+  weightsBytes: number;
+  /** KV cache at the context. */
+  kvBytes: number;
+  /** The allowance for compute buffers. */
+  computeBytes: number;
+  /** The sum. */
+  totalBytes: number;
+}
+
+/**
+ * Estimates the memory a model needs at a context: weights (exact, from tensor types) + KV cache (per layer,
+ * respecting GQA, sliding-window layers, and layers without attention) + an allowance for compute buffers of
+ * `ubatch × 4 B × (4·n_ff + 3·n_embd)` (plus the attention scores `ubatch × ctx × heads × 4 B` without flash
+ * attention). MoE experts are all in the weights; they do not change the KV cache.
+ *
+ * @example
+ * ```ts ignore
+ * const est = estimateMemory(facts, { ctx: 32768, cacheType: "q8_0" });
+ * ```
+ */
+export function estimateMemory(facts: ModelFacts, options: EstimateOptions): MemoryEstimate {
+  const ctx = Math.max(1, Math.floor(options.ctx));
+  const elem = CACHE_TYPE_BYTES[options.cacheType ?? "f16"];
+  if (elem === undefined) throw new Error(`unknown cache type '${options.cacheType}'`);
+  const ubatch = options.ubatch ?? 512;
+  let kv = 0;
+  const layers = facts.headCountKvPerLayer.length
+    ? facts.headCountKvPerLayer
+    : new Array(facts.blockCount).fill(facts.headCountKv);
+  layers.forEach((kvHeads, i) => {
+    if (!kvHeads) return;
+    const swa = facts.slidingWindow && facts.slidingLayers?.[i];
+    const cells = swa ? Math.min(ctx, facts.slidingWindow! + ubatch) : ctx;
+    kv += cells * kvHeads * (facts.keyLength + facts.valueLength) * elem;
+  });
+  let compute = ubatch * 4 * (4 * facts.feedForwardLength + 3 * facts.embeddingLength);
+  if (options.flashAttention === false) compute += ubatch * ctx * facts.headCount * 4;
+  const weights = facts.tensorBytes + (options.extraBytes ?? 0);
+  kv = Math.round(kv);
+  return { weightsBytes: weights, kvBytes: kv, computeBytes: compute, totalBytes: weights + kv + compute };
+}

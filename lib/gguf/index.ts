@@ -1,0 +1,296 @@
+/**
+ * The model index: every GGUF model on the machine with its name, facts and size, cached in the data dir by
+ * path, size and mtime, so a rescan of unchanged files reads no GGUF bytes. Split models are one model,
+ * `mmproj` files are paired with their model, one file reached by two paths appears once.
+ *
+ * @module
+ */
+import { basename, dirname } from "node:path";
+import type { Paths } from "../config/paths.ts";
+import type { Config } from "../config/schema.ts";
+import { exists, expandHome, writeJsonAtomic } from "../util/fs.ts";
+import { UserError } from "../util/errors.ts";
+import { GgufError, readGgufHeader } from "./reader.ts";
+import { describeModel, type ModelFacts } from "./facts.ts";
+import { type Candidate, findCandidates, type ModelSource, type SourceOptions } from "./sources.ts";
+import { closestNames, modelName, normalizeRef } from "./names.ts";
+
+/** One model in the index. */
+export interface ModelEntry {
+  /** `name:tag`, lower case, unique. */
+  name: string;
+  /** Other names that find it: Ollama's name, `hf.co/org/repo:quant`, config aliases. */
+  aliases: string[];
+  /** The file (first part of a split model). */
+  path: string;
+  /** All parts. */
+  files: string[];
+  /** The paired vision projector. */
+  mmproj?: string;
+  /** Where it was found. */
+  source: ModelSource;
+  /** Bytes on disk (all parts). */
+  sizeBytes: number;
+  /** Latest modification time of its parts. */
+  mtimeMs: number;
+  /** What the header says. */
+  facts: ModelFacts;
+}
+
+/** What a scan found. */
+export interface ScanResult {
+  /** Every model. */
+  models: ModelEntry[];
+  /** Files read for the first time. */
+  added: string[];
+  /** Files read again because their size or mtime changed. */
+  changed: string[];
+  /** Files in the cache that are gone. */
+  removed: string[];
+  /** Files that are not readable GGUF, with the reason. */
+  unreadable: { path: string; error: string }[];
+  /** How many files were read (0 on a warm rescan). */
+  filesRead: number;
+}
+
+interface CacheEntry {
+  size: number;
+  mtimeMs: number;
+  facts?: ModelFacts;
+  error?: string;
+}
+
+interface IndexFile {
+  version: number;
+  entries: Record<string, CacheEntry>;
+}
+
+const INDEX_VERSION = 1;
+const SPLIT = /-(\d{5})-of-(\d{5})\.gguf$/i;
+
+async function loadCache(file: string): Promise<IndexFile> {
+  try {
+    const parsed = JSON.parse(await Deno.readTextFile(file)) as IndexFile;
+    if (parsed?.version === INDEX_VERSION && parsed.entries && typeof parsed.entries === "object") {
+      return parsed;
+    }
+  } catch { /* missing or corrupt: rebuilt */ }
+  return { version: INDEX_VERSION, entries: {} };
+}
+
+function isProjector(facts: ModelFacts | undefined, path: string): boolean {
+  return facts?.type === "mmproj" || facts?.architecture === "clip" || /mmproj/i.test(basename(path));
+}
+
+function shortHash(s: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return (h >>> 0).toString(16).padStart(8, "0").slice(0, 6);
+}
+
+/** Options for {@linkcode scanModels}. */
+export interface ScanOptions extends SourceOptions {
+  /** Do not write the cache back (a read-only scan). */
+  noSave?: boolean;
+}
+
+/**
+ * Scans every source, reading headers only of new or changed files, and returns the models.
+ *
+ * @example
+ * ```ts ignore
+ * const { models, unreadable } = await scanModels(paths, config);
+ * ```
+ */
+export async function scanModels(
+  paths: Paths,
+  config: Config,
+  options: ScanOptions = {},
+): Promise<ScanResult> {
+  const cache = await loadCache(paths.indexFile);
+  const candidates = await findCandidates(paths, config, options);
+  const added: string[] = [];
+  const changed: string[] = [];
+  const unreadable: { path: string; error: string }[] = [];
+  const next: Record<string, CacheEntry> = {};
+  let filesRead = 0;
+  const facts = new Map<string, ModelFacts>();
+  for (const c of candidates) {
+    const hit = cache.entries[c.realPath];
+    let entry: CacheEntry;
+    if (hit && hit.size === c.size && hit.mtimeMs === c.mtimeMs) {
+      entry = hit;
+    } else {
+      (hit ? changed : added).push(c.path);
+      filesRead++;
+      try {
+        const header = await readGgufHeader(c.realPath, { skipArraysOver: 256 });
+        entry = { size: c.size, mtimeMs: c.mtimeMs, facts: describeModel(header) };
+      } catch (err) {
+        const msg = err instanceof GgufError ? err.message : `${c.path}: ${(err as Error).message}`;
+        entry = { size: c.size, mtimeMs: c.mtimeMs, error: msg };
+      }
+    }
+    next[c.realPath] = entry;
+    if (entry.error) unreadable.push({ path: c.path, error: entry.error });
+    else if (entry.facts) facts.set(c.realPath, entry.facts);
+  }
+  const removed = options.onlyDirs ? [] : Object.keys(cache.entries).filter((p) => !(p in next));
+  if (
+    !options.noSave &&
+    (added.length || changed.length || removed.length ||
+      Object.keys(next).length !== Object.keys(cache.entries).length)
+  ) {
+    const merged = options.onlyDirs ? { ...cache.entries, ...next } : next;
+    await Deno.mkdir(dirname(paths.indexFile), { recursive: true });
+    await writeJsonAtomic(paths.indexFile, { version: INDEX_VERSION, entries: merged });
+  }
+  const models = buildModels(candidates.filter((c) => facts.has(c.realPath)), facts, config);
+  return { models, added, changed, removed, unreadable, filesRead };
+}
+
+function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, config: Config): ModelEntry[] {
+  // Split parts group under their first part; projectors pair with models in the same folder.
+  const groups = new Map<string, Candidate[]>();
+  const projectors: Candidate[] = [];
+  for (const c of candidates) {
+    if (isProjector(facts.get(c.realPath), c.path)) {
+      projectors.push(c);
+      continue;
+    }
+    const key = c.path.replace(SPLIT, "");
+    groups.set(key, [...(groups.get(key) ?? []), c]);
+  }
+  const order: Record<ModelSource, number> = {
+    models: 0,
+    dir: 1,
+    ollama: 2,
+    huggingface: 3,
+    lmstudio: 4,
+    llamacpp: 5,
+  };
+  const entries: ModelEntry[] = [];
+  for (const parts of groups.values()) {
+    parts.sort((a, b) => a.path.localeCompare(b.path));
+    const first = parts.find((p) => /-00001-of-\d{5}\.gguf$/i.test(p.path)) ?? parts[0];
+    const f = facts.get(first.realPath)!;
+    const aliases: string[] = [];
+    if (first.ollamaName) aliases.push(first.ollamaName);
+    if (first.hfRepo) aliases.push(`hf.co/${first.hfRepo}:${f.fileType}`.toLowerCase());
+    let mmproj = first.ollamaProjector;
+    if (!mmproj) {
+      const near = projectors.filter((p) => dirname(p.path) === dirname(first.path));
+      mmproj = near.length === 1
+        ? near[0].path
+        : near.find((p) => first.path.includes(basename(p.path).split(/[-_.]mmproj/i)[0]))?.path;
+    }
+    entries.push({
+      name: first.ollamaName ?? modelName(f, first.path),
+      aliases,
+      path: first.path,
+      files: parts.map((p) => p.path),
+      mmproj,
+      source: first.source,
+      sizeBytes: parts.reduce((a, p) => a + p.size, 0),
+      mtimeMs: Math.max(...parts.map((p) => p.mtimeMs)),
+      facts: f,
+    });
+  }
+  entries.sort((a, b) => order[a.source] - order[b.source] || a.path.localeCompare(b.path));
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (seen.has(e.name)) {
+      const [base, tag] = e.name.split(":");
+      e.name = `${base}:${tag}-${shortHash(e.path)}`;
+    }
+    seen.add(e.name);
+  }
+  for (const [alias, target] of Object.entries(config.models.aliases)) {
+    const t = entries.find((e) =>
+      e.name === target.toLowerCase() || e.path === expandHome(target) ||
+      e.aliases.includes(target.toLowerCase())
+    );
+    if (t) t.aliases.push(alias.toLowerCase());
+  }
+  return entries.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Every model (an incremental scan: fast when nothing changed). */
+export async function listModels(
+  paths: Paths,
+  config: Config,
+  options: ScanOptions = {},
+): Promise<ModelEntry[]> {
+  return (await scanModels(paths, config, options)).models;
+}
+
+/** A model entry for one file given by path, read directly. */
+export async function modelFromFile(path: string): Promise<ModelEntry> {
+  const info = await Deno.stat(path);
+  const header = await readGgufHeader(path, { skipArraysOver: 256 });
+  const facts = describeModel(header);
+  return {
+    name: modelName(facts, path),
+    aliases: [],
+    path,
+    files: [path],
+    source: "dir",
+    sizeBytes: info.size,
+    mtimeMs: info.mtime?.getTime() ?? 0,
+    facts,
+  };
+}
+
+/**
+ * Finds a model by name, `name:tag` (`:latest` may be left out), alias, or file path. A miss suggests the
+ * closest names.
+ *
+ * @example
+ * ```ts ignore
+ * const m = await resolveModel(paths, config, "qwen3:4b");
+ * console.log(m.path);
+ * ```
+ */
+export async function resolveModel(
+  paths: Paths,
+  config: Config,
+  ref: string,
+  options: ScanOptions = {},
+): Promise<ModelEntry> {
+  const asPath = expandHome(ref);
+  if ((ref.includes("/") || ref.toLowerCase().endsWith(".gguf")) && await exists(asPath)) {
+    const models = await listModels(paths, config, options);
+    const real = await Deno.realPath(asPath).catch(() => asPath);
+    for (const m of models) {
+      if (m.path === asPath || m.files.includes(asPath)) return m;
+      if (await Deno.realPath(m.path).catch(() => m.path) === real) return m;
+    }
+    return await modelFromFile(asPath);
+  }
+  const models = await listModels(paths, config, options);
+  const configured = config.models.aliases[ref] ?? config.models.aliases[ref.toLowerCase()];
+  if (configured && configured !== ref) return await resolveModel(paths, config, configured, options);
+  const r = ref.trim().toLowerCase();
+  const exact = models.find((m) => m.name === r || m.aliases.includes(r));
+  if (exact) return exact;
+  const latest = normalizeRef(r);
+  const tagged = models.find((m) => m.name === latest || m.aliases.includes(latest));
+  if (tagged) return tagged;
+  if (!r.includes(":")) {
+    const byBase = models.filter((m) => m.name.split(":")[0] === r);
+    if (byBase.length === 1) return byBase[0];
+    if (byBase.length > 1) {
+      throw new UserError(`'${ref}' names ${byBase.length} models`, {
+        hint: `say which: ${byBase.map((m) => m.name).join(", ")}`,
+      });
+    }
+  }
+  const near = closestNames(r, models.flatMap((m) => [m.name, ...m.aliases]));
+  throw new UserError(`model '${ref}' not found`, {
+    hint: near.length
+      ? `did you mean ${near.map((n) => `'${n}'`).join(", ")}? (\`llama-mgr models\` lists them all)`
+      : models.length
+      ? "`llama-mgr models` lists the models; `llama-mgr models scan --dir DIR` adds a folder"
+      : "no models found: add folders under models.dirs in the config, or run `llama-mgr models scan --dir DIR`",
+  });
+}

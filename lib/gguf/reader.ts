@@ -1,0 +1,438 @@
+/**
+ * A GGUF header reader: versions 1 to 3, every metadata value type (arrays of arrays too), tensor infos,
+ * `general.alignment` and the data offset, little- or big-endian. It reads the header only, never tensor
+ * data, with hard caps on string and array lengths and nesting, so a hostile file cannot exhaust memory or
+ * hang it; any problem is a {@linkcode GgufError} naming the file and the byte offset.
+ *
+ * @module
+ */
+
+/** GGUF metadata value types. */
+export const GGUF_TYPE = {
+  UINT8: 0,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 3,
+  UINT32: 4,
+  INT32: 5,
+  FLOAT32: 6,
+  BOOL: 7,
+  STRING: 8,
+  ARRAY: 9,
+  UINT64: 10,
+  INT64: 11,
+  FLOAT64: 12,
+} as const;
+
+const TYPE_NAMES = Object.fromEntries(Object.entries(GGUF_TYPE).map(([k, v]) => [v, k])) as Record<
+  number,
+  string
+>;
+const SCALAR_SIZE: Record<number, number> = {
+  0: 1,
+  1: 1,
+  2: 2,
+  3: 2,
+  4: 4,
+  5: 4,
+  6: 4,
+  7: 1,
+  10: 8,
+  11: 8,
+  12: 8,
+};
+
+/** A metadata value: numbers (64-bit integers as bigint when they do not fit a double exactly), strings,
+ * booleans, arrays, or a summary of an array that was skipped. */
+export type GgufValue = number | bigint | string | boolean | GgufValue[] | SkippedArray;
+
+/** An array the reader did not materialise (see {@linkcode ReadOptions.skipArraysOver}). */
+export interface SkippedArray {
+  /** Marks a skipped array. */
+  skipped: true;
+  /** Element type name, e.g. `STRING`. */
+  itemType: string;
+  /** Number of elements. */
+  length: number;
+}
+
+/** One tensor's description. */
+export interface TensorInfo {
+  /** Tensor name. */
+  name: string;
+  /** Dimensions, innermost first. */
+  dims: number[];
+  /** ggml type id. */
+  type: number;
+  /** Offset of its data relative to the data section. */
+  offset: number;
+}
+
+/** A parsed header. */
+export interface GgufHeader {
+  /** GGUF version (1, 2 or 3). */
+  version: number;
+  /** Byte order of the file. */
+  littleEndian: boolean;
+  /** Metadata by key. */
+  metadata: Record<string, GgufValue>;
+  /** Value type id of each metadata key (for arrays, `ARRAY`). */
+  metadataTypes: Record<string, number>;
+  /** Tensor infos in file order. */
+  tensors: TensorInfo[];
+  /** Data alignment (`general.alignment`, default 32). */
+  alignment: number;
+  /** Where tensor data begins. */
+  dataOffset: number;
+  /** Bytes of header read. */
+  headerBytes: number;
+  /** The file's size. */
+  fileSize: number;
+}
+
+/** What went wrong. */
+export type GgufErrorKind = "not-gguf" | "unsupported-version" | "truncated" | "corrupt" | "too-large" | "io";
+
+/** A file that is not a readable GGUF file: which file, what, and at which byte. */
+export class GgufError extends Error {
+  /** The file. */
+  file: string;
+  /** Byte offset where the problem was found. */
+  offset: number;
+  /** What kind of problem. */
+  kind: GgufErrorKind;
+  /** Builds the error. */
+  constructor(file: string, offset: number, kind: GgufErrorKind, detail: string) {
+    super(`${file}: ${detail} (at byte ${offset})`);
+    this.name = "GgufError";
+    this.file = file;
+    this.offset = offset;
+    this.kind = kind;
+  }
+}
+
+/** Limits that keep a hostile file from exhausting memory or time. */
+export interface GgufLimits {
+  /** Longest string (bytes). */
+  maxString: number;
+  /** Most elements in one array. */
+  maxArray: number;
+  /** Most metadata entries. */
+  maxKv: number;
+  /** Most tensors. */
+  maxTensors: number;
+  /** Deepest array nesting. */
+  maxDepth: number;
+  /** Most header bytes read. */
+  maxHeaderBytes: number;
+}
+
+/** The default limits. */
+export const DEFAULT_LIMITS: GgufLimits = {
+  maxString: 64 * 1024 * 1024,
+  maxArray: 1 << 27,
+  maxKv: 1 << 20,
+  maxTensors: 1 << 22,
+  maxDepth: 8,
+  maxHeaderBytes: 1024 * 1024 * 1024,
+};
+
+/** Options for {@linkcode readGgufHeader}. */
+export interface ReadOptions {
+  /** Arrays with more elements than this are summarised, not materialised (default: never). Token lists
+   * are the big ones: reading facts needs only their length. */
+  skipArraysOver?: number;
+  /** Override limits. */
+  limits?: Partial<GgufLimits>;
+}
+
+class NeedMore extends Error {
+  constructor(public need: number) {
+    super("need more bytes");
+  }
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/** Parses a header from bytes; throws NeedMore when `buf` ends before the header does. */
+function parse(
+  buf: Uint8Array,
+  fileSize: number,
+  file: string,
+  options: ReadOptions,
+  limits: GgufLimits,
+): GgufHeader {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let pos = 0;
+  const fail = (kind: GgufErrorKind, detail: string, at = pos): never => {
+    throw new GgufError(file, at, kind, detail);
+  };
+  const need = (n: number) => {
+    if (pos + n > buf.length) {
+      if (pos + n > fileSize) {
+        fail("truncated", `file ends inside the header (needs ${pos + n - fileSize} more bytes)`);
+      }
+      throw new NeedMore(pos + n);
+    }
+  };
+  if (fileSize < 8) fail("not-gguf", "too small to be a GGUF file", 0);
+  need(8);
+  if (buf[0] !== 0x47 || buf[1] !== 0x47 || buf[2] !== 0x55 || buf[3] !== 0x46) {
+    fail("not-gguf", "not a GGUF file (no GGUF magic)", 0);
+  }
+  let le = true;
+  let version = view.getUint32(4, true);
+  if (version > 0xffff) {
+    const be = view.getUint32(4, false);
+    if (be >= 1 && be <= 3) {
+      le = false;
+      version = be;
+    }
+  }
+  if (version < 1 || version > 3) fail("unsupported-version", `unsupported GGUF version ${version}`, 4);
+  pos = 8;
+  const wide = version >= 2; // v1 uses 32-bit counts and lengths
+
+  const u32 = () => {
+    need(4);
+    const v = view.getUint32(pos, le);
+    pos += 4;
+    return v;
+  };
+  const u64n = (what: string) => {
+    need(8);
+    const v = view.getBigUint64(pos, le);
+    if (v > MAX_SAFE) fail("corrupt", `${what} ${v} is impossibly large`);
+    pos += 8;
+    return Number(v);
+  };
+  const count = (what: string, max: number, minItemBytes: number) => {
+    const at = pos;
+    const n = wide ? u64n(what) : u32();
+    if (n > max) fail("too-large", `${what} ${n} is over the limit of ${max}`, at);
+    if (n * minItemBytes > fileSize - pos) fail("truncated", `${what} ${n} does not fit in the file`, at);
+    return n;
+  };
+  const str = (what: string) => {
+    const n = count(`${what} length`, limits.maxString, 1);
+    need(n);
+    const s = utf8.decode(buf.subarray(pos, pos + n));
+    pos += n;
+    return s;
+  };
+  const skipStr = () => {
+    const n = count("string length", limits.maxString, 1);
+    need(n);
+    pos += n;
+  };
+  const scalar = (type: number): GgufValue => {
+    const size = SCALAR_SIZE[type];
+    need(size);
+    let v: GgufValue;
+    switch (type) {
+      case 0:
+        v = view.getUint8(pos);
+        break;
+      case 1:
+        v = view.getInt8(pos);
+        break;
+      case 2:
+        v = view.getUint16(pos, le);
+        break;
+      case 3:
+        v = view.getInt16(pos, le);
+        break;
+      case 4:
+        v = view.getUint32(pos, le);
+        break;
+      case 5:
+        v = view.getInt32(pos, le);
+        break;
+      case 6:
+        v = view.getFloat32(pos, le);
+        break;
+      case 7: {
+        const b = view.getUint8(pos);
+        if (b > 1) fail("corrupt", `boolean value ${b} is neither 0 nor 1`);
+        v = b === 1;
+        break;
+      }
+      case 10: {
+        const b = view.getBigUint64(pos, le);
+        v = b <= MAX_SAFE ? Number(b) : b;
+        break;
+      }
+      case 11: {
+        const b = view.getBigInt64(pos, le);
+        v = b <= MAX_SAFE && b >= MIN_SAFE ? Number(b) : b;
+        break;
+      }
+      default:
+        v = view.getFloat64(pos, le);
+    }
+    pos += size;
+    return v;
+  };
+  const value = (type: number, depth: number): GgufValue => {
+    if (type === GGUF_TYPE.STRING) return str("string");
+    if (type === GGUF_TYPE.ARRAY) {
+      if (depth >= limits.maxDepth) fail("too-large", `arrays nested deeper than ${limits.maxDepth}`);
+      const itemAt = pos;
+      const itemType = u32();
+      if (!(itemType in TYPE_NAMES)) fail("corrupt", `unknown array element type ${itemType}`, itemAt);
+      const minBytes = itemType === GGUF_TYPE.STRING || itemType === GGUF_TYPE.ARRAY
+        ? (wide ? 8 : 4)
+        : SCALAR_SIZE[itemType];
+      const n = count("array length", limits.maxArray, minBytes);
+      if (options.skipArraysOver !== undefined && n > options.skipArraysOver) {
+        if (itemType === GGUF_TYPE.STRING) { for (let i = 0; i < n; i++) skipStr(); }
+        else if (itemType === GGUF_TYPE.ARRAY) {
+          for (let i = 0; i < n; i++) value(GGUF_TYPE.ARRAY, depth + 1);
+        } else {
+          need(n * minBytes);
+          pos += n * minBytes;
+        }
+        return { skipped: true, itemType: TYPE_NAMES[itemType], length: n };
+      }
+      const out: GgufValue[] = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = value(itemType, depth + 1);
+      return out;
+    }
+    if (!(type in SCALAR_SIZE)) fail("corrupt", `unknown value type ${type}`);
+    return scalar(type);
+  };
+
+  const nTensors = count("tensor count", limits.maxTensors, 4 + 4 + 8 + (wide ? 8 : 4));
+  const nKv = count("metadata count", limits.maxKv, (wide ? 8 : 4) + 4);
+  const metadata: Record<string, GgufValue> = {};
+  const metadataTypes: Record<string, number> = {};
+  for (let i = 0; i < nKv; i++) {
+    const key = str("key");
+    const typeAt = pos;
+    const type = u32();
+    if (!(type in TYPE_NAMES)) {
+      fail("corrupt", `unknown value type ${type} for key '${key.slice(0, 80)}'`, typeAt);
+    }
+    metadata[key] = value(type, 0);
+    metadataTypes[key] = type;
+  }
+  const tensors: TensorInfo[] = new Array(nTensors);
+  for (let i = 0; i < nTensors; i++) {
+    const name = str("tensor name");
+    const dimsAt = pos;
+    const nDims = u32();
+    if (nDims > 4) {
+      fail("corrupt", `tensor '${name.slice(0, 80)}' has ${nDims} dimensions (at most 4)`, dimsAt);
+    }
+    const dims: number[] = [];
+    for (let d = 0; d < nDims; d++) dims.push(wide ? u64n("tensor dimension") : u32());
+    const type = u32();
+    const offset = u64n("tensor offset");
+    tensors[i] = { name, dims, type, offset };
+  }
+  const alignRaw = metadata["general.alignment"];
+  let alignment = 32;
+  if (alignRaw !== undefined) {
+    if (typeof alignRaw !== "number" || alignRaw <= 0 || (alignRaw & (alignRaw - 1)) !== 0) {
+      fail("corrupt", `general.alignment ${String(alignRaw)} is not a power of two`);
+    }
+    alignment = alignRaw as number;
+  }
+  const headerBytes = pos;
+  const dataOffset = Math.ceil(pos / alignment) * alignment;
+  return {
+    version,
+    littleEndian: le,
+    metadata,
+    metadataTypes,
+    tensors,
+    alignment,
+    dataOffset,
+    headerBytes,
+    fileSize,
+  };
+}
+
+/**
+ * Parses a GGUF header from bytes already in memory (the whole file or at least its header).
+ *
+ * @example
+ * ```ts ignore
+ * const h = parseGgufHeader(bytes, "model.gguf");
+ * ```
+ */
+export function parseGgufHeader(
+  bytes: Uint8Array,
+  file = "<bytes>",
+  options: ReadOptions = {},
+  fileSize = bytes.length,
+): GgufHeader {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  try {
+    return parse(bytes, fileSize, file, options, limits);
+  } catch (err) {
+    if (err instanceof NeedMore) {
+      throw new GgufError(file, bytes.length, "truncated", "file ends inside the header");
+    }
+    throw err;
+  }
+}
+
+/**
+ * Reads a GGUF file's header: only the header's bytes are read, in growing chunks.
+ *
+ * @example
+ * ```ts ignore
+ * const h = await readGgufHeader("model.gguf", { skipArraysOver: 1024 });
+ * console.log(h.metadata["general.architecture"], h.tensors.length);
+ * ```
+ */
+export async function readGgufHeader(path: string, options: ReadOptions = {}): Promise<GgufHeader> {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    throw new GgufError(path, 0, "io", `cannot open: ${(err as Error).message}`);
+  }
+  try {
+    const fileSize = (await file.stat()).size;
+    let want = Math.min(fileSize, 256 * 1024);
+    let buf = new Uint8Array(0);
+    while (true) {
+      if (want > buf.length) {
+        const next = new Uint8Array(want);
+        next.set(buf);
+        let off = buf.length;
+        await file.seek(off, Deno.SeekMode.Start);
+        while (off < want) {
+          const n = await file.read(next.subarray(off));
+          if (n === null) break;
+          off += n;
+        }
+        buf = next.subarray(0, off);
+      }
+      try {
+        return parse(buf, fileSize, path, options, limits);
+      } catch (err) {
+        if (!(err instanceof NeedMore)) throw err;
+        if (buf.length >= fileSize) {
+          throw new GgufError(path, buf.length, "truncated", "file ends inside the header");
+        }
+        if (err.need > limits.maxHeaderBytes) {
+          throw new GgufError(path, buf.length, "too-large", `header is over ${limits.maxHeaderBytes} bytes`);
+        }
+        want = Math.min(fileSize, Math.max(err.need + 64 * 1024, buf.length * 4));
+      }
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** The name of a metadata value type id. */
+export function ggufTypeName(type: number): string {
+  return TYPE_NAMES[type] ?? `UNKNOWN(${type})`;
+}

@@ -1,0 +1,218 @@
+/**
+ * Where GGUF files are on a machine: configured folders (recursive), the Hugging Face cache, Ollama's store
+ * (manifests resolved to blobs), LM Studio's folder and llama.cpp's download cache.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { Paths } from "../config/paths.ts";
+import type { Config } from "../config/schema.ts";
+import { expandHome } from "../util/fs.ts";
+
+/** Where a model was found. */
+export type ModelSource = "dir" | "models" | "huggingface" | "ollama" | "lmstudio" | "llamacpp";
+
+/** A GGUF file found on disk. */
+export interface Candidate {
+  /** The path as found. */
+  path: string;
+  /** The real path (links resolved): one file reached by two paths is one model. */
+  realPath: string;
+  /** Which source found it. */
+  source: ModelSource;
+  /** Ollama's name for it (`llama3:8b`), for files from Ollama's store. */
+  ollamaName?: string;
+  /** The projector blob an Ollama manifest pairs with it. */
+  ollamaProjector?: string;
+  /** `org/name` of a Hugging Face cache repo. */
+  hfRepo?: string;
+  /** Size in bytes. */
+  size: number;
+  /** Modification time. */
+  mtimeMs: number;
+}
+
+/** Options for {@linkcode findCandidates}. */
+export interface SourceOptions {
+  /** Environment to read HF_HOME, HF_HUB_CACHE, OLLAMA_MODELS, LLAMA_CACHE, HOME from (default: Deno.env). */
+  env?: Record<string, string | undefined>;
+  /** Only these folders (the `models scan --dir` case), instead of every source. */
+  onlyDirs?: string[];
+}
+
+const OLLAMA_DIGEST = /^sha256[:-]([0-9a-fA-F]{64})$/;
+
+async function stat(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.stat(path);
+  } catch {
+    return undefined;
+  }
+}
+
+async function walk(
+  dir: string,
+  onFile: (path: string, info: Deno.FileInfo) => Promise<void>,
+  depth = 0,
+): Promise<void> {
+  if (depth > 12) return;
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (e.name.startsWith(".")) continue;
+    const full = join(dir, e.name);
+    if (e.isDirectory) await walk(full, onFile, depth + 1);
+    else if (e.isFile || e.isSymlink) {
+      if (!e.name.toLowerCase().endsWith(".gguf")) continue;
+      const info = await stat(full);
+      if (info?.isFile) await onFile(full, info);
+    }
+  }
+}
+
+/** The Ollama store directory. */
+export function ollamaDir(env: Record<string, string | undefined>): string {
+  return env.OLLAMA_MODELS ? expandHome(env.OLLAMA_MODELS) : join(env.HOME ?? "/", ".ollama", "models");
+}
+
+/** The Hugging Face hub cache directory. */
+export function hfHubDir(env: Record<string, string | undefined>): string {
+  if (env.HF_HUB_CACHE) return expandHome(env.HF_HUB_CACHE);
+  if (env.HF_HOME) return join(expandHome(env.HF_HOME), "hub");
+  return join(env.HOME ?? "/", ".cache", "huggingface", "hub");
+}
+
+/** llama.cpp's download cache directory. */
+export function llamaCacheDir(env: Record<string, string | undefined>): string {
+  if (env.LLAMA_CACHE) return expandHome(env.LLAMA_CACHE);
+  if (Deno.build.os === "darwin") return join(env.HOME ?? "/", "Library", "Caches", "llama.cpp");
+  return join(env.XDG_CACHE_HOME || join(env.HOME ?? "/", ".cache"), "llama.cpp");
+}
+
+/** Ollama's display name for a manifest path below `manifests/`. */
+export function ollamaNameFromManifest(rel: string[]): string | undefined {
+  if (rel.length !== 4) return undefined;
+  const [host, ns, model, tag] = rel;
+  if (host === "registry.ollama.ai") return ns === "library" ? `${model}:${tag}` : `${ns}/${model}:${tag}`;
+  return `${host}/${ns}/${model}:${tag}`;
+}
+
+async function ollamaCandidates(
+  root: string,
+  push: (c: Omit<Candidate, "realPath">) => Promise<void>,
+): Promise<void> {
+  const manifests = join(root, "manifests");
+  const visit = async (dir: string, rel: string[]) => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(dir));
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const full = join(dir, e.name);
+      if (e.isDirectory && rel.length < 4) await visit(full, [...rel, e.name]);
+      else if (e.isFile && rel.length === 3) {
+        const name = ollamaNameFromManifest([...rel, e.name]);
+        if (!name) continue;
+        let manifest: { layers?: { mediaType?: string; digest?: string }[] };
+        try {
+          manifest = JSON.parse(await Deno.readTextFile(full));
+        } catch {
+          continue;
+        }
+        const blob = (mediaType: string) => {
+          const d = manifest.layers?.find((l) => l.mediaType === mediaType)?.digest;
+          const m = d?.match(OLLAMA_DIGEST);
+          return m ? join(root, "blobs", `sha256-${m[1].toLowerCase()}`) : undefined;
+        };
+        const model = blob("application/vnd.ollama.image.model");
+        if (!model) continue;
+        const info = await stat(model);
+        if (!info?.isFile) continue;
+        await push({
+          path: model,
+          source: "ollama",
+          ollamaName: name,
+          ollamaProjector: blob("application/vnd.ollama.image.projector"),
+          size: info.size,
+          mtimeMs: info.mtime?.getTime() ?? 0,
+        });
+      }
+    }
+  };
+  await visit(manifests, []);
+}
+
+/**
+ * Every GGUF file the configured sources hold, each real file once (the first source that found it wins;
+ * an Ollama name found for the same blob is kept).
+ *
+ * @example
+ * ```ts ignore
+ * const files = await findCandidates(paths, config);
+ * ```
+ */
+export async function findCandidates(
+  paths: Paths,
+  config: Config,
+  options: SourceOptions = {},
+): Promise<Candidate[]> {
+  const env = options.env ?? Deno.env.toObject();
+  const out = new Map<string, Candidate>();
+  const push = async (c: Omit<Candidate, "realPath">) => {
+    let realPath = c.path;
+    try {
+      realPath = await Deno.realPath(c.path);
+    } catch { /* keep */ }
+    const prev = out.get(realPath);
+    if (prev) {
+      if (c.ollamaName && !prev.ollamaName) out.set(realPath, { ...prev, ollamaName: c.ollamaName });
+      return;
+    }
+    out.set(realPath, { ...c, realPath });
+  };
+  const fromDir = (source: Candidate["source"]) => async (path: string, info: Deno.FileInfo) =>
+    await push({ path, source, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 });
+
+  if (options.onlyDirs) {
+    for (const d of options.onlyDirs) await walk(expandHome(d), fromDir("dir"));
+    return [...out.values()];
+  }
+  await walk(paths.modelsDir, fromDir("models"));
+  for (const d of config.models.dirs) await walk(expandHome(d), fromDir("dir"));
+  const src = config.models.sources;
+  if (src.ollama) await ollamaCandidates(ollamaDir(env), push);
+  if (src.huggingface) {
+    const hub = hfHubDir(env);
+    let repos: Deno.DirEntry[] = [];
+    try {
+      repos = await Array.fromAsync(Deno.readDir(hub));
+    } catch { /* no cache */ }
+    for (const r of repos) {
+      const m = r.name.match(/^models--([^-].*?)--(.+)$/);
+      if (!m || !r.isDirectory) continue;
+      const hfRepo = `${m[1]}/${m[2]}`;
+      await walk(join(hub, r.name, "snapshots"), async (path, info) => {
+        await push({
+          path,
+          source: "huggingface",
+          hfRepo,
+          size: info.size,
+          mtimeMs: info.mtime?.getTime() ?? 0,
+        });
+      });
+    }
+  }
+  if (src.lmstudio) {
+    const home = env.HOME ?? "/";
+    await walk(join(home, ".lmstudio", "models"), fromDir("lmstudio"));
+    await walk(join(home, ".cache", "lm-studio", "models"), fromDir("lmstudio"));
+  }
+  if (src.llamacpp) await walk(llamaCacheDir(env), fromDir("llamacpp"));
+  return [...out.values()];
+}
