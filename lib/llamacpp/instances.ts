@@ -89,7 +89,7 @@ export async function listInstances(paths: Paths): Promise<InstanceRecord[]> {
   const out: InstanceRecord[] = [];
   try {
     for await (const e of Deno.readDir(paths.instancesDir)) {
-      if (!e.isDirectory || !NAME_RE.test(e.name)) continue;
+      if ((!e.isDirectory && !e.isSymlink) || !NAME_RE.test(e.name)) continue;
       const rec = await readJson<InstanceRecord>(instanceFile(paths, e.name)).catch(() => undefined);
       if (rec) out.push(rec);
     }
