@@ -42,7 +42,10 @@ Deno.test({
           parsed++;
         } catch (err) {
           if (!(err instanceof GgufError)) throw new Error(`not a GgufError: ${err}`);
-          assert(err.offset >= 0 && err.offset <= bytes.length + 8, `offset ${err.offset} of ${bytes.length}`);
+          assert(
+            err.offset >= 0 && err.offset <= bytes.length + 8,
+            `offset ${err.offset} of ${bytes.length}`,
+          );
           kinds.set(err.kind, (kinds.get(err.kind) ?? 0) + 1);
           errors++;
         }
@@ -69,7 +72,11 @@ Deno.test({
         }
       }
       const grew = Deno.memoryUsage().rss - rssBefore;
-      console.log(`${parsed} parsed, ${errors} typed errors ${JSON.stringify(Object.fromEntries(kinds))}, slowest ${slowest.toFixed(1)} ms, rss +${(grew / 1048576).toFixed(0)} MiB`);
+      console.log(
+        `${parsed} parsed, ${errors} typed errors ${JSON.stringify(Object.fromEntries(kinds))}, slowest ${
+          slowest.toFixed(1)
+        } ms, rss +${(grew / 1048576).toFixed(0)} MiB`,
+      );
       assert(parsed + errors === (1500 * 2 + 300) * 3);
       assert(errors > 1000, "most mutants are errors");
       assert(slowest < 2000, `a mutant took ${slowest} ms`);
