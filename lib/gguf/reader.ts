@@ -156,26 +156,58 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
-/** Parses a header from bytes; throws NeedMore when `buf` ends before the header does. */
+/** Where parse() gets more bytes: `read(into)` fills `into` from the current file position (sync). */
+interface ByteSource {
+  read(into: Uint8Array): number;
+}
+
+/** Parses a header from `first` (the file's first bytes), pulling more from `src` as needed. */
 function parse(
-  buf: Uint8Array,
+  first: Uint8Array,
   fileSize: number,
   file: string,
   options: ReadOptions,
   limits: GgufLimits,
+  src?: ByteSource,
 ): GgufHeader {
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  // A window over the file: `buf[0]` is byte `base`; bytes up to `end` are valid. It slides forward and
+  // grows only when one value is larger than it, so a header of any size is read once, in little memory.
+  let buf = first;
+  let view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let end = first.length;
+  let base = 0;
   let pos = 0;
-  const fail = (kind: GgufErrorKind, detail: string, at = pos): never => {
+  const abs = () => base + pos;
+  const fail = (kind: GgufErrorKind, detail: string, at = abs()): never => {
     throw new GgufError(file, at, kind, detail);
   };
-  const need = (n: number) => {
-    if (pos + n > buf.length) {
-      if (pos + n > fileSize) {
-        fail("truncated", `file ends inside the header (needs ${pos + n - fileSize} more bytes)`);
-      }
-      throw new NeedMore(pos + n);
+  const refill = (n: number) => {
+    if (base + pos + n > fileSize) {
+      fail("truncated", `file ends inside the header (needs ${base + pos + n - fileSize} more bytes)`);
     }
+    if (!src) throw new NeedMore(base + pos + n);
+    if (base + pos + n > limits.maxHeaderBytes) {
+      fail("too-large", `header is over ${limits.maxHeaderBytes} bytes`);
+    }
+    const keep = end - pos;
+    let size = buf.length;
+    while (size < n + 65536) size *= 2;
+    const next = size === buf.length && buf.byteOffset === 0 ? buf : new Uint8Array(size);
+    if (next === buf) buf.copyWithin(0, pos, end);
+    else next.set(buf.subarray(pos, end), 0);
+    base += pos;
+    pos = 0;
+    end = keep;
+    buf = next;
+    view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    while (end < n) {
+      const got = src.read(buf.subarray(end));
+      if (got <= 0) fail("truncated", "file ends inside the header");
+      end += got;
+    }
+  };
+  const need = (n: number) => {
+    if (pos + n > end) refill(n);
   };
   if (fileSize < 8) fail("not-gguf", "too small to be a GGUF file", 0);
   need(8);
@@ -203,16 +235,18 @@ function parse(
   };
   const u64n = (what: string) => {
     need(8);
-    const v = view.getBigUint64(pos, le);
-    if (v > MAX_SAFE) fail("corrupt", `${what} ${v} is impossibly large`);
+    // Two 32-bit halves: BigInt is slow in the hot loops over token lists.
+    const lo = view.getUint32(le ? pos : pos + 4, le);
+    const hi = view.getUint32(le ? pos + 4 : pos, le);
+    if (hi > 0x1fffff) fail("corrupt", `${what} ${view.getBigUint64(pos, le)} is impossibly large`);
     pos += 8;
-    return Number(v);
+    return hi * 4294967296 + lo;
   };
   const count = (what: string, max: number, minItemBytes: number) => {
-    const at = pos;
+    const at = abs();
     const n = wide ? u64n(what) : u32();
     if (n > max) fail("too-large", `${what} ${n} is over the limit of ${max}`, at);
-    if (n * minItemBytes > fileSize - pos) fail("truncated", `${what} ${n} does not fit in the file`, at);
+    if (n * minItemBytes > fileSize - abs()) fail("truncated", `${what} ${n} does not fit in the file`, at);
     return n;
   };
   const str = (what: string) => {
@@ -222,10 +256,33 @@ function parse(
     pos += n;
     return s;
   };
-  const skipStr = () => {
-    const n = count("string length", limits.maxString, 1);
-    need(n);
-    pos += n;
+  const skipStrings = (n: number) => {
+    // The hot loop of a facts-only read: walk the lengths of a token list without decoding it.
+    for (let i = 0; i < n; i++) {
+      if (pos + 8 > end || !wide) {
+        const len = count("string length", limits.maxString, 1);
+        need(len);
+        pos += len;
+        continue;
+      }
+      const lo = view.getUint32(le ? pos : pos + 4, le);
+      const hi = view.getUint32(le ? pos + 4 : pos, le);
+      if (hi !== 0 || lo > limits.maxString) count("string length", limits.maxString, 1); // reports it
+      pos += 8;
+      if (pos + lo > end) need(lo);
+      pos += lo;
+    }
+  };
+  const skipBytes = (n: number) => {
+    while (n > 0) {
+      const step = Math.min(n, end - pos);
+      if (step <= 0) {
+        need(Math.min(n, 1 << 20));
+        continue;
+      }
+      pos += step;
+      n -= step;
+    }
   };
   const scalar = (type: number): GgufValue => {
     const size = SCALAR_SIZE[type];
@@ -279,7 +336,7 @@ function parse(
     if (type === GGUF_TYPE.STRING) return str("string");
     if (type === GGUF_TYPE.ARRAY) {
       if (depth >= limits.maxDepth) fail("too-large", `arrays nested deeper than ${limits.maxDepth}`);
-      const itemAt = pos;
+      const itemAt = abs();
       const itemType = u32();
       if (!(itemType in TYPE_NAMES)) fail("corrupt", `unknown array element type ${itemType}`, itemAt);
       const minBytes = itemType === GGUF_TYPE.STRING || itemType === GGUF_TYPE.ARRAY
@@ -287,13 +344,10 @@ function parse(
         : SCALAR_SIZE[itemType];
       const n = count("array length", limits.maxArray, minBytes);
       if (options.skipArraysOver !== undefined && n > options.skipArraysOver) {
-        if (itemType === GGUF_TYPE.STRING) { for (let i = 0; i < n; i++) skipStr(); }
+        if (itemType === GGUF_TYPE.STRING) skipStrings(n);
         else if (itemType === GGUF_TYPE.ARRAY) {
           for (let i = 0; i < n; i++) value(GGUF_TYPE.ARRAY, depth + 1);
-        } else {
-          need(n * minBytes);
-          pos += n * minBytes;
-        }
+        } else skipBytes(n * minBytes);
         return { skipped: true, itemType: TYPE_NAMES[itemType], length: n };
       }
       const out: GgufValue[] = new Array(n);
@@ -310,7 +364,7 @@ function parse(
   const metadataTypes: Record<string, number> = {};
   for (let i = 0; i < nKv; i++) {
     const key = str("key");
-    const typeAt = pos;
+    const typeAt = abs();
     const type = u32();
     if (!(type in TYPE_NAMES)) {
       fail("corrupt", `unknown value type ${type} for key '${key.slice(0, 80)}'`, typeAt);
@@ -321,7 +375,7 @@ function parse(
   const tensors: TensorInfo[] = new Array(nTensors);
   for (let i = 0; i < nTensors; i++) {
     const name = str("tensor name");
-    const dimsAt = pos;
+    const dimsAt = abs();
     const nDims = u32();
     if (nDims > 4) {
       fail("corrupt", `tensor '${name.slice(0, 80)}' has ${nDims} dimensions (at most 4)`, dimsAt);
@@ -340,8 +394,8 @@ function parse(
     }
     alignment = alignRaw as number;
   }
-  const headerBytes = pos;
-  const dataOffset = Math.ceil(pos / alignment) * alignment;
+  const headerBytes = abs();
+  const dataOffset = Math.ceil(headerBytes / alignment) * alignment;
   return {
     version,
     littleEndian: le,
@@ -399,34 +453,19 @@ export async function readGgufHeader(path: string, options: ReadOptions = {}): P
   }
   try {
     const fileSize = (await file.stat()).size;
-    let want = Math.min(fileSize, 256 * 1024);
-    let buf = new Uint8Array(0);
-    while (true) {
-      if (want > buf.length) {
-        const next = new Uint8Array(want);
-        next.set(buf);
-        let off = buf.length;
-        await file.seek(off, Deno.SeekMode.Start);
-        while (off < want) {
-          const n = await file.read(next.subarray(off));
-          if (n === null) break;
-          off += n;
-        }
-        buf = next.subarray(0, off);
-      }
-      try {
-        return parse(buf, fileSize, path, options, limits);
-      } catch (err) {
-        if (!(err instanceof NeedMore)) throw err;
-        if (buf.length >= fileSize) {
-          throw new GgufError(path, buf.length, "truncated", "file ends inside the header");
-        }
-        if (err.need > limits.maxHeaderBytes) {
-          throw new GgufError(path, buf.length, "too-large", `header is over ${limits.maxHeaderBytes} bytes`);
-        }
-        want = Math.min(fileSize, Math.max(err.need + 64 * 1024, buf.length * 4));
-      }
+    // Small reads first: most headers end within the first window; token lists slide it forward.
+    const first = new Uint8Array(Math.min(Math.max(fileSize, 8), 512 * 1024));
+    let got = 0;
+    while (got < first.length) {
+      const n = file.readSync(first.subarray(got));
+      if (n === null || n === 0) break;
+      got += n;
     }
+    const src: ByteSource = { read: (into) => file.readSync(into) ?? 0 };
+    return parse(first.subarray(0, got), fileSize, path, options, limits, src);
+  } catch (err) {
+    if (err instanceof GgufError) throw err;
+    throw new GgufError(path, 0, "io", `cannot read: ${(err as Error).message}`);
   } finally {
     file.close();
   }
