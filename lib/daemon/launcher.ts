@@ -102,6 +102,9 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       );
       const ctx = spec.load.ctx;
       const args = [...(preset?.args ?? []), ...loadFlags(spec.load)];
+      // The daemon keeps connections to llama-server alive (stream_client.ts); llama-server's HTTP server holds
+      // a thread per open connection, so give it enough that idle kept-alive connections never starve new ones.
+      if (!args.includes("--threads-http")) args.push("--threads-http", "64");
       if (spec.embedding) {
         args.push("--embeddings", "-b", String(ctx), "-ub", String(ctx));
         if (!embeddingOnly(spec.model)) args.push("--pooling", "mean");

@@ -16,6 +16,7 @@ import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./scheduler.ts";
 import { serverLauncher } from "./launcher.ts";
+import { dropAllConnections } from "./stream_client.ts";
 import { allowedOrigins } from "./security.ts";
 
 /** Options for {@linkcode startDaemon}. */
@@ -183,6 +184,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     closing ??= (async () => {
       abort.abort();
       await scheduler.stopAll();
+      dropAllConnections();
       await server.finished.catch(() => {});
     })();
     return closing;

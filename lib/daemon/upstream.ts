@@ -64,7 +64,10 @@ export async function* sseEvents(source: Response | AsyncIterable<Uint8Array>): 
   if (!chunks) return;
   const dec = new TextDecoder();
   let buf = "";
+  let finished = false;
   for await (const value of chunks) {
+    // After [DONE] the body is read to its end, so a kept-alive connection can be reused.
+    if (finished) continue;
     buf += dec.decode(value, { stream: true });
     let nl: number;
     while ((nl = buf.indexOf("\n")) >= 0) {
@@ -72,7 +75,10 @@ export async function* sseEvents(source: Response | AsyncIterable<Uint8Array>): 
       buf = buf.slice(nl + 1);
       if (line.startsWith("data:")) {
         const data = line.slice(line[5] === " " ? 6 : 5);
-        if (data === "[DONE]") return;
+        if (data === "[DONE]") {
+          finished = true;
+          break;
+        }
         const obj = JSON.parse(data);
         if (obj && typeof obj === "object" && "error" in obj && !("choices" in obj) && !("content" in obj)) {
           throw new Error(upstreamMessage(data));
