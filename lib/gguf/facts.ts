@@ -58,6 +58,10 @@ export interface ModelFacts {
   expertCount?: number;
   /** Experts used per token. */
   expertUsedCount?: number;
+  /** Feed-forward width of one expert. */
+  expertFeedForwardLength?: number;
+  /** Feed-forward width of the shared expert(s), when the model has them. */
+  expertSharedFeedForwardLength?: number;
   /** Vocabulary size. */
   vocabSize: number;
   /** Tokenizer model (`gpt2`, `llama`, `bert`...). */
@@ -205,6 +209,8 @@ export function describeModel(header: GgufHeader): ModelFacts {
     slidingLayers,
     expertCount: num(k("expert_count")),
     expertUsedCount: num(k("expert_used_count")),
+    expertFeedForwardLength: num(k("expert_feed_forward_length")),
+    expertSharedFeedForwardLength: num(k("expert_shared_feed_forward_length")),
     vocabSize,
     tokenizer: s("tokenizer.ggml.model"),
     chatTemplate,
@@ -240,6 +246,11 @@ export interface EstimateOptions {
   flashAttention?: boolean;
   /** Bytes of the model's other files (an mmproj), added to the weights. */
   extraBytes?: number;
+  /** Sequences sharing one unified KV cache (default 4: llama-server's automatic `-np` with `--kv-unified`).
+   * Sliding-window layers keep `window × parallel + ubatch` cells. */
+  parallel?: number;
+  /** Full-size cache for sliding-window layers too (llama-server's `--swa-full`). */
+  swaFull?: boolean;
 }
 
 /** A memory estimate, in bytes. */
@@ -255,10 +266,12 @@ export interface MemoryEstimate {
 }
 
 /**
- * Estimates the memory a model needs at a context: weights (exact, from tensor types) + KV cache (per layer,
- * respecting GQA, sliding-window layers, and layers without attention) + an allowance for compute buffers of
- * `ubatch × 4 B × (4·n_ff + 3·n_embd)` (plus the attention scores `ubatch × ctx × heads × 4 B` without flash
- * attention). MoE experts are all in the weights; they do not change the KV cache.
+ * Estimates the memory a model needs at a context, as llama-server allocates it: weights (exact, from tensor
+ * types) + KV cache (per layer, respecting GQA, layers without attention, and sliding-window layers, which keep
+ * `pad256(min(ctx, window × parallel + ubatch))` cells) + an allowance for compute buffers of
+ * `ubatch × 4 B × (3·n_ff_active + 4·n_embd)` (MoE: `n_ff_active` counts only the experts a token uses) plus
+ * the f16 attention masks `ubatch × cells × 2 B` per cache (plus the scores `ubatch × ctx × heads × 4 B` without
+ * flash attention). All experts of a MoE model are in the weights; they do not change the KV cache.
  *
  * @example
  * ```ts ignore
@@ -270,17 +283,34 @@ export function estimateMemory(facts: ModelFacts, options: EstimateOptions): Mem
   const elem = CACHE_TYPE_BYTES[options.cacheType ?? "f16"];
   if (elem === undefined) throw new Error(`unknown cache type '${options.cacheType}'`);
   const ubatch = options.ubatch ?? 512;
+  const parallel = Math.max(1, options.parallel ?? 4);
+  // llama.cpp (llama-kv-cache-iswa.cpp): the SWA cache holds GGML_PAD(min(ctx, n_swa·n_seq + n_ubatch), 256).
+  const swaCells = facts.slidingWindow && !options.swaFull
+    ? Math.ceil(Math.min(ctx, facts.slidingWindow * parallel + ubatch) / 256) * 256
+    : ctx;
   let kv = 0;
+  let fullLayers = 0;
+  let swaLayers = 0;
   const layers = facts.headCountKvPerLayer.length
     ? facts.headCountKvPerLayer
     : new Array(facts.blockCount).fill(facts.headCountKv);
   layers.forEach((kvHeads, i) => {
     if (!kvHeads) return;
     const swa = facts.slidingWindow && facts.slidingLayers?.[i];
-    const cells = swa ? Math.min(ctx, facts.slidingWindow! + ubatch) : ctx;
-    kv += cells * kvHeads * (facts.keyLength + facts.valueLength) * elem;
+    if (swa) swaLayers++;
+    else fullLayers++;
+    kv += (swa ? swaCells : ctx) * kvHeads * (facts.keyLength + facts.valueLength) * elem;
   });
-  let compute = ubatch * 4 * (4 * facts.feedForwardLength + 3 * facts.embeddingLength);
+  // Activations of one layer for a micro-batch (MoE: only the experts a token uses), then the f16 attention
+  // masks (one per cache: ubatch × cells), then without flash attention the f32 scores (ubatch × ctx × heads).
+  const ffActive = facts.expertCount && facts.expertUsedCount
+    ? facts.expertUsedCount *
+        (facts.expertFeedForwardLength ?? Math.floor(facts.feedForwardLength / facts.expertUsedCount)) +
+      (facts.expertSharedFeedForwardLength ?? 0)
+    : facts.feedForwardLength;
+  let compute = ubatch * 4 * (3 * ffActive + 4 * facts.embeddingLength);
+  if (fullLayers) compute += ubatch * 2 * ctx;
+  if (swaLayers) compute += ubatch * 2 * swaCells;
   if (options.flashAttention === false) compute += ubatch * ctx * facts.headCount * 4;
   const weights = facts.tensorBytes + (options.extraBytes ?? 0);
   kv = Math.round(kv);

@@ -8,7 +8,7 @@
 import { basename, dirname } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
-import { exists, expandHome, writeJsonAtomic } from "../util/fs.ts";
+import { exists, expandHome, writeFileAtomic } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { GgufError, readGgufHeader } from "./reader.ts";
 import { describeModel, type ModelFacts } from "./facts.ts";
@@ -63,9 +63,41 @@ interface CacheEntry {
 interface IndexFile {
   version: number;
   entries: Record<string, CacheEntry>;
+  /** Chat templates by hash: models share them, so the file holds each once. */
+  templates?: Record<string, string>;
 }
 
-const INDEX_VERSION = 1;
+const INDEX_VERSION = 2;
+
+type StoredFacts = Omit<ModelFacts, "chatTemplate"> & { chatTemplate?: string; templateId?: string };
+
+function toStored(entries: Record<string, CacheEntry>): IndexFile {
+  const templates: Record<string, string> = {};
+  const out: Record<string, CacheEntry> = {};
+  for (const [k, e] of Object.entries(entries)) {
+    if (!e.facts?.chatTemplate) {
+      out[k] = e;
+      continue;
+    }
+    const { chatTemplate, ...rest } = e.facts;
+    const id = shortHash(chatTemplate) + chatTemplate.length.toString(36);
+    templates[id] = chatTemplate;
+    out[k] = { ...e, facts: { ...rest, templateId: id } as unknown as ModelFacts };
+  }
+  return { version: INDEX_VERSION, entries: out, templates };
+}
+
+function fromStored(file: IndexFile): Record<string, CacheEntry> {
+  const t = file.templates ?? {};
+  for (const e of Object.values(file.entries)) {
+    const f = e.facts as StoredFacts | undefined;
+    if (f?.templateId) {
+      f.chatTemplate = t[f.templateId];
+      delete f.templateId;
+    }
+  }
+  return file.entries;
+}
 const SPLIT = /-(\d{5})-of-(\d{5})\.gguf$/i;
 
 async function loadCache(file: string): Promise<IndexFile> {
@@ -143,7 +175,7 @@ export async function scanModels(
   ) {
     const merged = options.onlyDirs ? { ...cache.entries, ...next } : next;
     await Deno.mkdir(dirname(paths.indexFile), { recursive: true });
-    await writeJsonAtomic(paths.indexFile, { version: INDEX_VERSION, entries: merged });
+    await writeFileAtomic(paths.indexFile, JSON.stringify(toStored(merged)));
   }
   const models = buildModels(candidates.filter((c) => facts.has(c.realPath)), facts, config);
   return { models, added, changed, removed, unreadable, filesRead };

@@ -164,11 +164,22 @@ export async function findCandidates(
 ): Promise<Candidate[]> {
   const env = options.env ?? Deno.env.toObject();
   const out = new Map<string, Candidate>();
-  const push = async (c: Omit<Candidate, "realPath">) => {
+  const byInode = new Map<string, string>();
+  const push = async (c: Omit<Candidate, "realPath">, info?: Deno.FileInfo) => {
+    // One file reached by two paths (links, symlinked folders) is one model: identify it by device and inode
+    // when the platform gives them, else by its real path.
     let realPath = c.path;
-    try {
-      realPath = await Deno.realPath(c.path);
-    } catch { /* keep */ }
+    const inode = info?.ino ? `${info.dev}:${info.ino}` : undefined;
+    const known = inode ? byInode.get(inode) : undefined;
+    if (known) realPath = known;
+    else {
+      if (!inode || info?.isSymlink !== false) {
+        try {
+          realPath = await Deno.realPath(c.path);
+        } catch { /* keep */ }
+      }
+      if (inode) byInode.set(inode, realPath);
+    }
     const prev = out.get(realPath);
     if (prev) {
       if (c.ollamaName && !prev.ollamaName) out.set(realPath, { ...prev, ollamaName: c.ollamaName });
@@ -177,7 +188,7 @@ export async function findCandidates(
     out.set(realPath, { ...c, realPath });
   };
   const fromDir = (source: Candidate["source"]) => async (path: string, info: Deno.FileInfo) =>
-    await push({ path, source, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 });
+    await push({ path, source, size: info.size, mtimeMs: info.mtime?.getTime() ?? 0 }, info);
 
   if (options.onlyDirs) {
     for (const d of options.onlyDirs) await walk(expandHome(d), fromDir("dir"));
