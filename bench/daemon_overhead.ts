@@ -152,6 +152,7 @@ async function main(): Promise<void> {
     [
       "models:",
       `  dirs: [${JSON.stringify(modelsDir)}]`,
+      `  aliases: { smol: ${JSON.stringify(join(modelsDir, "smol.gguf"))} }`,
       "  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }",
       ...(flags.threads
         ? ["presets:", "  smol:", "    model: smol", `    args: ["-t", "${flags.threads}"]`]

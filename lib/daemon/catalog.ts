@@ -46,6 +46,8 @@ export interface CatalogSourceEntry {
   aliases?: string[];
   /** The GGUF file (first shard). */
   path: string;
+  /** All parts of a split model. */
+  files?: string[];
   /** Vision projector, when found. */
   mmproj?: string;
   /** Where it was found (huggingface, ollama, dir, ...). */
@@ -126,9 +128,26 @@ export function createCatalog(options: CatalogOptions): Catalog {
   };
   const readNames = async (): Promise<NamesFile> => (await readJson<NamesFile>(namesFile)) ?? { names: {} };
 
+  const withTag = (name: string) => (name.lastIndexOf(":") > name.lastIndexOf("/") ? name : `${name}:latest`);
+  const targetOf = (all: CatalogSourceEntry[], target: string) => {
+    const key = normalizeName(target);
+    return all.find((e) =>
+      e.path === target || e.files?.includes(target) ||
+      normalizeName(e.name) === key || (e.aliases ?? []).some((a) => normalizeName(a) === key)
+    );
+  };
+
   const list = async (): Promise<CatalogModel[]> => {
     const all = await entries();
     const out: CatalogModel[] = all.map((entry) => ({ name: entry.name, entry, copy: false }));
+    // Config aliases are names of their own, listed like Ollama lists every name it has.
+    for (const [alias, target] of Object.entries(options.aliases ?? {})) {
+      const entry = targetOf(all, target);
+      const name = withTag(alias.toLowerCase());
+      if (entry && !out.some((m) => normalizeName(m.name) === normalizeName(name))) {
+        out.push({ name, entry, copy: false });
+      }
+    }
     const names = await readNames();
     for (const [name, rec] of Object.entries(names.names)) {
       const entry = all.find((e) => e.path === rec.path);
@@ -142,16 +161,8 @@ export function createCatalog(options: CatalogOptions): Catalog {
     const models = await list();
     const byName = models.find((m) => normalizeName(m.name) === key);
     if (byName) return byName;
-    const byAlias = models.find((m) => (m.entry.aliases ?? []).some((a) => normalizeName(a) === key));
-    if (byAlias) return { ...byAlias, name };
-    for (const [alias, target] of Object.entries(options.aliases ?? {})) {
-      if (normalizeName(alias) !== key) continue;
-      const t = models.find((m) =>
-        m.entry.path === target || normalizeName(m.name) === normalizeName(target)
-      );
-      if (t) return { ...t, name };
-    }
-    return undefined;
+    // Other names the index knows (Ollama's name, hf.co/org/repo:quant): the model under its own name.
+    return models.find((m) => !m.copy && (m.entry.aliases ?? []).some((a) => normalizeName(a) === key));
   };
 
   return {

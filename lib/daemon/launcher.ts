@@ -10,6 +10,7 @@ import type { Config, Preset } from "../config/schema.ts";
 import { getInstance } from "../llamacpp/instances.ts";
 import { pidAlive } from "../util/process.ts";
 import { listServers, removeServer, startServer, stopServer } from "../server/mod.ts";
+import { estimateMemory, type ModelFacts } from "../gguf/mod.ts";
 import type { CatalogModel } from "./catalog.ts";
 import { loadFlags } from "./options.ts";
 import type { Launcher } from "./scheduler.ts";
@@ -73,6 +74,16 @@ export function estimateBytes(model: CatalogModel, ctx: number): number | undefi
   return model.entry.sizeBytes + 2 * layers * ctx * kvWidth * 2;
 }
 
+/** lib/gguf's estimate (weights, KV cache per layer, compute buffers), when the facts are complete. */
+function indexEstimate(model: CatalogModel, ctx: number): number | undefined {
+  try {
+    const total = estimateMemory(model.entry.facts as unknown as ModelFacts, { ctx }).totalBytes;
+    return Number.isFinite(total) && total > 0 ? total : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * A launcher on top of lib/server. Cleans up orphans first.
  *
@@ -127,7 +138,8 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       });
-      const size = estimateBytes(spec.model, ctx) ?? spec.model.entry.sizeBytes;
+      const size = indexEstimate(spec.model, ctx) ?? estimateBytes(spec.model, ctx) ??
+        spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
     },

@@ -16,6 +16,7 @@ import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./scheduler.ts";
 import { serverLauncher } from "./launcher.ts";
+import { indexedModels } from "./index_source.ts";
 import { dropAllConnections } from "./stream_client.ts";
 import { allowedOrigins } from "./security.ts";
 
@@ -123,16 +124,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     instance: options.instance,
     log,
   });
-  let listModels = options.listModels;
-  if (!listModels) {
-    // TEMPORARY: a computed specifier keeps `deno check` away from lib/gguf until it lands; a plain import then.
-    const spec = ["./index_source", "ts"].join(".");
-    const source: { indexedModels(paths: Paths, config: Config): Promise<CatalogSourceEntry[]> } =
-      await import(
-        spec
-      );
-    listModels = () => source.indexedModels(options.paths, options.config);
-  }
+  const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
   const scheduler = createScheduler({
     launcher,

@@ -1,6 +1,7 @@
 /**
  * Test harness for the daemon: a real daemon on 127.0.0.1 on a free port, its data dir in a temp dir, models
- * in a temp folder (links to the real fixture files), llama-servers from the shared test build; always closed
+ * in a temp folder (links to the real fixture files, each with a config alias named after its file, e.g.
+ * `smol`), llama-servers from the shared test build; always closed
  * with its servers. Also the Python client environment (uv venv with PyPI `ollama` and `openai` under the
  * fixtures cache).
  *
@@ -12,8 +13,6 @@ import { resolvePaths } from "../../lib/config/paths.ts";
 import { parseConfig } from "../../lib/config/load.ts";
 import { type DaemonHandle, startDaemon } from "../../lib/daemon/server.ts";
 import { run } from "../../lib/util/run.ts";
-import type { Launcher } from "../../lib/daemon/scheduler.ts";
-import type { CatalogSourceEntry } from "../../lib/daemon/catalog.ts";
 
 /** The template file that gives SmolLM2 a tool-call format llama-server parses (Qwen 2.5's). */
 export const TOOLS_TEMPLATE: string = new URL("./qwen2.5-tools.jinja", import.meta.url).pathname;
@@ -42,15 +41,6 @@ export interface Harness {
   modelsDir: string;
 }
 
-/** Loads a test-only launcher/index when DAEMON_TEST_BACKEND names a module (development aid). */
-async function devBackend(): Promise<
-  { launcher?: Launcher; listModels?: (dir: string) => Promise<CatalogSourceEntry[]> }
-> {
-  const mod = Deno.env.get("DAEMON_TEST_BACKEND");
-  if (!mod) return {};
-  return await import(mod);
-}
-
 /**
  * Runs `fn` with a fresh daemon, then closes it (and its llama-servers) and removes its data.
  *
@@ -65,17 +55,26 @@ export async function withDaemon<T>(options: HarnessOptions, fn: (h: Harness) =>
   const modelsDir = join(root, "models");
   await Deno.mkdir(modelsDir, { recursive: true });
   const models = options.models ?? { "smol.gguf": await smolModelPath() };
-  for (const [name, src] of Object.entries(models)) await Deno.symlink(src, join(modelsDir, name));
+  const aliases: Record<string, string> = {};
+  const linked = new Set<string>();
+  for (const [name, src] of Object.entries(models)) {
+    const dest = join(modelsDir, name);
+    // The index treats two links to one file as one model: a second use of a file gets its own copy.
+    if (linked.has(src)) await Deno.copyFile(src, dest);
+    else await Deno.symlink(src, dest);
+    linked.add(src);
+    aliases[name.replace(/\.gguf$/, "")] = dest;
+  }
   const dataDir = join(root, "data");
   const paths = { ...resolvePaths({ dataDir, env: {} }), instancesDir: testPaths.instancesDir };
   const config = parseConfig({
     models: {
       dirs: [modelsDir],
+      aliases,
       sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false },
     },
     ...options.config,
   });
-  const dev = await devBackend();
   const daemon = await startDaemon({
     paths,
     config,
@@ -83,8 +82,6 @@ export async function withDaemon<T>(options: HarnessOptions, fn: (h: Harness) =>
     port: 0,
     env: options.env ?? {},
     instance: instance.name,
-    launcher: dev.launcher,
-    listModels: dev.listModels ? () => dev.listModels!(modelsDir) : undefined,
     log: (line) => options.logs?.push(line),
   });
   try {
