@@ -207,7 +207,8 @@ function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, co
     const first = parts.find((p) => /-00001-of-\d{5}\.gguf$/i.test(p.path)) ?? parts[0];
     const f = facts.get(first.realPath)!;
     const aliases: string[] = [];
-    if (first.ollamaName) aliases.push(first.ollamaName);
+    // Ollama shows `hf.co/Org/Repo:Q4_K_M` in mixed case; names here are lower case, lookups ignore case.
+    for (const n of [first.ollamaName, ...(first.ollamaAliases ?? [])]) if (n) aliases.push(n.toLowerCase());
     if (first.hfRepo) aliases.push(`hf.co/${first.hfRepo}:${f.fileType}`.toLowerCase());
     let mmproj = first.ollamaProjector;
     if (!mmproj) {
@@ -217,7 +218,7 @@ function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, co
         : near.find((p) => first.path.includes(basename(p.path).split(/[-_.]mmproj/i)[0]))?.path;
     }
     entries.push({
-      name: first.ollamaName ?? modelName(f, first.path),
+      name: first.ollamaName?.toLowerCase() ?? modelName(f, first.path),
       aliases,
       path: first.path,
       files: parts.map((p) => p.path),
@@ -303,7 +304,8 @@ export async function resolveModel(
   const configured = config.models.aliases[ref] ?? config.models.aliases[ref.toLowerCase()];
   if (configured && configured !== ref) return await resolveModel(paths, config, configured, options);
   const r = ref.trim().toLowerCase();
-  const exact = models.find((m) => m.name === r || m.aliases.includes(r));
+  const exact = models.find((m) => m.name === r || m.aliases.includes(r)) ??
+    models.find((m) => m.files.some((f) => basename(f).toLowerCase() === r));
   if (exact) return exact;
   const latest = normalizeRef(r);
   const tagged = models.find((m) => m.name === latest || m.aliases.includes(latest));

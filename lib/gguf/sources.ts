@@ -22,6 +22,8 @@ export interface Candidate {
   source: ModelSource;
   /** Ollama's name for it (`llama3:8b`), for files from Ollama's store. */
   ollamaName?: string;
+  /** Ollama's other names for the same blob (more tags of one model). */
+  ollamaAliases?: string[];
   /** The projector blob an Ollama manifest pairs with it. */
   ollamaProjector?: string;
   /** `org/name` of a Hugging Face cache repo. */
@@ -183,6 +185,10 @@ export async function findCandidates(
     const prev = out.get(realPath);
     if (prev) {
       if (c.ollamaName && !prev.ollamaName) out.set(realPath, { ...prev, ollamaName: c.ollamaName });
+      else if (c.ollamaName && c.ollamaName !== prev.ollamaName) {
+        // Another tag of the same blob (`ollama cp`, or `latest` and `q4_k_m`): one model, every name finds it.
+        out.set(realPath, { ...prev, ollamaAliases: [...(prev.ollamaAliases ?? []), c.ollamaName] });
+      }
       return;
     }
     out.set(realPath, { ...c, realPath });
