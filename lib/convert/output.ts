@@ -1,115 +1,80 @@
 /**
- * Outputs that appear whole or not at all: a tool writes into a hidden temporary path beside the target
- * (same filesystem), which is renamed into place only on success. Ctrl-C or `kill` stops the tool and removes
- * the temporary path; leftovers of a process killed with SIGKILL are swept by the next run.
+ * Writing a model file safely: the tool writes a hidden temp file next to the target, which is renamed only
+ * on success; a failure, Ctrl-C or kill leaves no partial output.
  *
  * @module
  */
-import { dirname, join } from "node:path";
-import { exists, removeAll } from "../util/fs.ts";
-import { pidAlive } from "../util/process.ts";
+import { basename, dirname, join } from "node:path";
+import { removeAll } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { run } from "../util/run.ts";
+import { pidAlive } from "../util/process.ts";
 
-/** What {@linkcode withTempOutput} hands to the work function. */
-export interface TempOutput {
-  /** A hidden temporary directory beside the target, removed afterwards. */
-  dir: string;
-  /** Aborted when the user interrupts (SIGINT, SIGTERM, SIGHUP): pass to `run()`. */
-  signal: AbortSignal;
-}
-
-const TEMP = /^\.llama-mgr-(convert|quantize)-(\d+)-[0-9a-f]+\.tmp$/;
-
-/** Removes temporary outputs in `dir` whose process is gone (killed with SIGKILL, power loss). */
-export async function sweepStaleTemps(dir: string): Promise<string[]> {
-  const removed: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      const m = e.name.match(TEMP);
-      if (m && Number(m[2]) !== Deno.pid && !pidAlive(Number(m[2]))) {
-        await removeAll(join(dir, e.name));
-        removed.push(e.name);
-      }
-    }
-  } catch { /* no dir yet */ }
-  return removed;
+/** The temp path for a target: hidden and not ending in .gguf, so no index picks it up. */
+export function partialPath(target: string): string {
+  return join(dirname(target), `.${basename(target)}.partial-${Deno.pid}`);
 }
 
 /**
- * Runs `fn` with a temporary directory in `outDir`; on success `fn` returns the files (inside the temporary
- * directory) to move and their final paths. Interrupted runs throw a {@linkcode UserError} with exit code 130.
- *
- * @example
- * ```ts ignore
- * const [out] = await withTempOutput("/models", "quantize", async ({ dir, signal }) => {
- *   await run(["llama-quantize", "in.gguf", `${dir}/out.gguf`, "Q4_K_M"], { signal });
- *   return [{ from: `${dir}/out.gguf`, to: "/models/out.gguf" }];
- * });
- * ```
+ * Runs `produce(tmp)`, then renames `tmp` to `target`. On failure or SIGINT/SIGTERM the temp file is removed
+ * (the child gets the signal too) and the error carries the tool's reason.
  */
-export async function withTempOutput(
-  outDir: string,
-  kind: "convert" | "quantize",
-  fn: (t: TempOutput) => Promise<{ from: string; to: string }[]>,
-): Promise<string[]> {
-  await Deno.mkdir(outDir, { recursive: true });
-  await sweepStaleTemps(outDir);
-  const rand = crypto.getRandomValues(new Uint8Array(4)).reduce(
-    (s, b) => s + b.toString(16).padStart(2, "0"),
-    "",
-  );
-  const dir = join(outDir, `.llama-mgr-${kind}-${Deno.pid}-${rand}.tmp`);
-  await Deno.mkdir(dir);
+export async function writeThroughTemp<T>(
+  target: string,
+  produce: (tmp: string, signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const tmp = partialPath(target);
+  await removeStalePartials(target);
   const ac = new AbortController();
-  let caught: Deno.Signal | undefined;
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-  const handlers = signals.map((s) => {
-    const h = () => {
-      caught ??= s;
-      ac.abort();
-    };
-    try {
-      Deno.addSignalListener(s, h);
-    } catch { /* not supported on this platform */ }
-    return [s, h] as const;
-  });
+  let interrupted: Deno.Signal | undefined;
+  const onSignal = (sig: Deno.Signal) => () => {
+    interrupted = sig;
+    ac.abort();
+  };
+  const sigint = onSignal("SIGINT");
+  const sigterm = onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", sigint);
+  Deno.addSignalListener("SIGTERM", sigterm);
   try {
-    let moves: { from: string; to: string }[];
-    try {
-      moves = await fn({ dir, signal: ac.signal });
-    } catch (err) {
-      if (caught) {
-        throw new UserError(`${kind} interrupted (${caught}); no output was written`, { exitCode: 130 });
-      }
-      throw err;
+    const result = await produce(tmp, ac.signal);
+    if (interrupted) throw new UserError(`interrupted (${interrupted}); nothing was written`);
+    await Deno.rename(tmp, target);
+    return result;
+  } catch (err) {
+    await removeAll(tmp);
+    if (interrupted) {
+      throw new UserError(
+        `interrupted (${interrupted}); the partial output was removed, nothing was written`,
+        {
+          exitCode: 130,
+        },
+      );
     }
-    if (caught) {
-      throw new UserError(`${kind} interrupted (${caught}); no output was written`, { exitCode: 130 });
-    }
-    for (const m of moves) {
-      await Deno.mkdir(dirname(m.to), { recursive: true });
-      await Deno.rename(m.from, m.to);
-    }
-    return moves.map((m) => m.to);
+    throw err;
   } finally {
-    for (const [s, h] of handlers) {
-      try {
-        Deno.removeSignalListener(s, h);
-      } catch { /* ignore */ }
-    }
-    await removeAll(dir);
+    Deno.removeSignalListener("SIGINT", sigint);
+    Deno.removeSignalListener("SIGTERM", sigterm);
   }
 }
 
-/** Free bytes on the filesystem holding `dir` (via `df -Pk`, Deno has no statfs); undefined if unknown. */
-export async function freeBytes(dir: string): Promise<number | undefined> {
-  let probe = dir;
-  while (!(await exists(probe)) && dirname(probe) !== probe) probe = dirname(probe);
+/** Removes temp files of earlier runs for the same target whose process is gone (after a kill -9). */
+export async function removeStalePartials(target: string): Promise<void> {
+  const prefix = `.${basename(target)}.partial-`;
   try {
-    const r = await run(["df", "-Pk", probe], { check: false, timeoutMs: 10_000 });
+    for await (const e of Deno.readDir(dirname(target))) {
+      if (!e.name.startsWith(prefix)) continue;
+      const pid = Number(e.name.slice(prefix.length));
+      if (!pidAlive(pid)) await removeAll(join(dirname(target), e.name));
+    }
+  } catch { /* no folder yet */ }
+}
+
+/** Free bytes on the filesystem holding `dir` (from `df -Pk`), or undefined when unknown. */
+export async function freeBytes(dir: string): Promise<number | undefined> {
+  try {
+    const r = await run(["df", "-Pk", dir], { check: false });
     const line = r.stdout.trim().split("\n").pop() ?? "";
-    const avail = Number(line.trim().split(/\s+/)[3]);
+    const avail = Number(line.split(/\s+/)[3]);
     return Number.isFinite(avail) ? avail * 1024 : undefined;
   } catch {
     return undefined;
