@@ -16,7 +16,8 @@ import {
   scanModels,
   tensorBytes,
 } from "../lib/gguf/mod.ts";
-import { formatBytes, writeFileAtomic } from "../lib/util/fs.ts";
+import { dirname, resolve } from "node:path";
+import { expandHome, formatBytes, writeFileAtomic } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { parseConfig } from "../lib/config/load.ts";
 
@@ -125,8 +126,24 @@ async function alias(ctx: Context, args: ParsedArgs): Promise<void> {
   const doc = parseDocument(text);
   doc.setIn(["models", "aliases", name], m.name);
   parseConfig(doc.toJS(), ctx.paths.configFile);
+  await Deno.mkdir(dirname(ctx.paths.configFile), { recursive: true });
   await writeFileAtomic(ctx.paths.configFile, doc.toString());
   ctx.print(`alias '${name}' -> ${m.name} (in ${ctx.paths.configFile})`);
+}
+
+/** Adds folders to `models.dirs` in the config file (comments and layout kept); returns those it added. */
+async function rememberDirs(ctx: Context, dirs: string[]): Promise<string[]> {
+  const config = await ctx.config();
+  const known = new Set(config.models.dirs.map((d) => resolve(expandHome(d))));
+  const fresh = [...new Set(dirs.map((d) => resolve(expandHome(d))))].filter((d) => !known.has(d));
+  if (!fresh.length) return [];
+  const text = await Deno.readTextFile(ctx.paths.configFile).catch(() => "");
+  const doc = parseDocument(text);
+  doc.setIn(["models", "dirs"], [...config.models.dirs, ...fresh]);
+  parseConfig(doc.toJS(), ctx.paths.configFile);
+  await Deno.mkdir(dirname(ctx.paths.configFile), { recursive: true });
+  await writeFileAtomic(ctx.paths.configFile, doc.toString());
+  return fresh;
 }
 
 /** The `models` command. */
@@ -151,7 +168,12 @@ export const modelsCommand: Command = {
     "llama-mgr models alias coder qwen2.5-coder:7b-q4_k_m",
   ],
   flags: {
-    dir: { type: "string", multiple: true, value: "DIR", description: "scan: only this folder (repeatable)" },
+    dir: {
+      type: "string",
+      multiple: true,
+      value: "DIR",
+      description: "scan: this folder (repeatable); it is added to models.dirs",
+    },
     tensors: { type: "boolean", description: "show: list every tensor" },
     ctx: { type: "string", value: "N", description: "show: context for the memory estimate" },
     "cache-type": { type: "string", value: "TYPE", description: "show: KV cache type (f16, q8_0, q4_0)" },
@@ -163,11 +185,23 @@ export const modelsCommand: Command = {
     if (sub === "alias") return void await alias(ctx, args);
     if (sub === "scan") {
       const dirs = args.flags.dir as string[] | undefined;
+      for (const d of dirs ?? []) {
+        const info = await Deno.stat(expandHome(d)).catch(() => undefined);
+        if (!info?.isDirectory) {
+          throw new UserError(`'${d}' is not a folder`, {
+            hint: "models scan --dir takes a folder of GGUF files",
+          });
+        }
+      }
       const t0 = performance.now();
       const r = await scanModels(ctx.paths, config, dirs?.length ? { onlyDirs: dirs } : {});
       const ms = performance.now() - t0;
+      // A folder scanned once stays known: `models`, the server and the daemon find its models from now on.
+      const remembered = dirs?.length ? await rememberDirs(ctx, dirs) : [];
       if (ctx.json) {
-        return void ctx.print(JSON.stringify({ ...r, models: r.models.map((m) => m.name), ms }, null, 2));
+        return void ctx.print(
+          JSON.stringify({ ...r, models: r.models.map((m) => m.name), ms, remembered }, null, 2),
+        );
       }
       ctx.print(
         `${r.models.length} models; ${r.added.length} new, ${r.changed.length} changed, ${r.removed.length} removed, ` +
@@ -177,6 +211,7 @@ export const modelsCommand: Command = {
       for (const p of r.changed) ctx.print(`  changed    ${p}`);
       for (const p of r.removed) ctx.print(`  removed    ${p}`);
       for (const u of r.unreadable) ctx.print(`  unreadable ${u.error}`);
+      for (const d of remembered) ctx.print(`added ${d} to models.dirs in ${ctx.paths.configFile}`);
       return;
     }
     if (sub !== undefined && sub !== "list" && sub !== "ls") {

@@ -222,6 +222,8 @@ Deno.test({
         assertEquals(r.code, 0, r.stderr);
         assertStringIncludes(r.stdout, "1 new");
         assertStringIncludes(r.stdout, "SmolLM2-135M-Instruct.Q4_1.gguf");
+        assertStringIncludes(r.stdout, `added ${tmp.path}/mymodels to models.dirs`);
+        assertStringIncludes(await Deno.readTextFile(configFile), `${tmp.path}/mymodels`);
         const list = await run("models");
         assertEquals(list.code, 0, list.stderr);
         assertStringIncludes(list.stdout, "smollm2:135m-q4_1");
