@@ -62,6 +62,52 @@ export async function readRequirements(file: string, seen = new Set<string>()): 
   return out;
 }
 
+/**
+ * The newest torch wheel version in a local `--find-links` folder that fits `interpreter` and this machine
+ * (`2.13.0+cpu` from `torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl`); undefined for URLs or none.
+ *
+ * @example
+ * ```ts ignore
+ * await localTorchVersion("/opt/wheels", "python3"); // "2.13.0+cpu"
+ * ```
+ */
+export async function localTorchVersion(
+  findLinks: string | undefined,
+  interpreter: string,
+): Promise<string | undefined> {
+  if (!findLinks || /^[a-z][a-z0-9+.-]*:\/\//i.test(findLinks)) return undefined;
+  const wheels: RegExpMatchArray[] = [];
+  try {
+    for await (const e of Deno.readDir(expandHome(findLinks))) {
+      const m = e.name.match(/^torch-([^-]+)-([^-]+)-[^-]+-(.+)\.whl$/);
+      if (m) wheels.push(m);
+    }
+  } catch {
+    return undefined;
+  }
+  if (!wheels.length) return undefined;
+  const tag = await run([interpreter, "-c", "import sys; print('cp%d%d' % sys.version_info[:2])"], {
+    check: false,
+    timeoutMs: 30_000,
+  }).then((r) => r.stdout.trim()).catch(() => "");
+  const os = Deno.build.os === "darwin" ? "macosx" : Deno.build.os === "windows" ? "win" : "linux";
+  const arch = Deno.build.arch === "aarch64" ? /aarch64|arm64|universal/ : /x86_64|amd64|universal/;
+  const num = (v: string) => v.split(/[.+]/).map((x) => Number.parseInt(x, 10) || 0);
+  const newer = (a: string, b: string) => {
+    const [x, y] = [num(a), num(b)];
+    for (let i = 0; i < Math.max(x.length, y.length); i++) {
+      if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) > (y[i] ?? 0);
+    }
+    return false;
+  };
+  let best: string | undefined;
+  for (const m of wheels) {
+    if (!m[2].split(".").includes(tag) || !m[3].includes(os) || !arch.test(m[3])) continue;
+    if (!best || newer(m[1], best)) best = m[1];
+  }
+  return best;
+}
+
 /** The package name of a requirement line (`torch==2.11.0` → `torch`). */
 export function requirementName(line: string): string | undefined {
   const m = line.match(/^([A-Za-z0-9][A-Za-z0-9._-]*)/);
@@ -90,7 +136,12 @@ export interface InstallPlan {
  *   { torch: "cpu", torch_version: "2.13.0", find_links: "/opt/wheels", offline: false });
  * ```
  */
-export function installPlan(lines: string[], scriptsDir: string, opts: PythonOptions): InstallPlan {
+export function installPlan(
+  lines: string[],
+  scriptsDir: string,
+  opts: PythonOptions,
+  localTorch?: string,
+): InstallPlan {
   const requirements: string[] = [];
   const overrides: string[] = [];
   const uvArgs: string[] = [];
@@ -121,6 +172,10 @@ export function installPlan(lines: string[], scriptsDir: string, opts: PythonOpt
     overrides.push(
       /^[<>=!~]/.test(opts.torch_version) ? `torch${opts.torch_version}` : `torch==${opts.torch_version}`,
     );
+  } else if (localTorch && (opts.torch === "cpu" || opts.torch === "auto")) {
+    // A torch wheel in --find-links and no version asked for: use that wheel. Keeping llama.cpp's pin would
+    // make uv take that version from PyPI instead, a multi-GB CUDA build with its nvidia-* packages.
+    overrides.push(`torch==${localTorch}`);
   }
   if (opts.index_url) indexes.push(opts.index_url);
   for (const i of indexes) uvArgs.push("--extra-index-url", i);
@@ -167,7 +222,9 @@ export async function ensureVenv(options: VenvOptions): Promise<VenvInfo> {
     });
   }
   const lines = await readRequirements(reqFile);
-  const plan = installPlan(lines, scriptsDir, opts);
+  const interpreter = opts.python ?? which("python3") ?? "python3";
+  const localTorch = opts.torch_version ? undefined : await localTorchVersion(opts.find_links, interpreter);
+  const plan = installPlan(lines, scriptsDir, opts, localTorch);
   const key = JSON.stringify({ plan, python: opts.python ?? null });
   const marker = await readJson<Marker>(join(venvDir, MARKER)).catch(() => undefined);
   const withTorch = opts.torch !== "skip";
@@ -179,7 +236,6 @@ export async function ensureVenv(options: VenvOptions): Promise<VenvInfo> {
     if (ok) return { python: py, torch: marker.torch, upToDate: true };
   }
   const env = { UV_PYTHON_DOWNLOADS: "never", VIRTUAL_ENV: venvDir };
-  const interpreter = opts.python ?? which("python3") ?? "python3";
   const broken = (await exists(venvDir)) &&
     !(await run([py, "-c", "import sys"], { check: false }).then((r) => r.code === 0).catch(() => false));
   if (
