@@ -18,10 +18,11 @@ import {
   stopServer,
 } from "../lib/server/mod.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
-import { resolveModel } from "../lib/gguf/mod.ts";
-import { exists, formatBytes } from "../lib/util/fs.ts";
+import { basename } from "node:path";
+import { type ModelEntry, resolveModel } from "../lib/gguf/mod.ts";
+import { expandHome, formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
-import type { Preset } from "../lib/config/schema.ts";
+import type { Config, Preset } from "../lib/config/schema.ts";
 
 function uptime(s?: number): string {
   if (s === undefined) return "-";
@@ -49,30 +50,40 @@ async function start(ctx: Context, args: ParsedArgs): Promise<number> {
   const config = await ctx.config();
   const preset: Preset | undefined = config.presets[ref];
   const modelRef = preset?.model ?? ref;
-  const entry = await exists(modelRef) && !(await Deno.stat(modelRef)).isDirectory
-    ? undefined
-    : await resolveModel(ctx.paths, config, modelRef);
-  const modelPath = entry?.path ?? modelRef;
+  const entry = await modelEntry(ctx, config, modelRef);
+  const modelPath = entry?.path ?? expandHome(modelRef);
   const name = str(args, "name") ??
-    (preset ? ref : serverNameFor(entry?.name ?? modelRef.split("/").pop()!.replace(/\.gguf$/i, "")));
+    (preset ? ref : serverNameFor(entry?.name ?? basename(modelPath).replace(/\.gguf$/i, "")));
   const instance = await getInstance(ctx.paths, ctx.instance ?? preset?.instance, config.default_instance);
   const t0 = performance.now();
   const timeout = int(args, "timeout", "server start");
-  const status = await startServer(ctx.paths, {
-    name,
-    modelPath,
-    modelName: entry?.name,
-    mmproj: entry?.mmproj,
-    instance,
-    host: str(args, "host"),
-    port: parsePort(str(args, "port")) ?? preset?.port ?? "auto",
-    ctx: int(args, "ctx", "server start") ?? preset?.ctx,
-    ngl: int(args, "ngl", "server start") ?? preset?.ngl,
-    args: [...(preset?.args ?? []), ...args.rest],
-    env: preset?.env,
-    alias: entry?.name,
-    readyTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
-  });
+  // Ctrl-C while it loads stops the half-started server instead of leaving it behind.
+  const ac = new AbortController();
+  const cancel = () => ac.abort();
+  Deno.addSignalListener("SIGINT", cancel);
+  Deno.addSignalListener("SIGTERM", cancel);
+  let status: ServerStatus;
+  try {
+    status = await startServer(ctx.paths, {
+      name,
+      modelPath,
+      modelName: entry?.name,
+      mmproj: entry?.mmproj,
+      instance,
+      host: str(args, "host"),
+      port: parsePort(str(args, "port")) ?? preset?.port ?? "auto",
+      ctx: int(args, "ctx", "server start") ?? preset?.ctx,
+      ngl: int(args, "ngl", "server start") ?? preset?.ngl,
+      args: [...(preset?.args ?? []), ...args.rest],
+      env: preset?.env,
+      alias: entry?.name,
+      readyTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
+      signal: ac.signal,
+    });
+  } finally {
+    Deno.removeSignalListener("SIGINT", cancel);
+    Deno.removeSignalListener("SIGTERM", cancel);
+  }
   if (ctx.json) ctx.print(JSON.stringify(status, null, 2));
   else {
     ctx.print(
@@ -83,6 +94,28 @@ async function start(ctx: Context, args: ParsedArgs): Promise<number> {
     );
   }
   return 0;
+}
+
+/**
+ * The index entry for a model reference. A file path that the index cannot read (not a GGUF, truncated) is
+ * still handed to llama-server, so the user sees llama-server's own reason.
+ */
+async function modelEntry(ctx: Context, config: Config, ref: string): Promise<ModelEntry | undefined> {
+  const asPath = expandHome(ref);
+  const isFile = await Deno.stat(asPath).then((s) => s.isFile).catch(() => false);
+  try {
+    return await resolveModel(ctx.paths, config, ref);
+  } catch (err) {
+    if (isFile) {
+      ctx.warn(
+        `${asPath} is not in the model index (${
+          err instanceof Error ? err.message : err
+        }); starting it anyway`,
+      );
+      return undefined;
+    }
+    throw err;
+  }
 }
 
 function printStatus(ctx: Context, s: ServerStatus, health?: string): void {
@@ -170,6 +203,11 @@ export const serverCommand: Command = {
             s.rssBytes !== undefined ? formatBytes(s.rssBytes) : "-",
           ]),
         ));
+        for (const s of all) {
+          if ((s.state === "failed" || s.state === "crashed") && s.exitReason) {
+            ctx.print(`${s.name} ${s.state}: ${s.exitReason.split("\n")[0]}`);
+          }
+        }
         return 0;
       }
       case "status": {

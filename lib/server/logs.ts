@@ -18,18 +18,42 @@ export function serverLogPath(paths: Paths, name: string): string {
   return join(paths.logsDir, `server-${name}.log`);
 }
 
-/** Moves `log` to `log.1` (and older ones up) when it is over `maxBytes`. */
-export async function rotateLog(
-  path: string,
-  maxBytes = ROTATE_BYTES,
-  keep = KEEP_ROTATED,
-): Promise<boolean> {
+/** Options for {@linkcode rotateLog}. */
+export interface RotateOptions {
+  /** Rotate when the log is larger than this (default {@linkcode ROTATE_BYTES}). */
+  maxBytes?: number;
+  /** How many rotated files to keep (default {@linkcode KEEP_ROTATED}). */
+  keep?: number;
+  /**
+   * Copy the log to `.1` and truncate it in place instead of renaming it: for a log a running llama-server
+   * still writes to (it appends, so its next line lands at the start of the emptied file).
+   */
+  copyTruncate?: boolean;
+}
+
+/**
+ * Rotates `path` to `path.1` (older ones move up to `.2` … `.keep`, the oldest is dropped) when it is over
+ * `maxBytes`. Returns true when it rotated.
+ *
+ * @example
+ * ```ts ignore
+ * await rotateLog("/data/logs/server-chat.log", { maxBytes: 10 << 20, copyTruncate: true });
+ * ```
+ */
+export async function rotateLog(path: string, options: RotateOptions = {}): Promise<boolean> {
+  const { maxBytes = ROTATE_BYTES, keep = KEEP_ROTATED } = options;
   const size = await Deno.stat(path).then((s) => s.size).catch(() => 0);
   if (size <= maxBytes) return false;
+  await Deno.remove(`${path}.${keep}`).catch(() => {});
   for (let i = keep - 1; i >= 1; i--) {
     if (await exists(`${path}.${i}`)) await Deno.rename(`${path}.${i}`, `${path}.${i + 1}`);
   }
-  await Deno.rename(path, `${path}.1`);
+  if (options.copyTruncate) {
+    await Deno.copyFile(path, `${path}.1`);
+    await Deno.truncate(path, 0);
+  } else {
+    await Deno.rename(path, `${path}.1`);
+  }
   return true;
 }
 
@@ -52,12 +76,62 @@ export async function tailFile(path: string, lines: number): Promise<string[]> {
       if (n === null) break;
       off += n;
     }
-    const all = new TextDecoder().decode(buf.subarray(0, off)).split("\n");
-    if (all.at(-1) === "") all.pop();
-    return all.slice(-lines);
+    return lastLines(buf.subarray(0, off), lines);
   } finally {
     f.close();
   }
+}
+
+/** Like {@linkcode tailFile}, synchronously and from at most the last 64 KiB (for status checks). */
+export function tailFileSync(path: string, lines: number): string[] {
+  let f: Deno.FsFile;
+  try {
+    f = Deno.openSync(path);
+  } catch {
+    return [];
+  }
+  try {
+    const size = f.statSync().size;
+    const start = Math.max(0, size - 64 * 1024);
+    f.seekSync(start, Deno.SeekMode.Start);
+    const buf = new Uint8Array(size - start);
+    let off = 0;
+    while (off < buf.length) {
+      const n = f.readSync(buf.subarray(off));
+      if (n === null) break;
+      off += n;
+    }
+    return lastLines(buf.subarray(0, off), lines);
+  } finally {
+    f.close();
+  }
+}
+
+function lastLines(bytes: Uint8Array, lines: number): string[] {
+  const all = new TextDecoder().decode(bytes).split("\n");
+  if (all.at(-1) === "") all.pop();
+  return lines <= 0 ? [] : all.slice(-lines);
+}
+
+/**
+ * The last `lines` lines of a log, reaching into the rotated `.1` file when the current one is shorter.
+ */
+export async function tailLog(path: string, lines: number): Promise<string[]> {
+  const cur = await tailFile(path, lines);
+  if (cur.length >= lines) return cur;
+  const older = await tailFile(`${path}.1`, lines - cur.length);
+  return [...older, ...cur];
+}
+
+/** How the log of a server that died ends: its last non-empty lines since it was started. */
+export function logEnding(path: string, count = 3): string[] {
+  const lines = tailFileSync(path, 200);
+  const from = lines.findLastIndex((l) => l.startsWith(START_MARKER));
+  return lines.slice(from + 1).filter((l) => l.trim().length > 0).slice(-count).map(stripPrefix);
+}
+
+function stripPrefix(line: string): string {
+  return line.replace(/^\d+\.\d+\.\d+\.\d+ [A-Z] /, "").trim();
 }
 
 /** Marker written to the log before each start, so a failure reason is looked for in this run only. */
@@ -87,7 +161,7 @@ export function failureReason(logLines: string[]): string {
     REASON.some((re) => re.test(l)) && !/^\s*(main|srv|load|print_info): .*=/.test(l)
   );
   const pick = (hits.length ? hits : run).slice(-6);
-  return pick.map((l) => l.replace(/^\d+\.\d+\.\d+\.\d+ [A-Z] /, "").trim()).join("\n") || "(no output)";
+  return pick.map(stripPrefix).join("\n") || "(no output)";
 }
 
 /**

@@ -13,3 +13,4 @@ export * from "./supervisor.ts";
 export * from "./state.ts";
 export * from "./ports.ts";
 export * from "./logs.ts";
+export * from "./identity.ts";

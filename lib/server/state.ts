@@ -70,6 +70,10 @@ export interface ServerRecord {
   pid?: number;
   /** The process start time (clock ticks since boot), to tell our process from a reused pid. */
   startTicks?: number;
+  /** The boot it was started in, to tell a record from before a reboot. */
+  bootId?: string;
+  /** The process that started it and waits for it to be ready (the CLI or the daemon). */
+  starterPid?: number;
   /** The llama-server binary. */
   binary: string;
   /** The whole command line. */

@@ -12,15 +12,27 @@ import { binaryPath, getInstance } from "../llamacpp/instances.ts";
 import { exists } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { withLock } from "../util/lock.ts";
-import { pidAlive, pidCmdline, pidRss, pidStartTicks } from "../util/process.ts";
+import { shellQuote } from "../util/run.ts";
+import { pidAlive, pidRss, pidStartTicks } from "../util/process.ts";
 import { findFreePort, portInUse } from "./ports.ts";
-import { failureReason, followFile, rotateLog, serverLogPath, START_MARKER, tailFile } from "./logs.ts";
+import { bootId, checkProcess, type ProcessCheck } from "./identity.ts";
+import {
+  failureReason,
+  followFile,
+  logEnding,
+  rotateLog,
+  serverLogPath,
+  START_MARKER,
+  tailFile,
+  tailLog,
+} from "./logs.ts";
 import {
   readAllRecords,
   readRecord,
   type ServerOwner,
   type ServerRecord,
   type ServerState,
+  type StoredSpec,
   transition,
   validateServerName,
   writeRecord,
@@ -56,6 +68,8 @@ export interface ServerSpec {
   owner?: ServerOwner;
   /** Model name the server reports (`--alias`). */
   alias?: string;
+  /** Cancels the start: the server is stopped and recorded `stopped` (Ctrl-C in the CLI). */
+  signal?: AbortSignal;
 }
 
 /** A server as it is now. */
@@ -80,6 +94,10 @@ export interface ServerStatus {
   instance: string;
   /** When it started. */
   startedAt?: string;
+  /** When it answered `/health` first. */
+  readyAt?: string;
+  /** When it stopped or failed. */
+  stoppedAt?: string;
   /** Seconds since it started, while running. */
   uptimeSeconds?: number;
   /** Why it stopped, failed or crashed. */
@@ -98,27 +116,42 @@ export interface ServerStatus {
 
 const RUNNING: ServerState[] = ["starting", "ready", "stopping"];
 
-/** True when `pid` is the llama-server this record started (not a dead or reused pid). */
-export function isOurProcess(rec: ServerRecord): boolean {
-  if (!rec.pid || !pidAlive(rec.pid)) return false;
-  const ticks = pidStartTicks(rec.pid);
-  if (rec.startTicks !== undefined && ticks !== undefined && ticks !== rec.startTicks) return false;
-  const cmd = pidCmdline(rec.pid);
-  if (cmd === undefined) return true; // no /proc: trust the pid
-  const portAt = cmd.indexOf("--port");
-  return cmd.some((a) => a.endsWith("llama-server")) && portAt >= 0 && cmd[portAt + 1] === String(rec.port);
+/** True when the state is one of a live process (starting, ready, stopping). */
+export function isRunning(state: ServerState): boolean {
+  return RUNNING.includes(state);
 }
+
+/** True when `pid` is the llama-server this record started (not a dead or reused pid, nor one from before a reboot). */
+export function isOurProcess(rec: ServerRecord): boolean {
+  return checkProcess(rec).alive;
+}
+
+const GONE: Record<Exclude<ProcessCheck, { alive: true }>["why"], string> = {
+  "no-pid": "it has no process",
+  gone: "its process is gone (killed or crashed)",
+  reused: "its process is gone (the pid now belongs to another program)",
+  rebooted: "the machine restarted since it was started",
+};
 
 function toStatus(rec: ServerRecord): ServerStatus {
   let state: ServerState = rec.state;
   let exitReason = rec.exitReason;
-  const alive = isOurProcess(rec);
-  if (RUNNING.includes(state) && !alive) {
-    state = rec.state === "stopping" ? "stopped" : "crashed";
-    exitReason ??= `process ${rec.pid ?? "?"} is gone (killed, crashed, or the machine restarted)`;
+  const check = checkProcess(rec);
+  if (RUNNING.includes(state) && !check.alive) {
+    // A server that was being stopped, or whose machine restarted, is simply stopped; any other death is a crash.
+    state = rec.state === "stopping" || check.why === "rebooted" ? "stopped" : "crashed";
+    if (exitReason === undefined) {
+      const ending = check.why === "rebooted" ? [] : logEnding(rec.logFile);
+      exitReason = `${GONE[check.why]} (pid ${rec.pid ?? "?"})` +
+        (ending.length ? `; its log ends:\n${ending.join("\n")}` : "");
+    }
   }
   const running = RUNNING.includes(state);
-  const urlHost = rec.host === "0.0.0.0" ? "127.0.0.1" : rec.host.includes(":") ? `[${rec.host}]` : rec.host;
+  const urlHost = rec.host === "0.0.0.0" || rec.host === "::"
+    ? "127.0.0.1"
+    : rec.host.includes(":")
+    ? `[${rec.host}]`
+    : rec.host;
   return {
     name: rec.name,
     state,
@@ -130,6 +163,8 @@ function toStatus(rec: ServerRecord): ServerStatus {
     modelName: rec.spec.modelName,
     instance: rec.spec.instance,
     startedAt: rec.startedAt,
+    readyAt: rec.readyAt,
+    stoppedAt: running ? undefined : rec.stoppedAt,
     uptimeSeconds: running && rec.startedAt
       ? Math.round((Date.now() - Date.parse(rec.startedAt)) / 1000)
       : undefined,
@@ -142,8 +177,44 @@ function toStatus(rec: ServerRecord): ServerStatus {
   };
 }
 
+/**
+ * The status of a record, brought up to date: a server still `starting` whose starter died (a CLI killed
+ * while waiting) but which now answers `/health` is recorded `ready`; running servers' logs are rotated in
+ * place when too large.
+ */
+async function refresh(paths: Paths, rec: ServerRecord): Promise<ServerStatus> {
+  let status = toStatus(rec);
+  if (RUNNING.includes(status.state)) {
+    await rotateLog(rec.logFile, { copyTruncate: true }).catch(() => false);
+  }
+  if (status.state === "starting" && rec.starterPid && !pidAlive(rec.starterPid)) {
+    if ((await health(status.url)) === 200) {
+      const done = await settle(paths, rec, "ready", { readyAt: new Date().toISOString() });
+      if (done) status = toStatus(done);
+    }
+  }
+  return status;
+}
+
 function lockPath(paths: Paths, name: string): string {
   return join(paths.locksDir, `server-${name}.lock`);
+}
+
+/**
+ * Moves a server that is still `starting` with this pid to a final state, under its lock. Returns undefined
+ * when someone else (a stop) changed it meanwhile.
+ */
+async function settle(
+  paths: Paths,
+  rec: ServerRecord,
+  to: "ready" | "failed" | "stopped",
+  changes: Partial<ServerRecord>,
+): Promise<ServerRecord | undefined> {
+  return await withLock(lockPath(paths, rec.name), `start of server '${rec.name}'`, async () => {
+    const cur = await readRecord(paths, rec.name);
+    if (!cur || cur.pid !== rec.pid || cur.state !== "starting") return undefined;
+    return await transition(paths, cur, to, changes);
+  }, { wait: true, timeoutMs: 60_000 });
 }
 
 /** The llama-server command line for a spec. */
@@ -166,17 +237,27 @@ async function health(url: string): Promise<number | undefined> {
   }
 }
 
+/** Why {@linkcode waitReady} gave up. */
+export type WaitResult = { ok: true } | { ok: false; why: "exited" | "timeout" | "aborted" };
+
 /**
- * Waits until the server answers `/health` with 200, its process dies, or time runs out.
- * Returns `ready`, or the reason it is not.
+ * Waits until the server answers `/health` with 200, its process dies, time runs out, or the signal aborts.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await waitReady(await serverStatus(paths, "chat"), 60_000);
+ * if (!r.ok) console.log(r.why);
+ * ```
  */
 export async function waitReady(
   status: Pick<ServerStatus, "url" | "pid">,
   timeoutMs = 120_000,
-): Promise<{ ok: true } | { ok: false; why: "exited" | "timeout" }> {
+  options: { signal?: AbortSignal } = {},
+): Promise<WaitResult> {
   const deadline = Date.now() + timeoutMs;
   let delay = 50;
   while (Date.now() < deadline) {
+    if (options.signal?.aborted) return { ok: false, why: "aborted" };
     if (status.pid && !pidAlive(status.pid)) return { ok: false, why: "exited" };
     if ((await health(status.url)) === 200) return { ok: true };
     await new Promise((r) => setTimeout(r, delay));
@@ -187,7 +268,7 @@ export async function waitReady(
 
 async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "killed"> {
   const send = (sig: Deno.Signal) => {
-    // The server leads its own process group: signal the group so helpers die with it.
+    // The server leads its own session and process group: signal the group so helpers die with it.
     try {
       Deno.kill(-pid, sig);
     } catch {
@@ -207,10 +288,13 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "
   return "killed";
 }
 
+const BIND_FAILURE = /couldn't bind|address already in use/i;
+
 /**
  * Starts a llama-server and waits until it is ready. Refuses a name that is running and a port in use
  * (before spawning). When llama-server cannot start, the state is `failed` and the error carries
- * llama-server's own reason from its log.
+ * llama-server's own reason from its log. With `port: "auto"`, a port someone else took between choosing
+ * and binding is retried with another free port.
  *
  * @example
  * ```ts ignore
@@ -220,12 +304,28 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "
  */
 export async function startServer(paths: Paths, spec: ServerSpec): Promise<ServerStatus> {
   const name = validateServerName(spec.name);
-  return await withLock(lockPath(paths, name), `start of server '${name}'`, async () => {
+  const auto = spec.port === undefined || spec.port === "auto";
+  for (let attempt = 1;; attempt++) {
+    const r = await startOnce(paths, spec, name);
+    if (r.ok) return r.status;
+    if (auto && attempt < 3 && BIND_FAILURE.test(r.why)) continue;
+    throw new UserError(`llama-server '${name}' failed to start:\n${r.why}`, {
+      hint: `full log: ${r.logFile}`,
+    });
+  }
+}
+
+type StartOutcome = { ok: true; status: ServerStatus } | { ok: false; why: string; logFile: string };
+
+async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<StartOutcome> {
+  const timeoutMs = spec.readyTimeoutMs ?? 120_000;
+  let child!: Deno.ChildProcess;
+  let rec = await withLock(lockPath(paths, name), `start of server '${name}'`, async () => {
     const prev = await readRecord(paths, name);
     if (prev) {
       const s = toStatus(prev);
       if (RUNNING.includes(s.state)) {
-        throw new UserError(`server '${name}' is already running (pid ${s.pid}, ${s.url})`, {
+        throw new UserError(`server '${name}' is already running (${s.state}, pid ${s.pid}, ${s.url})`, {
           hint: `stop it first (\`llama-mgr server stop ${name}\`), restart it, or choose another --name`,
         });
       }
@@ -239,6 +339,11 @@ export async function startServer(paths: Paths, spec: ServerSpec): Promise<Serve
     }
     if (!(await exists(spec.modelPath))) {
       throw new UserError(`model file not found: ${spec.modelPath}`, { hint: "run `llama-mgr models scan`" });
+    }
+    if (spec.mmproj && !(await exists(spec.mmproj))) {
+      throw new UserError(`projector file not found: ${spec.mmproj}`, {
+        hint: "run `llama-mgr models scan`",
+      });
     }
     let port: number;
     if (spec.port === undefined || spec.port === "auto") {
@@ -262,9 +367,11 @@ export async function startServer(paths: Paths, spec: ServerSpec): Promise<Serve
     await Deno.mkdir(paths.logsDir, { recursive: true });
     await rotateLog(logFile);
     const startedAt = new Date().toISOString();
-    await Deno.writeTextFile(logFile, `${START_MARKER} ${startedAt}: ${argv.join(" ")}\n`, { append: true });
+    await Deno.writeTextFile(logFile, `${START_MARKER} ${startedAt}: ${shellQuote(argv)}\n`, {
+      append: true,
+    });
 
-    const stored = {
+    const stored: StoredSpec = {
       name,
       modelPath: spec.modelPath,
       modelName: spec.modelName,
@@ -277,9 +384,9 @@ export async function startServer(paths: Paths, spec: ServerSpec): Promise<Serve
       args: spec.args ?? [],
       env: spec.env ?? {},
       alias: spec.alias,
-      owner: spec.owner ?? { kind: "cli" as const, pid: Deno.pid },
+      owner: spec.owner ?? { kind: "cli", pid: Deno.pid },
     };
-    let rec: ServerRecord = {
+    let r: ServerRecord = {
       name,
       state: prev?.state === "stopped" || prev?.state === "failed" ? prev.state : "stopped",
       binary,
@@ -289,17 +396,20 @@ export async function startServer(paths: Paths, spec: ServerSpec): Promise<Serve
       logFile,
       spec: stored,
     };
-    if (!prev) await writeRecord(paths, rec);
-    rec = await transition(paths, rec, "starting", {
+    if (!prev || r.state !== prev.state) await writeRecord(paths, r);
+    r = await transition(paths, r, "starting", {
       startedAt,
       exitReason: undefined,
       stoppedAt: undefined,
       readyAt: undefined,
       pid: undefined,
+      startTicks: undefined,
+      bootId: bootId(),
+      starterPid: Deno.pid,
     });
 
-    // Detached in its own session, output appended to the log: it outlives this process.
-    const child = new Deno.Command("sh", {
+    // Detached in its own session, output appended to the log: it outlives this process and the terminal.
+    child = new Deno.Command("sh", {
       args: ["-c", 'log="$1"; shift; exec "$@" >>"$log" 2>&1 </dev/null', "sh", logFile, ...argv],
       env: spec.env,
       detached: true,
@@ -308,38 +418,45 @@ export async function startServer(paths: Paths, spec: ServerSpec): Promise<Serve
       stderr: "null",
     }).spawn();
     child.unref();
-    // Reap it when it exits while we are still alive (no zombie that looks alive), and note why it ended.
-    child.status.then(async (st) => {
-      const cur = await readRecord(paths, name);
-      if (cur?.pid !== child.pid || (cur.state !== "ready" && cur.state !== "starting")) return;
-      const how = st.signal ? `killed by ${st.signal}` : `exited with code ${st.code}`;
-      const said = failureReason(await tailFile(logFile, 200));
-      await transition(paths, cur, cur.state, { exitReason: `${how}; its last words:\n${said}` });
-    }).catch(() => {});
-    rec = await transition(paths, rec, "starting", { pid: child.pid });
-    for (let i = 0; i < 40 && pidCmdline(child.pid)?.[0] === "sh"; i++) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    rec = await transition(paths, rec, "starting", { startTicks: pidStartTicks(child.pid) });
-
-    const status = toStatus(rec);
-    const ready = await waitReady(status, spec.readyTimeoutMs ?? 120_000);
-    if (ready.ok) {
-      rec = await transition(paths, rec, "ready", { readyAt: new Date().toISOString() });
-      return toStatus(rec);
-    }
-    let why: string;
-    if (ready.why === "timeout") {
-      await killAndWait(child.pid, 5000);
-      why = `not ready after ${Math.round((spec.readyTimeoutMs ?? 120_000) / 1000)}s; its last words:\n` +
-        failureReason(await tailFile(logFile, 400));
-    } else {
-      await new Promise((r) => setTimeout(r, 50));
-      why = failureReason(await tailFile(logFile, 400));
-    }
-    rec = await transition(paths, rec, "failed", { exitReason: why, stoppedAt: new Date().toISOString() });
-    throw new UserError(`llama-server '${name}' failed to start:\n${why}`, { hint: `full log: ${logFile}` });
+    // The start time does not change at exec; read it once the pid exists.
+    return await transition(paths, r, "starting", { pid: child.pid, startTicks: pidStartTicks(child.pid) });
   });
+
+  // Reap it when it exits while we are alive (no zombie that looks alive); note why a ready server ended.
+  child.status.then(async (st) => {
+    const cur = await readRecord(paths, name);
+    if (cur?.pid !== child.pid || cur.state !== "ready") return;
+    const how = st.signal ? `killed by ${st.signal}` : `exited with code ${st.code}`;
+    const said = failureReason(await tailFile(rec.logFile, 200));
+    await transition(paths, cur, "ready", { exitReason: `${how}; its last words:\n${said}` });
+  }).catch(() => {});
+
+  const ready = await waitReady(toStatus(rec), timeoutMs, { signal: spec.signal });
+  const now = () => new Date().toISOString();
+  const stoppedMeanwhile = () =>
+    new UserError(`server '${name}' was stopped while it was starting`, { hint: `log: ${rec.logFile}` });
+  if (ready.ok) {
+    const done = await settle(paths, rec, "ready", { readyAt: now() });
+    if (!done) throw stoppedMeanwhile();
+    return { ok: true, status: toStatus(done) };
+  }
+  if (ready.why === "aborted") {
+    await killAndWait(child.pid, 5000);
+    await settle(paths, rec, "stopped", { exitReason: "start cancelled", stoppedAt: now() });
+    throw new UserError(`start of server '${name}' cancelled; it was stopped`);
+  }
+  let why: string;
+  if (ready.why === "timeout") {
+    await killAndWait(child.pid, 5000);
+    why = `not ready after ${Math.round(timeoutMs / 1000)}s; its last words:\n` +
+      failureReason(await tailFile(rec.logFile, 400));
+  } else {
+    await child.status.catch(() => {});
+    why = failureReason(await tailFile(rec.logFile, 400));
+  }
+  const failed = await settle(paths, rec, "failed", { exitReason: why, stoppedAt: now() });
+  if (!failed) throw stoppedMeanwhile();
+  return { ok: false, why, logFile: failed.logFile };
 }
 
 /** The current status of one server (checked against the process). */
@@ -351,12 +468,19 @@ export async function serverStatus(paths: Paths, name: string): Promise<ServerSt
       hint: names.length ? `servers: ${names.join(", ")}` : "start one with `llama-mgr server start MODEL`",
     });
   }
-  return toStatus(rec);
+  return await refresh(paths, rec);
 }
 
-/** Every known server with its true state. */
+/**
+ * Every known server with its true state (each recorded pid checked against the live process).
+ *
+ * @example
+ * ```ts ignore
+ * for (const s of await listServers(paths)) console.log(s.name, s.state, s.url);
+ * ```
+ */
 export async function listServers(paths: Paths): Promise<ServerStatus[]> {
-  return (await readAllRecords(paths)).map(toStatus);
+  return await Promise.all((await readAllRecords(paths)).map((r) => refresh(paths, r)));
 }
 
 /**
@@ -437,7 +561,7 @@ export async function readServerLog(
   options: { lines?: number } = {},
 ): Promise<string[]> {
   const s = await serverStatus(paths, name);
-  return await tailFile(s.logFile, options.lines ?? 100);
+  return await tailLog(s.logFile, options.lines ?? 100);
 }
 
 /** Follows a server's log until the signal aborts. */
