@@ -320,7 +320,7 @@ type StartOutcome = { ok: true; status: ServerStatus } | { ok: false; why: strin
 async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<StartOutcome> {
   const timeoutMs = spec.readyTimeoutMs ?? 120_000;
   let child!: Deno.ChildProcess;
-  let rec = await withLock(lockPath(paths, name), `start of server '${name}'`, async () => {
+  const rec = await withLock(lockPath(paths, name), `start of server '${name}'`, async () => {
     const prev = await readRecord(paths, name);
     if (prev) {
       const s = toStatus(prev);
