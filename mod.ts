@@ -28,6 +28,7 @@ export * from "./lib/util/lock.ts";
 export * from "./lib/util/process.ts";
 export * from "./lib/util/progress.ts";
 export * from "./lib/python/venv.ts";
+export * from "./lib/convert/mod.ts";
 export * from "./lib/server/mod.ts";
 export * from "./lib/gguf/mod.ts";
 export * from "./lib/daemon/mod.ts";

@@ -6,3 +6,4 @@
 export * from "./convert.ts";
 export * from "./quantize.ts";
 export * from "./output.ts";
+export * from "./imatrix.ts";
