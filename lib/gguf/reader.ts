@@ -125,6 +125,11 @@ export interface GgufLimits {
   maxDepth: number;
   /** Most header bytes read. */
   maxHeaderBytes: number;
+  /** Most array elements materialised in all (a sparse file can claim huge arrays cheaply; each element costs
+   * far more memory as a value than its bytes on disk). Arrays skipped with `skipArraysOver` do not count. */
+  maxValues: number;
+  /** Most bytes of strings decoded in all (keys, values, tensor names). */
+  maxStringBytes: number;
 }
 
 /** The default limits. */
@@ -135,6 +140,8 @@ export const DEFAULT_LIMITS: GgufLimits = {
   maxTensors: 1 << 22,
   maxDepth: 8,
   maxHeaderBytes: 1024 * 1024 * 1024,
+  maxValues: 1 << 24,
+  maxStringBytes: 256 * 1024 * 1024,
 };
 
 /** Options for {@linkcode readGgufHeader}. */
@@ -249,8 +256,15 @@ function parse(
     if (n * minItemBytes > fileSize - abs()) fail("truncated", `${what} ${n} does not fit in the file`, at);
     return n;
   };
+  let values = 0;
+  let stringBytes = 0;
   const str = (what: string) => {
+    const at = abs();
     const n = count(`${what} length`, limits.maxString, 1);
+    stringBytes += n;
+    if (stringBytes > limits.maxStringBytes) {
+      fail("too-large", `strings in the header add up to over ${limits.maxStringBytes} bytes`, at);
+    }
     need(n);
     const s = utf8.decode(buf.subarray(pos, pos + n));
     pos += n;
@@ -349,6 +363,10 @@ function parse(
           for (let i = 0; i < n; i++) value(GGUF_TYPE.ARRAY, depth + 1);
         } else skipBytes(n * minBytes);
         return { skipped: true, itemType: TYPE_NAMES[itemType], length: n };
+      }
+      values += n;
+      if (values > limits.maxValues) {
+        fail("too-large", `arrays in the header add up to over ${limits.maxValues} values`, itemAt);
       }
       const out: GgufValue[] = new Array(n);
       for (let i = 0; i < n; i++) out[i] = value(itemType, depth + 1);
