@@ -10,6 +10,7 @@ import {
   listServers,
   readServerLog,
   restartServer,
+  rotateLog,
   serverStatus,
   startServer,
   stopAllServers,
@@ -91,6 +92,112 @@ Deno.test({
         assert(lines.some((l) => l.includes("llama-mgr: starting")));
         assert(lines.some((l) => /listening on http/i.test(l)), lines.slice(-5).join("\n"));
       });
+
+      await t.step("a running server's log is rotated in place and it keeps logging to it", async () => {
+        const s = await serverStatus(paths, "chat");
+        assert(await rotateLog(s.logFile, { maxBytes: 1, copyTruncate: true }));
+        assertEquals((await Deno.stat(s.logFile)).size, 0);
+        await chat(s.url, "Again.");
+        const fresh = await Deno.readTextFile(s.logFile);
+        assertMatch(fresh, /print_timing/);
+        assert(!fresh.includes("llama-mgr: starting"), "the old content moved to .1");
+        assertStringIncludes(await Deno.readTextFile(`${s.logFile}.1`), "llama-mgr: starting");
+        const both = await readServerLog(paths, "chat", { lines: 10_000 });
+        assert(
+          both.some((l) => l.includes("llama-mgr: starting")) && both.some((l) => l.includes("print_timing")),
+        );
+        assertEquals((await serverStatus(paths, "chat")).state, "ready");
+      });
+
+      await t.step(
+        "a port held by another program is refused before spawning, naming no server",
+        async () => {
+          const holder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+          const port = (holder.addr as Deno.NetAddr).port;
+          try {
+            const err = await assertRejects(
+              () => startServer(paths, { name: "foreign", modelPath: model, instance, port }),
+              UserError,
+              `port ${port} on 127.0.0.1 is already in use`,
+            );
+            assert(!err.message.includes("by server"), err.message);
+            await assertRejects(() => serverStatus(paths, "foreign"), UserError, "no server named 'foreign'");
+          } finally {
+            holder.close();
+          }
+        },
+      );
+
+      await t.step("a bad llama-server flag fails at once with llama-server's own message", async () => {
+        const t0 = performance.now();
+        const err = await assertRejects(
+          () =>
+            startServer(paths, {
+              name: "badflag",
+              modelPath: model,
+              instance,
+              args: ["--no-such-flag"],
+              readyTimeoutMs: 60_000,
+            }),
+          UserError,
+          "failed to start",
+        );
+        assert(performance.now() - t0 < 20_000, "it did not wait for the timeout");
+        assertStringIncludes(err.message, "invalid argument: --no-such-flag");
+        assert(!err.message.includes("not ready after"), err.message);
+        const st = await serverStatus(paths, "badflag");
+        assertEquals(st.state, "failed");
+        assertStringIncludes(st.exitReason ?? "", "invalid argument: --no-such-flag");
+      });
+
+      await t.step("the same pid with another start time is not our llama-server", async () => {
+        const rec = JSON.parse(await Deno.readTextFile(`${paths.serversDir}/chat.json`));
+        await Deno.writeTextFile(
+          `${paths.serversDir}/imposter.json`,
+          JSON.stringify({ ...rec, name: "imposter", startTicks: rec.startTicks - 1 }),
+        );
+        const s = await serverStatus(paths, "imposter");
+        assertEquals(s.state, "crashed");
+        assertStringIncludes(s.exitReason ?? "", "belongs to another program");
+        await Deno.remove(`${paths.serversDir}/imposter.json`);
+        assertEquals((await serverStatus(paths, "chat")).state, "ready");
+      });
+
+      await t.step("a cancelled start stops the server it spawned", async () => {
+        const ac = new AbortController();
+        const started = startServer(paths, {
+          name: "cancelled",
+          modelPath: model,
+          instance,
+          signal: ac.signal,
+        });
+        // Cancel as soon as the process exists (what Ctrl-C in `server start` does).
+        let pid: number | undefined;
+        for (let i = 0; i < 200 && !pid; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+          pid = await serverStatus(paths, "cancelled").then((s) => s.pid, () => undefined);
+        }
+        ac.abort();
+        await assertRejects(() => started, UserError, "start of server 'cancelled' cancelled");
+        const s = await serverStatus(paths, "cancelled");
+        assertEquals(s.state, "stopped");
+        assertEquals(s.exitReason, "start cancelled");
+        assert(pid && !pidAlive(pid), "the half-started llama-server is gone");
+      });
+
+      await t.step(
+        "a server left 'starting' by a starter that died is seen ready once it answers",
+        async () => {
+          const file = `${paths.serversDir}/chat.json`;
+          const rec = JSON.parse(await Deno.readTextFile(file));
+          const dead = new Deno.Command("true").spawn();
+          await dead.status;
+          await Deno.writeTextFile(file, JSON.stringify({ ...rec, state: "starting", starterPid: dead.pid }));
+          const s = await serverStatus(paths, "chat");
+          assertEquals(s.state, "ready");
+          assertEquals(JSON.parse(await Deno.readTextFile(file)).state, "ready");
+        },
+      );
 
       await t.step("an unloadable model fails with llama-server's reason, not a timeout", async () => {
         const bad = `${tmp.path}/broken.gguf`;

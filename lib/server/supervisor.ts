@@ -431,7 +431,9 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
     await transition(paths, cur, "ready", { exitReason: `${how}; its last words:\n${said}` });
   }).catch(() => {});
 
-  const ready = await waitReady(toStatus(rec), timeoutMs, { signal: spec.signal });
+  const ready = await waitReady({ url: toStatus(rec).url, pid: child.pid }, timeoutMs, {
+    signal: spec.signal,
+  });
   const now = () => new Date().toISOString();
   const stoppedMeanwhile = () =>
     new UserError(`server '${name}' was stopped while it was starting`, { hint: `log: ${rec.logFile}` });
