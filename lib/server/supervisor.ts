@@ -278,6 +278,7 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "
     }
   };
   send("SIGTERM");
+  send("SIGCONT"); // a stopped process (Ctrl-Z, SIGSTOP) only acts on SIGTERM once it runs again
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!pidAlive(pid)) return "exited";
@@ -287,6 +288,9 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "
   for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 50));
   return "killed";
 }
+
+/** llama-server flags the supervisor sets itself; passed through they would make its records lie. */
+const OWNED_FLAGS = ["-m", "--model", "--port", "--host"];
 
 const BIND_FAILURE = /couldn't bind|address already in use/i;
 
@@ -343,6 +347,12 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
     if (spec.mmproj && !(await exists(spec.mmproj))) {
       throw new UserError(`projector file not found: ${spec.mmproj}`, {
         hint: "run `llama-mgr models scan`",
+      });
+    }
+    const owned = (spec.args ?? []).find((a) => OWNED_FLAGS.includes(a.split("=")[0]));
+    if (owned) {
+      throw new UserError(`'${owned}' cannot be passed through to llama-server: the supervisor sets it`, {
+        hint: "use --port, --host and the model argument of `server start` instead",
       });
     }
     let port: number;

@@ -1,0 +1,208 @@
+/**
+ * `llama-mgr server` as a user runs it (the CLI in a subprocess, a real llama-server, a real model): a model
+ * by its index name, a preset with its flags and environment, `logs -f`, `list` after a `kill -9`,
+ * restart on the same port, Ctrl-C during a start, and flags the supervisor owns refused.
+ */
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
+import { cli, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { stopAllServers } from "../lib/server/mod.ts";
+import { pidAlive } from "../lib/util/process.ts";
+
+const MODEL = "smollm2:135m-q4_1";
+const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+
+async function chat(url: string, content: string): Promise<string> {
+  const r = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ messages: [{ role: "user", content }], max_tokens: 4, temperature: 0 }),
+  });
+  assertEquals(r.status, 200);
+  return (await r.json()).choices[0].message.content;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+Deno.test({
+  name: "server start by model name or preset, logs -f, list after kill -9, restart, Ctrl-C, owned flags",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const { paths: shared } = await testInstance();
+    const model = await smolModelPath();
+    const tmp = await tempDir();
+    const data = `${tmp.path}/data`;
+    await Deno.mkdir(`${data}/instances`, { recursive: true });
+    await Deno.symlink(`${shared.instancesDir}/cpu`, `${data}/instances/cpu`);
+    await Deno.mkdir(`${tmp.path}/models`);
+    await Deno.symlink(model, `${tmp.path}/models/SmolLM2-135M-Instruct.Q4_1.gguf`);
+    const config = `${tmp.path}/config.yaml`;
+    await Deno.writeTextFile(
+      config,
+      [
+        "models:",
+        `  dirs: [${tmp.path}/models]`,
+        "presets:",
+        "  chat:",
+        `    model: ${MODEL}`,
+        "    ctx: 256",
+        "    args: [--threads, '1', --parallel, '1']",
+        "    env:",
+        "      CUDA_VISIBLE_DEVICES: '1'",
+        "      LLAMA_MGR_TEST_MARK: preset-chat",
+      ].join("\n") + "\n",
+    );
+    const base = ["-d", data, "--config", config];
+    const json = async (...args: string[]) => {
+      const r = await cli([...base, ...args, "--json"]);
+      assertEquals(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout);
+    };
+    try {
+      await t.step(
+        "a model started by its index name is named after it and served under that name",
+        async () => {
+          const r = await cli([...base, "server", "start", MODEL, "--ctx", "256"]);
+          assertEquals(r.code, 0, r.stderr);
+          assertMatch(r.stdout, /started 'smollm2-135m-q4_1' \(smollm2:135m-q4_1, instance cpu\) at http:/);
+          const s = await json("server", "status", "smollm2-135m-q4_1");
+          assertEquals(s.state, "ready");
+          assertEquals(s.modelName, MODEL);
+          const models = await (await fetch(`${s.url}/v1/models`)).json();
+          assertEquals(models.data[0].id, MODEL);
+          const again = await cli([...base, "server", "start", "smollm2"]);
+          assertEquals(again.code, 1);
+          assertStringIncludes(again.stderr, "server 'smollm2-135m-q4_1' is already running");
+        },
+      );
+
+      await t.step("a preset brings its model, context, flags and environment", async () => {
+        const r = await cli([...base, "server", "start", "chat"]);
+        assertEquals(r.code, 0, r.stderr);
+        const s = await json("server", "status", "chat");
+        assertEquals(s.state, "ready");
+        assertEquals(s.modelName, MODEL);
+        const argv: string[] = s.argv;
+        assertEquals(argv[argv.indexOf("-c") + 1], "256");
+        assertEquals(argv.slice(-4), ["--threads", "1", "--parallel", "1"]);
+        const environ = (await Deno.readTextFile(`/proc/${s.pid}/environ`)).split("\0");
+        assert(environ.includes("CUDA_VISIBLE_DEVICES=1"), "the preset's environment reaches llama-server");
+        assert(environ.includes("LLAMA_MGR_TEST_MARK=preset-chat"));
+        assert((await chat(s.url, "Hi")).length > 0);
+      });
+
+      await t.step("logs -f prints new lines as llama-server writes them", async () => {
+        const s = await json("server", "status", "chat");
+        const follower = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", MAIN, ...base, "server", "logs", "chat", "-f", "-n", "1"],
+          env: { NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        let seen = "";
+        const reader = follower.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        const read = (async () => {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) return;
+            seen += value;
+          }
+        })();
+        try {
+          await waitFor("the last line", () => Promise.resolve(seen.length > 0 ? true : undefined));
+          const before = seen;
+          await chat(s.url, "Tell me more.");
+          await waitFor(
+            "new log lines",
+            () => Promise.resolve(seen.includes("print_timing", before.length) ? true : undefined),
+          );
+        } finally {
+          follower.kill("SIGINT");
+          await read;
+          const st = await follower.status;
+          await follower.stderr.cancel();
+          assertEquals(st.code, 0, "Ctrl-C ends `logs -f` cleanly");
+        }
+      });
+
+      await t.step("after kill -9, list shows the server crashed with why, never running", async () => {
+        const s = await json("server", "status", "chat");
+        Deno.kill(s.pid, "SIGKILL");
+        await waitFor("the process to die", () => Promise.resolve(pidAlive(s.pid) ? undefined : true));
+        const list = await cli([...base, "server", "list"]);
+        assertMatch(list.stdout, /^chat\s+smollm2:135m-q4_1\s+cpu\s+-\s+\d+\s+crashed\s/m);
+        assertMatch(list.stdout, /^chat crashed: its process is gone \(killed or crashed\)/m);
+        const st = await cli([...base, "server", "status", "chat"]);
+        assertEquals(st.code, 3);
+        assertMatch(st.stdout, /state\s+crashed/);
+      });
+
+      await t.step("the preset starts again, and restart keeps its port", async () => {
+        const r = await cli([...base, "server", "start", "chat"]);
+        assertEquals(r.code, 0, r.stderr);
+        const s = await json("server", "status", "chat");
+        const re = await cli([...base, "server", "restart", "chat"]);
+        assertEquals(re.code, 0, re.stderr);
+        const after = await json("server", "status", "chat");
+        assertEquals(after.port, s.port);
+        assert(after.pid !== s.pid && !pidAlive(s.pid));
+        assert((await chat(after.url, "Hi")).length > 0);
+      });
+
+      await t.step("Ctrl-C while a server loads stops it instead of leaving it behind", async () => {
+        const starter = new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", MAIN, ...base, "server", "start", MODEL, "--name", "interrupted"],
+          env: { NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        // Freeze llama-server as soon as it exists so it cannot become ready before the Ctrl-C.
+        const pid = await waitFor("the spawned llama-server", async () => {
+          const rec = await Deno.readTextFile(`${data}/servers/interrupted.json`).then(
+            JSON.parse,
+            () => undefined,
+          );
+          return rec?.pid as number | undefined;
+        });
+        Deno.kill(pid, "SIGSTOP");
+        starter.kill("SIGINT");
+        const out = await starter.output();
+        const stderr = new TextDecoder().decode(out.stderr);
+        assertEquals(out.code, 1, stderr);
+        assertStringIncludes(stderr, "start of server 'interrupted' cancelled; it was stopped");
+        assert(!pidAlive(pid), "the half-started llama-server is gone");
+        const st = await cli([...base, "server", "status", "interrupted", "--json"]);
+        assertEquals(st.code, 3);
+        assertEquals(JSON.parse(st.stdout).state, "stopped");
+        assertEquals(JSON.parse(st.stdout).exitReason, "start cancelled");
+      });
+
+      await t.step("flags the supervisor sets cannot be passed through", async () => {
+        const r = await cli([...base, "server", "start", MODEL, "--name", "x", "--", "--port", "9"]);
+        assertEquals(r.code, 1);
+        assertStringIncludes(r.stderr, "'--port' cannot be passed through to llama-server");
+        assertStringIncludes(r.stderr, "hint: use --port");
+      });
+
+      await t.step("stop --all stops every running server and list says so", async () => {
+        const r = await cli([...base, "server", "stop", "--all"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertMatch(r.stdout, /stopped (chat, smollm2-135m-q4_1|smollm2-135m-q4_1, chat)/);
+        const all: { state: string }[] = await json("server", "list");
+        assert(all.every((s) => s.state === "stopped"), JSON.stringify(all.map((s) => s.state)));
+      });
+    } finally {
+      await stopAllServers(resolvePaths({ dataDir: data, env: {} }));
+      await tmp.cleanup();
+    }
+  },
+});
