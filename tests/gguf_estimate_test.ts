@@ -1,7 +1,8 @@
 /**
  * The memory estimate against what a real llama-server allocates, on models whose KV cache is not the plain
- * one: a sliding-window model (gemma3: 7 of 8 layers keep only `window × 4 + ubatch` cells) and a mixture of
- * experts (qwen3moe), both with grouped-query attention. The models are tiny but real (written by PyPI
+ * one: a sliding-window model (gemma3: 7 of 8 layers keep only `window × 4 + ubatch` cells), a mixture of
+ * experts (qwen3moe), both with grouped-query attention, a DeepSeek-style model with multi-head latent
+ * attention (one compressed K row per token, no V) and shared experts, and a BERT encoder (no KV cache). The models are tiny but real (written by PyPI
  * gguf's GGUFWriter with random weights and SmolLM2's tokenizer) so llama-server loads them and prints its
  * buffers; the estimate must agree on weights and KV cache to the byte's percent and on compute within 10%.
  */
@@ -74,7 +75,8 @@ function close(a: number, b: number, tol: number, slack = 0.006 * 1048576): bool
 }
 
 Deno.test({
-  name: "the memory estimate follows llama-server on sliding-window and mixture-of-experts models",
+  name:
+    "the memory estimate follows llama-server on sliding-window, mixture-of-experts, MLA and encoder models",
   sanitizeResources: false,
   async fn(t) {
     const { instance } = await testInstance();
@@ -111,6 +113,8 @@ Deno.test({
         { model: "tiny-gemma3-swa", ctx: 4096, cache: "f16", extra: ["--swa-full"] },
         { model: "tiny-qwen3moe", ctx: 4096, cache: "f16" },
         { model: "tiny-qwen3moe", ctx: 2048, cache: "q4_0" },
+        { model: "tiny-deepseek2-mla", ctx: 4096, cache: "f16" },
+        { model: "tiny-deepseek2-mla", ctx: 8192, cache: "q8_0" },
       ];
       for (const c of cases) {
         const label = `${c.model} at ${c.ctx} tokens, ${c.cache} cache${
@@ -140,6 +144,39 @@ Deno.test({
           );
         });
       }
+
+      await t.step("deepseek2 facts: MLA head sizes, 4 experts with a shared one", async () => {
+        const f = describeModel(
+          await readGgufHeader(`${tmp.path}/tiny-deepseek2-mla.gguf`, { skipArraysOver: 256 }),
+        );
+        assertEquals([f.keyLength, f.valueLength, f.keyLengthMla, f.valueLengthMla], [96, 64, 64, 32]);
+        assertEquals([f.expertCount, f.expertUsedCount, f.headCountKv], [4, 2, 1]);
+        // 3 layers × 96 K elements × 2 bytes per token, no V.
+        assertEquals(estimateMemory(f, { ctx: 4096, cacheType: "f16" }).kvBytes, 4096 * 3 * 96 * 2);
+      });
+
+      await t.step(
+        "a BERT encoder has no KV cache: the estimate says 0, llama-server allocates none",
+        async () => {
+          const path = `${tmp.path}/tiny-bert-embed.gguf`;
+          const f = describeModel(await readGgufHeader(path, { skipArraysOver: 256 }));
+          assertEquals(f.capabilities, ["embedding"]);
+          assertEquals(f.hasKvCache, false);
+          const real = await serverBuffers(server, path, ["--embeddings", "-c", "512"]);
+          assertEquals(real.kv, 0, "llama-server printed a KV buffer");
+          const est = estimateMemory(f, { ctx: 512, cacheType: "f16" });
+          assertEquals(est.kvBytes, 0);
+          assert(
+            close(est.weightsBytes, real.weights, 0.01),
+            `weights ${est.weightsBytes} vs ${real.weights}`,
+          );
+          // An allowance on the safe side: never below what the server takes, at most 1.7x of it.
+          assert(
+            est.computeBytes >= real.compute && est.computeBytes <= 1.7 * real.compute,
+            `compute ${est.computeBytes} vs ${real.compute}`,
+          );
+        },
+      );
 
       await t.step(
         "the sliding window really shrinks the cache: it is far below a full-context one",

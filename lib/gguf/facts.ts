@@ -50,6 +50,13 @@ export interface ModelFacts {
   keyLength: number;
   /** Value head dimension. */
   valueLength: number;
+  /** Head dimensions of multi-head latent attention (DeepSeek-style MLA): when set, the KV cache keeps one
+   * compressed row of `keyLength` per token and layer, and no V. */
+  keyLengthMla?: number;
+  /** See {@linkcode ModelFacts.keyLengthMla}. */
+  valueLengthMla?: number;
+  /** False for models llama.cpp runs without a KV cache (BERT-style encoders, diffusion models). */
+  hasKvCache: boolean;
   /** Sliding attention window, when the model has one. */
   slidingWindow?: number;
   /** Which layers use the sliding window. */
@@ -62,6 +69,8 @@ export interface ModelFacts {
   expertFeedForwardLength?: number;
   /** Feed-forward width of the shared expert(s), when the model has them. */
   expertSharedFeedForwardLength?: number;
+  /** Shared experts (DeepSeek-style: each as wide as a routed expert). */
+  expertSharedCount?: number;
   /** Vocabulary size. */
   vocabSize: number;
   /** Tokenizer model (`gpt2`, `llama`, `bert`...). */
@@ -77,6 +86,24 @@ export interface ModelFacts {
   /** GGUF version. */
   ggufVersion: number;
 }
+
+/** Architectures llama.cpp gives no KV cache (`llama_model::create_memory` returns none). */
+const NO_KV_ARCHES = new Set([
+  "bert",
+  "jina-bert-v2",
+  "jina-bert-v3",
+  "nomic-bert",
+  "nomic-bert-moe",
+  "neo-bert",
+  "eurobert",
+  "wavtokenizer-dec",
+  "modern-bert",
+  "gemma-embedding",
+  "dream",
+  "llada",
+  "llada-moe",
+  "rnd1",
+]);
 
 const EMBEDDING_ARCHES = new Set([
   "bert",
@@ -205,12 +232,16 @@ export function describeModel(header: GgufHeader): ModelFacts {
     headCountKvPerLayer: kvHeads,
     keyLength,
     valueLength,
+    keyLengthMla: num(k("attention.key_length_mla")),
+    valueLengthMla: num(k("attention.value_length_mla")),
+    hasKvCache: !NO_KV_ARCHES.has(arch),
     slidingWindow,
     slidingLayers,
     expertCount: num(k("expert_count")),
     expertUsedCount: num(k("expert_used_count")),
     expertFeedForwardLength: num(k("expert_feed_forward_length")),
     expertSharedFeedForwardLength: num(k("expert_shared_feed_forward_length")),
+    expertSharedCount: num(k("expert_shared_count")),
     vocabSize,
     tokenizer: s("tokenizer.ggml.model"),
     chatTemplate,
@@ -271,7 +302,8 @@ export interface MemoryEstimate {
  * `pad256(min(ctx, window × parallel + ubatch))` cells) + an allowance for compute buffers of
  * `ubatch × 4 B × (3·n_ff_active + 4·n_embd)` (MoE: `n_ff_active` counts only the experts a token uses) plus
  * the f16 attention masks `ubatch × cells × 2 B` per cache (plus the scores `ubatch × ctx × heads × 4 B` without
- * flash attention). All experts of a MoE model are in the weights; they do not change the KV cache.
+ * flash attention). All experts of a MoE model are in the weights; they do not change the KV cache. MLA models
+ * (DeepSeek-style) keep one compressed K row per token and layer and no V; BERT-style encoders keep no cache.
  *
  * @example
  * ```ts ignore
@@ -291,26 +323,36 @@ export function estimateMemory(facts: ModelFacts, options: EstimateOptions): Mem
   let kv = 0;
   let fullLayers = 0;
   let swaLayers = 0;
-  const layers = facts.headCountKvPerLayer.length
+  const layers = facts.hasKvCache === false
+    ? []
+    : facts.headCountKvPerLayer.length
     ? facts.headCountKvPerLayer
     : new Array(facts.blockCount).fill(facts.headCountKv);
+  // MLA keeps one compressed K row per token (the latent plus the rope part) and no V.
+  const rowElems = facts.keyLengthMla && facts.valueLengthMla
+    ? facts.keyLength
+    : facts.keyLength + facts.valueLength;
   layers.forEach((kvHeads, i) => {
     if (!kvHeads) return;
     const swa = facts.slidingWindow && facts.slidingLayers?.[i];
     if (swa) swaLayers++;
     else fullLayers++;
-    kv += (swa ? swaCells : ctx) * kvHeads * (facts.keyLength + facts.valueLength) * elem;
+    kv += (swa ? swaCells : ctx) * kvHeads * rowElems * elem;
   });
   // Activations of one layer for a micro-batch (MoE: only the experts a token uses), then the f16 attention
   // masks (one per cache: ubatch × cells), then without flash attention the f32 scores (ubatch × ctx × heads).
+  const expertFf = facts.expertFeedForwardLength ??
+    Math.floor(facts.feedForwardLength / Math.max(1, facts.expertUsedCount ?? 1));
   const ffActive = facts.expertCount && facts.expertUsedCount
-    ? facts.expertUsedCount *
-        (facts.expertFeedForwardLength ?? Math.floor(facts.feedForwardLength / facts.expertUsedCount)) +
-      (facts.expertSharedFeedForwardLength ?? 0)
+    ? facts.expertUsedCount * expertFf +
+      (facts.expertSharedFeedForwardLength ?? (facts.expertSharedCount ?? 0) * expertFf)
     : facts.feedForwardLength;
   let compute = ubatch * 4 * (3 * ffActive + 4 * facts.embeddingLength);
+  // MLA attends in the latent space: every head's query is projected to a `keyLength` row.
+  if (facts.keyLengthMla && facts.valueLengthMla) compute += ubatch * 4 * facts.headCount * facts.keyLength;
   if (fullLayers) compute += ubatch * 2 * ctx;
   if (swaLayers) compute += ubatch * 2 * swaCells;
+  if (!layers.length) compute += ubatch * 2 * Math.min(ctx, ubatch); // no cache: the batch attends to itself
   if (options.flashAttention === false) compute += ubatch * ctx * facts.headCount * 4;
   const weights = facts.tensorBytes + (options.extraBytes ?? 0);
   kv = Math.round(kv);

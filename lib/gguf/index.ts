@@ -67,7 +67,7 @@ interface IndexFile {
   templates?: Record<string, string>;
 }
 
-const INDEX_VERSION = 2;
+const INDEX_VERSION = 3; // bumped whenever ModelFacts gains fields: old caches are rebuilt
 
 type StoredFacts = Omit<ModelFacts, "chatTemplate"> & { chatTemplate?: string; templateId?: string };
 

@@ -3,7 +3,8 @@ GGUFWriter and random weights, so a real llama-server can load them and print it
 
 - gemma3 with a sliding window (5 of every 6 layers attend to a window), grouped-query attention;
 - qwen3moe (mixture of experts), grouped-query attention;
-- llama with per-layer KV head counts (an array, as OpenELM-style files carry).
+- deepseek2 with multi-head latent attention (MLA: one compressed K row per token, no V cache), shared expert;
+- bert, an embedding model: non-causal, llama.cpp gives it no KV cache at all.
 
 The tokenizer is copied from a real model (argument 2), so llama.cpp's vocabulary loader is satisfied.
 Usage: make_arch_models.py OUT_DIR TOKENIZER_SOURCE.gguf"""
@@ -121,25 +122,93 @@ def qwen3moe() -> None:
     finish(w)
 
 
-def llama_kv_per_layer() -> None:
-    arch = gguf.MODEL_ARCH.LLAMA
-    layers, embd, ff, heads, hd = 4, 128, 256, 4, 32
-    kv = [4, 2, 1, 2]
-    w = gguf.GGUFWriter(os.path.join(out, "tiny-llama-kv-per-layer.gguf"), "llama")
-    common(w, "Tiny Llama KV per layer", layers, embd, ff, heads, kv, hd, 4096)
-    w.add_rope_dimension_count(hd)
+def deepseek2() -> None:
+    arch = gguf.MODEL_ARCH.DEEPSEEK2
+    layers, embd, ff, heads = 3, 128, 256, 4
+    kv_lora, rope, nope, v_mla = 64, 32, 32, 32
+    experts, used, ff_exp, shared = 4, 2, 64, 1
+    w = gguf.GGUFWriter(os.path.join(out, "tiny-deepseek2-mla.gguf"), "deepseek2")
+    w.add_name("Tiny DeepSeek2 MLA")
+    w.add_context_length(4096)
+    w.add_embedding_length(embd)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_head_count_kv(1)
+    w.add_key_length(kv_lora + rope)
+    w.add_value_length(kv_lora)
+    w.add_key_length_mla(nope + rope)
+    w.add_value_length_mla(v_mla)
+    w.add_rope_dimension_count(rope)
+    w.add_q_lora_rank(0)
+    w.add_kv_lora_rank(kv_lora)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_rope_freq_base(10000.0)
+    w.add_leading_dense_block_count(1)
+    w.add_expert_count(experts)
+    w.add_expert_used_count(used)
+    w.add_expert_shared_count(shared)
+    w.add_expert_feed_forward_length(ff_exp)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    add_tokenizer(w)
     tensor(w, arch, T.TOKEN_EMBD, [embd, N_VOCAB], dtype=np.float16)
     tensor(w, arch, T.OUTPUT_NORM, [embd])
     for i in range(layers):
         tensor(w, arch, T.ATTN_NORM, [embd], i)
-        tensor(w, arch, T.ATTN_Q, [embd, hd * heads], i)
-        tensor(w, arch, T.ATTN_K, [embd, hd * kv[i]], i)
-        tensor(w, arch, T.ATTN_V, [embd, hd * kv[i]], i)
-        tensor(w, arch, T.ATTN_OUT, [hd * heads, embd], i)
+        tensor(w, arch, T.ATTN_KV_A_NORM, [kv_lora], i)
+        tensor(w, arch, T.ATTN_Q, [embd, heads * (nope + rope)], i)
+        tensor(w, arch, T.ATTN_KV_A_MQA, [embd, kv_lora + rope], i)
+        tensor(w, arch, T.ATTN_K_B, [nope, kv_lora, heads], i)
+        tensor(w, arch, T.ATTN_V_B, [kv_lora, v_mla, heads], i)
+        tensor(w, arch, T.ATTN_OUT, [heads * v_mla, embd], i)
         tensor(w, arch, T.FFN_NORM, [embd], i)
-        tensor(w, arch, T.FFN_GATE, [embd, ff], i)
+        if i == 0:
+            tensor(w, arch, T.FFN_GATE, [embd, ff], i)
+            tensor(w, arch, T.FFN_UP, [embd, ff], i)
+            tensor(w, arch, T.FFN_DOWN, [ff, embd], i)
+        else:
+            tensor(w, arch, T.FFN_GATE_INP, [embd, experts], i)
+            tensor(w, arch, T.FFN_GATE_EXP, [embd, ff_exp, experts], i)
+            tensor(w, arch, T.FFN_UP_EXP, [embd, ff_exp, experts], i)
+            tensor(w, arch, T.FFN_DOWN_EXP, [ff_exp, embd, experts], i)
+            tensor(w, arch, T.FFN_GATE_SHEXP, [embd, ff_exp * shared], i)
+            tensor(w, arch, T.FFN_UP_SHEXP, [embd, ff_exp * shared], i)
+            tensor(w, arch, T.FFN_DOWN_SHEXP, [ff_exp * shared, embd], i)
+    finish(w)
+
+
+def bert() -> None:
+    arch = gguf.MODEL_ARCH.BERT
+    layers, embd, ff, heads, ctx = 2, 128, 256, 4, 512
+    w = gguf.GGUFWriter(os.path.join(out, "tiny-bert-embed.gguf"), "bert")
+    w.add_name("Tiny BERT Embed")
+    w.add_context_length(ctx)
+    w.add_embedding_length(embd)
+    w.add_block_count(layers)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(heads)
+    w.add_layer_norm_eps(1e-12)
+    w.add_causal_attention(False)
+    w.add_token_type_count(2)
+    w.add_pooling_type(gguf.PoolingType.MEAN)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    add_tokenizer(w)
+    tensor(w, arch, T.TOKEN_EMBD, [embd, N_VOCAB], dtype=np.float16)
+    tensor(w, arch, T.TOKEN_TYPES, [embd, 2])
+    tensor(w, arch, T.POS_EMBD, [embd, ctx])
+    tensor(w, arch, T.TOKEN_EMBD_NORM, [embd])
+    tensor(w, arch, T.TOKEN_EMBD_NORM, [embd], suffix="bias")
+    for i in range(layers):
+        for kind in (T.ATTN_Q, T.ATTN_K, T.ATTN_V, T.ATTN_OUT):
+            tensor(w, arch, kind, [embd, embd], i)
+            tensor(w, arch, kind, [embd], i, suffix="bias")
+        for kind in (T.ATTN_OUT_NORM, T.LAYER_OUT_NORM):
+            tensor(w, arch, kind, [embd], i)
+            tensor(w, arch, kind, [embd], i, suffix="bias")
         tensor(w, arch, T.FFN_UP, [embd, ff], i)
+        tensor(w, arch, T.FFN_UP, [ff], i, suffix="bias")
         tensor(w, arch, T.FFN_DOWN, [ff, embd], i)
+        tensor(w, arch, T.FFN_DOWN, [embd], i, suffix="bias")
     finish(w)
 
 
@@ -152,4 +221,5 @@ def finish(w: gguf.GGUFWriter) -> None:
 
 gemma3()
 qwen3moe()
-llama_kv_per_layer()
+deepseek2()
+bert()
