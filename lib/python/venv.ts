@@ -185,6 +185,26 @@ export function installPlan(
   return { requirements, overrides, uvArgs, systemSitePackages: opts.torch === "system" };
 }
 
+/** True when the interpreter runs and the converter's packages can be found (no imports: fast). */
+async function packagesPresent(python: string, withTorch: boolean): Promise<boolean> {
+  const mods = [
+    "numpy",
+    "gguf",
+    "sentencepiece",
+    "transformers",
+    "google.protobuf",
+    ...(withTorch ? ["torch"] : []),
+  ];
+  const code = `import importlib.util as u, sys\nsys.exit(1 if [m for m in ${
+    JSON.stringify(mods)
+  } if u.find_spec(m) is None] else 0)`;
+  try {
+    return (await run([python, "-c", code], { check: false, timeoutMs: 60_000 })).code === 0;
+  } catch {
+    return false;
+  }
+}
+
 async function probe(python: string, withTorch: boolean): Promise<string | undefined> {
   const code = withTorch
     ? "import torch, transformers, numpy, gguf; print(torch.__version__)"
@@ -207,6 +227,10 @@ async function probe(python: string, withTorch: boolean): Promise<string | undef
  * ```
  */
 export async function ensureVenv(options: VenvOptions): Promise<VenvInfo> {
+  return await ensureVenvOnce(options, false);
+}
+
+async function ensureVenvOnce(options: VenvOptions, fresh: boolean): Promise<VenvInfo> {
   const { venvDir, scriptsDir, python: opts } = options;
   const info = options.onInfo ?? (() => {});
   const py = join(venvDir, "bin", "python");
@@ -229,11 +253,10 @@ export async function ensureVenv(options: VenvOptions): Promise<VenvInfo> {
   const marker = await readJson<Marker>(join(venvDir, MARKER)).catch(() => undefined);
   const withTorch = opts.torch !== "skip";
   if (marker?.key === key && await exists(py)) {
-    // Cheap check first (the interpreter runs); imports only when something looks off.
-    const ok = await run([py, "-c", "import sys"], { check: false }).then((r) => r.code === 0).catch(() =>
-      false
-    );
-    if (ok) return { python: py, torch: marker.torch, upToDate: true };
+    // Cheap check (the interpreter runs and every package is findable, without importing torch); the full
+    // import probe only runs after installing.
+    if (await packagesPresent(py, withTorch)) return { python: py, torch: marker.torch, upToDate: true };
+    info(`repairing the Python environment at ${venvDir}`);
   }
   const env = { UV_PYTHON_DOWNLOADS: "never", VIRTUAL_ENV: venvDir };
   const broken = (await exists(venvDir)) &&
@@ -294,6 +317,12 @@ export async function ensureVenv(options: VenvOptions): Promise<VenvInfo> {
     );
   }
   const torch = await probe(py, withTorch);
+  if (torch === undefined && !fresh && !plan.systemSitePackages) {
+    // Installed yet not importable (files deleted under intact metadata, a half-written package): start over.
+    info(`the Python environment at ${venvDir} cannot import its packages; recreating it`);
+    await removeAll(venvDir);
+    return await ensureVenvOnce(options, true);
+  }
   if (torch === undefined) {
     throw new UserError(`the Python environment at ${venvDir} was installed but cannot import its packages`, {
       hint: withTorch ? "with --torch system, the interpreter must have torch installed" : "see the log",
