@@ -133,49 +133,67 @@ export async function convertModel(
   }
   await Deno.mkdir(join(output, ".."), { recursive: true });
   const t0 = performance.now();
-  await writeThroughTemp(output, async (tmp, signal) => {
-    const args = [
-      env.python,
-      join(inst.pythonDir!, "convert_hf_to_gguf.py"),
-      folder,
-      "--outfile",
-      tmp,
-      "--outtype",
-      outtype,
-    ];
-    if (options.name) args.push("--model-name", options.name);
-    try {
-      await run(args, {
-        logFile: options.logFile,
-        signal,
-        tailLines: 30,
-        env: { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1" },
-        onLine: (l) => {
-          const m = l.match(/Writing:\s+(\d+)%/);
-          if (m) options.onProgress?.(Number(m[1]));
-        },
-      });
-    } catch (err) {
-      if (err instanceof CommandError) {
-        const tail = err.tail.filter((l) => l.trim());
-        const reason = tail.filter((l) => /Error|error:|not supported|NotImplemented|Exception/.test(l))
-          .slice(-4);
-        throw new UserError(
-          `convert_hf_to_gguf.py failed (exit code ${err.code}):\n${
-            (reason.length ? reason : tail.slice(-8)).join("\n")
-          }`,
-          {
-            hint: /not supported|NotImplementedError|Unrecognized/i.test(tail.join("\n"))
-              ? "this llama.cpp version cannot convert this architecture; a newer one might (llama-mgr install --update-only)"
-              : options.logFile
-              ? `full log: ${options.logFile}`
-              : undefined,
-            cause: err,
-          },
-        );
+  const cleanup: string[] = [];
+  try {
+    await writeThroughTemp(output, async (tmp, signal) => {
+      const args = [
+        env.python,
+        join(inst.pythonDir!, "convert_hf_to_gguf.py"),
+        folder,
+        "--outfile",
+        tmp,
+        "--outtype",
+        outtype,
+      ];
+      if (options.name) {
+        // `--name qwen2.5:0.5b` must make the index call the output `qwen2.5:0.5b-f16` (basename:size-type), so
+        // the name is written as general.basename and general.size_label (no finetune), not only general.name.
+        const [basename, size] = options.name.split(":");
+        const meta: Record<string, string | null> = {
+          "general.name": options.name,
+          "general.basename": basename,
+        };
+        if (size) Object.assign(meta, { "general.size_label": size, "general.finetune": null });
+        const metaFile = `${tmp}.metadata.json`;
+        await Deno.writeTextFile(metaFile, JSON.stringify(meta));
+        cleanup.push(metaFile);
+        args.push("--metadata", metaFile);
       }
-      throw err;
-    }
-  });
+      try {
+        await run(args, {
+          logFile: options.logFile,
+          signal,
+          tailLines: 30,
+          env: { PYTHONUNBUFFERED: "1", HF_HUB_OFFLINE: "1" },
+          onLine: (l) => {
+            const m = l.match(/Writing:\s+(\d+)%/);
+            if (m) options.onProgress?.(Number(m[1]));
+          },
+        });
+      } catch (err) {
+        if (err instanceof CommandError) {
+          const tail = err.tail.filter((l) => l.trim());
+          const reason = tail.filter((l) => /Error|error:|not supported|NotImplemented|Exception/.test(l))
+            .slice(-4);
+          throw new UserError(
+            `convert_hf_to_gguf.py failed (exit code ${err.code}):\n${
+              (reason.length ? reason : tail.slice(-8)).join("\n")
+            }`,
+            {
+              hint: /not supported|NotImplementedError|Unrecognized/i.test(tail.join("\n"))
+                ? "this llama.cpp version cannot convert this architecture; a newer one might (llama-mgr install --update-only)"
+                : options.logFile
+                ? `full log: ${options.logFile}`
+                : undefined,
+              cause: err,
+            },
+          );
+        }
+        throw err;
+      }
+    });
+  } finally {
+    for (const f of cleanup) await Deno.remove(f).catch(() => {});
+  }
   return { output, seconds: (performance.now() - t0) / 1000 };
 }
