@@ -176,6 +176,16 @@ Deno.test({
         },
       );
 
+      await t.step("a symlinked folder is followed, a symlink loop is not a hang", async () => {
+        const root = `${tmp.path}/linked`;
+        await Deno.mkdir(root, { recursive: true });
+        await Deno.symlink(lms, `${root}/lmstudio-link`);
+        await Deno.symlink(root, `${root}/loop`);
+        await Deno.symlink(".", `${root}/self`);
+        const r = await scanModels(paths, config, { env, onlyDirs: [root], noSave: true });
+        assertEquals(r.models.map((m) => m.path), [`${root}/lmstudio-link/test-F16.gguf`]);
+      });
+
       await t.step("stores turned off in the config are not read", async () => {
         const off = parseConfig({
           models: {

@@ -52,26 +52,45 @@ async function stat(path: string): Promise<Deno.FileInfo | undefined> {
   }
 }
 
+// The walk uses sync calls: a stat is a few microseconds, an awaited one several times that, and a warm
+// rescan of a thousand files is nothing but stats.
+function statSync(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
 async function walk(
   dir: string,
   onFile: (path: string, info: Deno.FileInfo) => Promise<void>,
   depth = 0,
+  seen = new Set<string>(),
 ): Promise<void> {
   if (depth > 12) return;
+  // Symlinked folders are followed (a models folder linked from a big disk), each real folder once.
+  const self = statSync(dir);
+  if (!self?.isDirectory) return;
+  const id = self.ino ? `${self.dev}:${self.ino}` : dir;
+  if (seen.has(id)) return;
+  seen.add(id);
   let entries: Deno.DirEntry[];
   try {
-    entries = await Array.fromAsync(Deno.readDir(dir));
+    entries = [...Deno.readDirSync(dir)];
   } catch {
     return;
   }
   for (const e of entries) {
     if (e.name.startsWith(".")) continue;
     const full = join(dir, e.name);
-    if (e.isDirectory) await walk(full, onFile, depth + 1);
-    else if (e.isFile || e.isSymlink) {
-      if (!e.name.toLowerCase().endsWith(".gguf")) continue;
-      const info = await stat(full);
-      if (info?.isFile) await onFile(full, info);
+    if (e.isDirectory) await walk(full, onFile, depth + 1, seen);
+    else if (e.isSymlink || e.isFile) {
+      const gguf = e.name.toLowerCase().endsWith(".gguf");
+      if (!gguf && !e.isSymlink) continue;
+      const info = statSync(full);
+      if (info?.isDirectory) await walk(full, onFile, depth + 1, seen);
+      else if (gguf && info?.isFile) await onFile(full, info);
     }
   }
 }
