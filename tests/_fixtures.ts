@@ -44,3 +44,53 @@ export async function cli(
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
+
+// Imports for minilmGguf (kept here, with it; ES imports are hoisted).
+import { join as joinPath } from "node:path";
+import * as shared from "../scripts/fixtures.ts";
+import { exists as fileExists } from "../lib/util/fs.ts";
+import { withLock as withFileLock } from "../lib/util/lock.ts";
+import { ensureVenv } from "../lib/python/venv.ts";
+import { run as runCommand } from "../lib/util/run.ts";
+
+/**
+ * all-MiniLM-L6-v2 converted to GGUF f16 by the shared instance's own convert_hf_to_gguf.py (in a uv
+ * environment under the fixtures cache, torch from /opt/wheels), cached as
+ * `<fixtures>/models/all-minilm-l6-v2-f16.gguf`; made once, under a lock, written via a temp file.
+ */
+export async function minilmGguf(): Promise<string> {
+  const out = joinPath(shared.fixturesDir(), "models", "all-minilm-l6-v2-f16.gguf");
+  if (await fileExists(out)) return out;
+  const folder = await shared.minilmDir();
+  const { instance } = await shared.testInstance();
+  return await withFileLock(
+    joinPath(shared.fixturesDir(), "minilm-gguf.lock"),
+    "MiniLM GGUF fixture",
+    async () => {
+      if (await fileExists(out)) return out;
+      const env = await ensureVenv({
+        venvDir: joinPath(shared.fixturesDir(), "venv-convert"),
+        scriptsDir: instance.pythonDir!,
+        python: { torch: "cpu", torch_version: "2.13.0", find_links: "/opt/wheels", offline: false },
+        quiet: true,
+      });
+      const tmp = `${out}.partial-${Deno.pid}`;
+      try {
+        await runCommand([
+          env.python,
+          joinPath(instance.pythonDir!, "convert_hf_to_gguf.py"),
+          folder,
+          "--outfile",
+          tmp,
+          "--outtype",
+          "f16",
+        ], { tailLines: 30, env: { HF_HUB_OFFLINE: "1" } });
+        await Deno.rename(tmp, out);
+      } finally {
+        await Deno.remove(tmp).catch(() => {});
+      }
+      return out;
+    },
+    { wait: true },
+  );
+}

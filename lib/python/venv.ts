@@ -11,6 +11,7 @@ import type { PythonOptions } from "../config/schema.ts";
 import { exists, expandHome, readJson, removeAll, writeFileAtomic, writeJsonAtomic } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { CommandError, run, which } from "../util/run.ts";
+import { withLock } from "../util/lock.ts";
 
 /** Options for {@linkcode ensureVenv}. */
 export interface VenvOptions {
@@ -227,7 +228,17 @@ async function probe(python: string, withTorch: boolean): Promise<string | undef
  * ```
  */
 export async function ensureVenv(options: VenvOptions): Promise<VenvInfo> {
-  return await ensureVenvOnce(options, false);
+  // One writer per environment (an install and a convert at once, two converts): the others wait, then
+  // find it made and return at once.
+  return await withLock(
+    `${options.venvDir.replace(/\/+$/, "")}.lock`,
+    `Python environment ${options.venvDir}`,
+    () => ensureVenvOnce(options, false),
+    {
+      wait: true,
+      onWait: (h) => options.onInfo?.(`waiting for pid ${h.pid} (${h.what}) to finish with it`),
+    },
+  );
 }
 
 async function ensureVenvOnce(options: VenvOptions, fresh: boolean): Promise<VenvInfo> {
