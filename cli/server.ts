@@ -9,6 +9,7 @@ import {
   followServerLog,
   listServers,
   readServerLog,
+  removeServer,
   restartServer,
   serverNameFor,
   type ServerStatus,
@@ -151,6 +152,7 @@ export const serverCommand: Command = {
     "server logs NAME [-f] [-n LINES]",
     "server restart NAME",
     "server stop NAME | --all",
+    "server rm NAME",
   ],
   details: [
     "Servers run detached (they outlive the terminal), log to <data>/logs/server-NAME.log, and are checked",
@@ -266,13 +268,20 @@ export const serverCommand: Command = {
         ctx.print(`stopped '${s.name}'`);
         return 0;
       }
+      case "rm": {
+        if (!name) throw new UserError("server rm needs a name", { hint: "llama-mgr server list" });
+        const s = await serverStatus(ctx.paths, name);
+        await removeServer(ctx.paths, name);
+        ctx.print(`removed '${name}' from the server list (its log stays at ${s.logFile})`);
+        return 0;
+      }
       case undefined:
         throw new UserError("server needs a sub-command", {
-          hint: "start, list, status, logs, restart or stop",
+          hint: "start, list, status, logs, restart, stop or rm",
         });
       default:
         throw new UserError(`server: unknown sub-command '${sub}'`, {
-          hint: "use start, list, status, logs, restart or stop",
+          hint: "use start, list, status, logs, restart, stop or rm",
         });
     }
   },

@@ -193,12 +193,24 @@ Deno.test({
         assertStringIncludes(r.stderr, "hint: use --port");
       });
 
+      await t.step("a running server cannot be removed from the list", async () => {
+        const r = await cli([...base, "server", "rm", "chat"]);
+        assertEquals(r.code, 1);
+        assertStringIncludes(r.stderr, "server 'chat' is running");
+        assertStringIncludes(r.stderr, "llama-mgr server stop chat");
+      });
+
       await t.step("stop --all stops every running server and list says so", async () => {
         const r = await cli([...base, "server", "stop", "--all"]);
         assertEquals(r.code, 0, r.stderr);
         assertMatch(r.stdout, /stopped (chat, smollm2-135m-q4_1|smollm2-135m-q4_1, chat)/);
         const all: { state: string }[] = await json("server", "list");
         assert(all.every((s) => s.state === "stopped"), JSON.stringify(all.map((s) => s.state)));
+        const rm = await cli([...base, "server", "rm", "chat"]);
+        assertEquals(rm.code, 0, rm.stderr);
+        const names = (await json("server", "list")).map((s: { name: string }) => s.name);
+        assertEquals(names.includes("chat"), false);
+        assertEquals(names.includes("smollm2-135m-q4_1"), true);
       });
     } finally {
       await stopAllServers(resolvePaths({ dataDir: data, env: {} }));

@@ -29,6 +29,7 @@ import {
 import {
   readAllRecords,
   readRecord,
+  removeRecord,
   type ServerOwner,
   type ServerRecord,
   type ServerState,
@@ -559,11 +560,17 @@ export async function restartServer(
 
 /** Forgets a stopped server's record. */
 export async function removeServer(paths: Paths, name: string): Promise<void> {
-  const s = await serverStatus(paths, name);
-  if (RUNNING.includes(s.state)) {
-    throw new UserError(`server '${name}' is running`, { hint: "stop it first" });
-  }
-  await Deno.remove(join(paths.serversDir, `${name}.json`)).catch(() => {});
+  await serverStatus(paths, name); // a clear error for an unknown name
+  await withLock(lockPath(paths, name), `removal of server '${name}'`, async () => {
+    const rec = await readRecord(paths, name);
+    if (!rec) return;
+    if (RUNNING.includes(toStatus(rec).state)) {
+      throw new UserError(`server '${name}' is running`, {
+        hint: `stop it first: llama-mgr server stop ${name}`,
+      });
+    }
+    await removeRecord(paths, name);
+  }, { wait: true, timeoutMs: 60_000 });
 }
 
 /** The last lines of a server's log. */
