@@ -126,9 +126,11 @@ export interface GgufLimits {
   /** Most header bytes read. */
   maxHeaderBytes: number;
   /** Most array elements materialised in all (a sparse file can claim huge arrays cheaply; each element costs
-   * far more memory as a value than its bytes on disk). Arrays skipped with `skipArraysOver` do not count. */
+   * far more memory as a value than its bytes on disk). Each array counts 8 more (an empty array takes the
+   * memory of eight numbers). Scalar and string arrays skipped with `skipArraysOver` do not count. */
   maxValues: number;
-  /** Most bytes of strings decoded in all (keys, values, tensor names). */
+  /** Most bytes of strings decoded in all (keys, values, tensor names), each string counting 24 more for
+   * its own overhead (millions of one-letter strings cost far more than their letters). */
   maxStringBytes: number;
 }
 
@@ -136,12 +138,15 @@ export interface GgufLimits {
 export const DEFAULT_LIMITS: GgufLimits = {
   maxString: 64 * 1024 * 1024,
   maxArray: 1 << 27,
-  maxKv: 1 << 20,
-  maxTensors: 1 << 22,
+  // Real models carry a few dozen keys and at most a few thousand tensors (a 405B model: 1,138); each tensor
+  // info costs ~100 bytes as an object, so 4 M of them (a 100 MB sparse file) took 5 s and 530 MB.
+  maxKv: 1 << 16,
+  maxTensors: 1 << 16,
   maxDepth: 8,
-  maxHeaderBytes: 1024 * 1024 * 1024,
+  // The largest real headers (262,144-token vocabularies with merges) are under 30 MB.
+  maxHeaderBytes: 256 * 1024 * 1024,
   maxValues: 1 << 24,
-  maxStringBytes: 256 * 1024 * 1024,
+  maxStringBytes: 128 * 1024 * 1024,
 };
 
 /** Options for {@linkcode readGgufHeader}. */
@@ -161,7 +166,8 @@ class NeedMore extends Error {
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
-const utf8 = new TextDecoder("utf-8", { fatal: false });
+// ignoreBOM keeps a leading U+FEFF in the string, as gguf's GGUFReader and llama.cpp do (the default strips it).
+const utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
 
 /** Where parse() gets more bytes: `read(into)` fills `into` from the current file position (sync). */
 interface ByteSource {
@@ -261,7 +267,7 @@ function parse(
   const str = (what: string) => {
     const at = abs();
     const n = count(`${what} length`, limits.maxString, 1);
-    stringBytes += n;
+    stringBytes += n + 24;
     if (stringBytes > limits.maxStringBytes) {
       fail("too-large", `strings in the header add up to over ${limits.maxStringBytes} bytes`, at);
     }
@@ -360,11 +366,17 @@ function parse(
       if (options.skipArraysOver !== undefined && n > options.skipArraysOver) {
         if (itemType === GGUF_TYPE.STRING) skipStrings(n);
         else if (itemType === GGUF_TYPE.ARRAY) {
+          // Each inner array is walked one by one (and small ones are materialised): they count as values, so
+          // a sparse file of millions of empty arrays ends at the total cap instead of a 13-second walk.
+          values += n;
+          if (values > limits.maxValues) {
+            fail("too-large", `arrays in the header add up to over ${limits.maxValues} values`, itemAt);
+          }
           for (let i = 0; i < n; i++) value(GGUF_TYPE.ARRAY, depth + 1);
         } else skipBytes(n * minBytes);
         return { skipped: true, itemType: TYPE_NAMES[itemType], length: n };
       }
-      values += n;
+      values += n + 8;
       if (values > limits.maxValues) {
         fail("too-large", `arrays in the header add up to over ${limits.maxValues} values`, itemAt);
       }
