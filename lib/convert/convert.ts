@@ -120,7 +120,10 @@ export async function convertModel(
     });
   }
   const output = options.output ?? join(paths.modelsDir, convertedName(folder, outtype, options.name));
-  const venvDir = inst.venvDir ?? join(instanceDir(paths, inst.name), "venv");
+  // The environment lives in the instance's folder, named by its real path: a data dir can reach an instance
+  // through a symlink, and the record must not keep that other path (nor one that is gone).
+  const home = await Deno.realPath(instanceDir(paths, inst.name)).catch(() => instanceDir(paths, inst.name));
+  const venvDir = inst.venvDir?.startsWith(`${home}/`) ? inst.venvDir : join(home, "venv");
   const env = await ensureVenv({
     venvDir,
     scriptsDir: inst.pythonDir,
