@@ -185,6 +185,32 @@ Deno.test({
         assert(pid && !pidAlive(pid), "the half-started llama-server is gone");
       });
 
+      await t.step("stop during a start stops it (even a frozen process) and the start says so", async () => {
+        const started = startServer(paths, { name: "interrupted", modelPath: model, instance });
+        let pid: number | undefined;
+        for (let i = 0; i < 500 && !pid; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+          pid = await serverStatus(paths, "interrupted").then((s) => s.pid, () => undefined);
+        }
+        assert(pid, "the server was spawned");
+        Deno.kill(pid, "SIGSTOP"); // frozen while loading: it only acts on SIGTERM once continued
+        const t0 = performance.now();
+        const stopped = await stopServer(paths, "interrupted", { timeoutMs: 20_000 });
+        assert(
+          performance.now() - t0 < 10_000,
+          "SIGTERM reached the stopped process without waiting for SIGKILL",
+        );
+        assertEquals(stopped.state, "stopped");
+        assertEquals(stopped.exitReason, "stopped");
+        await assertRejects(
+          () => started,
+          UserError,
+          "server 'interrupted' was stopped while it was starting",
+        );
+        assert(!pidAlive(pid));
+        assertEquals((await serverStatus(paths, "interrupted")).state, "stopped");
+      });
+
       await t.step(
         "a server left 'starting' by a starter that died is seen ready once it answers",
         async () => {
@@ -223,7 +249,16 @@ Deno.test({
         const after = await serverStatus(paths, "second");
         assertEquals(after.state, "crashed");
         assertEquals(after.pid, undefined);
-        assert(after.exitReason && after.exitReason.length > 0);
+        // This process started it, so it saw the exit status (a CLI that has exited reads the log instead).
+        for (
+          let i = 0;
+          i < 100 && !(await serverStatus(paths, "second")).exitReason?.includes("SIGKILL");
+          i++
+        ) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        assertStringIncludes((await serverStatus(paths, "second")).exitReason ?? "", "killed by SIGKILL");
+        assertEquals((await listServers(paths)).find((s) => s.name === "second")?.state, "crashed");
         const again = await startServer(paths, {
           name: "second",
           modelPath: model,

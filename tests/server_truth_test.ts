@@ -11,8 +11,10 @@ import {
   failureReason,
   listServers,
   rotateLog,
+  serverArgv,
   serverLogPath,
   type ServerRecord,
+  type ServerSpec,
   serverStatus,
   START_MARKER,
   stopServer,
@@ -187,4 +189,35 @@ Deno.test("llama-server's own reason is picked from its latest run", () => {
     "error: invalid argument: --bogus",
   );
   assertEquals(failureReason([`${START_MARKER} x`]), "(no output)");
+});
+
+Deno.test("the llama-server command line carries the model, address, context, layers, projector and flags", () => {
+  const argv = serverArgv("/i/bin/llama-server", {
+    name: "v",
+    modelPath: "/m/vision.gguf",
+    mmproj: "/m/mmproj-vision-f16.gguf",
+    instance: {} as ServerSpec["instance"],
+    ctx: 8192,
+    ngl: 99,
+    alias: "gemma3:4b",
+    args: ["--jinja"],
+  }, 8081);
+  assertEquals(argv, [
+    "/i/bin/llama-server",
+    "-m",
+    "/m/vision.gguf",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "8081",
+    "-c",
+    "8192",
+    "-ngl",
+    "99",
+    "--mmproj",
+    "/m/mmproj-vision-f16.gguf",
+    "--alias",
+    "gemma3:4b",
+    "--jinja",
+  ]);
 });
