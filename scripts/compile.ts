@@ -8,7 +8,10 @@
 import { parseArgs } from "node:util";
 import { run } from "../lib/util/run.ts";
 
-const { values } = parseArgs({ args: Deno.args, options: { target: { type: "string" }, output: { type: "string" } } });
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { target: { type: "string" }, output: { type: "string" } },
+});
 const root = new URL("..", import.meta.url).pathname;
 const output = values.output ?? `${root}dist/llama-mgr${values.target ? `-${values.target}` : ""}`;
 const cmd = [

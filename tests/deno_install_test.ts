@@ -11,7 +11,19 @@ Deno.test({
     try {
       const root = new URL("..", import.meta.url).pathname;
       const inst = await new Deno.Command(Deno.execPath(), {
-        args: ["install", "-g", "-A", "-f", "--root", d.path, "-n", "llama-mgr", "--config", `${root}deno.json`, `${root}cli/main.ts`],
+        args: [
+          "install",
+          "-g",
+          "-A",
+          "-f",
+          "--root",
+          d.path,
+          "-n",
+          "llama-mgr",
+          "--config",
+          `${root}deno.json`,
+          `${root}cli/main.ts`,
+        ],
         stdout: "piped",
         stderr: "piped",
       }).output();

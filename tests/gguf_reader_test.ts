@@ -44,31 +44,43 @@ Deno.test({
           ours.tensors.forEach((tensor, i) => {
             const r = ref.tensors[i];
             assertEquals(
-              { name: tensor.name, dims: tensor.dims, type: tensor.type, abs: ours.dataOffset + tensor.offset },
+              {
+                name: tensor.name,
+                dims: tensor.dims,
+                type: tensor.type,
+                abs: ours.dataOffset + tensor.offset,
+              },
               { name: r.name, dims: r.dims, type: r.type, abs: r.absOffset },
             );
           });
         });
       }
-      await t.step("arrays of arrays keep their nesting; versions, alignment and big vocabularies are right", async () => {
-        const le = await readGgufHeader(`${tmp.path}/types-le.gguf`);
-        assertEquals(le.metadata["t.arr_nested"], [[1, 2], [3]]);
-        assertEquals(le.metadata["t.arr_nested_str"], [["x", "y"], ["z"]]);
-        assertEquals(le.metadata["t.u64"], 2n ** 53n + 12345n);
-        assertEquals(le.version, 3);
-        assertEquals((await readGgufHeader(`${tmp.path}/types-v2.gguf`)).version, 2);
-        const be = await readGgufHeader(`${tmp.path}/types-be.gguf`);
-        assertEquals(be.littleEndian, false);
-        assertEquals(be.metadata["t.i64"], le.metadata["t.i64"]);
-        const al = await readGgufHeader(`${tmp.path}/aligned-64.gguf`);
-        assertEquals(al.alignment, 64);
-        assertEquals(al.dataOffset % 64, 0);
-        const big = await readGgufHeader(`${tmp.path}/big-vocab.gguf`, { skipArraysOver: 1000 });
-        assertEquals(big.metadata["tokenizer.ggml.tokens"], { skipped: true, itemType: "STRING", length: 151936 });
-        assertEquals(describeModel(big).vocabSize, 151936);
-        const full = await readGgufHeader(`${tmp.path}/big-vocab.gguf`);
-        assertEquals((full.metadata["tokenizer.ggml.tokens"] as string[])[151935], "tok151935");
-      });
+      await t.step(
+        "arrays of arrays keep their nesting; versions, alignment and big vocabularies are right",
+        async () => {
+          const le = await readGgufHeader(`${tmp.path}/types-le.gguf`);
+          assertEquals(le.metadata["t.arr_nested"], [[1, 2], [3]]);
+          assertEquals(le.metadata["t.arr_nested_str"], [["x", "y"], ["z"]]);
+          assertEquals(le.metadata["t.u64"], 2n ** 53n + 12345n);
+          assertEquals(le.version, 3);
+          assertEquals((await readGgufHeader(`${tmp.path}/types-v2.gguf`)).version, 2);
+          const be = await readGgufHeader(`${tmp.path}/types-be.gguf`);
+          assertEquals(be.littleEndian, false);
+          assertEquals(be.metadata["t.i64"], le.metadata["t.i64"]);
+          const al = await readGgufHeader(`${tmp.path}/aligned-64.gguf`);
+          assertEquals(al.alignment, 64);
+          assertEquals(al.dataOffset % 64, 0);
+          const big = await readGgufHeader(`${tmp.path}/big-vocab.gguf`, { skipArraysOver: 1000 });
+          assertEquals(big.metadata["tokenizer.ggml.tokens"], {
+            skipped: true,
+            itemType: "STRING",
+            length: 151936,
+          });
+          assertEquals(describeModel(big).vocabSize, 151936);
+          const full = await readGgufHeader(`${tmp.path}/big-vocab.gguf`);
+          assertEquals((full.metadata["tokenizer.ggml.tokens"] as string[])[151935], "tok151935");
+        },
+      );
     } finally {
       await tmp.cleanup();
     }
@@ -81,7 +93,11 @@ Deno.test("bad files give a typed error naming the file and the byte offset", as
     const model = await Deno.readFile(await smolModelPath());
     await t.step("not a GGUF file", async () => {
       await Deno.writeTextFile(`${tmp.path}/x.gguf`, "this is not a model at all");
-      const err = await assertRejects(() => readGgufHeader(`${tmp.path}/x.gguf`), GgufError, "not a GGUF file");
+      const err = await assertRejects(
+        () => readGgufHeader(`${tmp.path}/x.gguf`),
+        GgufError,
+        "not a GGUF file",
+      );
       assertEquals(err.kind, "not-gguf");
       assertEquals(err.offset, 0);
       assertEquals(err.file, `${tmp.path}/x.gguf`);
