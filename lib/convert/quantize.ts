@@ -187,6 +187,17 @@ export async function quantizeModel(
       if (err instanceof CommandError) {
         const reason = err.tail.filter((l) => /error|failed|requantiz|invalid|cannot|unsupported/i.test(l))
           .slice(-5);
+        // llama-quantize says only "basic_ios::clear: iostream error" when a write fails; the partial file
+        // is still there, so a (nearly) full disk now means the disk filled up while writing.
+        const left = await freeBytes(join(output, ".."));
+        const writeError = err.tail.findLast((l) => /iostream|No space|write/i.test(l))?.trim();
+        if (left !== undefined && left < 4 * 1024 * 1024 && writeError) {
+          throw new UserError(
+            `the disk filled up while writing ${basename(output)} (llama-quantize: ${writeError}); ` +
+              "the partial output was removed",
+            { hint: "free some space, or write elsewhere with -o", cause: err },
+          );
+        }
         throw new UserError(
           `llama-quantize failed (exit code ${err.code}):\n${
             (reason.length ? reason : err.tail.slice(-8)).join("\n")
