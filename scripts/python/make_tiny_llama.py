@@ -6,7 +6,9 @@ Usage: make_tiny_llama.py OUT_DIR [--hidden 256] [--layers 2] [--vocab 512] [--s
 The tokenizer is a SentencePiece model trained on a small generated corpus (no network), saved with
 LlamaTokenizer so the folder looks like any llama checkpoint (config.json, model.safetensors,
 tokenizer.model, tokenizer_config.json). Dimensions are multiples of 256 so k-quants (Q4_K_M) apply to
-every matrix instead of falling back to other types.
+every matrix instead of falling back to other types. The tokenizer has byte fallback, so every character
+(newlines included) has a token: llama-imatrix aborts on calibration text with a character the vocabulary
+lacks (`unordered_map::at` while tokenizing).
 """
 import argparse
 import os
