@@ -27,8 +27,15 @@ export const imatrixCommand: Command = {
   examples: [
     "llama-mgr imatrix qwen2.5:0.5b-f16 --data calibration.txt",
     "llama-mgr imatrix ./Qwen3-4B-F16.gguf -f calibration.txt --chunks 100 -o qwen3-4b.imatrix.gguf",
+    "llama-mgr imatrix -m model-f16.gguf -f calibration.txt -- --no-ppl",
   ],
   flags: {
+    model: {
+      type: "string",
+      short: "m",
+      value: "MODEL",
+      description: "the model (instead of the positional)",
+    },
     data: { type: "string", short: "f", value: "FILE", description: "calibration text file" },
     output: { type: "string", short: "o", value: "FILE", description: "output (default: <data>/imatrix/)" },
     ctx: { type: "string", short: "c", value: "N", description: "tokens per chunk (default 512)" },
@@ -38,15 +45,17 @@ export const imatrixCommand: Command = {
     force: { type: "boolean", description: "replace an existing matrix" },
   },
   async run(ctx, args) {
-    const ref = args.positionals[0];
+    // llama-imatrix's own spelling (-m MODEL -f FILE -o OUT -c N) works too.
+    const ref = str(args, "model") ?? args.positionals[0];
     const data = str(args, "data");
     if (!ref || !data) {
       throw new UserError("imatrix needs a model and --data FILE", {
         hint: "llama-mgr imatrix qwen2.5:0.5b-f16 --data calibration.txt",
       });
     }
-    if (args.positionals.length > 1) {
-      throw new UserError(`imatrix: unexpected argument '${args.positionals[1]}'`, {
+    const extra = args.positionals[str(args, "model") ? 0 : 1];
+    if (extra) {
+      throw new UserError(`imatrix: unexpected argument '${extra}'`, {
         hint: "flags for llama-imatrix go after --",
       });
     }
