@@ -270,6 +270,21 @@ Deno.test({
         assertEquals(again.port, before.port);
       });
 
+      await t.step("a restart that cannot start again leaves the running server alone", async () => {
+        const file = `${paths.serversDir}/second.json`;
+        const rec = JSON.parse(await Deno.readTextFile(file));
+        await Deno.writeTextFile(file, JSON.stringify({ ...rec, spec: { ...rec.spec, instance: "gone" } }));
+        try {
+          await assertRejects(() => restartServer(paths, "second"), UserError, "gone");
+          const s = await serverStatus(paths, "second");
+          assertEquals(s.state, "ready");
+          assertEquals(s.pid, rec.pid);
+        } finally {
+          const now = JSON.parse(await Deno.readTextFile(file));
+          await Deno.writeTextFile(file, JSON.stringify({ ...now, spec: rec.spec }));
+        }
+      });
+
       await t.step("restart keeps the port; stop sends SIGTERM and records stopped", async () => {
         const before = await serverStatus(paths, "second");
         const r = await restartServer(paths, "second");

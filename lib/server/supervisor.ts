@@ -262,7 +262,7 @@ export async function waitReady(
     if (status.pid && !pidAlive(status.pid)) return { ok: false, why: "exited" };
     if ((await health(status.url)) === 200) return { ok: true };
     await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 250);
+    delay = Math.min(delay * 2, 100);
   }
   return { ok: false, why: "timeout" };
 }
@@ -548,8 +548,9 @@ export async function restartServer(
   options: { readyTimeoutMs?: number } = {},
 ): Promise<ServerStatus> {
   const before = await serverStatus(paths, name);
-  await stopServer(paths, name);
+  // Everything the new start needs is checked before the running server is stopped.
   const instance = await getInstance(paths, before.spec.instance);
+  await stopServer(paths, name);
   return await startServer(paths, {
     ...before.spec,
     port: before.port,
