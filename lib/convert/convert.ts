@@ -61,12 +61,18 @@ export async function resolveSource(
   return dir;
 }
 
-/** The output file name for a model folder and type: `all-minilm-l6-v2-f16.gguf`, or from `--name`. */
+/**
+ * The output file name for a model folder and type: `all-minilm-l6-v2-f16.gguf`, or from `--name`. A Hugging
+ * Face cache snapshot (`models--Org--Name/snapshots/<rev>`) is named after the repository, not the revision.
+ */
 export function convertedName(folder: string, outtype: string, name?: string): string {
-  const base = (name ?? basename(folder.replace(/\/+$/, ""))).toLowerCase().replace(/[:/\s]+/g, "-").replace(
-    /[^a-z0-9._-]/g,
-    "",
-  );
+  const trimmed = folder.replace(/\/+$/, "");
+  const cached = trimmed.match(/(?:^|\/)models--[^/]+?--([^/]+)\/snapshots\/[^/]+$/);
+  const base = (name ?? (cached ? cached[1] : basename(trimmed))).toLowerCase().replace(/[:/\s]+/g, "-")
+    .replace(
+      /[^a-z0-9._-]/g,
+      "",
+    );
   return `${base}-${outtype === "auto" ? "auto" : outtype}.gguf`;
 }
 
