@@ -104,7 +104,8 @@ async function loadCache(file: string): Promise<IndexFile> {
   try {
     const parsed = JSON.parse(await Deno.readTextFile(file)) as IndexFile;
     if (parsed?.version === INDEX_VERSION && parsed.entries && typeof parsed.entries === "object") {
-      return parsed;
+      // Chat templates are stored once, by id: put them back into the facts.
+      return { version: INDEX_VERSION, entries: fromStored(parsed) };
     }
   } catch { /* missing or corrupt: rebuilt */ }
   return { version: INDEX_VERSION, entries: {} };
@@ -177,11 +178,46 @@ export async function scanModels(
     await Deno.mkdir(dirname(paths.indexFile), { recursive: true });
     await writeFileAtomic(paths.indexFile, JSON.stringify(toStored(merged)));
   }
-  const models = buildModels(candidates.filter((c) => facts.has(c.realPath)), facts, config);
+  const models = buildModels(candidates.filter((c) => facts.has(c.realPath)), facts, config, unreadable);
   return { models, added, changed, removed, unreadable, filesRead };
 }
 
-function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, config: Config): ModelEntry[] {
+/**
+ * The facts of a split model: the first part's metadata with the tensors of every part (parameters, bytes and
+ * the quant mix add up; the first part alone holds a fraction of the weights).
+ */
+function mergeParts(first: ModelFacts, rest: ModelFacts[]): ModelFacts {
+  const mix = new Map(first.quantMix.map((q) => [q.type, { ...q }]));
+  let params = first.parameterCount;
+  let bytes = first.tensorBytes;
+  for (const f of rest) {
+    params += f.parameterCount;
+    bytes += f.tensorBytes;
+    for (const q of f.quantMix) {
+      const e = mix.get(q.type) ?? { type: q.type, tensors: 0, bytes: 0 };
+      e.tensors += q.tensors;
+      e.bytes += q.bytes;
+      mix.set(q.type, e);
+    }
+  }
+  const quantMix = [...mix.values()].sort((a, b) => b.bytes - a.bytes);
+  // Without general.file_type the file type is the dominant tensor type: of the whole model, then.
+  const derived = first.fileType === (first.quantMix[0]?.type ?? "unknown");
+  return {
+    ...first,
+    parameterCount: params,
+    tensorBytes: bytes,
+    quantMix,
+    fileType: derived ? quantMix[0]?.type ?? first.fileType : first.fileType,
+  };
+}
+
+function buildModels(
+  candidates: Candidate[],
+  facts: Map<string, ModelFacts>,
+  config: Config,
+  unreadable: { path: string; error: string }[],
+): ModelEntry[] {
   // Split parts group under their first part; projectors pair with models in the same folder.
   const groups = new Map<string, Candidate[]>();
   const projectors: Candidate[] = [];
@@ -190,7 +226,8 @@ function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, co
       projectors.push(c);
       continue;
     }
-    const key = c.path.replace(SPLIT, "");
+    // The part number goes, the part count stays: `x-00001-of-00002` and `x-00001-of-00003` are two models.
+    const key = c.path.replace(SPLIT, "-of-$2");
     groups.set(key, [...(groups.get(key) ?? []), c]);
   }
   const order: Record<ModelSource, number> = {
@@ -205,7 +242,28 @@ function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, co
   for (const parts of groups.values()) {
     parts.sort((a, b) => a.path.localeCompare(b.path));
     const first = parts.find((p) => /-00001-of-\d{5}\.gguf$/i.test(p.path)) ?? parts[0];
-    const f = facts.get(first.realPath)!;
+    const split = first.path.match(SPLIT);
+    if (split) {
+      // A split model with a part missing (a download under way, a part deleted) cannot load: say which.
+      const count = Number(split[2]);
+      const have = new Set(parts.map((p) => Number(p.path.match(SPLIT)?.[1])));
+      const missing = Array.from({ length: count }, (_, i) => i + 1).filter((i) => !have.has(i));
+      if (missing.length) {
+        const part = (i: number) =>
+          first.path.replace(SPLIT, `-${String(i).padStart(5, "0")}-of-${split[2]}.gguf`);
+        unreadable.push({
+          path: first.path,
+          error: `${first.path}: split model has ${count - missing.length} of ${count} parts; missing ${
+            missing.map((i) => basename(part(i))).join(", ")
+          }`,
+        });
+        continue;
+      }
+    }
+    const f0 = facts.get(first.realPath)!;
+    const f = parts.length > 1
+      ? mergeParts(f0, parts.filter((p) => p !== first).map((p) => facts.get(p.realPath)!))
+      : f0;
     const aliases: string[] = [];
     // Ollama shows `hf.co/Org/Repo:Q4_K_M` in mixed case; names here are lower case, lookups ignore case.
     for (const n of [first.ollamaName, ...(first.ollamaAliases ?? [])]) if (n) aliases.push(n.toLowerCase());
@@ -217,6 +275,10 @@ function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, co
         ? near[0].path
         : near.find((p) => first.path.includes(basename(p.path).split(/[-_.]mmproj/i)[0]))?.path;
     }
+    // A paired projector makes the model see images (Ollama lists it as `vision`).
+    const capabilities: ModelFacts["capabilities"] = mmproj && !f.capabilities.includes("vision")
+      ? [...f.capabilities, "vision"]
+      : f.capabilities;
     entries.push({
       name: first.ollamaName?.toLowerCase() ?? modelName(f, first.path),
       aliases,
@@ -226,7 +288,7 @@ function buildModels(candidates: Candidate[], facts: Map<string, ModelFacts>, co
       source: first.source,
       sizeBytes: parts.reduce((a, p) => a + p.size, 0),
       mtimeMs: Math.max(...parts.map((p) => p.mtimeMs)),
-      facts: f,
+      facts: capabilities === f.capabilities ? f : { ...f, capabilities },
     });
   }
   entries.sort((a, b) => order[a.source] - order[b.source] || a.path.localeCompare(b.path));

@@ -1,0 +1,45 @@
+/**
+ * A warm rescan (nothing changed, no GGUF byte read) must give exactly the models a cold scan gave: the
+ * index cache stores chat templates once by id, and every fact must come back from it, templates included.
+ */
+import { assert, assertEquals } from "./_assert.ts";
+import { smolModelPath, tempDir } from "./_fixtures.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { parseConfig } from "../lib/config/load.ts";
+import { scanModels } from "../lib/gguf/mod.ts";
+
+Deno.test({
+  name: "a warm rescan gives the same models as the cold scan, chat templates included",
+  sanitizeResources: false,
+  async fn() {
+    const tmp = await tempDir();
+    try {
+      await Deno.mkdir(`${tmp.path}/mine/a`, { recursive: true });
+      await Deno.mkdir(`${tmp.path}/mine/b`, { recursive: true });
+      // Two copies: two models sharing one template, stored once in the cache.
+      await Deno.copyFile(await smolModelPath(), `${tmp.path}/mine/a/smol.gguf`);
+      await Deno.copyFile(await smolModelPath(), `${tmp.path}/mine/b/smol.gguf`);
+      const paths = resolvePaths({ dataDir: `${tmp.path}/data`, env: {} });
+      const config = parseConfig({
+        models: {
+          dirs: [`${tmp.path}/mine`],
+          sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false },
+        },
+      });
+      const cold = await scanModels(paths, config, { env: {} });
+      assertEquals(cold.filesRead, 2);
+      assert(cold.models.every((m) => m.facts.chatTemplate?.includes("<|im_start|>")), "cold: templates");
+      const stored = await Deno.readTextFile(paths.indexFile);
+      assertEquals(stored.split("<|im_start|>").length - 1, 3, "the template is stored once (it has 3 tags)");
+      const warm = await scanModels(paths, config, { env: {} });
+      assertEquals(warm.filesRead, 0);
+      // Compared as JSON (what `models --json` prints): fields left undefined are not stored.
+      const json = (v: unknown) => JSON.parse(JSON.stringify(v));
+      assertEquals(json(warm.models), json(cold.models));
+      // And once more: a warm scan must not lose what the previous warm scan restored.
+      assertEquals(json((await scanModels(paths, config, { env: {} })).models), json(cold.models));
+    } finally {
+      await tmp.cleanup();
+    }
+  },
+});
