@@ -243,7 +243,7 @@ export async function ensureVenv(options: VenvOptions): Promise<VenvInfo> {
 
 async function ensureVenvOnce(options: VenvOptions, fresh: boolean): Promise<VenvInfo> {
   const { venvDir, scriptsDir, python: opts } = options;
-  const info = options.onInfo ?? (() => {});
+  const info = options.quiet ? () => {} : options.onInfo ?? (() => {});
   const py = join(venvDir, "bin", "python");
   const reqFile = join(scriptsDir, "requirements", "requirements-convert_hf_to_gguf.txt");
   if (!(await exists(reqFile))) {
