@@ -54,14 +54,16 @@ async function show(ctx: Context, args: ParsedArgs): Promise<void> {
   }
   const mmprojBytes = m.mmproj ? (await Deno.stat(m.mmproj).catch(() => undefined))?.size ?? 0 : 0;
   const est = estimateMemory(m.facts, { ctx: ctxLen, cacheType, extraBytes: mmprojBytes });
-  const tensors = args.flags.tensors === true
-    ? (await readGgufHeader(m.path, { skipArraysOver: 0 })).tensors.map((t) => ({
-      name: t.name,
-      type: ggmlTypeName(t.type),
-      dims: t.dims,
-      bytes: tensorBytes(t.dims, t.type),
-    }))
+  // Every part of a split model holds some of the tensors.
+  const headers = args.flags.tensors === true
+    ? await Promise.all(m.files.map((f) => readGgufHeader(f, { skipArraysOver: 0 })))
     : undefined;
+  const tensors = headers?.flatMap((h) => h.tensors).map((t) => ({
+    name: t.name,
+    type: ggmlTypeName(t.type),
+    dims: t.dims,
+    bytes: tensorBytes(t.dims, t.type),
+  }));
   if (ctx.json) {
     ctx.print(JSON.stringify({ ...m, memory: { ctx: ctxLen, cacheType, ...est }, tensors }, null, 2));
     return;

@@ -5,7 +5,7 @@
  * Parameter counts are checked against gguf's own GGUFReader on the same files.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { tempDir } from "./_fixtures.ts";
+import { cli, tempDir } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
@@ -89,6 +89,32 @@ Deno.test({
         assertEquals(two.map((m) => m.files.length), [2]);
         assertEquals(r.unreadable.map((u) => u.path.split("/").pop()), ["split-00001-of-00003.gguf"]);
         assert(r.unreadable[0].error.includes("1 of 3 parts"), r.unreadable[0].error);
+      });
+
+      await t.step("models show --tensors lists the tensors of every part", async () => {
+        const cfg = `${tmp.path}/config.yaml`;
+        await Deno.writeTextFile(cfg, `models:\n  dirs: [${JSON.stringify(`${tmp.path}/mine`)}]\n`);
+        const part1 = `${tmp.path}/mine/split/${parts[0]}`;
+        const r = await cli([
+          "--data-dir",
+          paths.dataDir,
+          "--config",
+          cfg,
+          "models",
+          "show",
+          part1,
+          "--tensors",
+          "--json",
+        ], {
+          env: { HOME: env.HOME, PATH: Deno.env.get("PATH") ?? "" },
+        });
+        assertEquals(r.code, 0, r.stderr);
+        const j = JSON.parse(r.stdout);
+        assertEquals(j.files.length, 2);
+        assertEquals(
+          j.tensors.map((x: { name: string }) => x.name).sort(),
+          ["blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.1.attn_q.weight", "token_embd.weight"],
+        );
       });
     } finally {
       await tmp.cleanup();
