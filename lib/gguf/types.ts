@@ -49,6 +49,9 @@ export const GGML_TYPES: Record<number, GgmlType> = {
   34: { name: "TQ1_0", blockSize: 256, typeSize: 54 },
   35: { name: "TQ2_0", blockSize: 256, typeSize: 66 },
   39: { name: "MXFP4", blockSize: 32, typeSize: 17 },
+  40: { name: "NVFP4", blockSize: 64, typeSize: 36 },
+  41: { name: "Q1_0", blockSize: 128, typeSize: 18 },
+  42: { name: "Q2_0", blockSize: 64, typeSize: 18 },
 };
 
 /** llama.cpp's `general.file_type` values (LLAMA_FTYPE_*). */
@@ -86,6 +89,9 @@ export const FILE_TYPES: Record<number, string> = {
   36: "TQ1_0",
   37: "TQ2_0",
   38: "MXFP4_MOE",
+  39: "NVFP4",
+  40: "Q1_0",
+  41: "Q2_0",
 };
 
 /** Elements of a tensor. */
