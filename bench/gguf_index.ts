@@ -291,34 +291,48 @@ try {
     } MB`,
   );
 
-  // --- floor: a plain read of each file's header bytes -------------------------------------------------------
-  const tPlain = performance.now();
-  for (const f of files) {
-    const h = await Deno.open(f.path);
-    const buf = new Uint8Array(f.headerBytes);
-    let off = 0;
-    while (off < buf.length) {
-      const n = await h.read(buf.subarray(off));
-      if (n === null) break;
-      off += n;
+  // Every measure below starts from the same state: the files' pages written back and in the page cache. (The
+  // first pass over freshly written files measures the disk's writeback, not a reader: seen here as 1.1 s of
+  // read syscalls in one pass over 300 files and 0.07 s in the next.)
+  await run(["sync"]);
+  const plainPass = async (): Promise<number> => {
+    const t0 = performance.now();
+    for (const f of files) {
+      const h = await Deno.open(f.path);
+      const buf = new Uint8Array(f.headerBytes);
+      let off = 0;
+      while (off < buf.length) {
+        const n = await h.read(buf.subarray(off));
+        if (n === null) break;
+        off += n;
+      }
+      h.close();
     }
-    h.close();
-  }
-  const plainMs = performance.now() - tPlain;
+    return performance.now() - t0;
+  };
+  // --- floor: a plain read of each file's header bytes (the better of two passes, like ours below) ---------------
+  const plainMs = Math.min(await plainPass(), await plainPass());
 
-  // --- ours: cold index, then warm, in a fresh process -----------------------------------------------------------
-  const childOut = await run([
-    Deno.execPath(),
-    "run",
-    "-A",
-    new URL(import.meta.url).pathname,
-    "--child",
-    dir,
-  ]);
-  const child = JSON.parse(childOut.stdout.trim().split("\n").pop()!);
-  if (child.models !== N || child.read !== N) {
-    throw new Error(`indexed ${child.models}/${N}: ${child.unreadable}`);
+  // --- ours: cold index (no index cache: every header read), then warm, in a fresh process; twice, the better
+  // kept (the machine may be shared) and both printed --------------------------------------------------------------
+  const children: { coldMs: number; warm: number[]; peak: number; start: number }[] = [];
+  for (let i = 0; i < 2; i++) {
+    await Deno.remove(`${dir}/data`, { recursive: true }).catch(() => {});
+    const childOut = await run([
+      Deno.execPath(),
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--child",
+      dir,
+    ]);
+    const c = JSON.parse(childOut.stdout.trim().split("\n").pop()!);
+    if (c.models !== N || c.read !== N) {
+      throw new Error(`indexed ${c.models}/${N}: ${c.unreadable}`);
+    }
+    children.push(c);
   }
+  const child = children.reduce((a, b) => a.coldMs <= b.coldMs ? a : b);
   const coldMs: number = child.coldMs;
   const warmRuns: number[] = child.warm;
   const peak: number = child.peak;
@@ -383,7 +397,11 @@ try {
       (totalHeader / 1e6).toFixed(0)
     } MB of header)`,
   );
-  console.log(`  cold index            ${fmt(coldMs)} ms (${fmt(perFileCold)} ms/file)`);
+  console.log(
+    `  cold index            ${fmt(coldMs)} ms (${fmt(perFileCold)} ms/file; runs: ${
+      children.map((c) => fmt(c.coldMs)).join(", ")
+    } ms)`,
+  );
   console.log(
     `  plain header read     ${fmt(plainMs)} ms (${fmt(perFilePlain)} ms/file)   cold index / plain read = ${
       (coldMs / plainMs).toFixed(2)
