@@ -8,6 +8,7 @@ import { bool, int, type ParsedArgs, str } from "./args.ts";
 import {
   followServerLog,
   listServers,
+  probeHealth,
   readServerLog,
   removeServer,
   restartServer,
@@ -217,12 +218,8 @@ export const serverCommand: Command = {
         const s = await serverStatus(ctx.paths, name);
         let health: string | undefined;
         if (s.state === "ready" || s.state === "starting") {
-          health = await fetch(`${s.url}/health`, { signal: AbortSignal.timeout(2000) })
-            .then(async (r) => {
-              await r.body?.cancel();
-              return r.status === 200 ? "ok" : r.status === 503 ? "loading" : `HTTP ${r.status}`;
-            })
-            .catch(() => "unreachable");
+          const code = await probeHealth(s.url);
+          health = code === 200 ? "ok" : code === 503 ? "loading" : code ? `HTTP ${code}` : "unreachable";
         }
         if (ctx.json) ctx.print(JSON.stringify({ ...s, health }, null, 2));
         else printStatus(ctx, s, health);

@@ -193,6 +193,31 @@ Deno.test({
         assertStringIncludes(r.stderr, "hint: use --port");
       });
 
+      await t.step("readiness is seen on a port fetch refuses and with a dead HTTP proxy set", async () => {
+        // 10080, 6665-6669 and 6000 are on the Fetch standard's blocked-port list; any free one will do.
+        const port = [10080, 6665, 6666, 6667, 6668, 6669, 6000].find((p) => {
+          try {
+            Deno.listen({ hostname: "127.0.0.1", port: p }).close();
+            return true;
+          } catch {
+            return false;
+          }
+        });
+        assert(port, "one of the blocked ports is free");
+        const proxy = { HTTP_PROXY: "http://127.0.0.1:9", http_proxy: "http://127.0.0.1:9" };
+        const r = await cli(
+          [...base, "server", "start", MODEL, "--name", "blocked", "--port", String(port), "--ctx", "256"],
+          { env: proxy },
+        );
+        assertEquals(r.code, 0, r.stderr);
+        const st = await cli([...base, "server", "status", "blocked"], { env: proxy });
+        assertEquals(st.code, 0, st.stdout);
+        assertMatch(st.stdout, /health\s+ok/);
+        assertMatch(st.stdout, new RegExp(`url\\s+http://127\\.0\\.0\\.1:${port}`));
+        const stop = await cli([...base, "server", "stop", "blocked"]);
+        assertEquals(stop.code, 0, stop.stderr);
+      });
+
       await t.step("a running server cannot be removed from the list", async () => {
         const r = await cli([...base, "server", "rm", "chat"]);
         assertEquals(r.code, 1);

@@ -14,3 +14,4 @@ export * from "./state.ts";
 export * from "./ports.ts";
 export * from "./logs.ts";
 export * from "./identity.ts";
+export * from "./health.ts";

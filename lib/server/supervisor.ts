@@ -15,6 +15,7 @@ import { withLock } from "../util/lock.ts";
 import { shellQuote } from "../util/run.ts";
 import { pidAlive, pidRss, pidStartTicks } from "../util/process.ts";
 import { findFreePort, portInUse } from "./ports.ts";
+import { probeHealth } from "./health.ts";
 import { bootId, checkProcess, type ProcessCheck } from "./identity.ts";
 import {
   failureReason,
@@ -229,13 +230,7 @@ export function serverArgv(binary: string, spec: ServerSpec, port: number): stri
 }
 
 async function health(url: string): Promise<number | undefined> {
-  try {
-    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
-    await r.body?.cancel();
-    return r.status;
-  } catch {
-    return undefined;
-  }
+  return await probeHealth(url);
 }
 
 /** Why {@linkcode waitReady} gave up. */
