@@ -115,6 +115,7 @@ const EMBEDDING_ARCHES = new Set([
   "modern-bert",
   "neo-bert",
   "eurobert",
+  "gemma-embedding",
 ]);
 
 function num(v: GgufValue | undefined): number | undefined {
@@ -195,8 +196,9 @@ export function describeModel(header: GgufHeader): ModelFacts {
   const poolingType = num(k("pooling_type"));
   const type = s("general.type");
   const caps: Capability[] = [];
-  const embeddingOnly = EMBEDDING_ARCHES.has(arch) ||
-    (poolingType !== undefined && poolingType > 0 && !chatTemplate);
+  // As Ollama decides: a pooling type makes an embedding model. The converter writes one only for models with a
+  // sentence-transformers pooling layer (Qwen3-Embedding, gte-Qwen2...), which often carry a chat template too.
+  const embeddingOnly = EMBEDDING_ARCHES.has(arch) || poolingType !== undefined;
   if (type === "mmproj" || arch === "clip") caps.push("vision");
   else if (embeddingOnly) caps.push("embedding");
   else {
