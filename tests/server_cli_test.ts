@@ -22,6 +22,33 @@ async function chat(url: string, content: string): Promise<string> {
   return (await r.json()).choices[0].message.content;
 }
 
+/** A GGUF file with string metadata and no tensors. */
+function tinyGguf(kv: Record<string, string>): Uint8Array {
+  const out: number[] = [];
+  const num = (n: number, bytes: 4 | 8) => {
+    const b = new Uint8Array(bytes);
+    const v = new DataView(b.buffer);
+    if (bytes === 4) v.setUint32(0, n, true);
+    else v.setBigUint64(0, BigInt(n), true);
+    out.push(...b);
+  };
+  const str = (s: string) => {
+    const e = new TextEncoder().encode(s);
+    num(e.length, 8);
+    out.push(...e);
+  };
+  num(0x46554747, 4); // "GGUF"
+  num(3, 4); // version
+  num(0, 8); // tensors
+  num(Object.keys(kv).length, 8);
+  for (const [k, v] of Object.entries(kv)) {
+    str(k);
+    num(8, 4); // string
+    str(v);
+  }
+  return new Uint8Array(out);
+}
+
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -218,6 +245,27 @@ Deno.test({
         assertEquals(stop.code, 0, stop.stderr);
       });
 
+      await t.step("a projector paired with the model in the index is passed as --mmproj", async () => {
+        // A model folder with a projector next to the model; this projector is a valid GGUF header without the
+        // CLIP tensors, so llama-server really opens it and says why it cannot use it.
+        const vision = `${tmp.path}/vision`;
+        await Deno.mkdir(`${vision}/models`, { recursive: true });
+        await Deno.mkdir(`${vision}/data/instances`, { recursive: true });
+        await Deno.symlink(`${shared.instancesDir}/cpu`, `${vision}/data/instances/cpu`);
+        await Deno.symlink(model, `${vision}/models/SmolLM2-135M-Instruct.Q4_1.gguf`);
+        const mmproj = `${vision}/models/mmproj-SmolLM2-135M-Instruct-f16.gguf`;
+        await Deno.writeFile(mmproj, tinyGguf({ "general.architecture": "clip", "general.type": "mmproj" }));
+        await Deno.writeTextFile(`${vision}/config.yaml`, `models:\n  dirs: [${vision}/models]\n`);
+        const vbase = ["-d", `${vision}/data`, "--config", `${vision}/config.yaml`];
+        const r = await cli([...vbase, "server", "start", MODEL, "--name", "vision", "--ctx", "256"]);
+        assertEquals(r.code, 1, r.stdout);
+        assertStringIncludes(r.stderr, `failed to load multimodal model, '${mmproj}'`);
+        const st = await cli([...vbase, "server", "status", "vision", "--json"]);
+        const s = JSON.parse(st.stdout);
+        assertEquals(s.state, "failed");
+        assertEquals(s.argv[s.argv.indexOf("--mmproj") + 1], mmproj);
+      });
+
       await t.step("a running server cannot be removed from the list", async () => {
         const r = await cli([...base, "server", "rm", "chat"]);
         assertEquals(r.code, 1);
@@ -239,6 +287,7 @@ Deno.test({
       });
     } finally {
       await stopAllServers(resolvePaths({ dataDir: data, env: {} }));
+      await stopAllServers(resolvePaths({ dataDir: `${tmp.path}/vision/data`, env: {} }));
       await tmp.cleanup();
     }
   },
