@@ -105,6 +105,20 @@ Deno.test({
         },
       );
 
+      await t.step("an unreachable private index is named in the error, with what to check", async () => {
+        const err = await assertRejects(
+          () =>
+            ensureVenv({
+              ...opts,
+              venvDir: join(tmp.path, "venv-bad-index"),
+              python: { torch: "auto", index_url: "http://127.0.0.1:9/simple", offline: false },
+            }),
+          UserError,
+        );
+        assertStringIncludes(err.message, "could not reach the package index http://127.0.0.1:9");
+        assertStringIncludes((err as UserError).hint ?? "", "--index-url");
+      });
+
       await t.step("without uv's network, torch 'skip' makes an environment without torch", async () => {
         const env = await ensureVenv({
           ...opts,

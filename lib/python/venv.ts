@@ -218,6 +218,56 @@ async function probe(python: string, withTorch: boolean): Promise<string | undef
   }
 }
 
+/** The error for a failed `uv` step: an unreachable index and a torch that cannot be found say so. */
+export function venvError(
+  venvDir: string,
+  uvOutput: string,
+  opts: PythonOptions,
+  logFile: string | undefined,
+  cause?: unknown,
+): UserError {
+  const torchFlags = "a directory of wheels (--find-links DIR, e.g. a local torch wheel), a private index " +
+    "(--index-url URL), another version (--torch-version), the system's torch (--torch system), or none " +
+    "(--torch skip)";
+  const tail = uvOutput.split("\n").slice(-12).join("\n");
+  const url = uvOutput.match(/Failed to fetch: [`'"]?(\S+?)[`'"]?\s*$/m)?.[1];
+  if (url && /connect|dns|resolv|timed out|refused|unreachable/i.test(uvOutput)) {
+    const origin = (() => {
+      try {
+        return new URL(url).origin;
+      } catch {
+        return url;
+      }
+    })();
+    const pytorch = origin === new URL(TORCH_CPU_INDEX).origin;
+    const mirror = opts.index_url !== undefined && url.startsWith(opts.index_url.replace(/\/+$/, ""));
+    return new UserError(
+      `could not reach ${pytorch ? "PyTorch's wheel index " : mirror ? "the package index " : ""}${origin} ` +
+        `while making the Python environment at ${venvDir}:\n${tail}`,
+      {
+        hint: pytorch
+          ? `torch's index is unreachable from here; take torch from ${torchFlags}`
+          : mirror
+          ? `check --index-url (python.index_url: ${opts.index_url}), or use --find-links DIR with --offline`
+          : `no network to the package index? use --offline with uv's cache and --find-links DIR, or --index-url URL`,
+        cause,
+      },
+    );
+  }
+  if (
+    /torch/i.test(uvOutput) && /(not found|no matching|unsatisfiable|no version|not satisf)/i.test(uvOutput)
+  ) {
+    return new UserError(`torch could not be installed in the Python environment at ${venvDir}:\n${tail}`, {
+      hint: `take torch from ${torchFlags}`,
+      cause,
+    });
+  }
+  return new UserError(`could not make the Python environment at ${venvDir}:\n${tail}`, {
+    hint: `see ${logFile ?? "uv's output"}; use --offline/--find-links/--index-url for machines without PyPI`,
+    cause,
+  });
+}
+
 /**
  * Creates the environment, or repairs it, or does nothing when it is already what the options ask for.
  *
@@ -311,21 +361,7 @@ async function ensureVenvOnce(options: VenvOptions, fresh: boolean): Promise<Ven
     await run(args, { logFile: options.logFile, env, tailLines: 25 });
   } catch (err) {
     const text = err instanceof CommandError ? err.tail.join("\n") : (err as Error).message;
-    const torchTrouble = /torch/i.test(text) &&
-      /(not found|no matching|unsatisfiable|no version|failed to fetch|connect)/i.test(text);
-    throw new UserError(
-      `could not make the Python environment at ${venvDir}:\n${text.split("\n").slice(-12).join("\n")}`,
-      {
-        hint: torchTrouble
-          ? "torch could not be installed: point at a directory of wheels (--find-links DIR, e.g. a local torch wheel) " +
-            "or a private index (--index-url URL), choose the version (--torch-version), use the system's torch " +
-            "(--torch system), or skip it (--torch skip)"
-          : `see ${
-            options.logFile ?? "uv's output"
-          }; use --offline/--find-links/--index-url for machines without PyPI`,
-        cause: err,
-      },
-    );
+    throw venvError(venvDir, text, opts, options.logFile, err);
   }
   const torch = await probe(py, withTorch);
   if (torch === undefined && !fresh && !plan.systemSitePackages) {
