@@ -9,6 +9,7 @@ import { resolvePaths } from "../lib/config/paths.ts";
 import {
   bootId,
   failureReason,
+  followFile,
   listServers,
   rotateLog,
   serverArgv,
@@ -159,6 +160,33 @@ Deno.test("server logs rotate, keep three old files, and tails reach into the ro
         assertEquals(await Deno.readTextFile(`${log}.1`), "before\n".repeat(10));
       },
     );
+
+    await t.step("follow keeps up across an in-place truncation and a rotation by rename", async () => {
+      const f = `${tmp.path}/follow.log`;
+      await Deno.writeTextFile(f, "old line\n");
+      const ac = new AbortController();
+      let seen = "";
+      const following = followFile(f, (text) => seen += text, ac.signal);
+      const until = async (part: string) => {
+        for (let i = 0; i < 100 && !seen.includes(part); i++) await new Promise((r) => setTimeout(r, 20));
+        assertStringIncludes(seen, part);
+      };
+      try {
+        await Deno.writeTextFile(f, "first new line\n", { append: true });
+        await until("first new line");
+        assert(!seen.includes("old line"), "follow starts at the end");
+        await rotateLog(f, { maxBytes: 1, copyTruncate: true });
+        await Deno.writeTextFile(f, "after truncation\n", { append: true });
+        await until("after truncation");
+        await rotateLog(f, { maxBytes: 1 });
+        // The new file is longer than where the old one ended: only its identity says it is new.
+        await Deno.writeTextFile(f, "a new file after a rotation by rename, longer than before\n");
+        await until("a new file after a rotation by rename");
+      } finally {
+        ac.abort();
+        await following;
+      }
+    });
 
     await t.step("a tail longer than the current file continues in the rotated one", async () => {
       assertEquals(await tailLog(log, 3), ["before", "before", "after"]);

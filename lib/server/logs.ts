@@ -178,11 +178,16 @@ export async function followFile(
   onText: (text: string) => void,
   signal: AbortSignal,
 ): Promise<void> {
-  let pos = await Deno.stat(path).then((s) => s.size).catch(() => 0);
+  const stat = () =>
+    Deno.stat(path).then((s) => ({ size: s.size, ino: s.ino }), () => ({ size: 0, ino: null }));
+  let { size: pos, ino } = await stat();
   const dec = new TextDecoder();
   while (!signal.aborted) {
-    const size = await Deno.stat(path).then((s) => s.size).catch(() => 0);
-    if (size < pos) pos = 0; // rotated or truncated
+    const now = await stat();
+    const size = now.size;
+    // Truncated in place, or a new file after a rotation by rename: read the new one from its start.
+    if (size < pos || now.ino !== ino) pos = 0;
+    ino = now.ino;
     if (size > pos) {
       const f = await Deno.open(path);
       try {
