@@ -14,6 +14,7 @@ import { serverCommand } from "./server.ts";
 import { daemonCommand } from "./daemon.ts";
 import { convertCommand } from "./convert.ts";
 import { quantizeCommand } from "./quantize.ts";
+import { imatrixCommand } from "./imatrix.ts";
 
 /** Every command. */
 export const COMMANDS: Command[] = [
@@ -28,4 +29,5 @@ export const COMMANDS: Command[] = [
   daemonCommand,
   convertCommand,
   quantizeCommand,
+  imatrixCommand,
 ];

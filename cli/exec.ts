@@ -1,6 +1,6 @@
 /**
  * `llama-mgr exec`: run any llama.cpp binary of an instance with stdio and exit code passed through, and the
- * short aliases for the common tools (`bench`, `tokenize`, `gguf-split`, `perplexity`, `imatrix`).
+ * short aliases for the common tools (`bench`, `tokenize`, `gguf-split`, `perplexity`).
  *
  * @module
  */
@@ -103,11 +103,5 @@ export const TOOL_ALIASES: Command[] = [
     "llama-perplexity",
     "measure perplexity on a text file",
     "llama-mgr perplexity -m model.gguf -f wiki.test.raw",
-  ),
-  alias(
-    "imatrix",
-    "llama-imatrix",
-    "compute an importance matrix",
-    "llama-mgr imatrix -m model-f16.gguf -f calibration.txt",
   ),
 ];
