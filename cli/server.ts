@@ -158,7 +158,9 @@ export const serverCommand: Command = {
   details: [
     "Servers run detached (they outlive the terminal), log to <data>/logs/server-NAME.log, and are checked",
     "against their process: a dead or reused pid shows as stopped or crashed, never as running.",
-    "A PRESET is a name under `presets:` in the config file (model, instance, ctx, ngl, args, env).",
+    "`start` returns once /health answers; if llama-server cannot start it prints llama-server's own reason.",
+    "Ctrl-C during `start` stops the half-started server. `status` exits 3 when the server is not ready.",
+    "A PRESET is a name under `presets:` in the config file (model, instance, ctx, ngl, port, args, env).",
   ].join("\n"),
   examples: [
     "llama-mgr server start qwen3:4b --port auto --ctx 16384 --ngl 99",
