@@ -119,17 +119,22 @@ Deno.test({
         assertStringIncludes((err as UserError).hint ?? "", "--index-url");
       });
 
-      await t.step("without uv's network, torch 'skip' makes an environment without torch", async () => {
-        const env = await ensureVenv({
-          ...opts,
-          venvDir: join(tmp.path, "venv-skip"),
-          python: { torch: "skip", offline: true },
-        });
-        assertEquals(env.torch, undefined);
-        const r = await run([env.python, "-c", "import torch"], { check: false });
-        assert(r.code !== 0, "torch is not installed with --torch skip");
-        await run([env.python, "-c", "import numpy, gguf, sentencepiece"]);
-      });
+      await t.step(
+        "two callers at once (torch 'skip', offline): one makes it, the other waits and finds it made",
+        async () => {
+          const skip = {
+            ...opts,
+            venvDir: join(tmp.path, "venv-skip"),
+            python: { torch: "skip", offline: true },
+          };
+          const both = await Promise.all([ensureVenv(skip), ensureVenv(skip)]);
+          assertEquals(both.map((e) => e.upToDate).sort(), [false, true]);
+          assertEquals(both[0].torch, undefined);
+          const r = await run([both[0].python, "-c", "import torch"], { check: false });
+          assert(r.code !== 0, "torch is not installed with --torch skip");
+          await run([both[0].python, "-c", "import numpy, gguf, sentencepiece"]);
+        },
+      );
     } finally {
       await tmp.cleanup();
     }
