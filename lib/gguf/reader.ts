@@ -277,20 +277,33 @@ function parse(
     return s;
   };
   const skipStrings = (n: number) => {
-    // The hot loop of a facts-only read: walk the lengths of a token list without decoding it.
-    for (let i = 0; i < n; i++) {
-      if (pos + 8 > end || !wide) {
-        const len = count("string length", limits.maxString, 1);
-        need(len);
-        pos += len;
-        continue;
+    // The hot loop of a facts-only read: walk the lengths of a token list without decoding it. The fast path
+    // keeps the position in a local and reads little-endian lengths byte by byte (closure variables and
+    // DataView calls cost more than the work); anything unusual goes the general way.
+    const maxStr = limits.maxString;
+    let i = 0;
+    while (i < n) {
+      if (wide && le) {
+        let p = pos;
+        const e = end;
+        const b = buf;
+        while (i < n && p + 8 <= e) {
+          const lo = (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16)) + b[p + 3] * 16777216;
+          if ((b[p + 4] | b[p + 5] | b[p + 6] | b[p + 7]) !== 0 || lo > maxStr) break;
+          const next = p + 8 + lo;
+          if (next > e) break;
+          p = next;
+          i++;
+        }
+        pos = p;
+        if (i >= n) return;
       }
-      const lo = view.getUint32(le ? pos : pos + 4, le);
-      const hi = view.getUint32(le ? pos + 4 : pos, le);
-      if (hi !== 0 || lo > limits.maxString) count("string length", limits.maxString, 1); // reports it
-      pos += 8;
-      if (pos + lo > end) need(lo);
-      pos += lo;
+      // A string the fast path did not take (it crosses the window's end, its length is bad, or the file is
+      // big-endian or v1): count() reports a bad length, need() slides the window.
+      const len = count("string length", maxStr, 1);
+      need(len);
+      pos += len;
+      i++;
     }
   };
   const skipBytes = (n: number) => {
