@@ -17,6 +17,9 @@ import { readGgufHeader } from "../lib/gguf/reader.ts";
 import { exists } from "../lib/util/fs.ts";
 import { run } from "../lib/util/run.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { imatrixCommand } from "../cli/imatrix.ts";
+import { parseFlags } from "../cli/args.ts";
+import { createContext } from "../cli/command.ts";
 
 /** The same torch choice as the other convert tests, so they share one environment without reinstalls. */
 const TORCH_FLAGS = ["--torch-version", "2.13.0", "--find-links", "/opt/wheels"];
@@ -133,6 +136,32 @@ Deno.test({
           assert(
             again instanceof UserError && /exists/.test(again.message) && /--force/.test(again.hint ?? ""),
           );
+        },
+      );
+
+      await t.step(
+        "the imatrix command on an instance without llama-imatrix says how to add it",
+        async () => {
+          const argv = [
+            "-d",
+            data,
+            "--config",
+            join(tmp.path, "none.yaml"),
+            "-m",
+            f16,
+            "-f",
+            join(tmp.path, "x"),
+          ];
+          const a = parseFlags(argv, imatrixCommand.flags, "imatrix");
+          await Deno.writeTextFile(join(tmp.path, "x"), calibration(10));
+          const err = await Promise.resolve(imatrixCommand.run(createContext(a), a)).then(
+            () => undefined,
+            (e) => e,
+          );
+          assert(err instanceof UserError, String(err));
+          assertStringIncludes(err.message, "instance 'cpu' has no llama-imatrix");
+          assertStringIncludes(err.hint ?? "", "--targets");
+          assertStringIncludes(err.hint ?? "", "llama-imatrix");
         },
       );
 
