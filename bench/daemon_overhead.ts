@@ -187,6 +187,15 @@ async function main(): Promise<void> {
     stdout: "null",
     stderr: "inherit",
   }).spawn();
+  // Interrupted (Ctrl-C, timeout): stop the daemon, which stops its llama-server.
+  const onSignal = () => {
+    try {
+      daemon.kill("SIGTERM");
+    } catch { /* gone */ }
+    daemon.status.finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   try {
     for (let i = 0; i < 300; i++) {
       try {

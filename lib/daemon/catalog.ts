@@ -126,7 +126,13 @@ export function createCatalog(options: CatalogOptions): Catalog {
     }
     return cached.list;
   };
-  const readNames = async (): Promise<NamesFile> => (await readJson<NamesFile>(namesFile)) ?? { names: {} };
+  // Read once, then kept in memory (this daemon is the file's only writer); every change is written through.
+  let namesCache: Promise<NamesFile> | undefined;
+  const readNames = (): Promise<NamesFile> =>
+    namesCache ??= readJson<NamesFile>(namesFile).then((n) => n ?? { names: {} }, (err) => {
+      namesCache = undefined;
+      throw new HttpError(500, `cannot read ${namesFile}: ${(err as Error).message}`);
+    });
 
   const withTag = (name: string) => (name.lastIndexOf(":") > name.lastIndexOf("/") ? name : `${name}:latest`);
   const targetOf = (all: CatalogSourceEntry[], target: string) => {
