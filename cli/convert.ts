@@ -59,6 +59,7 @@ export const convertCommand: Command = {
     await Deno.mkdir(ctx.paths.logsDir, { recursive: true });
     const logFile = join(ctx.paths.logsDir, `convert-${Date.now()}.log`);
     const progress = createProgress("convert", { quiet: ctx.quiet });
+    let venvProgress: ReturnType<typeof createProgress> | undefined;
     const r = await convertModel(ctx.paths, {
       instance,
       source,
@@ -68,8 +69,17 @@ export const convertCommand: Command = {
       python: pythonOptions(config.python, args),
       logFile,
       onInfo: ctx.info,
-      onProgress: (p) => progress.update(p, 100, "writing"),
+      onVenvProgress: (phase, total, text) => {
+        venvProgress ??= createProgress("python environment", { quiet: ctx.quiet });
+        venvProgress.update(phase, total, text);
+      },
+      onProgress: (p) => {
+        venvProgress?.done("ready");
+        venvProgress = undefined;
+        progress.update(p, 100, "writing");
+      },
     });
+    venvProgress?.done("ready");
     progress.done("done");
     const size = (await Deno.stat(r.output)).size;
     const entry = await resolveModel(ctx.paths, config, r.output).catch(() => undefined);

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { tempDir, testInstance } from "./_fixtures.ts";
 import type { PythonOptions } from "../lib/config/schema.ts";
-import { ensureVenv } from "../lib/python/venv.ts";
+import { ensureVenv, type VenvOptions } from "../lib/python/venv.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { run } from "../lib/util/run.ts";
 
@@ -122,7 +122,7 @@ Deno.test({
       await t.step(
         "two callers at once (torch 'skip', offline): one makes it, the other waits and finds it made",
         async () => {
-          const skip = {
+          const skip: VenvOptions = {
             ...opts,
             venvDir: join(tmp.path, "venv-skip"),
             python: { torch: "skip", offline: true },

@@ -96,6 +96,8 @@ export interface ConvertOptions {
   onInfo?: (text: string) => void;
   /** Progress in percent of the writing step. */
   onProgress?: (percent: number) => void;
+  /** Progress of making or repairing the Python environment (uv's phases, see `ensureVenv`). */
+  onVenvProgress?: (phase: number, total: number, text: string) => void;
   /** Environment for finding the HF cache. */
   env?: Record<string, string | undefined>;
 }
@@ -136,6 +138,7 @@ export async function convertModel(
     python: options.python,
     logFile: options.logFile,
     onInfo: options.onInfo,
+    onProgress: options.onVenvProgress,
   });
   if (inst.venvDir !== venvDir || inst.withPython === false) {
     await writeInstance(paths, { ...inst, venvDir, withPython: true });

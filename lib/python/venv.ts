@@ -27,6 +27,16 @@ export interface VenvOptions {
   quiet?: boolean;
   /** Status lines. */
   onInfo?: (text: string) => void;
+  /** uv's progress: phase 1 resolve, 2 download/build, 3 install (of 3), with uv's own line. */
+  onProgress?: (phase: number, total: number, text: string) => void;
+}
+
+/** The phase (of 3) a line of `uv pip install` output reports, or 0 for other lines. */
+export function uvPhase(line: string): number {
+  if (/^\s*Resolved\b/.test(line)) return 1;
+  if (/^\s*(Downloading|Downloaded|Building|Built|Prepared)\b/.test(line)) return 2;
+  if (/^\s*(Installed|Uninstalled|Audited)\b/.test(line)) return 3;
+  return 0;
 }
 
 /** What {@linkcode ensureVenv} made. */
@@ -358,11 +368,20 @@ async function ensureVenvOnce(options: VenvOptions, fresh: boolean): Promise<Ven
         opts.torch_version ? ` ${opts.torch_version}` : ""
       })`,
     );
-    await run(args, { logFile: options.logFile, env, tailLines: 25 });
+    await run(args, {
+      logFile: options.logFile,
+      env,
+      tailLines: 25,
+      onLine: (line) => {
+        const phase = uvPhase(line);
+        if (phase && !options.quiet) options.onProgress?.(phase, 3, line.trim());
+      },
+    });
   } catch (err) {
     const text = err instanceof CommandError ? err.tail.join("\n") : (err as Error).message;
     throw venvError(venvDir, text, opts, options.logFile, err);
   }
+  if (!options.quiet) options.onProgress?.(3, 3, "checking that the packages import");
   const torch = await probe(py, withTorch);
   if (torch === undefined && !fresh && !plan.systemSitePackages) {
     // Installed yet not importable (files deleted under intact metadata, a half-written package): start over.
