@@ -208,6 +208,8 @@ Deno.test({
   async fn(t) {
     const tmp = await tempDir();
     const env = {
+      // Deno's own cache stays where it is (a temporary HOME would make every run fetch the npm packages).
+      DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
       HOME: `${tmp.path}/home`,
       HF_HOME: `${tmp.path}/hf`,
       OLLAMA_MODELS: `${tmp.path}/ollama`,

@@ -12,6 +12,7 @@ function clean(s: string): string {
 
 const QUANT_IN_NAME = /[-_.](i?q\d[a-z0-9_]*|f16|f32|bf16)$/i;
 const SPLIT_IN_NAME = /-\d{5}-of-\d{5}$/;
+const FINETUNE_TAG = /^(instruct|chat|it|base|coder|code|thinking|reasoning|math|vl|vision)([-.]|$)/;
 
 /**
  * The name a model gets: `basename:size[-finetune]-quant`, e.g. `qwen2.5-coder:7b-instruct-q4_k_m`, from
@@ -29,8 +30,10 @@ export function modelName(facts: ModelFacts, path: string): string {
     clean(file.replace(QUANT_IN_NAME, ""));
   const parts: string[] = [];
   if (facts.sizeLabel) parts.push(clean(facts.sizeLabel));
+  // The fine-tune as Ollama's tags carry it (`3b-instruct`, `4b-it`, `4b-thinking-2507`); free text such as a
+  // training run's name (`8k-lc100k-mix1-ep2`) is left out, and so is one the base name already says.
   const ft = facts.finetune ? clean(facts.finetune) : "";
-  if (ft && /^(instruct|chat|it|base|coder|thinking|reasoning)$/.test(ft)) parts.push(ft);
+  if (FINETUNE_TAG.test(ft) && ft.length <= 24 && !base.includes(ft)) parts.push(ft);
   parts.push(clean(facts.fileType));
   return `${base || "model"}:${parts.filter(Boolean).join("-")}`;
 }
