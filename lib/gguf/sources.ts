@@ -95,9 +95,28 @@ async function walk(
   }
 }
 
-/** The Ollama store directory. */
+/** The Ollama store directory (the user's: see {@linkcode ollamaDirs} for every place it may be). */
 export function ollamaDir(env: Record<string, string | undefined>): string {
-  return env.OLLAMA_MODELS ? expandHome(env.OLLAMA_MODELS) : join(env.HOME ?? "/", ".ollama", "models");
+  return ollamaDirs(env)[0];
+}
+
+/** Where Ollama's system service keeps its store on Linux (the official installer runs `ollama serve` as user
+ * `ollama`, whose home is `/usr/share/ollama`): most Linux users' models are there, not in `~/.ollama`. */
+export const OLLAMA_SYSTEM_DIR = "/usr/share/ollama/.ollama/models";
+
+/**
+ * Every place Ollama's store may be: `$OLLAMA_MODELS` when set, else `~/.ollama/models` and, on Linux, the
+ * system service's store.
+ *
+ * @example
+ * ```ts
+ * ollamaDirs({ HOME: "/home/me" }); // ["/home/me/.ollama/models", "/usr/share/ollama/.ollama/models"] on Linux
+ * ```
+ */
+export function ollamaDirs(env: Record<string, string | undefined>): string[] {
+  if (env.OLLAMA_MODELS) return [expandHome(env.OLLAMA_MODELS)];
+  const user = join(env.HOME ?? "/", ".ollama", "models");
+  return Deno.build.os === "linux" && user !== OLLAMA_SYSTEM_DIR ? [user, OLLAMA_SYSTEM_DIR] : [user];
 }
 
 /** The Hugging Face hub cache directory. */
@@ -222,7 +241,7 @@ export async function findCandidates(
   await walk(paths.modelsDir, fromDir("models"));
   for (const d of config.models.dirs) await walk(expandHome(d), fromDir("dir"));
   const src = config.models.sources;
-  if (src.ollama) await ollamaCandidates(ollamaDir(env), push);
+  if (src.ollama) { for (const d of ollamaDirs(env)) await ollamaCandidates(d, push); }
   if (src.huggingface) {
     const hub = hfHubDir(env);
     let repos: Deno.DirEntry[] = [];
