@@ -90,7 +90,7 @@ async function show(ctx: Context, args: ParsedArgs): Promise<void> {
     ["experts", f.expertCount ? `${f.expertUsedCount ?? "?"} of ${f.expertCount}` : undefined],
     ["tokenizer", `${f.tokenizer ?? "?"}, ${f.vocabSize} tokens`],
     ["template", f.chatTemplate ? `${f.chatTemplate.length} characters` : undefined],
-    ["caps", f.capabilities.join(", ")],
+    ["caps", [...new Set([...f.capabilities, ...(m.mmproj ? ["vision"] : [])])].join(", ")],
     [
       "memory",
       `${formatBytes(est.totalBytes)} at ctx ${ctxLen} (${cacheType} cache): weights ${

@@ -4,7 +4,7 @@
  * GGUFReader, Ollama manifests with a projector layer, a user namespace and an `hf.co/...` pull (mixed case, as
  * Ollama shows it), and the CLI's `scan --dir`, `alias` and `show --tensors` as a user runs them.
  */
-import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { cli, smolModelPath, tempDir } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
@@ -267,6 +267,21 @@ Deno.test({
         assertStringIncludes(r.stdout, "576x49152");
         const rows = r.stdout.split("\n").filter((l) => /^(blk\.\d+\.|token_embd|output)/.test(l));
         assertEquals(rows.length, 272);
+      });
+
+      await t.step("a model pulled by Ollama with a projector shows the vision capability", async () => {
+        const proj = `${tmp.path}/projector.bin`;
+        await Deno.writeTextFile(proj, "a projector blob");
+        await ollamaPull(
+          env.OLLAMA_MODELS,
+          ["registry.ollama.ai", "library", "smolvision", "latest"],
+          await smolModelPath(),
+          proj,
+        );
+        const r = await run("models", "show", "smolvision");
+        assertEquals(r.code, 0, r.stderr);
+        assertMatch(r.stdout, /^caps\s+completion, vision$/m);
+        assertMatch(r.stdout, /^mmproj\s+.*\/blobs\/sha256-[0-9a-f]{64}$/m);
       });
 
       await t.step("bad input says what was wrong and what to do", async () => {
