@@ -7,6 +7,7 @@
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
+import { python, testVenv } from "./_python.ts";
 import {
   GgufError,
   type GgufHeader,
@@ -139,6 +140,59 @@ Deno.test({
       assert(
         parsed > 20 && [...kinds.values()].reduce((a, b) => a + b, 0) > 100,
         "both outcomes are exercised",
+      );
+    } finally {
+      await tmp.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "a big-endian header of several windows reads as GGUFReader reads it, from disk as from memory",
+  sanitizeResources: false,
+  async fn(t) {
+    const py = await testVenv("gguf", ["gguf==0.19.0", "numpy"]);
+    const tmp = await tempDir();
+    try {
+      const path = `${tmp.path}/be-vocab.gguf`;
+      const script = new URL("../scripts/gguf/make_big_endian.py", import.meta.url).pathname;
+      const ref = JSON.parse(await python(py, script, [path]));
+      assertEquals(ref.byteorder, "S", "GGUFReader sees a byte-swapped file");
+      const full = await readGgufHeader(path);
+      await t.step("every key, the token and merge lists and the tensor agree with GGUFReader", () => {
+        assertEquals(full.littleEndian, false);
+        assert(full.headerBytes > 3 * 512 * 1024, `${full.headerBytes} bytes of header`);
+        assertEquals(Object.keys(full.metadata).sort(), ref.keys);
+        const tokens = full.metadata["tokenizer.ggml.tokens"] as string[];
+        assertEquals([tokens.length, tokens[0], tokens.at(-1)], [ref.tokens, ref.first, ref.last]);
+        assertEquals((full.metadata["tokenizer.ggml.merges"] as string[]).length, ref.merges);
+        assertEquals(
+          full.tensors.map((x) => ({ name: x.name, dims: x.dims, absOffset: full.dataOffset + x.offset })),
+          ref.tensors,
+        );
+      });
+      await t.step(
+        "facts-only and full reads, unchanged and mutated, agree with in-memory parsing",
+        async () => {
+          const bytes = (await Deno.readFile(path)).slice(0, full.headerBytes + 1024);
+          const rand = rng(777);
+          const file = `${tmp.path}/mutant.gguf`;
+          for (let i = 0; i < 80; i++) {
+            const m = bytes.slice();
+            if (i > 0) {
+              for (let f = 0, n = 1 + Math.floor(rand() * 3); f < n; f++) {
+                m[Math.floor(rand() * full.headerBytes)] = Math.floor(rand() * 256);
+              }
+            }
+            const cut = i % 4 === 3 ? m.subarray(0, Math.floor(rand() * m.length)) : m;
+            await Deno.writeFile(file, cut);
+            for (const options of [{ skipArraysOver: 256 }, {}] as ReadOptions[]) {
+              const fromFile = await outcomeAsync(() => readGgufHeader(file, options));
+              const inMemory = outcome(() => parseGgufHeader(cut, file, options));
+              assertEquals(fromFile, inMemory, `mutant ${i} ${JSON.stringify(options)}`);
+            }
+          }
+        },
       );
     } finally {
       await tmp.cleanup();
