@@ -192,7 +192,9 @@ async function main(): Promise<void> {
     try {
       daemon.kill("SIGTERM");
     } catch { /* gone */ }
-    daemon.status.finally(() => Deno.exit(130));
+    daemon.status.finally(() => Deno.remove(root, { recursive: true }).catch(() => {})).finally(() =>
+      Deno.exit(130)
+    );
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
