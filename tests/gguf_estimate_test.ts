@@ -2,7 +2,8 @@
  * The memory estimate against what a real llama-server allocates, on models whose KV cache is not the plain
  * one: a sliding-window model (gemma3: 7 of 8 layers keep only `window × 4 + ubatch` cells), a mixture of
  * experts (qwen3moe), both with grouped-query attention, a DeepSeek-style model with multi-head latent
- * attention (one compressed K row per token, no V) and shared experts, and a BERT encoder (no KV cache). The models are tiny but real (written by PyPI
+ * attention (one compressed K row per token, no V) and shared experts, a BERT encoder (no KV cache), and a
+ * Qwen3.5-style hybrid (linear-attention layers keep a fixed recurrent state instead of a KV cache). The models are tiny but real (written by PyPI
  * gguf's GGUFWriter with random weights and SmolLM2's tokenizer) so llama-server loads them and prints its
  * buffers; the estimate must agree on weights and KV cache to the byte's percent and on compute within 10%.
  */
@@ -19,6 +20,8 @@ const scripts = new URL("../scripts/gguf/", import.meta.url).pathname;
 interface Buffers {
   weights: number;
   kv: number;
+  /** Recurrent state (hybrid and SSM models). */
+  rs: number;
   compute: number;
   swaCells?: number;
   fullCells?: number;
@@ -62,6 +65,7 @@ async function serverBuffers(server: string, model: string, args: string[]): Pro
   return {
     weights: mib(/model buffer size =\s+([\d.]+) MiB/),
     kv: sumMib(/KV buffer size =\s+([\d.]+) MiB/g),
+    rs: sumMib(/RS buffer size =\s+([\d.]+) MiB/g),
     compute: mib(/compute buffer size =\s+([\d.]+) MiB/),
     swaCells: cells(/creating\s+SWA KV cache, size = (\d+) cells/),
     fullCells: cells(/creating non-SWA KV cache, size = (\d+) cells/),
@@ -115,6 +119,8 @@ Deno.test({
         { model: "tiny-qwen3moe", ctx: 2048, cache: "q4_0" },
         { model: "tiny-deepseek2-mla", ctx: 4096, cache: "f16" },
         { model: "tiny-deepseek2-mla", ctx: 8192, cache: "q8_0" },
+        { model: "tiny-qwen35-hybrid", ctx: 4096, cache: "f16" },
+        { model: "tiny-qwen35-hybrid", ctx: 16384, cache: "q8_0" },
       ];
       for (const c of cases) {
         const label = `${c.model} at ${c.ctx} tokens, ${c.cache} cache${
@@ -137,13 +143,26 @@ Deno.test({
           }`;
           assert(close(est.weightsBytes, real.weights, 0.01), `weights: ${detail}`);
           assert(close(est.kvBytes, real.kv, 0.01), `kv: ${detail}`);
+          assert(close(est.recurrentBytes, real.rs, 0.01), `recurrent state: ${detail}`);
           assert(close(est.computeBytes, real.compute, 0.10), `compute: ${detail}`);
           assert(
-            close(est.totalBytes, real.weights + real.kv + real.compute, 0.03),
+            close(est.totalBytes, real.weights + real.kv + real.rs + real.compute, 0.03),
             `total: ${detail}`,
           );
         });
       }
+
+      await t.step("qwen35 facts: 3 of 4 layers recurrent, only the 4th keeps a KV cache", async () => {
+        const f = describeModel(
+          await readGgufHeader(`${tmp.path}/tiny-qwen35-hybrid.gguf`, { skipArraysOver: 256 }),
+        );
+        assertEquals(f.recurrentLayers, [true, true, true, false]);
+        // conv state (4 - 1) × (64 + 2 × 2 × 16) + SSM state 16 × 64 floats per layer and sequence.
+        assertEquals(f.recurrentStatePerLayer, 3 * 128 + 1024);
+        const est = estimateMemory(f, { ctx: 4096, cacheType: "f16" });
+        assertEquals(est.kvBytes, 4096 * 1 * 2 * (32 + 32) * 2);
+        assertEquals(est.recurrentBytes, 3 * (3 * 128 + 1024) * 4 * 4);
+      });
 
       await t.step("deepseek2 facts: MLA head sizes, 4 experts with a shared one", async () => {
         const f = describeModel(

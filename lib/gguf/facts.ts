@@ -57,6 +57,11 @@ export interface ModelFacts {
   valueLengthMla?: number;
   /** False for models llama.cpp runs without a KV cache (BERT-style encoders, diffusion models). */
   hasKvCache: boolean;
+  /** Which layers are recurrent (state-space or linear attention: a fixed state per sequence, no KV cache),
+   * for hybrid and SSM models (Qwen3.5, Qwen3-Next, Mamba, Jamba, Granite 4 H...). */
+  recurrentLayers?: boolean[];
+  /** Floats of recurrent state one recurrent layer keeps per sequence (conv state + SSM state). */
+  recurrentStatePerLayer?: number;
   /** Sliding attention window, when the model has one. */
   slidingWindow?: number;
   /** Which layers use the sliding window. */
@@ -104,6 +109,12 @@ const NO_KV_ARCHES = new Set([
   "llada-moe",
   "rnd1",
 ]);
+
+/** Hybrids whose linear-attention layers follow `full_attention_interval` (default 4) when the file has no
+ * `attention.recurrent_layers` array. */
+const INTERVAL_HYBRID_ARCHES = new Set(["qwen3next", "qwen35", "qwen35moe"]);
+/** Pure state-space models: every layer is recurrent. */
+const SSM_ARCHES = new Set(["mamba", "mamba2", "rwkv6", "rwkv7"]);
 
 const EMBEDDING_ARCHES = new Set([
   "bert",
@@ -192,6 +203,27 @@ export function describeModel(header: GgufHeader): ModelFacts {
     }
   }
 
+  // Recurrent layers: an explicit list, else the hybrids' interval, else (SSM hybrids such as Jamba or Granite
+  // 4 H) the layers without KV heads; llama.cpp keeps conv + SSM state for them instead of a KV cache.
+  const dConv = num(k("ssm.conv_kernel"));
+  const dInner = num(k("ssm.inner_size"));
+  const dState = num(k("ssm.state_size"));
+  const nGroup = num(k("ssm.group_count")) ?? 0;
+  let recurrentLayers: boolean[] | undefined;
+  const recList = k("attention.recurrent_layers");
+  const interval = num(k("full_attention_interval"));
+  if (Array.isArray(recList)) recurrentLayers = recList.map((x) => x === true || x === 1);
+  else if (interval !== undefined || INTERVAL_HYBRID_ARCHES.has(arch)) {
+    const n = interval ?? 4;
+    recurrentLayers = Array.from({ length: blockCount }, (_, i) => (i + 1) % n !== 0);
+  } else if (SSM_ARCHES.has(arch)) recurrentLayers = new Array(blockCount).fill(true);
+  else if (dState !== undefined && Array.isArray(k("attention.head_count_kv"))) {
+    recurrentLayers = kvHeads.map((h) => h === 0);
+  }
+  const recurrentStatePerLayer = recurrentLayers && dState !== undefined && dInner !== undefined
+    ? Math.max(0, (dConv ?? 1) - 1) * (dInner + 2 * nGroup * dState) + dState * dInner
+    : undefined;
+
   const chatTemplate = s("tokenizer.chat_template");
   const poolingType = num(k("pooling_type"));
   const type = s("general.type");
@@ -237,6 +269,8 @@ export function describeModel(header: GgufHeader): ModelFacts {
     keyLengthMla: num(k("attention.key_length_mla")),
     valueLengthMla: num(k("attention.value_length_mla")),
     hasKvCache: !NO_KV_ARCHES.has(arch),
+    recurrentLayers,
+    recurrentStatePerLayer,
     slidingWindow,
     slidingLayers,
     expertCount: num(k("expert_count")),
@@ -292,6 +326,8 @@ export interface MemoryEstimate {
   weightsBytes: number;
   /** KV cache at the context. */
   kvBytes: number;
+  /** Recurrent state of hybrid and SSM models (f32, one per sequence; 0 for others). */
+  recurrentBytes: number;
   /** The allowance for compute buffers. */
   computeBytes: number;
   /** The sum. */
@@ -305,7 +341,8 @@ export interface MemoryEstimate {
  * `ubatch × 4 B × (3·n_ff_active + 4·n_embd)` (MoE: `n_ff_active` counts only the experts a token uses) plus
  * the f16 attention masks `ubatch × cells × 2 B` per cache (plus the scores `ubatch × ctx × heads × 4 B` without
  * flash attention). All experts of a MoE model are in the weights; they do not change the KV cache. MLA models
- * (DeepSeek-style) keep one compressed K row per token and layer and no V; BERT-style encoders keep no cache.
+ * (DeepSeek-style) keep one compressed K row per token and layer and no V; BERT-style encoders keep no cache;
+ * the recurrent layers of hybrid and SSM models (Qwen3.5, Mamba, Jamba...) keep a fixed f32 state per sequence.
  *
  * @example
  * ```ts ignore
@@ -335,7 +372,7 @@ export function estimateMemory(facts: ModelFacts, options: EstimateOptions): Mem
     ? facts.keyLength
     : facts.keyLength + facts.valueLength;
   layers.forEach((kvHeads, i) => {
-    if (!kvHeads) return;
+    if (!kvHeads || facts.recurrentLayers?.[i]) return;
     const swa = facts.slidingWindow && facts.slidingLayers?.[i];
     if (swa) swaLayers++;
     else fullLayers++;
@@ -358,5 +395,14 @@ export function estimateMemory(facts: ModelFacts, options: EstimateOptions): Mem
   if (options.flashAttention === false) compute += ubatch * ctx * facts.headCount * 4;
   const weights = facts.tensorBytes + (options.extraBytes ?? 0);
   kv = Math.round(kv);
-  return { weightsBytes: weights, kvBytes: kv, computeBytes: compute, totalBytes: weights + kv + compute };
+  const recurrent = (facts.recurrentLayers?.filter(Boolean).length ?? 0) *
+    (facts.recurrentStatePerLayer ?? 0) *
+    4 * parallel;
+  return {
+    weightsBytes: weights,
+    kvBytes: kv,
+    recurrentBytes: recurrent,
+    computeBytes: compute,
+    totalBytes: weights + kv + recurrent + compute,
+  };
 }

@@ -4,7 +4,9 @@ GGUFWriter and random weights, so a real llama-server can load them and print it
 - gemma3 with a sliding window (5 of every 6 layers attend to a window), grouped-query attention;
 - qwen3moe (mixture of experts), grouped-query attention;
 - deepseek2 with multi-head latent attention (MLA: one compressed K row per token, no V cache), shared expert;
-- bert, an embedding model: non-causal, llama.cpp gives it no KV cache at all.
+- bert, an embedding model: non-causal, llama.cpp gives it no KV cache at all;
+- qwen35, a hybrid: 3 of 4 layers are linear attention (gated delta net) with a fixed recurrent state per
+  sequence instead of a KV cache.
 
 The tokenizer is copied from a real model (argument 2), so llama.cpp's vocabulary loader is satisfied.
 Usage: make_arch_models.py OUT_DIR TOKENIZER_SOURCE.gguf"""
@@ -212,6 +214,50 @@ def bert() -> None:
     finish(w)
 
 
+def qwen35() -> None:
+    arch = gguf.MODEL_ARCH.QWEN35
+    layers, embd, ff, heads, kv, hd = 4, 128, 256, 4, 2, 32
+    d_state, n_group, dt_rank, d_conv = 16, 2, 4, 4
+    key_dim, value_dim = d_state * n_group, d_state * dt_rank
+    w = gguf.GGUFWriter(os.path.join(out, "tiny-qwen35-hybrid.gguf"), "qwen35")
+    common(w, "Tiny Qwen3.5 Hybrid", layers, embd, ff, heads, kv, hd, 4096)
+    w.add_rope_dimension_count(hd)
+    w.add_rope_dimension_sections([8, 4, 4, 0])
+    w.add_ssm_conv_kernel(d_conv)
+    w.add_ssm_inner_size(value_dim)
+    w.add_ssm_state_size(d_state)
+    w.add_ssm_time_step_rank(dt_rank)
+    w.add_ssm_group_count(n_group)
+    w.add_full_attention_interval(4)
+    tensor(w, arch, T.TOKEN_EMBD, [embd, N_VOCAB], dtype=np.float16)
+    tensor(w, arch, T.OUTPUT_NORM, [embd])
+    for i in range(layers):
+        tensor(w, arch, T.ATTN_NORM, [embd], i)
+        tensor(w, arch, T.ATTN_POST_NORM, [embd], i)
+        if (i + 1) % 4 == 0:
+            tensor(w, arch, T.ATTN_Q, [embd, hd * heads * 2], i)
+            tensor(w, arch, T.ATTN_K, [embd, hd * kv], i)
+            tensor(w, arch, T.ATTN_V, [embd, hd * kv], i)
+            tensor(w, arch, T.ATTN_OUT, [hd * heads, embd], i)
+            tensor(w, arch, T.ATTN_Q_NORM, [hd], i)
+            tensor(w, arch, T.ATTN_K_NORM, [hd], i)
+        else:
+            tensor(w, arch, T.ATTN_QKV, [embd, key_dim * 2 + value_dim], i)
+            tensor(w, arch, T.ATTN_GATE, [embd, value_dim], i)
+            tensor(w, arch, T.SSM_CONV1D, [d_conv, key_dim * 2 + value_dim], i)
+            tensor(w, arch, T.SSM_DT, [dt_rank], i, suffix="bias")
+            name = gguf.TENSOR_NAMES[T.SSM_A].format(bid=i)
+            w.add_tensor(name, (rng.standard_normal([dt_rank], dtype=np.float32) * 0.02))
+            tensor(w, arch, T.SSM_BETA, [embd, dt_rank], i)
+            tensor(w, arch, T.SSM_ALPHA, [embd, dt_rank], i)
+            tensor(w, arch, T.SSM_NORM, [d_state], i)
+            tensor(w, arch, T.SSM_OUT, [value_dim, embd], i)
+        tensor(w, arch, T.FFN_GATE, [embd, ff], i)
+        tensor(w, arch, T.FFN_UP, [embd, ff], i)
+        tensor(w, arch, T.FFN_DOWN, [ff, embd], i)
+    finish(w)
+
+
 def finish(w: gguf.GGUFWriter) -> None:
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -223,3 +269,4 @@ gemma3()
 qwen3moe()
 deepseek2()
 bert()
+qwen35()
