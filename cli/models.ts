@@ -96,7 +96,9 @@ async function show(ctx: Context, args: ParsedArgs): Promise<void> {
       `${formatBytes(est.totalBytes)} at ctx ${ctxLen} (${cacheType} cache): weights ${
         formatBytes(est.weightsBytes)
       }` +
-      ` + KV ${formatBytes(est.kvBytes)} + compute ${formatBytes(est.computeBytes)}`,
+      ` + KV ${formatBytes(est.kvBytes)}` +
+      (est.recurrentBytes ? ` + recurrent state ${formatBytes(est.recurrentBytes)}` : "") +
+      ` + compute ${formatBytes(est.computeBytes)}`,
     ],
   ];
   for (const [k, v] of rows) if (v !== undefined) ctx.print(`${k.padEnd(10)} ${v}`);
