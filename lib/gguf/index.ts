@@ -58,6 +58,9 @@ interface CacheEntry {
   mtimeMs: number;
   facts?: ModelFacts;
   error?: string;
+  /** The error was the file's access, not its content (no permission, I/O): try again at the next scan, since
+   * fixing permissions does not change the size or mtime the cache is keyed by. */
+  retry?: boolean;
 }
 
 interface IndexFile {
@@ -147,22 +150,27 @@ export async function scanModels(
   const unreadable: { path: string; error: string }[] = [];
   const next: Record<string, CacheEntry> = {};
   let filesRead = 0;
+  let dirty = false;
   const facts = new Map<string, ModelFacts>();
   for (const c of candidates) {
     const hit = cache.entries[c.realPath];
     let entry: CacheEntry;
-    if (hit && hit.size === c.size && hit.mtimeMs === c.mtimeMs) {
+    const same = hit && hit.size === c.size && hit.mtimeMs === c.mtimeMs;
+    if (same && !hit.retry) {
       entry = hit;
     } else {
-      (hit ? changed : added).push(c.path);
+      if (!same) (hit ? changed : added).push(c.path);
       filesRead++;
+      dirty = true;
       try {
         const header = await readGgufHeader(c.realPath, { skipArraysOver: 256 });
         entry = { size: c.size, mtimeMs: c.mtimeMs, facts: describeModel(header) };
       } catch (err) {
         const msg = err instanceof GgufError ? err.message : `${c.path}: ${(err as Error).message}`;
-        entry = { size: c.size, mtimeMs: c.mtimeMs, error: msg };
+        const retry = !(err instanceof GgufError) || err.kind === "io";
+        entry = { size: c.size, mtimeMs: c.mtimeMs, error: msg, ...(retry ? { retry } : {}) };
       }
+      if (same && entry.facts) changed.push(c.path); // unreadable before, readable now
     }
     next[c.realPath] = entry;
     if (entry.error) unreadable.push({ path: c.path, error: entry.error });
@@ -171,7 +179,7 @@ export async function scanModels(
   const removed = options.onlyDirs ? [] : Object.keys(cache.entries).filter((p) => !(p in next));
   if (
     !options.noSave &&
-    (added.length || changed.length || removed.length ||
+    (dirty || removed.length ||
       Object.keys(next).length !== Object.keys(cache.entries).length)
   ) {
     const merged = options.onlyDirs ? { ...cache.entries, ...next } : next;
