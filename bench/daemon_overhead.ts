@@ -8,7 +8,7 @@
  * The daemon runs as users run it (`llama-mgr daemon`, a separate process), with a temp data dir, the SmolLM2
  * fixture model and the shared test build.
  *
- * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--requests N] [--threads N] [--v8 F] [--json]`
+ * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--requests N] [--threads N] [--v8 F] [--streams 1,4,8] [--json]`
  * (`--threads` gives llama-server that many threads through a preset, e.g. to leave the daemon a core; `--v8`
  * passes V8 flags to the daemon process, e.g. `--max-semi-space-size=1` for a smaller young generation).
  *
@@ -27,6 +27,7 @@ const { values: flags } = parseArgs({
     json: { type: "boolean", default: false },
     threads: { type: "string" },
     v8: { type: "string" },
+    streams: { type: "string", default: "1,4,8" },
   },
 });
 const ROUNDS = Number(flags.rounds);
@@ -222,7 +223,7 @@ async function main(): Promise<void> {
     const rssIdle = pidRss(daemon.pid) ?? 0;
 
     const rows: Record<string, unknown>[] = [];
-    for (const c of [1, 4, 8]) {
+    for (const c of flags.streams!.split(",").filter(Boolean).map(Number)) {
       const d = { tps: [] as number[], ttft: [] as number[] };
       const s = { tps: [] as number[], ttft: [] as number[] };
       const rounds = c === 1 ? ROUNDS * 2 : ROUNDS;
