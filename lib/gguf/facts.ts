@@ -110,6 +110,28 @@ const NO_KV_ARCHES = new Set([
   "rnd1",
 ]);
 
+/** llama.cpp's default sliding-window pattern per architecture (`load_swa_pattern(ml, N, dense_first)`). */
+const SWA_PATTERNS: Record<string, [number, boolean]> = {
+  gemma2: [2, false],
+  gemma3: [6, false],
+  gemma3n: [5, false],
+  "gemma-embedding": [6, false],
+  cohere2: [4, false],
+  cohere2moe: [4, true],
+  "gpt-oss": [2, false],
+  llama4: [4, false],
+  olmo2: [4, false],
+  exaone4: [4, false],
+  "exaone-moe": [4, false],
+  afmoe: [4, false],
+  mellum: [4, false],
+  "muse-glimmer": [4, false],
+  plamo3: [8, false],
+  smallthinker: [4, true],
+  laguna: [4, true],
+  "modern-bert": [3, true],
+};
+
 /** Hybrids whose linear-attention layers follow `full_attention_interval` (default 4) when the file has no
  * `attention.recurrent_layers` array. */
 const INTERVAL_HYBRID_ARCHES = new Set(["qwen3next", "qwen35", "qwen35moe"]);
@@ -190,16 +212,24 @@ export function describeModel(header: GgufHeader): ModelFacts {
       ? tokens.length
       : 0);
 
-  const slidingWindow = num(k("attention.sliding_window"));
+  // Sliding-window layers as llama.cpp sets them (src/models/*.cpp): an explicit pattern array, else a number
+  // N (llama.cpp's set_swa_pattern: N-1 window layers then a global one, or with dense_first a global one then
+  // N-1), else the architecture's default. Llama 4's chunked attention is a window of 8,192 unless the file
+  // says 0; Phi-3's window is ignored by llama.cpp (full cache).
+  let slidingWindow = num(k("attention.sliding_window"));
+  if (arch === "llama4") slidingWindow = slidingWindow === 0 ? undefined : 8192;
+  if (arch === "phi3") slidingWindow = undefined;
   let slidingLayers: boolean[] | undefined;
   if (slidingWindow) {
     const pattern = k("attention.sliding_window_pattern");
-    if (Array.isArray(pattern)) slidingLayers = pattern.map((x) => x === true);
+    if (Array.isArray(pattern)) slidingLayers = pattern.map((x) => x === true || x === 1);
     else {
-      // Every Nth layer attends globally; known defaults where the file does not say.
-      const n = num(pattern) ??
-        ({ gemma2: 2, gemma3: 6, gemma3n: 5, cohere2: 4, "gpt-oss": 2 } as Record<string, number>)[arch];
-      slidingLayers = Array.from({ length: blockCount }, (_, i) => n ? (i + 1) % n !== 0 : true);
+      const [defaultN, denseFirst] = SWA_PATTERNS[arch] ?? [0, false];
+      const n = num(pattern) ?? defaultN;
+      slidingLayers = Array.from(
+        { length: blockCount },
+        (_, i) => n === 0 || (denseFirst ? i % n !== 0 : i % n < n - 1),
+      );
     }
   }
 
