@@ -63,7 +63,8 @@ export async function removeStalePartials(target: string): Promise<void> {
   try {
     for await (const e of Deno.readDir(dirname(target))) {
       if (!e.name.startsWith(prefix)) continue;
-      const pid = Number(e.name.slice(prefix.length));
+      // `.NAME.partial-PID` and its companions (`.NAME.partial-PID.metadata.json`).
+      const pid = Number.parseInt(e.name.slice(prefix.length), 10);
       if (!pidAlive(pid)) await removeAll(join(dirname(target), e.name));
     }
   } catch { /* no folder yet */ }
