@@ -4,10 +4,20 @@
  * that takes no disk space; each must end in a typed error within a second and in little memory. And strings
  * are kept byte for byte as gguf's GGUFReader reads them, a leading byte-order mark included.
  */
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { tempDir } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
-import { DEFAULT_LIMITS, GgufError, type GgufHeader, readGgufHeader } from "../lib/gguf/reader.ts";
+import {
+  DEFAULT_LIMITS,
+  GgufError,
+  type GgufHeader,
+  parseGgufHeader,
+  readGgufHeader,
+} from "../lib/gguf/reader.ts";
+import { describeModel } from "../lib/gguf/facts.ts";
+import { scanModels } from "../lib/gguf/index.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { parseConfig } from "../lib/config/load.ts";
 
 /** Little-endian GGUF v3 bytes. */
 class Bytes {
@@ -176,6 +186,47 @@ Deno.test({
       });
       assertEquals(ours.metadata["s.list"], values);
       assertEquals(ref.kv["s.list"].value, values);
+    } finally {
+      await tmp.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "a header claiming 100 million layers is refused in milliseconds, and a scan lists it as unreadable",
+  sanitizeResources: false,
+  async fn() {
+    const tmp = await tempDir();
+    try {
+      const head = gguf(0, 4)
+        .str("general.architecture").u32(8).str("gemma3")
+        .str("gemma3.block_count").u32(4).u32(100_000_000)
+        .str("gemma3.attention.head_count").u32(4).u32(8)
+        .str("gemma3.attention.sliding_window").u32(4).u32(512);
+      const bytes = new Uint8Array(head.out);
+      const t0 = performance.now();
+      const rss0 = Deno.memoryUsage().rss;
+      assertThrows(
+        () => describeModel(parseGgufHeader(bytes, "layers.gguf")),
+        RangeError,
+        "block_count 100000000",
+      );
+      assert(performance.now() - t0 < 100, `took ${performance.now() - t0} ms`);
+      assert(Deno.memoryUsage().rss - rss0 < 50 * 1048576, "no per-layer arrays were built");
+
+      await Deno.mkdir(`${tmp.path}/mine`);
+      await Deno.writeFile(`${tmp.path}/mine/layers.gguf`, bytes);
+      const paths = resolvePaths({ dataDir: `${tmp.path}/data`, env: {} });
+      const config = parseConfig({
+        models: {
+          dirs: [`${tmp.path}/mine`],
+          sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false },
+        },
+      });
+      const r = await scanModels(paths, config, { env: {} });
+      assertEquals(r.models, []);
+      assertEquals(r.unreadable.map((u) => u.path), [`${tmp.path}/mine/layers.gguf`]);
+      assert(r.unreadable[0].error.includes("not a layer count llama.cpp loads"), r.unreadable[0].error);
     } finally {
       await tmp.cleanup();
     }

@@ -158,10 +158,21 @@ function num(v: GgufValue | undefined): number | undefined {
 }
 
 function numOrArray(v: GgufValue | undefined, layers: number): number[] | undefined {
-  if (Array.isArray(v)) return v.map((x) => num(x) ?? 0);
+  if (Array.isArray(v)) return v.slice(0, MAX_LAYERS).map((x) => num(x) ?? 0);
   const n = num(v);
   return n === undefined ? undefined : new Array(layers).fill(n);
 }
+
+/** The largest number, 0 for none (Math.max(...xs) overflows the stack on long arrays). */
+function maxOf(xs: number[]): number {
+  let m = 0;
+  for (const x of xs) if (x > m) m = x;
+  return m;
+}
+
+/** llama.cpp's `LLAMA_MAX_LAYERS`: it loads no model with more layers. A header claiming more (a hostile
+ * `block_count` of 100 million cost 25 s and 1.4 GB in per-layer arrays) is refused. */
+export const MAX_LAYERS = 512;
 
 /**
  * Reads the facts from a header.
@@ -180,10 +191,15 @@ export function describeModel(header: GgufHeader): ModelFacts {
   const k = (suffix: string) => m[`${arch}.${suffix}`];
   const s = (key: string) => typeof m[key] === "string" ? m[key] as string : undefined;
   const blockCount = num(k("block_count")) ?? 0;
+  if (!Number.isSafeInteger(blockCount) || blockCount < 0 || blockCount > MAX_LAYERS) {
+    throw new RangeError(
+      `${arch}.block_count ${blockCount} is not a layer count llama.cpp loads (0 to ${MAX_LAYERS})`,
+    );
+  }
   const embd = num(k("embedding_length")) ?? 0;
   const heads = numOrArray(k("attention.head_count"), blockCount) ?? [];
   const kvHeads = numOrArray(k("attention.head_count_kv"), blockCount) ?? heads;
-  const headCount = Math.max(0, ...heads);
+  const headCount = maxOf(heads);
   const keyLength = num(k("attention.key_length")) ?? (headCount ? Math.floor(embd / headCount) : 0);
   const valueLength = num(k("attention.value_length")) ?? keyLength;
 
@@ -289,10 +305,10 @@ export function describeModel(header: GgufHeader): ModelFacts {
     tensorBytes: bytes,
     contextLength: num(k("context_length")) ?? 0,
     embeddingLength: embd,
-    feedForwardLength: Math.max(0, ...(numOrArray(k("feed_forward_length"), blockCount) ?? [0])),
+    feedForwardLength: maxOf(numOrArray(k("feed_forward_length"), blockCount) ?? []),
     blockCount,
     headCount,
-    headCountKv: Math.max(0, ...kvHeads),
+    headCountKv: maxOf(kvHeads),
     headCountKvPerLayer: kvHeads,
     keyLength,
     valueLength,
