@@ -29,7 +29,12 @@ export async function cli(
   const main = new URL("../cli/main.ts", import.meta.url).pathname;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", main, ...args],
-    env: { NO_COLOR: "1", ...options.env },
+    // A test may set HOME; Deno's own cache stays where it is, so npm packages are not fetched again.
+    env: {
+      NO_COLOR: "1",
+      DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
+      ...options.env,
+    },
     cwd: options.cwd,
     stdin: options.stdin !== undefined ? "piped" : "null",
     stdout: "piped",
