@@ -151,10 +151,12 @@ const EMBEDDING_ARCHES = new Set([
   "gemma-embedding",
 ]);
 
+/** A count, length or id from the metadata: every number this file reads is one. NaN, infinities and negative
+ * values (a float or signed key in a corrupt or hostile file) count as absent, so no estimate is NaN, infinite
+ * or negative (a scheduler comparing NaN with its budget would think the model fits). */
 function num(v: GgufValue | undefined): number | undefined {
-  if (typeof v === "number") return v;
-  if (typeof v === "bigint") return Number(v);
-  return undefined;
+  const n = typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : undefined;
+  return n !== undefined && Number.isFinite(n) && n >= 0 ? Math.floor(n) : undefined;
 }
 
 function numOrArray(v: GgufValue | undefined, layers: number): number[] | undefined {
