@@ -64,6 +64,21 @@ Deno.test({
         );
       });
 
+      await t.step("two starts of one name at the same moment: one runs, the other is refused", async () => {
+        const results = await Promise.allSettled(
+          [1, 2].map(() => startServer(paths, { name: "race", modelPath: model, instance, ctx: 256 })),
+        );
+        try {
+          assertEquals(results.filter((r) => r.status === "fulfilled").length, 1);
+          const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+          assert(refused.reason instanceof UserError, String(refused.reason));
+          assertStringIncludes(refused.reason.message, "server 'race' is already running");
+        } finally {
+          await stopServer(paths, "race");
+        }
+        assertEquals((await serverStatus(paths, "race")).state, "stopped");
+      });
+
       await t.step("a port in use is refused before anything is spawned", async () => {
         const busy = (await serverStatus(paths, "chat")).port;
         const err = await assertRejects(
@@ -72,7 +87,7 @@ Deno.test({
           `port ${busy} on 127.0.0.1 is already in use by server 'chat'`,
         );
         assertStringIncludes(err.hint ?? "", "--port auto");
-        assertEquals((await listServers(paths)).map((s) => s.name), ["chat"]);
+        assert(!(await listServers(paths)).some((s) => s.name === "other"), "nothing was recorded for it");
       });
 
       await t.step("two servers run side by side on their own ports", async () => {
@@ -98,7 +113,12 @@ Deno.test({
         assert(await rotateLog(s.logFile, { maxBytes: 1, copyTruncate: true }));
         assertEquals((await Deno.stat(s.logFile)).size, 0);
         await chat(s.url, "Again.");
-        const fresh = await Deno.readTextFile(s.logFile);
+        // llama-server logs the request's timings just after it has answered.
+        let fresh = "";
+        for (let i = 0; i < 100 && !/print_timing/.test(fresh); i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          fresh = await Deno.readTextFile(s.logFile);
+        }
         assertMatch(fresh, /print_timing/);
         assert(!fresh.includes("llama-mgr: starting"), "the old content moved to .1");
         assertStringIncludes(await Deno.readTextFile(`${s.logFile}.1`), "llama-mgr: starting");

@@ -60,8 +60,10 @@ export function checkProcess(id: ProcessIdentity): ProcessCheck {
   const cmd = pidCmdline(id.pid);
   if (cmd === undefined) return { alive: true }; // no /proc (macOS): the pid is all we have
   const portAt = cmd.indexOf("--port");
-  // argv[0] is llama-server (or, for a few ms after spawning, the `sh` that execs it with the same args).
-  const ours = cmd.slice(0, 5).some((a) => basename(a) === "llama-server") && portAt >= 0 &&
+  // argv[0] is llama-server, or for a moment after spawning the `sh` about to exec it:
+  // `sh -c SCRIPT sh LOGFILE /path/llama-server -m ... --port N`.
+  const binary = basename(cmd[0] ?? "") === "sh" ? cmd[5] : cmd[0];
+  const ours = basename(binary ?? "") === "llama-server" && portAt >= 0 &&
     cmd[portAt + 1] === String(id.port);
   return ours ? { alive: true } : { alive: false, why: "reused" };
 }

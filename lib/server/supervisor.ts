@@ -11,7 +11,7 @@ import type { InstanceRecord } from "../llamacpp/instances.ts";
 import { binaryPath, getInstance } from "../llamacpp/instances.ts";
 import { exists } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
-import { withLock } from "../util/lock.ts";
+import { type LockOptions, withLock } from "../util/lock.ts";
 import { shellQuote } from "../util/run.ts";
 import { pidAlive, pidRss, pidStartTicks } from "../util/process.ts";
 import { findFreePort, portInUse } from "./ports.ts";
@@ -202,6 +202,34 @@ function lockPath(paths: Paths, name: string): string {
   return join(paths.locksDir, `server-${name}.lock`);
 }
 
+const queues = new Map<string, Promise<void>>();
+
+/**
+ * One operation at a time on a server: queued within this process (the daemon starts and stops many at
+ * once), and a lock file across processes.
+ */
+async function withServerLock<T>(
+  paths: Paths,
+  name: string,
+  what: string,
+  fn: () => Promise<T>,
+  options: LockOptions,
+): Promise<T> {
+  const key = lockPath(paths, name);
+  const before = queues.get(key) ?? Promise.resolve();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const mine = before.then(() => gate);
+  queues.set(key, mine);
+  await before;
+  try {
+    return await withLock(key, what, fn, options);
+  } finally {
+    release();
+    if (queues.get(key) === mine) queues.delete(key);
+  }
+}
+
 /**
  * Moves a server that is still `starting` with this pid to a final state, under its lock. Returns undefined
  * when someone else (a stop) changed it meanwhile.
@@ -212,7 +240,7 @@ async function settle(
   to: "ready" | "failed" | "stopped",
   changes: Partial<ServerRecord>,
 ): Promise<ServerRecord | undefined> {
-  return await withLock(lockPath(paths, rec.name), `start of server '${rec.name}'`, async () => {
+  return await withServerLock(paths, rec.name, `start of server '${rec.name}'`, async () => {
     const cur = await readRecord(paths, rec.name);
     if (!cur || cur.pid !== rec.pid || cur.state !== "starting") return undefined;
     return await transition(paths, cur, to, changes);
@@ -320,7 +348,7 @@ type StartOutcome = { ok: true; status: ServerStatus } | { ok: false; why: strin
 async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<StartOutcome> {
   const timeoutMs = spec.readyTimeoutMs ?? 120_000;
   let child!: Deno.ChildProcess;
-  const rec = await withLock(lockPath(paths, name), `start of server '${name}'`, async () => {
+  const rec = await withServerLock(paths, name, `start of server '${name}'`, async () => {
     const prev = await readRecord(paths, name);
     if (prev) {
       const s = toStatus(prev);
@@ -425,8 +453,16 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
     }).spawn();
     child.unref();
     // The start time does not change at exec; read it once the pid exists.
-    return await transition(paths, r, "starting", { pid: child.pid, startTicks: pidStartTicks(child.pid) });
-  });
+    const spawned: ServerRecord = { ...r, pid: child.pid, startTicks: pidStartTicks(child.pid) };
+    // Until it has exec'd, the child's command line is a copy of ours: wait for it to be llama-server (or to
+    // die), so nobody reading the record in between takes it for a reused pid.
+    for (let i = 0; i < 400 && !checkProcess(spawned).alive && pidAlive(child.pid); i++) {
+      await new Promise((res) => setTimeout(res, 5));
+    }
+    return await transition(paths, r, "starting", { pid: spawned.pid, startTicks: spawned.startTicks });
+    // The lock is held only for these checks and the spawn, so a concurrent start of the same name waits a
+    // moment and then sees it running.
+  }, { wait: true, timeoutMs: 15_000 });
 
   // Reap it when it exits while we are alive (no zombie that looks alive); note why a ready server ended.
   child.status.then(async (st) => {
@@ -505,7 +541,7 @@ export async function stopServer(
   options: { timeoutMs?: number } = {},
 ): Promise<ServerStatus> {
   await serverStatus(paths, name); // a clear error for an unknown name
-  return await withLock(lockPath(paths, name), `stop of server '${name}'`, async () => {
+  return await withServerLock(paths, name, `stop of server '${name}'`, async () => {
     let rec = (await readRecord(paths, name))!;
     const status = toStatus(rec);
     const pid = rec.pid;
@@ -557,7 +593,7 @@ export async function restartServer(
 /** Forgets a stopped server's record. */
 export async function removeServer(paths: Paths, name: string): Promise<void> {
   await serverStatus(paths, name); // a clear error for an unknown name
-  await withLock(lockPath(paths, name), `removal of server '${name}'`, async () => {
+  await withServerLock(paths, name, `removal of server '${name}'`, async () => {
     const rec = await readRecord(paths, name);
     if (!rec) return;
     if (RUNNING.includes(toStatus(rec).state)) {
