@@ -70,7 +70,7 @@ interface IndexFile {
   templates?: Record<string, string>;
 }
 
-const INDEX_VERSION = 5; // bumped whenever ModelFacts gains fields: old caches are rebuilt
+const INDEX_VERSION = 6; // bumped whenever describeModel's output changes (new fields, new rules): old caches are rebuilt
 
 type StoredFacts = Omit<ModelFacts, "chatTemplate"> & { chatTemplate?: string; templateId?: string };
 
