@@ -2,11 +2,12 @@
  * A warm rescan (nothing changed, no GGUF byte read) must give exactly the models a cold scan gave: the
  * index cache stores chat templates once by id, and every fact must come back from it, templates included.
  */
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { scanModels } from "../lib/gguf/mod.ts";
+import { resolveModel, scanModels } from "../lib/gguf/mod.ts";
+import { UserError } from "../lib/util/errors.ts";
 
 Deno.test({
   name: "a warm rescan gives the same models as the cold scan, chat templates included",
@@ -38,6 +39,33 @@ Deno.test({
       assertEquals(json(warm.models), json(cold.models));
       // And once more: a warm scan must not lose what the previous warm scan restored.
       assertEquals(json((await scanModels(paths, config, { env: {} })).models), json(cold.models));
+    } finally {
+      await tmp.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "a bare name shared by many models asks which, naming a few and how many more",
+  sanitizeResources: false,
+  async fn() {
+    const tmp = await tempDir();
+    try {
+      await Deno.mkdir(`${tmp.path}/mine`, { recursive: true });
+      for (let i = 0; i < 12; i++) {
+        await Deno.copyFile(await smolModelPath(), `${tmp.path}/mine/smol-${i}.gguf`);
+      }
+      const paths = resolvePaths({ dataDir: `${tmp.path}/data`, env: {} });
+      const config = parseConfig({
+        models: {
+          dirs: [`${tmp.path}/mine`],
+          sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false },
+        },
+      });
+      const err = await assertRejects(() => resolveModel(paths, config, "smollm2", { env: {} }), UserError);
+      assertStringIncludes(err.message, "'smollm2' names 12 models");
+      assertStringIncludes(err.hint ?? "", "and 4 more (`llama-mgr models` lists them)");
+      assertEquals((err.hint ?? "").split(", ").length, 9);
     } finally {
       await tmp.cleanup();
     }

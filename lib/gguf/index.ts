@@ -391,7 +391,9 @@ export async function resolveModel(
     if (byBase.length === 1) return byBase[0];
     if (byBase.length > 1) {
       throw new UserError(`'${ref}' names ${byBase.length} models`, {
-        hint: `say which: ${byBase.map((m) => m.name).join(", ")}`,
+        hint: `say which: ${byBase.slice(0, 8).map((m) => m.name).join(", ")}${
+          byBase.length > 8 ? `, and ${byBase.length - 8} more (\`llama-mgr models\` lists them)` : ""
+        }`,
       });
     }
   }
