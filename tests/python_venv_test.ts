@@ -119,6 +119,28 @@ Deno.test({
         assertStringIncludes((err as UserError).hint ?? "", "--index-url");
       });
 
+      await t.step("torch 'system' uses the interpreter's own torch, or says it has none", async () => {
+        const interpreter = (await run(["python3", "-c", "import sys; print(sys.executable)"])).stdout.trim();
+        const has = await run([interpreter, "-c", "import torch; print(torch.__version__)"], {
+          check: false,
+        });
+        const system: VenvOptions = {
+          ...opts,
+          venvDir: join(tmp.path, "venv-system"),
+          python: { torch: "system", python: interpreter, offline: true },
+        };
+        if (has.code === 0) {
+          const env = await ensureVenv(system);
+          assertEquals(env.torch, has.stdout.trim());
+        } else {
+          const err = await assertRejects(() => ensureVenv(system), UserError);
+          assertStringIncludes(err.message, `--torch system: the interpreter ${interpreter} has no torch`);
+          assertStringIncludes((err as UserError).hint ?? "", "--find-links");
+        }
+        const cfg = await Deno.readTextFile(join(tmp.path, "venv-system", "pyvenv.cfg"));
+        assertStringIncludes(cfg, "include-system-site-packages = true");
+      });
+
       await t.step(
         "two callers at once (torch 'skip', offline): one makes it, the other waits and finds it made",
         async () => {

@@ -390,8 +390,16 @@ async function ensureVenvOnce(options: VenvOptions, fresh: boolean): Promise<Ven
     return await ensureVenvOnce(options, true);
   }
   if (torch === undefined) {
+    const noTorch = plan.systemSitePackages &&
+      (await run([py, "-c", "import torch"], { check: false }).then((r) => r.code !== 0).catch(() => true));
+    if (noTorch) {
+      throw new UserError(`--torch system: the interpreter ${interpreter} has no torch`, {
+        hint: `install torch for it (\`${interpreter} -m pip install torch\`), name another with --python, ` +
+          "or let llama-mgr install torch (--torch cpu, or a local wheel with --find-links DIR)",
+      });
+    }
     throw new UserError(`the Python environment at ${venvDir} was installed but cannot import its packages`, {
-      hint: withTorch ? "with --torch system, the interpreter must have torch installed" : "see the log",
+      hint: `see ${options.logFile ?? "uv's output"}; recreate it by removing ${venvDir}`,
     });
   }
   const version = withTorch ? torch : undefined;
