@@ -119,6 +119,26 @@ export function ollamaDirs(env: Record<string, string | undefined>): string[] {
   return Deno.build.os === "linux" && user !== OLLAMA_SYSTEM_DIR ? [user, OLLAMA_SYSTEM_DIR] : [user];
 }
 
+/** The revisions the refs of a Hugging Face cache repo name (`refs/main`, `refs/pr/1`...). */
+function hfRefs(dir: string, out = new Set<string>(), depth = 0): Set<string> {
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const full = join(dir, e.name);
+    if (e.isDirectory && depth < 4) hfRefs(full, out, depth + 1);
+    else if (e.isFile) {
+      try {
+        out.add(Deno.readTextFileSync(full).trim());
+      } catch { /* unreadable ref */ }
+    }
+  }
+  return out;
+}
+
 /** The Hugging Face hub cache directory. */
 export function hfHubDir(env: Record<string, string | undefined>): string {
   if (env.HF_HUB_CACHE) return expandHome(env.HF_HUB_CACHE);
@@ -252,15 +272,28 @@ export async function findCandidates(
       const m = r.name.match(/^models--([^-].*?)--(.+)$/);
       if (!m || !r.isDirectory) continue;
       const hfRepo = `${m[1]}/${m[2]}`;
-      await walk(join(hub, r.name, "snapshots"), async (path, info) => {
+      const snapshots = join(hub, r.name, "snapshots");
+      const found: { rev: string; rel: string; path: string; info: Deno.FileInfo }[] = [];
+      await walk(snapshots, (path, info) => {
+        const [rev, ...rel] = path.slice(snapshots.length + 1).split("/");
+        found.push({ rev, rel: rel.join("/"), path, info });
+        return Promise.resolve();
+      });
+      // An older snapshot's copy of a file the current revision (one a ref names, e.g. refs/main) also has is
+      // stale (a re-uploaded quant): listing both would show one model twice. Files only older snapshots have
+      // stay listed.
+      const current = hfRefs(join(hub, r.name, "refs"));
+      const currentFiles = new Set(found.filter((f) => current.has(f.rev)).map((f) => f.rel));
+      for (const f of found) {
+        if (!current.has(f.rev) && currentFiles.has(f.rel)) continue;
         await push({
-          path,
+          path: f.path,
           source: "huggingface",
           hfRepo,
-          size: info.size,
-          mtimeMs: info.mtime?.getTime() ?? 0,
+          size: f.info.size,
+          mtimeMs: f.info.mtime?.getTime() ?? 0,
         });
-      });
+      }
     }
   }
   if (src.lmstudio) {
