@@ -30,13 +30,17 @@ export interface LockOptions {
 
 async function tryAcquire(path: string, info: LockInfo): Promise<LockInfo | undefined> {
   await Deno.mkdir(dirname(path), { recursive: true });
+  // Written whole to a temp file, then hard-linked into place: the lock appears with its holder already in
+  // it, so no one ever reads a half-written (empty) lock and takes it for a stale one.
+  const tmp = `${path}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(info));
   try {
-    const f = await Deno.open(path, { write: true, createNew: true });
-    await f.write(new TextEncoder().encode(JSON.stringify(info)));
-    f.close();
+    await Deno.link(tmp, path);
     return undefined;
   } catch (err) {
     if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
   }
   let holder: LockInfo | undefined;
   try {
