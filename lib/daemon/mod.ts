@@ -28,11 +28,15 @@ export {
 } from "./scheduler.ts";
 export {
   type Catalog as DaemonCatalog,
+  type CatalogFacts as DaemonModelFacts,
   type CatalogModel as DaemonModel,
+  type CatalogOptions as DaemonCatalogOptions,
   type CatalogSourceEntry as DaemonSourceEntry,
   createCatalog as createDaemonCatalog,
 } from "./catalog.ts";
-export { defaultKeepAlive, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
+export { defaultKeepAlive, type KeepAliveMs, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
+export { type DaemonContext, findModel as findDaemonModel } from "./context.ts";
+export type { ParameterLines } from "./ollama/show.ts";
 export {
   digestFileName,
   isValidModelName as isValidOllamaName,
@@ -47,5 +51,5 @@ export {
   parseOptions as parseOllamaOptions,
 } from "./options.ts";
 export { createRoutes as createDaemonRoutes, type RouteOptions as DaemonRouteOptions } from "./routes.ts";
-export { allowedOrigins, checkAccess, hostAllowed, originAllowed } from "./security.ts";
+export { type AccessOptions, allowedOrigins, checkAccess, hostAllowed, originAllowed } from "./security.ts";
 export * as daemonWire from "./types.ts";
