@@ -71,3 +71,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "an alias may name another alias; aliases that loop are a clear error, not an endless rescan",
+  sanitizeResources: false,
+  async fn() {
+    const tmp = await tempDir();
+    try {
+      await Deno.mkdir(`${tmp.path}/mine`, { recursive: true });
+      const file = `${tmp.path}/mine/smol.gguf`;
+      await Deno.copyFile(await smolModelPath(), file);
+      const paths = resolvePaths({ dataDir: `${tmp.path}/data`, env: {} });
+      const config = parseConfig({
+        models: {
+          dirs: [`${tmp.path}/mine`],
+          aliases: { coder: "chat", chat: "tiny", tiny: file, x: "y", y: "z", z: "x" },
+          sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false },
+        },
+      });
+      assertEquals((await resolveModel(paths, config, "coder", { env: {} })).path, file);
+      const err = await assertRejects(() => resolveModel(paths, config, "x", { env: {} }), UserError);
+      assertStringIncludes(err.message, "'x' -> 'y' -> 'z' -> 'x' go round in a loop");
+      assertStringIncludes(err.hint ?? "", "models.aliases");
+    } finally {
+      await tmp.cleanup();
+    }
+  },
+});

@@ -350,6 +350,27 @@ export async function modelFromFile(path: string): Promise<ModelEntry> {
   };
 }
 
+/** Follows config aliases (one may name another) to what they finally name; a loop is the user's to fix. */
+function followAliases(config: Config, ref: string): string {
+  const aliases = config.models.aliases;
+  const chain = [ref];
+  for (;;) {
+    const last = chain[chain.length - 1];
+    const next = aliases[last] ?? aliases[last.toLowerCase()];
+    if (next === undefined || next === last) return last;
+    if (chain.includes(next)) {
+      throw new UserError(
+        `the aliases ${[...chain, next].map((a) => `'${a}'`).join(" -> ")} go round in a loop`,
+        {
+          hint:
+            `point one of them at a model in models.aliases of the config (\`llama-mgr models alias NAME MODEL\`)`,
+        },
+      );
+    }
+    chain.push(next);
+  }
+}
+
 /**
  * Finds a model by name, `name:tag` (`:latest` may be left out), alias, or file path. A miss suggests the
  * closest names.
@@ -366,6 +387,7 @@ export async function resolveModel(
   ref: string,
   options: ScanOptions = {},
 ): Promise<ModelEntry> {
+  ref = followAliases(config, ref);
   const asPath = expandHome(ref);
   if ((ref.includes("/") || ref.toLowerCase().endsWith(".gguf")) && await exists(asPath)) {
     const models = await listModels(paths, config, options);
@@ -377,8 +399,6 @@ export async function resolveModel(
     return await modelFromFile(asPath);
   }
   const models = await listModels(paths, config, options);
-  const configured = config.models.aliases[ref] ?? config.models.aliases[ref.toLowerCase()];
-  if (configured && configured !== ref) return await resolveModel(paths, config, configured, options);
   const r = ref.trim().toLowerCase();
   const exact = models.find((m) => m.name === r || m.aliases.includes(r)) ??
     models.find((m) => m.files.some((f) => basename(f).toLowerCase() === r));
