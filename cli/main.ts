@@ -10,6 +10,7 @@ import { COMMANDS } from "./commands.ts";
 import { formatError, UserError } from "../lib/util/errors.ts";
 import { CommandError } from "../lib/util/run.ts";
 import { VERSION } from "../lib/version.ts";
+import { editDistance } from "../lib/gguf/names.ts";
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -39,21 +40,6 @@ function closest(word: string, names: string[]): string | undefined {
     if (d < bestD) [best, bestD] = [n, d];
   }
   return bestD <= 2 ? best : undefined;
-}
-
-/** Levenshtein distance, for "did you mean" suggestions. */
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
-    }
-  }
-  return prev[b.length];
 }
 
 /**
