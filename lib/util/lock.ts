@@ -42,15 +42,25 @@ async function tryAcquire(path: string, info: LockInfo): Promise<LockInfo | unde
   } finally {
     await Deno.remove(tmp).catch(() => {});
   }
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    // Released between our link and our read: just try again, never remove what we did not read.
+    if (err instanceof Deno.errors.NotFound) return { pid: 0, what: "", since: "" };
+    throw err;
+  }
   let holder: LockInfo | undefined;
   try {
-    holder = JSON.parse(await Deno.readTextFile(path));
+    holder = JSON.parse(text);
   } catch {
     holder = undefined;
   }
   if (!holder || !pidAlive(holder.pid)) {
-    // Stale: the holder died. Remove and let the caller retry.
-    await Deno.remove(path).catch(() => {});
+    // Stale: its holder died (or, from an old version, it is unreadable). Remove it only if it is still the
+    // very lock we read, so a lock someone took meanwhile is left alone.
+    const again = await Deno.readTextFile(path).catch(() => undefined);
+    if (again === text) await Deno.remove(path).catch(() => {});
     return { pid: 0, what: "", since: "" };
   }
   return holder;
