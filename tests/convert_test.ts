@@ -12,6 +12,7 @@ import { getInstance } from "../lib/llamacpp/instances.ts";
 import { readGgufHeader } from "../lib/gguf/reader.ts";
 import { installPlan } from "../lib/python/venv.ts";
 import { run } from "../lib/util/run.ts";
+import { cosine } from "./_vectors.ts";
 
 const TORCH = ["--torch-version", "2.13.0", "--find-links", "/opt/wheels"];
 const SENTENCES = [
@@ -21,16 +22,6 @@ const SENTENCES = [
   "llama.cpp runs large language models on a laptop.",
   "Two cats sleep in the sun on a warm afternoon.",
 ];
-
-function cosine(a: number[], b: number[]): number {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 Deno.test("the Python environment plan lets the user choose torch", () => {
   const reqs = [

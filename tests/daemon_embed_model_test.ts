@@ -9,18 +9,9 @@ import { minilmDir, minilmGguf } from "./_fixtures.ts";
 import { testVenv } from "./_python.ts";
 import { withDaemon } from "./clients/harness.ts";
 import { run } from "../lib/util/run.ts";
+import { cosine } from "./_vectors.ts";
 
 const SENTENCES = ["A man is eating food.", "The new movie is awesome.", "Two cats sleep in the sun."];
-
-function cosine(a: number[], b: number[]): number {
-  let dot = 0, na = 0, nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(na * nb);
-}
 
 Deno.test({
   name: "an embedding-only model through the daemon gives sentence-transformers' vectors to real clients",
