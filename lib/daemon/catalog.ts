@@ -114,17 +114,32 @@ interface NamesFile {
 export function createCatalog(options: CatalogOptions): Catalog {
   const namesFile = join(options.paths.dataDir, "daemon", "names.json");
   const cacheMs = options.cacheMs ?? 2000;
-  let cached: { at: number; list: Promise<CatalogSourceEntry[]> } | undefined;
-
-  const entries = (): Promise<CatalogSourceEntry[]> => {
-    if (!cached || Date.now() - cached.at > cacheMs) {
-      const list = options.listModels();
-      cached = { at: Date.now(), list };
-      list.catch(() => {
-        cached = undefined;
-      });
-    }
-    return cached.list;
+  // The last listing, its age, and the scan under way. A change made through the daemon (create, delete)
+  // bumps `generation` so a scan that started before it cannot bring the old listing back.
+  let good: { at: number; list: CatalogSourceEntry[] } | undefined;
+  let pending: { generation: number; list: Promise<CatalogSourceEntry[]> } | undefined;
+  let generation = 0;
+  const rescan = (): Promise<CatalogSourceEntry[]> => {
+    if (pending && pending.generation === generation) return pending.list;
+    const gen = generation;
+    const list = options.listModels().then((l) => {
+      if (gen === generation) good = { at: Date.now(), list: l };
+      return l;
+    }).finally(() => {
+      if (pending?.list === list) pending = undefined;
+    });
+    pending = { generation: gen, list };
+    return list;
+  };
+  // What `/api/tags` shows: never older than cacheMs.
+  const entries = (): Promise<CatalogSourceEntry[]> =>
+    good && Date.now() - good.at <= cacheMs ? Promise.resolve(good.list) : rescan();
+  // What a lookup uses: the last listing at once (a request never waits for a scan), rescanned in the background
+  // when it is old; `find` rescans and looks again when a name is not in it.
+  const entriesNow = (): Promise<CatalogSourceEntry[]> => {
+    if (!good) return rescan();
+    if (Date.now() - good.at > cacheMs) rescan().catch(() => {});
+    return Promise.resolve(good.list);
   };
   // Read once, then kept in memory (this daemon is the file's only writer); every change is written through.
   let namesCache: Promise<NamesFile> | undefined;
@@ -143,8 +158,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
     );
   };
 
-  const list = async (): Promise<CatalogModel[]> => {
-    const all = await entries();
+  const listFrom = async (all: CatalogSourceEntry[]): Promise<CatalogModel[]> => {
     const out: CatalogModel[] = all.map((entry) => ({ name: entry.name, entry, copy: false }));
     // Config aliases are names of their own, listed like Ollama lists every name it has.
     for (const [alias, target] of Object.entries(options.aliases ?? {})) {
@@ -162,14 +176,26 @@ export function createCatalog(options: CatalogOptions): Catalog {
     return out;
   };
 
+  const list = async (): Promise<CatalogModel[]> => listFrom(await entries());
+
+  const lookup = (models: CatalogModel[], key: string): CatalogModel | undefined =>
+    models.find((m) => normalizeName(m.name) === key) ??
+      // Other names the index knows (Ollama's name, hf.co/org/repo:quant): the model under its own name.
+      models.find((m) => !m.copy && (m.entry.aliases ?? []).some((a) => normalizeName(a) === key));
+
   const find = async (name: string): Promise<CatalogModel | undefined> => {
     const key = normalizeName(name);
-    const models = await list();
-    const byName = models.find((m) => normalizeName(m.name) === key);
-    if (byName) return byName;
-    // Other names the index knows (Ollama's name, hf.co/org/repo:quant): the model under its own name.
-    return models.find((m) => !m.copy && (m.entry.aliases ?? []).some((a) => normalizeName(a) === key));
+    const scannedAt = good?.at;
+    const found = lookup(await listFrom(await entriesNow()), key);
+    // Missing from a listing made before this request: a model added since then is found by a fresh scan.
+    if (found || scannedAt === undefined) return found;
+    return lookup(await listFrom(await rescan()), key);
   };
+
+  function invalidate(): void {
+    generation++;
+    good = undefined;
+  }
 
   return {
     list,
@@ -186,7 +212,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
       const names = await readNames();
       names.names[normalizeName(name)] = { path, createdAt: new Date().toISOString() };
       await writeJsonAtomic(namesFile, names);
-      cached = undefined;
+      invalidate();
     },
     async remove(model) {
       const names = await readNames();
@@ -209,10 +235,8 @@ export function createCatalog(options: CatalogOptions): Catalog {
       }
       await Deno.remove(model.entry.path);
       if (model.entry.mmproj?.startsWith(modelsDir)) await Deno.remove(model.entry.mmproj).catch(() => {});
-      cached = undefined;
+      invalidate();
     },
-    invalidate() {
-      cached = undefined;
-    },
+    invalidate,
   };
 }

@@ -69,6 +69,9 @@ export async function readBodyText(req: Request, limit = MAX_JSON_BODY): Promise
     throw new HttpError(413, `request body too large: ${declared} bytes, the limit is ${limit}`);
   }
   if (!req.body) return "";
+  // With a Content-Length (every client sends one) the server already holds the body to that length: read it
+  // in one go. A chunked body is counted as it arrives.
+  if (Number.isFinite(declared)) return await req.text();
   const chunks: Uint8Array[] = [];
   let total = 0;
   for await (const chunk of req.body) {

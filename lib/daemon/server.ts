@@ -176,7 +176,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     closing ??= (async () => {
       abort.abort();
       await scheduler.stopAll();
-      dropAllConnections();
+      await dropAllConnections();
       await server.finished.catch(() => {});
     })();
     return closing;

@@ -1,0 +1,101 @@
+/**
+ * The daemon's model catalogue: a request never waits for a rescan of the model stores when the model is in the
+ * last listing, a model added since that listing is still found, `/api/tags` is never older than the cache
+ * time, and a change made through the daemon is not undone by a scan that started before it.
+ */
+import { assert, assertEquals } from "./_assert.ts";
+import { type CatalogSourceEntry, createCatalog } from "../lib/daemon/catalog.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { tempDir } from "./_fixtures.ts";
+
+function entry(name: string): CatalogSourceEntry {
+  return { name, path: `/models/${name.replace(":", "-")}.gguf`, sizeBytes: 1, mtimeMs: 0, facts: {} };
+}
+
+/** A model store whose scans can be held open, counting how many ran. */
+function store(initial: string[]) {
+  const names = [...initial];
+  let gate: PromiseWithResolvers<void> | undefined;
+  let scans = 0;
+  return {
+    names,
+    get scans() {
+      return scans;
+    },
+    hold() {
+      gate = Promise.withResolvers<void>();
+    },
+    releaseHold() {
+      gate?.resolve();
+      gate = undefined;
+    },
+    async listModels(): Promise<CatalogSourceEntry[]> {
+      scans++;
+      const snapshot = names.map(entry);
+      if (gate) await gate.promise;
+      return snapshot;
+    },
+  };
+}
+
+Deno.test("catalogue: lookups use the last listing and rescan only when they must", async (t) => {
+  const dir = await tempDir();
+  const paths = resolvePaths({ dataDir: dir.path, env: {} });
+  const s = store(["a:latest"]);
+  const catalog = createCatalog({ paths, listModels: () => s.listModels(), cacheMs: 50 });
+
+  await t.step("the first lookup scans", async () => {
+    assertEquals((await catalog.find("a"))?.name, "a:latest");
+    assertEquals(s.scans, 1);
+  });
+
+  await t.step("an old listing answers at once while a rescan runs in the background", async () => {
+    await new Promise((r) => setTimeout(r, 80));
+    s.hold(); // the next scan does not finish until released
+    const found = await Promise.race([
+      catalog.find("a"),
+      new Promise<"waited">((r) => setTimeout(() => r("waited"), 1000)),
+    ]);
+    assert(found !== "waited", "the lookup waited for the scan");
+    assertEquals(found?.name, "a:latest");
+    assertEquals(s.scans, 2, "a background rescan started");
+    s.releaseHold();
+    await new Promise((r) => setTimeout(r, 10));
+  });
+
+  await t.step("a model added after the last listing is found by a fresh scan", async () => {
+    s.names.push("b:latest");
+    const scans = s.scans;
+    assertEquals((await catalog.find("b"))?.name, "b:latest");
+    assertEquals(s.scans, scans + 1);
+  });
+
+  await t.step("an unknown name is unknown after one fresh scan", async () => {
+    const scans = s.scans;
+    assertEquals(await catalog.find("nope"), undefined);
+    assertEquals(s.scans, scans + 1);
+  });
+
+  await t.step("the list clients see is never older than the cache time", async () => {
+    s.names.push("c:latest");
+    await new Promise((r) => setTimeout(r, 80));
+    const names = (await catalog.list()).map((m) => m.name);
+    assertEquals(names, ["a:latest", "b:latest", "c:latest"]);
+  });
+
+  await t.step(
+    "a scan that began before a change made through the daemon cannot bring back the old list",
+    async () => {
+      await new Promise((r) => setTimeout(r, 80));
+      s.hold();
+      const stale = catalog.list(); // scans with c still present
+      s.names.splice(s.names.indexOf("c:latest"), 1);
+      catalog.invalidate(); // as /api/delete does after removing the file
+      s.releaseHold();
+      assert((await stale).some((m) => m.name === "c:latest"), "the old scan saw c");
+      const names = (await catalog.list()).map((m) => m.name);
+      assertEquals(names, ["a:latest", "b:latest"]);
+    },
+  );
+  await dir.cleanup();
+});
