@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { run } from "../lib/util/run.ts";
+import { DAEMON_V8_FLAGS } from "../lib/version.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -18,6 +19,7 @@ const cmd = [
   Deno.execPath(),
   "compile",
   "-A",
+  `--v8-flags=${DAEMON_V8_FLAGS.join(",")}`,
   "--config",
   `${root}deno.json`,
   "--output",
