@@ -1,29 +1,40 @@
 /**
  * What the daemon costs on top of llama-server. The same model, prompt and greedy settings go through the
- * daemon's `/api/chat` and straight to the daemon's own llama-server `/v1/chat/completions`, alternating, in one
- * run, at 1, 4 and 8 concurrent streams. Prints the generation tokens/s ratio (target >= 0.98), the time to
- * first token the daemon adds (target p50 < 2 ms, p99 < 10 ms), and the daemon's resident memory idle and after
- * 1,000 requests (target < 80 MB, no growth).
+ * daemon's `/api/chat` and straight to the daemon's own llama-server `/v1/chat/completions`, in one run, at 1,
+ * 4 and 8 concurrent streams:
  *
- * The daemon runs as users run it (`llama-mgr daemon`, a separate process), with a temp data dir, the SmolLM2
- * fixture model and the shared test build.
+ * - generation tokens/s, daemon over direct (target >= 0.98), from long streams in alternating rounds; each
+ *   round also runs the direct path a second time, and the ratio of the two direct runs (A/A) shows how far
+ *   this machine's own noise moves a ratio;
+ * - the time to first token the daemon adds (target p50 < 2 ms, p99 < 10 ms), from many short requests;
+ * - the daemon's CPU per streamed token;
+ * - the daemon's resident memory idle and after 1,000 requests (target < 80 MB, no growth), with the part that
+ *   is its own (anonymous) and the part that is the deno binary's shared code pages.
  *
- * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--requests N] [--threads N] [--v8 F] [--streams 1,4,8] [--json]`
- * (`--threads` gives llama-server that many threads through a preset, e.g. to leave the daemon a core; `--v8`
- * passes V8 flags to the daemon process, e.g. `--max-semi-space-size=1` for a smaller young generation).
+ * The daemon runs as users run it (`llama-mgr daemon` as its own process, with the V8 flags the `llama-mgr`
+ * task and `deno install` give it), with a temp data dir, the SmolLM2 fixture model and the shared test build.
+ * llama-server gets `--parallel` slots (default 8) so that 8 streams measure the daemon, not queueing.
+ *
+ * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--ttft N] [--requests N] [--parallel N]
+ * [--threads N] [--v8 FLAGS] [--streams 1,4,8] [--json]` (`--threads` gives llama-server that many threads, e.g.
+ * to leave the daemon a core; `--v8` replaces the daemon's V8 flags, `--v8=` runs it without any).
  *
  * @module
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { smolModelPath, testInstance } from "../tests/_fixtures.ts";
-import { pidRss } from "../lib/util/process.ts";
+import { pidCpuMs, pidRss } from "../lib/util/process.ts";
+import { DAEMON_V8_FLAGS } from "../lib/version.ts";
+import { OLLAMA_SAMPLING_DEFAULTS } from "../lib/daemon/options.ts";
 
 const { values: flags } = parseArgs({
   options: {
     rounds: { type: "string", default: "12" },
     tokens: { type: "string", default: "64" },
+    ttft: { type: "string", default: "200" },
     requests: { type: "string", default: "1000" },
+    parallel: { type: "string", default: "8" },
     json: { type: "boolean", default: false },
     threads: { type: "string" },
     v8: { type: "string" },
@@ -32,24 +43,17 @@ const { values: flags } = parseArgs({
 });
 const ROUNDS = Number(flags.rounds);
 const TOKENS = Number(flags.tokens);
+const TTFT_SAMPLES = Number(flags.ttft);
 const REQUESTS = Number(flags.requests);
+const V8 = flags.v8 ?? DAEMON_V8_FLAGS.join(" ");
 const PROMPT = "Write a short story about a robot who learns to paint.";
-const SAMPLING = {
-  temperature: 0,
-  top_k: 1,
-  seed: 42,
-  top_p: 0.9,
-  min_p: 0,
-  typical_p: 1,
-  repeat_last_n: 64,
-  repeat_penalty: 1,
-  n_keep: 4,
-};
+// What the daemon sends llama-server for these Ollama options (lib/daemon/ollama/convert.ts): Ollama's defaults,
+// then the request's.
+const SAMPLING = { ...OLLAMA_SAMPLING_DEFAULTS, temperature: 0, top_k: 1, seed: 42 };
 
 interface StreamResult {
   ttftMs: number;
   tokens: number;
-  endMs: number;
 }
 
 function freePort(): number {
@@ -59,7 +63,24 @@ function freePort(): number {
   return port;
 }
 
-async function daemonStream(url: string): Promise<StreamResult> {
+/** Reads a streamed body line by line, calling `onLine` for each complete line. */
+async function readLines(res: Response, onLine: (line: string) => void): Promise<void> {
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+  }
+}
+
+async function daemonStream(url: string, tokens: number): Promise<StreamResult> {
   const t0 = performance.now();
   const res = await fetch(`${url}/api/chat`, {
     method: "POST",
@@ -67,33 +88,21 @@ async function daemonStream(url: string): Promise<StreamResult> {
       model: "smol",
       messages: [{ role: "user", content: PROMPT }],
       keep_alive: -1,
-      options: { temperature: 0, top_k: 1, seed: 42, num_predict: TOKENS },
+      options: { temperature: 0, top_k: 1, seed: 42, num_predict: tokens },
     }),
   });
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = "";
   let ttft = -1;
-  let tokens = 0;
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = JSON.parse(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-      if (line.error) throw new Error(line.error);
-      if (!line.done && line.message?.content) {
-        if (ttft < 0) ttft = performance.now() - t0;
-      }
-      if (line.done) tokens = line.eval_count;
-    }
-  }
-  return { ttftMs: ttft, tokens, endMs: performance.now() - t0 };
+  let n = 0;
+  await readLines(res, (text) => {
+    const line = JSON.parse(text);
+    if (line.error) throw new Error(line.error);
+    if (!line.done && line.message?.content && ttft < 0) ttft = performance.now() - t0;
+    if (line.done) n = line.eval_count;
+  });
+  return { ttftMs: ttft, tokens: n };
 }
 
-async function directStream(url: string): Promise<StreamResult> {
+async function directStream(url: string, tokens: number): Promise<StreamResult> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
@@ -101,31 +110,20 @@ async function directStream(url: string): Promise<StreamResult> {
     body: JSON.stringify({
       messages: [{ role: "user", content: PROMPT }],
       stream: true,
-      max_tokens: TOKENS,
-      n_predict: TOKENS,
+      max_tokens: tokens,
       ...SAMPLING,
     }),
   });
-  const reader = res.body!.getReader();
-  const dec = new TextDecoder();
-  let buf = "";
   let ttft = -1;
-  let tokens = 0;
-  while (true) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += dec.decode(value, { stream: true });
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
-      if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-      const ev = JSON.parse(line.slice(6));
-      if (ev.choices?.[0]?.delta?.content && ttft < 0) ttft = performance.now() - t0;
-      if (ev.timings) tokens = ev.timings.predicted_n;
-    }
-  }
-  return { ttftMs: ttft, tokens, endMs: performance.now() - t0 };
+  let n = 0;
+  await readLines(res, (text) => {
+    const line = text.trim();
+    if (!line.startsWith("data: ") || line === "data: [DONE]") return;
+    const ev = JSON.parse(line.slice(6));
+    if (ev.choices?.[0]?.delta?.content && ttft < 0) ttft = performance.now() - t0;
+    if (ev.timings) n = ev.timings.predicted_n;
+  });
+  return { ttftMs: ttft, tokens: n };
 }
 
 function pct(xs: number[], p: number): number {
@@ -133,13 +131,38 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
-async function round(fn: () => Promise<StreamResult>, c: number): Promise<{ tps: number; ttfts: number[] }> {
+/** The daemon's private (anonymous) resident memory: RSS without the shared pages of the deno binary. */
+function anonRss(pid: number): number {
+  try {
+    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^RssAnon:\s+(\d+)\s+kB/m);
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+interface RoundResult {
+  seconds: number;
+  tokens: number;
+  ttfts: number[];
+  /** CPU the daemon process used during the round, ms. */
+  daemonCpuMs: number;
+}
+
+async function round(fn: () => Promise<StreamResult>, c: number, daemonPid: number): Promise<RoundResult> {
+  const cpu0 = pidCpuMs(daemonPid) ?? 0;
   const t0 = performance.now();
   const results = await Promise.all(Array.from({ length: c }, fn));
-  const wall = performance.now() - t0;
-  const tokens = results.reduce((a, r) => a + r.tokens, 0);
-  return { tps: tokens / (wall / 1000), ttfts: results.map((r) => r.ttftMs) };
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    tokens: results.reduce((a, r) => a + r.tokens, 0),
+    ttfts: results.map((r) => r.ttftMs),
+    daemonCpuMs: (pidCpuMs(daemonPid) ?? 0) - cpu0,
+  };
 }
+
+/** Every ordering of three paths, cycled so each path runs first, second and third equally often. */
+const ORDERS = [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 2, 1], [2, 1, 0], [1, 0, 2]];
 
 async function main(): Promise<void> {
   const { paths: testPaths, instance } = await testInstance();
@@ -148,6 +171,7 @@ async function main(): Promise<void> {
   await Deno.mkdir(modelsDir);
   await Deno.symlink(await smolModelPath(), join(modelsDir, "smol.gguf"));
   const configFile = join(root, "config.yaml");
+  const serverArgs = ["-np", flags.parallel!, ...(flags.threads ? ["-t", flags.threads] : [])];
   await Deno.writeTextFile(
     configFile,
     [
@@ -155,9 +179,10 @@ async function main(): Promise<void> {
       `  dirs: [${JSON.stringify(modelsDir)}]`,
       `  aliases: { smol: ${JSON.stringify(join(modelsDir, "smol.gguf"))} }`,
       "  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }",
-      ...(flags.threads
-        ? ["presets:", "  smol:", "    model: smol", `    args: ["-t", "${flags.threads}"]`]
-        : []),
+      "presets:",
+      "  smol:",
+      "    model: smol",
+      `    args: ${JSON.stringify(serverArgs)}`,
       "",
     ].join("\n"),
   );
@@ -171,7 +196,7 @@ async function main(): Promise<void> {
     args: [
       "run",
       "-A",
-      ...(flags.v8 ? [`--v8-flags=${flags.v8}`] : []),
+      ...(V8 ? [`--v8-flags=${V8.split(/\s+/).join(",")}`] : []),
       main,
       "daemon",
       "--port",
@@ -199,8 +224,13 @@ async function main(): Promise<void> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  const out = (line: string) => {
+    if (!flags.json) console.log(line);
+  };
+  let exited = false;
+  daemon.status.then(() => exited = true);
   try {
-    for (let i = 0; i < 300; i++) {
+    for (let i = 0; i < 300 && !exited; i++) {
       try {
         const r = await fetch(url + "/api/version");
         await r.body?.cancel();
@@ -208,7 +238,7 @@ async function main(): Promise<void> {
       } catch { /* not yet */ }
       await new Promise((r) => setTimeout(r, 100));
     }
-    const rssStart = pidRss(daemon.pid) ?? 0;
+    if (exited) throw new Error("the daemon exited before answering (see its output above)");
     // Load the model (kept forever) and find the daemon's own llama-server.
     await (await fetch(`${url}/api/chat`, {
       method: "POST",
@@ -217,48 +247,84 @@ async function main(): Promise<void> {
     const direct = await findServerUrl(url, dataDir);
     // Warm both paths (prompt cache, JIT).
     for (let i = 0; i < 3; i++) {
-      await daemonStream(url);
-      await directStream(direct);
+      await daemonStream(url, TOKENS);
+      await directStream(direct, TOKENS);
     }
     const rssIdle = pidRss(daemon.pid) ?? 0;
+    const anonIdle = anonRss(daemon.pid);
+    out(
+      `llama-server: ${serverArgs.join(" ")}; daemon V8 flags: ${V8 || "(none)"}; ` +
+        `${TOKENS} tokens per stream, ${ROUNDS} rounds (x2 at 1 stream), ${TTFT_SAMPLES} TTFT samples per path`,
+    );
 
-    const rows: Record<string, unknown>[] = [];
-    for (const c of flags.streams!.split(",").filter(Boolean).map(Number)) {
-      const d = { tps: [] as number[], ttft: [] as number[] };
-      const s = { tps: [] as number[], ttft: [] as number[] };
+    const streams = flags.streams!.split(",").filter(Boolean).map(Number);
+    const throughput: Record<string, unknown>[] = [];
+    for (const c of streams) {
+      // Paths: 0 the daemon, 1 direct, 2 direct again (the A/A control).
+      const seconds = [0, 0, 0];
+      const tokens = [0, 0, 0];
+      let cpuMs = 0;
       const rounds = c === 1 ? ROUNDS * 2 : ROUNDS;
       for (let i = 0; i < rounds; i++) {
-        const first = i % 2 === 0;
-        const a = await round(() => (first ? daemonStream(url) : directStream(direct)), c);
-        const b = await round(() => (first ? directStream(direct) : daemonStream(url)), c);
-        const [dr, sr] = first ? [a, b] : [b, a];
-        d.tps.push(dr.tps);
-        d.ttft.push(...dr.ttfts);
-        s.tps.push(sr.tps);
-        s.ttft.push(...sr.ttfts);
+        for (const p of ORDERS[i % ORDERS.length]) {
+          const r = await round(
+            () => p === 0 ? daemonStream(url, TOKENS) : directStream(direct, TOKENS),
+            c,
+            daemon.pid,
+          );
+          seconds[p] += r.seconds;
+          tokens[p] += r.tokens;
+          if (p === 0) cpuMs += r.daemonCpuMs;
+        }
       }
-      const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
+      const tps = [0, 1, 2].map((p) => tokens[p] / seconds[p]);
       const row = {
         streams: c,
-        daemon_tps: +(sum(d.tps) / d.tps.length).toFixed(1),
-        direct_tps: +(sum(s.tps) / s.tps.length).toFixed(1),
-        ratio: +(sum(d.tps) / sum(s.tps)).toFixed(3),
-        added_ttft_p50_ms: +(pct(d.ttft, 50) - pct(s.ttft, 50)).toFixed(2),
-        added_ttft_p99_ms: +(pct(d.ttft, 99) - pct(s.ttft, 99)).toFixed(2),
-        ttft_p50_ms: { daemon: +pct(d.ttft, 50).toFixed(2), direct: +pct(s.ttft, 50).toFixed(2) },
+        daemon_tps: +tps[0].toFixed(1),
+        direct_tps: +((tps[1] + tps[2]) / 2).toFixed(1),
+        ratio: +(tps[0] / ((tps[1] + tps[2]) / 2)).toFixed(3),
+        aa_ratio: +(tps[2] / tps[1]).toFixed(3),
+        daemon_cpu_us_per_token: Math.round((cpuMs * 1000) / Math.max(1, tokens[0])),
       };
-      rows.push(row);
-      if (!flags.json) {
-        console.log(
-          `${c} stream(s): tokens/s daemon ${row.daemon_tps} vs direct ${row.direct_tps} = ratio ${row.ratio}; ` +
-            `added TTFT p50 ${row.added_ttft_p50_ms} ms, p99 ${row.added_ttft_p99_ms} ms ` +
-            `(TTFT p50 daemon ${row.ttft_p50_ms.daemon} ms, direct ${row.ttft_p50_ms.direct} ms)`,
-        );
-      }
+      throughput.push(row);
+      out(
+        `${c} stream(s): tokens/s daemon ${row.daemon_tps} vs direct ${row.direct_tps} = ratio ${row.ratio} ` +
+          `(${row.ratio >= 0.98 ? "met" : "NOT met"}; A/A direct vs direct ${row.aa_ratio}); ` +
+          `daemon CPU ${row.daemon_cpu_us_per_token} µs/token`,
+      );
     }
 
-    // Memory: 1,000 small requests of every kind clients send most.
+    const ttft: Record<string, unknown>[] = [];
+    for (const c of streams) {
+      const d: number[] = [];
+      const s: number[] = [];
+      for (let i = 0; d.length < TTFT_SAMPLES; i++) {
+        const first = i % 2 === 0;
+        const a = await round(() => first ? daemonStream(url, 4) : directStream(direct, 4), c, daemon.pid);
+        const b = await round(() => first ? directStream(direct, 4) : daemonStream(url, 4), c, daemon.pid);
+        (first ? d : s).push(...a.ttfts);
+        (first ? s : d).push(...b.ttfts);
+      }
+      const row = {
+        streams: c,
+        samples: d.length,
+        added_p50_ms: +(pct(d, 50) - pct(s, 50)).toFixed(2),
+        added_p99_ms: +(pct(d, 99) - pct(s, 99)).toFixed(2),
+        daemon_ms: { p50: +pct(d, 50).toFixed(2), p99: +pct(d, 99).toFixed(2) },
+        direct_ms: { p50: +pct(s, 50).toFixed(2), p99: +pct(s, 99).toFixed(2) },
+      };
+      ttft.push(row);
+      const met = row.added_p50_ms < 2 && row.added_p99_ms < 10;
+      out(
+        `${c} stream(s): added time to first token p50 ${row.added_p50_ms} ms, p99 ${row.added_p99_ms} ms ` +
+          `(${met ? "met" : "NOT met"}; daemon ${row.daemon_ms.p50} / ${row.daemon_ms.p99} ms, ` +
+          `direct ${row.direct_ms.p50} / ${row.direct_ms.p99} ms; ${row.samples} samples each)`,
+      );
+    }
+
+    // Memory: requests of the kinds clients send most.
     const rssAt: number[] = [];
+    const anonAt: number[] = [];
     for (let i = 0; i < REQUESTS; i++) {
       const kind = i % 4;
       if (kind === 0) await (await fetch(`${url}/api/tags`)).body?.cancel();
@@ -286,21 +352,42 @@ async function main(): Promise<void> {
         });
         await r.text();
       }
-      if ((i + 1) % (REQUESTS / 4) === 0) rssAt.push(pidRss(daemon.pid) ?? 0);
+      if ((i + 1) % Math.max(1, Math.floor(REQUESTS / 4)) === 0) {
+        rssAt.push(pidRss(daemon.pid) ?? 0);
+        anonAt.push(anonRss(daemon.pid));
+      }
     }
     const mb = (b: number) => +(b / 1024 / 1024).toFixed(1);
     const memory = {
-      rss_start_mb: mb(rssStart),
       rss_idle_mb: mb(rssIdle),
       rss_after_requests_mb: rssAt.map(mb),
+      anon_idle_mb: mb(anonIdle),
+      anon_after_requests_mb: anonAt.map(mb),
       requests: REQUESTS,
     };
-    if (flags.json) console.log(JSON.stringify({ tokens: TOKENS, rounds: ROUNDS, rows, memory }, null, 2));
-    else {
-      console.log(
-        `daemon RSS: ${memory.rss_idle_mb} MB idle (model loaded, after warm-up), ` +
-          `${memory.rss_after_requests_mb.join(" / ")} MB after each quarter of ${REQUESTS} requests`,
-      );
+    const peak = Math.max(rssIdle, ...rssAt);
+    out(
+      `daemon RSS: ${memory.rss_idle_mb} MB idle (model loaded, after warm-up and the streams above), ` +
+        `${memory.rss_after_requests_mb.join(" / ")} MB after each quarter of ${REQUESTS} requests ` +
+        `(${
+          mb(peak) < 80 ? "under" : "OVER"
+        } 80 MB); its own (anonymous) part ${memory.anon_idle_mb} MB idle, ` +
+        `${memory.anon_after_requests_mb.join(" / ")} MB; the rest is the deno binary's shared code pages`,
+    );
+    if (flags.json) {
+      console.log(JSON.stringify(
+        {
+          tokens: TOKENS,
+          rounds: ROUNDS,
+          server_args: serverArgs,
+          v8_flags: V8,
+          throughput,
+          ttft,
+          memory,
+        },
+        null,
+        2,
+      ));
     }
   } finally {
     try {
