@@ -77,8 +77,11 @@ export const ConfigSchema = z.strictObject({
     origins: z.array(z.string()).default([]),
     /** When set, requests must send `Authorization: Bearer <key>`. */
     api_key: z.string().optional(),
-    /** How many models may be loaded at once. */
+    /** How many models may be loaded at once (OLLAMA_MAX_LOADED_MODELS). */
     max_loaded_models: z.number().int().positive().default(3),
+    /** Requests one model answers at once, each with the full context (OLLAMA_NUM_PARALLEL); unset:
+     * llama-server's own choice (4 slots sharing one context). */
+    num_parallel: z.number().int().positive().optional(),
   }).prefault({}),
 });
 

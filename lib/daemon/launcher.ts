@@ -29,6 +29,8 @@ export interface ServerLauncherOptions {
   log?: (line: string) => void;
   /** How long a server may take to become ready (default 180 s). */
   readyTimeoutMs?: number;
+  /** Parallel requests per model, each with the full context (`-np N`, context x N); unset: llama-server's. */
+  parallel?: number;
 }
 
 /** The preset configured for a model: one whose `model` is the model's name, an alias or its path. */
@@ -75,9 +77,13 @@ export function estimateBytes(model: CatalogModel, ctx: number): number | undefi
 }
 
 /** lib/gguf's estimate (weights, KV cache per layer, compute buffers), when the facts are complete. */
-function indexEstimate(model: CatalogModel, ctx: number): number | undefined {
+function indexEstimate(
+  model: CatalogModel,
+  ctx: number,
+  more: { ubatch?: number; parallel?: number } = {},
+): number | undefined {
   try {
-    const total = estimateMemory(model.entry.facts as unknown as ModelFacts, { ctx }).totalBytes;
+    const total = estimateMemory(model.entry.facts as unknown as ModelFacts, { ctx, ...more }).totalBytes;
     return Number.isFinite(total) && total > 0 ? total : undefined;
   } catch {
     return undefined;
@@ -113,6 +119,11 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       );
       const ctx = spec.load.ctx;
       const args = [...(preset?.args ?? []), ...loadFlags(spec.load)];
+      // Ollama's OLLAMA_NUM_PARALLEL: that many slots, each with the whole num_ctx (llama-server splits -c
+      // between its slots). A preset's own -np wins.
+      const ownNp = args.some((a) => a === "-np" || a === "--parallel" || a.startsWith("--parallel="));
+      const parallel = ownNp ? 1 : options.parallel ?? 1;
+      if (!ownNp && options.parallel !== undefined) args.push("-np", String(parallel));
       // The daemon keeps connections to llama-server alive (stream_client.ts); llama-server's HTTP server holds
       // a thread per open connection, so give it enough that idle kept-alive connections never starve new ones.
       if (!args.includes("--threads-http")) args.push("--threads-http", "64");
@@ -130,7 +141,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         instance,
         host: "127.0.0.1",
         port: "auto",
-        ctx,
+        ctx: ctx * parallel,
         ngl: spec.load.ngl,
         args,
         env: preset?.env,
@@ -138,7 +149,11 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       });
-      const size = indexEstimate(spec.model, ctx) ?? estimateBytes(spec.model, ctx) ??
+      // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
+      const size = indexEstimate(spec.model, ctx * parallel, {
+        ubatch: spec.embedding ? ctx : undefined,
+        parallel: !ownNp && options.parallel !== undefined ? parallel : undefined,
+      }) ?? estimateBytes(spec.model, ctx * parallel) ??
         spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };

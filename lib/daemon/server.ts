@@ -1,6 +1,7 @@
 /**
  * Starting and stopping the daemon: resolve host, port, keep-alive and origins from flags, environment
- * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_CONTEXT_LENGTH`; `OLLAMA_API_KEY` is the
+ * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_CONTEXT_LENGTH`, `OLLAMA_NUM_PARALLEL`,
+ * `OLLAMA_MAX_LOADED_MODELS`; `OLLAMA_API_KEY` is the
  * client's, the daemon's key is `LLAMA_MGR_API_KEY` or the config) and config; clean up servers orphaned by a daemon that was killed; serve
  * the routes on `Deno.serve`; on close, stop every llama-server this daemon started.
  *
@@ -94,6 +95,19 @@ export function parseOllamaHost(value: string): { host: string; port: number } {
   return { host: host || "127.0.0.1", port };
 }
 
+/** A positive integer from the environment; unset or empty is undefined, anything else an error. */
+function positiveEnv(env: Record<string, string | undefined>, name: string): number | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new UserError(`${name}='${raw}' is not a positive whole number`, {
+      hint: `set e.g. ${name}=2, or unset it for the default`,
+    });
+  }
+  return n;
+}
+
 /**
  * Starts the daemon.
  *
@@ -117,18 +131,21 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     ...cfg.origins,
   ]);
   const apiKey = env.LLAMA_MGR_API_KEY || cfg.api_key;
+  const parallel = positiveEnv(env, "OLLAMA_NUM_PARALLEL") ?? cfg.num_parallel;
+  const maxLoaded = positiveEnv(env, "OLLAMA_MAX_LOADED_MODELS") ?? cfg.max_loaded_models;
 
   const launcher = options.launcher ?? await serverLauncher({
     paths: options.paths,
     config: options.config,
     instance: options.instance,
     log,
+    parallel,
   });
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
   const scheduler = createScheduler({
     launcher,
-    maxLoaded: cfg.max_loaded_models,
+    maxLoaded,
     defaultCtx: Number.isInteger(ctxEnv) && ctxEnv > 0 ? ctxEnv : undefined,
     log,
   });
