@@ -20,6 +20,8 @@ import { serverLauncher } from "./launcher.ts";
 import { indexedModels } from "./index_source.ts";
 import { dropAllConnections } from "./stream_client.ts";
 import { allowedOrigins } from "./security.ts";
+import { serverNameFor } from "./scheduler.ts";
+import { rotateLog, serverLogPath } from "../server/logs.ts";
 
 /** Options for {@linkcode startDaemon}. */
 export interface DaemonOptions {
@@ -41,6 +43,10 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** Instance name to use when no preset names one (the `-i` flag). */
   instance?: string;
+  /** How often the logs of this daemon's llama-servers are checked for rotation (default 60 s). */
+  logRotateMs?: number;
+  /** A running server's log is rotated in place past this size (default lib/server's 10 MiB). */
+  logMaxBytes?: number;
 }
 
 /** A running daemon. */
@@ -186,11 +192,21 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     }
     throw err;
   }
+  // llama-server logs every request; a daemon runs for weeks, so its servers' logs are rotated as they grow
+  // (copied to .1 and truncated in place: llama-server keeps writing to the same file).
+  const rotateTimer = setInterval(() => {
+    for (const r of scheduler.list()) {
+      const log = serverLogPath(options.paths, serverNameFor(r.model, r.embedding));
+      rotateLog(log, { copyTruncate: true, maxBytes: options.logMaxBytes }).catch(() => {});
+    }
+  }, options.logRotateMs ?? 60_000);
+  Deno.unrefTimer(rotateTimer);
   const addr = server.addr;
   const urlHost = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      clearInterval(rotateTimer);
       abort.abort();
       await scheduler.stopAll();
       await dropAllConnections();

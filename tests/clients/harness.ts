@@ -27,6 +27,8 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   /** Collect log lines here. */
   logs?: string[];
+  /** Log rotation settings passed to the daemon. */
+  logRotation?: { everyMs: number; maxBytes: number };
 }
 
 /** What a test gets. */
@@ -83,6 +85,8 @@ export async function withDaemon<T>(options: HarnessOptions, fn: (h: Harness) =>
     env: options.env ?? {},
     instance: instance.name,
     log: (line) => options.logs?.push(line),
+    logRotateMs: options.logRotation?.everyMs,
+    logMaxBytes: options.logRotation?.maxBytes,
   });
   try {
     return await fn({ daemon, url: daemon.url, dataDir, modelsDir });
