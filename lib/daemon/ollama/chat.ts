@@ -7,14 +7,14 @@
  */
 import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
-import { HttpError, nowRfc3339, readJsonBody } from "../http.ts";
+import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { ChatRequestSchema } from "../types.ts";
 import { capabilities, embeddingOnly } from "./details.ts";
 import { responseFormat, samplingFields, thinkFields, toOpenAIMessages } from "./convert.ts";
 import { chatEvents } from "./events.ts";
-import { loadAnswer, runGeneration, type Shape } from "./run.ts";
+import { lineShape, loadAnswer, runGeneration } from "./run.ts";
 
 /** Checks `think` and images against what the model can do (Ollama's 400s). */
 export function checkCapabilities(
@@ -81,33 +81,14 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     upstream.logprobs = true;
     if (tl) upstream.top_logprobs = tl;
   }
-  const name = body.model;
-  const shape: Shape = {
-    partial: (p) => ({
-      model: name,
-      created_at: nowRfc3339(),
-      message: {
-        role: "assistant",
-        content: p.text ?? "",
-        ...(p.thinking ? { thinking: p.thinking } : {}),
-        ...(p.tools ? { tool_calls: p.tools } : {}),
-      },
-      done: false,
-    }),
-    final: (all, reason, metrics) => ({
-      model: name,
-      created_at: nowRfc3339(),
-      message: {
-        role: "assistant",
-        content: all.text,
-        ...(all.thinking ? { thinking: all.thinking } : {}),
-        ...(all.tools.length ? { tool_calls: all.tools } : {}),
-      },
-      done: true,
-      done_reason: reason,
-      ...metrics,
-    }),
-  };
+  const shape = lineShape(body.model, (p) => ({
+    message: {
+      role: "assistant",
+      content: p.text,
+      ...(p.thinking ? { thinking: p.thinking } : {}),
+      ...(p.tools ? { tool_calls: p.tools } : {}),
+    },
+  }));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
   return await runGeneration({
     lease,

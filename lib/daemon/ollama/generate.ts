@@ -6,14 +6,14 @@
  */
 import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
-import { HttpError, nowRfc3339, readJsonBody } from "../http.ts";
+import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { GenerateRequestSchema } from "../types.ts";
 import { capabilities, embeddingOnly } from "./details.ts";
 import { completionSchema, imagePart, responseFormat, samplingFields, thinkFields } from "./convert.ts";
 import { chatEvents, completionEvents } from "./events.ts";
-import { loadAnswer, runGeneration, type Shape } from "./run.ts";
+import { lineShape, loadAnswer, runGeneration } from "./run.ts";
 import { checkCapabilities } from "./chat.ts";
 
 /**
@@ -77,26 +77,11 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     if (rf) upstream.response_format = rf;
   }
   const name = body.model;
-  const shape: Shape = {
-    partial: (p) => ({
-      model: name,
-      created_at: nowRfc3339(),
-      response: p.text ?? "",
-      ...(p.thinking ? { thinking: p.thinking } : {}),
-      ...(p.tools ? { tool_calls: p.tools } : {}),
-      done: false,
-    }),
-    final: (all, reason, metrics) => ({
-      model: name,
-      created_at: nowRfc3339(),
-      response: all.text,
-      ...(all.thinking ? { thinking: all.thinking } : {}),
-      ...(all.tools.length ? { tool_calls: all.tools } : {}),
-      done: true,
-      done_reason: reason,
-      ...metrics,
-    }),
-  };
+  const shape = lineShape(name, (p) => ({
+    response: p.text,
+    ...(p.thinking ? { thinking: p.thinking } : {}),
+    ...(p.tools ? { tool_calls: p.tools } : {}),
+  }));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
   try {
     return await runGeneration({

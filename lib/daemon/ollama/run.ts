@@ -23,6 +23,48 @@ export interface Shape {
   ): Record<string, unknown>;
 }
 
+/** What one line carries besides the common fields: the text so far (or all of it), thinking, tool calls. */
+export interface LinePart {
+  /** Text. */
+  text: string;
+  /** Thinking text, when there is some. */
+  thinking?: string;
+  /** Tool calls, when there are some. */
+  tools?: OllamaToolCall[];
+}
+
+/**
+ * The shape of an endpoint's lines: `model`, `created_at`, the endpoint's own fields (`message` for chat,
+ * `response` for generate) and `done`; the final line adds `done_reason` and the counters.
+ *
+ * @example
+ * ```ts
+ * const shape = lineShape("qwen3:4b", (p) => ({ response: p.text }));
+ * ```
+ */
+export function lineShape(model: string, fields: (part: LinePart) => Record<string, unknown>): Shape {
+  return {
+    partial: (p) => ({
+      model,
+      created_at: nowRfc3339(),
+      ...fields({ ...p, text: p.text ?? "" }),
+      done: false,
+    }),
+    final: (all, reason, metrics) => ({
+      model,
+      created_at: nowRfc3339(),
+      ...fields({
+        text: all.text,
+        thinking: all.thinking || undefined,
+        tools: all.tools.length ? all.tools : undefined,
+      }),
+      done: true,
+      done_reason: reason,
+      ...metrics,
+    }),
+  };
+}
+
 /** Options for {@linkcode runGeneration}. */
 export interface RunOptions {
   /** The runner, released by this function. */
