@@ -1,7 +1,8 @@
 /**
  * Ollama's concurrency settings, read as Ollama reads them: OLLAMA_NUM_PARALLEL gives each model that many
  * llama-server slots, each with the whole context; OLLAMA_MAX_LOADED_MODELS caps the models loaded at once;
- * a value that is not a positive whole number stops the daemon with an error that names the variable.
+ * OLLAMA_MAX_QUEUE bounds the requests waiting, beyond which Ollama's 503 answers; a value that is not a
+ * positive whole number stops the daemon with an error that names the variable.
  */
 import { assertEquals, assertRejects } from "./_assert.ts";
 import { withDaemon } from "./clients/harness.ts";
@@ -10,6 +11,7 @@ import { startDaemon } from "../lib/daemon/server.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { BUSY_MESSAGE } from "../lib/daemon/scheduler.ts";
 
 async function post(url: string, path: string, body: unknown): Promise<any> {
   const res = await fetch(url + path, { method: "POST", body: JSON.stringify(body) });
@@ -63,12 +65,62 @@ Deno.test({
   },
 });
 
-Deno.test("daemon: a bad OLLAMA_NUM_PARALLEL or OLLAMA_MAX_LOADED_MODELS is an error naming it", async () => {
+Deno.test({
+  name:
+    "daemon: past OLLAMA_MAX_QUEUE a request gets Ollama's 503, and finished or abandoned requests free their place",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // One slot, one model, a queue of one: two requests may be in flight, a third is refused.
+    const env = { OLLAMA_NUM_PARALLEL: "1", OLLAMA_MAX_LOADED_MODELS: "1", OLLAMA_MAX_QUEUE: "1" };
+    await withDaemon({ env }, async ({ url }) => {
+      await post(url, "/api/generate", { model: "smol", prompt: "" });
+      const long = () =>
+        fetch(url + "/api/generate", {
+          method: "POST",
+          body: JSON.stringify({
+            model: "smol",
+            prompt: "Tell a long story",
+            stream: false,
+            options: { num_predict: 200, temperature: 0 },
+          }),
+        });
+      const first = long();
+      const second = long();
+      await new Promise((r) => setTimeout(r, 300));
+      const third = await long();
+      assertEquals(third.status, 503);
+      assertEquals((await third.json()).error, BUSY_MESSAGE);
+      for (const r of await Promise.all([first, second])) {
+        assertEquals(r.status, 200);
+        assertEquals((await r.json()).done, true);
+      }
+      // A streamed answer the client walks away from gives its place back.
+      const streamed = await fetch(url + "/api/generate", {
+        method: "POST",
+        body: JSON.stringify({ model: "smol", prompt: "Tell a long story", options: { num_predict: 200 } }),
+      });
+      const reader = streamed.body!.getReader();
+      await reader.read();
+      await reader.cancel();
+      await new Promise((r) => setTimeout(r, 300));
+      const again = await Promise.all([long(), long()]);
+      assertEquals(again.map((r) => r.status), [200, 200]);
+      await Promise.all(again.map((r) => r.body?.cancel()));
+    });
+  },
+});
+
+Deno.test("daemon: a bad OLLAMA_NUM_PARALLEL, OLLAMA_MAX_LOADED_MODELS or OLLAMA_MAX_QUEUE is an error naming it", async () => {
   const d = await tempDir();
   try {
     const paths = resolvePaths({ dataDir: d.path, env: {} });
     const config = parseConfig({});
-    for (const [name, value] of [["OLLAMA_NUM_PARALLEL", "two"], ["OLLAMA_MAX_LOADED_MODELS", "0"]]) {
+    const bad = [["OLLAMA_NUM_PARALLEL", "two"], ["OLLAMA_MAX_LOADED_MODELS", "0"], [
+      "OLLAMA_MAX_QUEUE",
+      "-5",
+    ]];
+    for (const [name, value] of bad) {
       await assertRejects(
         () => startDaemon({ paths, config, port: 0, env: { [name]: value } }),
         UserError,

@@ -82,6 +82,8 @@ export const ConfigSchema = z.strictObject({
     /** Requests one model answers at once, each with the full context (OLLAMA_NUM_PARALLEL); unset:
      * llama-server's own choice (4 slots sharing one context). */
     num_parallel: z.number().int().positive().optional(),
+    /** Requests waiting beyond the models' slots before new ones get a 503 (OLLAMA_MAX_QUEUE). */
+    max_queue: z.number().int().positive().default(512),
   }).prefault({}),
 });
 

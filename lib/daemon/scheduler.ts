@@ -13,6 +13,7 @@ import type { CatalogModel } from "./catalog.ts";
 import type { LoadOptions } from "./options.ts";
 import { loadKey } from "./options.ts";
 import { pidAlive } from "../util/process.ts";
+import { HttpError } from "./http.ts";
 
 /** What the scheduler asks a launcher to start. */
 export interface LaunchSpec {
@@ -120,7 +121,13 @@ export interface SchedulerOptions {
   defaultCtx?: number;
   /** Called on state changes, for logs. */
   log?: (line: string) => void;
+  /** Most requests in flight (running or waiting) before new ones get a 503, as Ollama's OLLAMA_MAX_QUEUE
+   * bounds its queue; unlimited when unset. */
+  maxInFlight?: number;
 }
+
+/** Ollama's answer when its queue is full (`server/sched.go`, ErrMaxQueue). */
+export const BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded";
 
 interface Runner extends RunnerInfo {
   key: string;
@@ -234,7 +241,32 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return { ...req.load, ctx, ngl: req.load?.ngl ?? d.ngl };
   };
 
+  let inFlight = 0;
   const acquire = async (req: AcquireRequest): Promise<Lease> => {
+    if (options.maxInFlight !== undefined && inFlight >= options.maxInFlight) {
+      throw new HttpError(503, BUSY_MESSAGE);
+    }
+    inFlight++;
+    let l: Lease;
+    try {
+      l = await acquireRunner(req);
+    } catch (err) {
+      inFlight--;
+      throw err;
+    }
+    let released = false;
+    return {
+      ...l,
+      release() {
+        if (released) return;
+        released = true;
+        inFlight--;
+        l.release();
+      },
+    };
+  };
+
+  const acquireRunner = async (req: AcquireRequest): Promise<Lease> => {
     const embedding = req.embedding ?? false;
     const load = effective(req);
     const key = req.model.entry.path;

@@ -1,7 +1,7 @@
 /**
  * Starting and stopping the daemon: resolve host, port, keep-alive and origins from flags, environment
  * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_CONTEXT_LENGTH`, `OLLAMA_NUM_PARALLEL`,
- * `OLLAMA_MAX_LOADED_MODELS`; `OLLAMA_API_KEY` is the
+ * `OLLAMA_MAX_LOADED_MODELS`, `OLLAMA_MAX_QUEUE`; `OLLAMA_API_KEY` is the
  * client's, the daemon's key is `LLAMA_MGR_API_KEY` or the config) and config; clean up servers orphaned by a daemon that was killed; serve
  * the routes on `Deno.serve`; on close, stop every llama-server this daemon started.
  *
@@ -139,6 +139,9 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   const apiKey = env.LLAMA_MGR_API_KEY || cfg.api_key;
   const parallel = positiveEnv(env, "OLLAMA_NUM_PARALLEL") ?? cfg.num_parallel;
   const maxLoaded = positiveEnv(env, "OLLAMA_MAX_LOADED_MODELS") ?? cfg.max_loaded_models;
+  // Ollama queues up to OLLAMA_MAX_QUEUE requests (default 512) beyond those its runners take; here the
+  // runners' part is their slots (OLLAMA_NUM_PARALLEL, else llama-server's 4) for each model that may load.
+  const maxQueue = positiveEnv(env, "OLLAMA_MAX_QUEUE") ?? cfg.max_queue;
 
   const launcher = options.launcher ?? await serverLauncher({
     paths: options.paths,
@@ -152,6 +155,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   const scheduler = createScheduler({
     launcher,
     maxLoaded,
+    maxInFlight: maxQueue + (parallel ?? 4) * maxLoaded,
     defaultCtx: Number.isInteger(ctxEnv) && ctxEnv > 0 ? ctxEnv : undefined,
     log,
   });
