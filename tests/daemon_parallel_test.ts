@@ -4,7 +4,9 @@
  * OLLAMA_MAX_QUEUE bounds the requests waiting, beyond which Ollama's 503 answers; a value that is not a
  * positive whole number stops the daemon with an error that names the variable.
  */
-import { assertEquals, assertRejects } from "./_assert.ts";
+import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
+import { pidRss } from "../lib/util/process.ts";
+import { listServers } from "../lib/server/mod.ts";
 import { withDaemon } from "./clients/harness.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { startDaemon } from "../lib/daemon/server.ts";
@@ -111,7 +113,48 @@ Deno.test({
   },
 });
 
-Deno.test("daemon: a bad OLLAMA_NUM_PARALLEL, OLLAMA_MAX_LOADED_MODELS or OLLAMA_MAX_QUEUE is an error naming it", async () => {
+Deno.test({
+  name:
+    "daemon: OLLAMA_FLASH_ATTENTION and OLLAMA_KV_CACHE_TYPE reach llama-server (a q8_0 cache takes less memory)",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const run = (env: Record<string, string>) =>
+      withDaemon({ env }, async ({ url, dataDir }) => {
+        const answer = await post(url, "/api/generate", {
+          model: "smol",
+          prompt: "Say hi",
+          stream: false,
+          options: { num_predict: 4, num_ctx: 8192 },
+        });
+        assertEquals(answer.eval_count, 4);
+        const [server] = await listServers(resolvePaths({ dataDir, env: {} }));
+        const ps = await (await fetch(url + "/api/ps")).json();
+        return {
+          argv: server.argv.join(" "),
+          rss: pidRss(server.pid!) ?? 0,
+          size: ps.models[0].size as number,
+        };
+      });
+    const f16 = await run({});
+    const q8 = await run({ OLLAMA_FLASH_ATTENTION: "1", OLLAMA_KV_CACHE_TYPE: "q8_0" });
+    assertStringIncludes(q8.argv, "-fa on");
+    assertStringIncludes(q8.argv, "-ctk q8_0 -ctv q8_0");
+    assert(!f16.argv.includes("-ctk"), f16.argv);
+    // SmolLM2's f16 KV cache at 8192 tokens is 180 MiB; q8_0 is about half.
+    const mib = (b: number) => Math.round(b / 1048576);
+    assert(
+      f16.rss - q8.rss > 60 * 1048576,
+      `llama-server RSS f16 ${mib(f16.rss)} MiB, q8_0 ${mib(q8.rss)} MiB`,
+    );
+    assert(
+      f16.size - q8.size > 60 * 1048576,
+      `/api/ps size f16 ${mib(f16.size)} MiB, q8_0 ${mib(q8.size)} MiB`,
+    );
+  },
+});
+
+Deno.test("daemon: a bad concurrency, flash-attention or KV-cache setting is an error naming it", async () => {
   const d = await tempDir();
   try {
     const paths = resolvePaths({ dataDir: d.path, env: {} });

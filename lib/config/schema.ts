@@ -84,6 +84,10 @@ export const ConfigSchema = z.strictObject({
     num_parallel: z.number().int().positive().optional(),
     /** Requests waiting beyond the models' slots before new ones get a 503 (OLLAMA_MAX_QUEUE). */
     max_queue: z.number().int().positive().default(512),
+    /** Flash attention for chat models (OLLAMA_FLASH_ATTENTION); unset: llama-server's `auto`. */
+    flash_attention: z.boolean().optional(),
+    /** KV cache type for chat models, e.g. `q8_0` (OLLAMA_KV_CACHE_TYPE); unset: f16. */
+    kv_cache_type: z.string().optional(),
   }).prefault({}),
 });
 

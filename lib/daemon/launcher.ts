@@ -31,7 +31,14 @@ export interface ServerLauncherOptions {
   readyTimeoutMs?: number;
   /** Parallel requests per model, each with the full context (`-np N`, context x N); unset: llama-server's. */
   parallel?: number;
+  /** Flash attention (`-fa on|off`, OLLAMA_FLASH_ATTENTION); unset: llama-server's `auto`. */
+  flashAttention?: boolean;
+  /** KV cache type for K and V (`-ctk`/`-ctv`, OLLAMA_KV_CACHE_TYPE); unset: f16. */
+  cacheType?: string;
 }
+
+/** KV cache types llama-server accepts (`--cache-type-k`). */
+export const CACHE_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"];
 
 /** The preset configured for a model: one whose `model` is the model's name, an alias or its path. */
 export function presetFor(config: Config, model: CatalogModel): Preset | undefined {
@@ -80,7 +87,7 @@ export function estimateBytes(model: CatalogModel, ctx: number): number | undefi
 function indexEstimate(
   model: CatalogModel,
   ctx: number,
-  more: { ubatch?: number; parallel?: number } = {},
+  more: { ubatch?: number; parallel?: number; cacheType?: string; flashAttention?: boolean } = {},
 ): number | undefined {
   try {
     const total = estimateMemory(model.entry.facts as unknown as ModelFacts, { ctx, ...more }).totalBytes;
@@ -124,6 +131,15 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       const ownNp = args.some((a) => a === "-np" || a === "--parallel" || a.startsWith("--parallel="));
       const parallel = ownNp ? 1 : options.parallel ?? 1;
       if (!ownNp && options.parallel !== undefined) args.push("-np", String(parallel));
+      // OLLAMA_FLASH_ATTENTION and OLLAMA_KV_CACHE_TYPE, for chat models (a preset's own flags win).
+      const has = (...names: string[]) =>
+        args.some((a) => names.some((n) => a === n || a.startsWith(`${n}=`)));
+      if (!spec.embedding && options.flashAttention !== undefined && !has("-fa", "--flash-attn")) {
+        args.push("-fa", options.flashAttention ? "on" : "off");
+      }
+      if (!spec.embedding && options.cacheType && !has("-ctk", "--cache-type-k", "-ctv", "--cache-type-v")) {
+        args.push("-ctk", options.cacheType, "-ctv", options.cacheType);
+      }
       // The daemon keeps connections to llama-server alive (stream_client.ts); llama-server's HTTP server holds
       // a thread per open connection, so give it enough that idle kept-alive connections never starve new ones.
       if (!args.includes("--threads-http")) args.push("--threads-http", "64");
@@ -152,6 +168,8 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
       const size = indexEstimate(spec.model, ctx * parallel, {
         ubatch: spec.embedding ? ctx : undefined,
+        cacheType: spec.embedding ? undefined : options.cacheType,
+        flashAttention: spec.embedding ? undefined : options.flashAttention,
         parallel: !ownNp && options.parallel !== undefined ? parallel : undefined,
       }) ?? estimateBytes(spec.model, ctx * parallel) ??
         spec.model.entry.sizeBytes;

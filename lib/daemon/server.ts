@@ -1,7 +1,8 @@
 /**
  * Starting and stopping the daemon: resolve host, port, keep-alive and origins from flags, environment
  * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_CONTEXT_LENGTH`, `OLLAMA_NUM_PARALLEL`,
- * `OLLAMA_MAX_LOADED_MODELS`, `OLLAMA_MAX_QUEUE`; `OLLAMA_API_KEY` is the
+ * `OLLAMA_MAX_LOADED_MODELS`, `OLLAMA_MAX_QUEUE`, `OLLAMA_FLASH_ATTENTION`, `OLLAMA_KV_CACHE_TYPE`,
+ * `OLLAMA_LOAD_TIMEOUT`; `OLLAMA_API_KEY` is the
  * client's, the daemon's key is `LLAMA_MGR_API_KEY` or the config) and config; clean up servers orphaned by a daemon that was killed; serve
  * the routes on `Deno.serve`; on close, stop every llama-server this daemon started.
  *
@@ -16,7 +17,7 @@ import type { DaemonContext } from "./context.ts";
 import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./scheduler.ts";
-import { serverLauncher } from "./launcher.ts";
+import { CACHE_TYPES, serverLauncher } from "./launcher.ts";
 import { indexedModels } from "./index_source.ts";
 import { dropAllConnections } from "./stream_client.ts";
 import { allowedOrigins } from "./security.ts";
@@ -114,6 +115,15 @@ function positiveEnv(env: Record<string, string | undefined>, name: string): num
   return n;
 }
 
+/** A boolean from the environment as Go's strconv.ParseBool reads it; unset or empty is undefined. */
+function boolEnv(env: Record<string, string | undefined>, name: string): boolean | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  if (["1", "t", "T", "true", "TRUE", "True"].includes(raw)) return true;
+  if (["0", "f", "F", "false", "FALSE", "False"].includes(raw)) return false;
+  throw new UserError(`${name}='${raw}' is not a boolean`, { hint: `set ${name}=1 or ${name}=0` });
+}
+
 /**
  * Starts the daemon.
  *
@@ -142,6 +152,23 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   // Ollama queues up to OLLAMA_MAX_QUEUE requests (default 512) beyond those its runners take; here the
   // runners' part is their slots (OLLAMA_NUM_PARALLEL, else llama-server's 4) for each model that may load.
   const maxQueue = positiveEnv(env, "OLLAMA_MAX_QUEUE") ?? cfg.max_queue;
+  const flashAttention = boolEnv(env, "OLLAMA_FLASH_ATTENTION") ?? cfg.flash_attention;
+  let cacheType = env.OLLAMA_KV_CACHE_TYPE?.trim().toLowerCase() || cfg.kv_cache_type;
+  if (cacheType && !CACHE_TYPES.includes(cacheType)) {
+    throw new UserError(
+      `KV cache type '${cacheType}' (OLLAMA_KV_CACHE_TYPE, daemon.kv_cache_type) is unknown`,
+      {
+        hint: `use one of ${CACHE_TYPES.join(", ")} (Ollama's are f16, q8_0, q4_0)`,
+      },
+    );
+  }
+  if (cacheType && !["f16", "f32", "bf16"].includes(cacheType) && flashAttention === false) {
+    // As Ollama does: a quantized V cache needs flash attention.
+    log(`OLLAMA_KV_CACHE_TYPE=${cacheType} needs flash attention, which is off: using f16`);
+    cacheType = undefined;
+  }
+  const loadTimeout = env.OLLAMA_LOAD_TIMEOUT?.trim();
+  const loadTimeoutMs = loadTimeout ? defaultKeepAlive(loadTimeout) : undefined;
 
   const launcher = options.launcher ?? await serverLauncher({
     paths: options.paths,
@@ -149,6 +176,14 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     instance: options.instance,
     log,
     parallel,
+    flashAttention,
+    cacheType,
+    // OLLAMA_LOAD_TIMEOUT as Ollama reads it: a duration or seconds, 0 or negative for no limit.
+    readyTimeoutMs: loadTimeoutMs === undefined
+      ? undefined
+      : loadTimeoutMs <= 0 || !Number.isFinite(loadTimeoutMs)
+      ? 24 * 3600_000
+      : loadTimeoutMs,
   });
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
