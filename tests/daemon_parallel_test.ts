@@ -5,7 +5,7 @@
  * positive whole number stops the daemon with an error that names the variable.
  */
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
-import { pidRss } from "../lib/util/process.ts";
+import { pidAlive, pidRss } from "../lib/util/process.ts";
 import { listServers } from "../lib/server/mod.ts";
 import { withDaemon } from "./clients/harness.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
@@ -151,6 +151,30 @@ Deno.test({
       f16.size - q8.size > 60 * 1048576,
       `/api/ps size f16 ${mib(f16.size)} MiB, q8_0 ${mib(q8.size)} MiB`,
     );
+  },
+});
+
+Deno.test({
+  name:
+    "daemon: a model that does not load within OLLAMA_LOAD_TIMEOUT is an error, and its server is stopped",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await withDaemon({ env: { OLLAMA_LOAD_TIMEOUT: "50ms" } }, async ({ url, dataDir }) => {
+      const res = await fetch(url + "/api/generate", {
+        method: "POST",
+        body: JSON.stringify({ model: "smol", prompt: "hi", stream: false }),
+      });
+      const body = await res.json();
+      assertEquals(res.status, 500);
+      assertStringIncludes(body.error, "not ready after 50 ms");
+      const servers = await listServers(resolvePaths({ dataDir, env: {} }));
+      assertEquals(
+        servers.filter((s) => s.pid && pidAlive(s.pid)).length,
+        0,
+        "a llama-server was left running",
+      );
+    });
   },
 });
 

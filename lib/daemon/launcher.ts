@@ -16,6 +16,8 @@ import { loadFlags } from "./options.ts";
 import type { Launcher } from "./scheduler.ts";
 import { embeddingOnly } from "./ollama/details.ts";
 import { normalizeName } from "./names.ts";
+import { HttpError } from "./http.ts";
+import { UserError } from "../util/errors.ts";
 
 /** Options for {@linkcode serverLauncher}. */
 export interface ServerLauncherOptions {
@@ -149,6 +151,8 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       } else {
         args.push("--jinja");
       }
+      // A server that fails to start is the daemon's failure, not the request's: 500, as Ollama answers when
+      // its runner does not start (the message keeps llama-server's reason).
       const status = await startServer(paths, {
         name: spec.serverName,
         modelPath: spec.model.entry.path,
@@ -164,6 +168,8 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         readyTimeoutMs: options.readyTimeoutMs ?? 180_000,
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
+      }).catch((err) => {
+        throw err instanceof UserError ? new HttpError(500, err.message) : err;
       });
       // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
       const size = indexEstimate(spec.model, ctx * parallel, {

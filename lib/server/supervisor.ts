@@ -492,7 +492,8 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
   let why: string;
   if (ready.why === "timeout") {
     await killAndWait(child.pid, 5000);
-    why = `not ready after ${Math.round(timeoutMs / 1000)}s; its last words:\n` +
+    const waited = timeoutMs < 10_000 ? `${timeoutMs} ms` : `${Math.round(timeoutMs / 1000)}s`;
+    why = `not ready after ${waited}; its last words:\n` +
       failureReason(await tailFile(rec.logFile, 400));
   } else {
     await child.status.catch(() => {});
