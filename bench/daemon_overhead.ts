@@ -16,8 +16,9 @@
  * llama-server gets `--parallel` slots (default 8) so that 8 streams measure the daemon, not queueing.
  *
  * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--ttft N] [--requests N] [--parallel N]
- * [--threads N] [--v8 FLAGS] [--streams 1,4,8] [--json]` (`--threads` gives llama-server that many threads, e.g.
- * to leave the daemon a core; `--v8` replaces the daemon's V8 flags, `--v8=` runs it without any).
+ * [--threads N] [--server-args "..."] [--v8 FLAGS] [--streams 1,4,8] [--json]` (`--threads` gives llama-server
+ * that many threads, e.g. to leave the daemon a core; `--server-args` adds llama-server flags to both paths;
+ * `--v8` replaces the daemon's V8 flags, `--v8=` runs it without any).
  *
  * @module
  */
@@ -37,6 +38,7 @@ const { values: flags } = parseArgs({
     parallel: { type: "string", default: "8" },
     json: { type: "boolean", default: false },
     threads: { type: "string" },
+    "server-args": { type: "string" },
     v8: { type: "string" },
     streams: { type: "string", default: "1,4,8" },
   },
@@ -171,7 +173,12 @@ async function main(): Promise<void> {
   await Deno.mkdir(modelsDir);
   await Deno.symlink(await smolModelPath(), join(modelsDir, "smol.gguf"));
   const configFile = join(root, "config.yaml");
-  const serverArgs = ["-np", flags.parallel!, ...(flags.threads ? ["-t", flags.threads] : [])];
+  const serverArgs = [
+    "-np",
+    flags.parallel!,
+    ...(flags.threads ? ["-t", flags.threads] : []),
+    ...(flags["server-args"] ? flags["server-args"].split(/\s+/).filter(Boolean) : []),
+  ];
   await Deno.writeTextFile(
     configFile,
     [
