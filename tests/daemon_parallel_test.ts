@@ -178,6 +178,24 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "daemon: a preset naming an instance that is not installed is a 500 that names it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const config = { presets: { smol: { model: "smol", instance: "rocm-not-here" } } };
+    await withDaemon({ config }, async ({ url }) => {
+      const res = await fetch(url + "/api/generate", {
+        method: "POST",
+        body: JSON.stringify({ model: "smol", prompt: "hi", stream: false }),
+      });
+      const body = await res.json();
+      assertEquals(res.status, 500);
+      assertStringIncludes(body.error, "rocm-not-here");
+    });
+  },
+});
+
 Deno.test("daemon: a bad concurrency, flash-attention or KV-cache setting is an error naming it", async () => {
   const d = await tempDir();
   try {

@@ -121,11 +121,13 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
     },
     async start(spec) {
       const preset = presetFor(config, spec.model);
-      const instance = await getInstance(
-        paths,
-        preset?.instance ?? options.instance,
-        config.default_instance,
-      );
+      // A missing or broken instance is the daemon's configuration fault: 500 with the reason and its hint.
+      const instance = await getInstance(paths, preset?.instance ?? options.instance, config.default_instance)
+        .catch((err) => {
+          throw err instanceof UserError
+            ? new HttpError(500, err.hint ? `${err.message} (${err.hint})` : err.message)
+            : err;
+        });
       const ctx = spec.load.ctx;
       const args = [...(preset?.args ?? []), ...loadFlags(spec.load)];
       // Ollama's OLLAMA_NUM_PARALLEL: that many slots, each with the whole num_ctx (llama-server splits -c
@@ -169,7 +171,9 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       }).catch((err) => {
-        throw err instanceof UserError ? new HttpError(500, err.message) : err;
+        throw err instanceof UserError
+          ? new HttpError(500, err.hint ? `${err.message} (${err.hint})` : err.message)
+          : err;
       });
       // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
       const size = indexEstimate(spec.model, ctx * parallel, {
