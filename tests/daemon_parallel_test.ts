@@ -154,6 +154,17 @@ Deno.test({
   },
 });
 
+/** A generate request whose model cannot be loaded: a 500, whose error is returned. */
+async function failedLoad(url: string): Promise<{ error: string }> {
+  const res = await fetch(url + "/api/generate", {
+    method: "POST",
+    body: JSON.stringify({ model: "smol", prompt: "hi", stream: false }),
+  });
+  const body = await res.json();
+  assertEquals(res.status, 500, JSON.stringify(body));
+  return body;
+}
+
 Deno.test({
   name:
     "daemon: a model that does not load within OLLAMA_LOAD_TIMEOUT is an error, and its server is stopped",
@@ -161,12 +172,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await withDaemon({ env: { OLLAMA_LOAD_TIMEOUT: "50ms" } }, async ({ url, dataDir }) => {
-      const res = await fetch(url + "/api/generate", {
-        method: "POST",
-        body: JSON.stringify({ model: "smol", prompt: "hi", stream: false }),
-      });
-      const body = await res.json();
-      assertEquals(res.status, 500);
+      const body = await failedLoad(url);
       assertStringIncludes(body.error, "not ready after 50 ms");
       const servers = await listServers(resolvePaths({ dataDir, env: {} }));
       assertEquals(
@@ -185,12 +191,7 @@ Deno.test({
   async fn() {
     const config = { presets: { smol: { model: "smol", instance: "rocm-not-here" } } };
     await withDaemon({ config }, async ({ url }) => {
-      const res = await fetch(url + "/api/generate", {
-        method: "POST",
-        body: JSON.stringify({ model: "smol", prompt: "hi", stream: false }),
-      });
-      const body = await res.json();
-      assertEquals(res.status, 500);
+      const body = await failedLoad(url);
       assertStringIncludes(body.error, "rocm-not-here");
     });
   },
