@@ -25,7 +25,7 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { smolModelPath, testInstance } from "../tests/_fixtures.ts";
-import { pidCpuMs, pidRss } from "../lib/util/process.ts";
+import { pidCpuMs, pidRss, pidStatusBytes } from "../lib/util/process.ts";
 import { DAEMON_V8_FLAGS } from "../lib/version.ts";
 import { OLLAMA_SAMPLING_DEFAULTS } from "../lib/daemon/options.ts";
 
@@ -135,12 +135,7 @@ function pct(xs: number[], p: number): number {
 
 /** The daemon's private (anonymous) resident memory: RSS without the shared pages of the deno binary. */
 function anonRss(pid: number): number {
-  try {
-    const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^RssAnon:\s+(\d+)\s+kB/m);
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
+  return pidStatusBytes(pid, "RssAnon") ?? 0;
 }
 
 interface RoundResult {

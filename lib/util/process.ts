@@ -25,12 +25,21 @@ function readProc(path: string): string {
   }
 }
 
+/**
+ * The fields of `/proc/<pid>/stat` after the command name (which may hold spaces and parentheses): index 0 is
+ * the state (field 3 of proc(5)), so field N is at index N - 3. Throws when the process is gone or there is no
+ * `/proc`.
+ */
+function statFields(pid: number): string[] {
+  const stat = readProc(`/proc/${pid}/stat`);
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** True when a process with this pid exists (zombies count as gone). */
 export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
-    const stat = readProc(`/proc/${pid}/stat`);
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    const state = statFields(pid)[0];
     return state !== "Z" && state !== "X";
   } catch {
     // No /proc (macOS): signal 0 probes existence.
@@ -56,9 +65,7 @@ export function pidCmdline(pid: number): string[] | undefined {
 /** Process start time in clock ticks since boot (Linux), to tell a reused pid from the original. */
 export function pidStartTicks(pid: number): number | undefined {
   try {
-    const stat = readProc(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[19]);
+    return Number(statFields(pid)[19]); // field 22, starttime
   } catch {
     return undefined;
   }
@@ -75,10 +82,26 @@ export function pidStartTicks(pid: number): number | undefined {
  */
 export function pidCpuMs(pid: number): number | undefined {
   try {
-    const stat = readProc(`/proc/${pid}/stat`);
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(rest[11]) + Number(rest[12])) * 10;
+    const fields = statFields(pid); // fields 14 and 15: utime, stime
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A memory figure of `/proc/<pid>/status` in bytes (`VmRSS`, `RssAnon`, `RssFile`, ...), or undefined.
+ *
+ * @example
+ * ```ts
+ * const own = pidStatusBytes(Deno.pid, "RssAnon");
+ * ```
+ */
+export function pidStatusBytes(pid: number, field: string): number | undefined {
+  try {
+    const status = readProc(`/proc/${pid}/status`);
+    const m = status.match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m"));
+    return m ? Number(m[1]) * 1024 : undefined;
   } catch {
     return undefined;
   }
@@ -86,11 +109,5 @@ export function pidCpuMs(pid: number): number | undefined {
 
 /** Resident memory of a process in bytes, or undefined. */
 export function pidRss(pid: number): number | undefined {
-  try {
-    const status = readProc(`/proc/${pid}/status`);
-    const m = status.match(/^VmRSS:\s+(\d+)\s+kB/m);
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
+  return pidStatusBytes(pid, "VmRSS");
 }
