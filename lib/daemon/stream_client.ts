@@ -30,7 +30,7 @@ const dec = new TextDecoder();
 const EARLY_END =
   "llama-server closed the connection before the answer was complete (did it crash? see its log)";
 const POOL_MAX = 8;
-/** A pooled connection that was used this recently and is closed by the server gets a spare opened. */
+/** A connection the server closes within this long of its parking (busy traffic) gets a spare opened. */
 const BUSY_MS = 2000;
 
 /** An idle connection with a read pending, so that a close by the server is seen at once. */
@@ -67,7 +67,8 @@ function closeQuietly(conn: Deno.TcpConn): void {
 }
 
 /** Puts an idle connection in the pool, watching for the server closing it. */
-function park(key: string, conn: Deno.TcpConn, lastUsed: number, target: Target): void {
+function park(key: string, conn: Deno.TcpConn, target: Target): void {
+  const parkedAt = Date.now();
   const list = pool.get(key) ?? [];
   if (list.length >= POOL_MAX) {
     closeQuietly(conn);
@@ -84,7 +85,7 @@ function park(key: string, conn: Deno.TcpConn, lastUsed: number, target: Target)
     if (i < 0) return; // taken by a request, which reads the result itself
     l!.splice(i, 1);
     closeQuietly(conn);
-    if (Date.now() - lastUsed < BUSY_MS) spare(key, target);
+    if (Date.now() - parkedAt < BUSY_MS) spare(key, target);
   });
 }
 
@@ -99,7 +100,7 @@ function spare(key: string, target: Target): void {
   const started = epoch;
   const p = Deno.connect(target).then((conn) => {
     if (started !== epoch) closeQuietly(conn);
-    else park(key, conn, Date.now(), target);
+    else park(key, conn, target);
   }, () => {/* the server is gone; the next request reports it */}).finally(() => connecting.delete(key));
   connecting.set(key, p);
 }
@@ -225,7 +226,7 @@ export async function openUpstream(base: string, path: string, body: string): Pr
     // Read to the end: the connection can serve the next request.
     if (state !== "reading") return;
     state = "done";
-    if (reusable) park(key, c, Date.now(), target);
+    if (reusable) park(key, c, target);
     else {
       closeQuietly(c);
       spare(key, target);
