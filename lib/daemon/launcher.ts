@@ -85,6 +85,16 @@ export function estimateBytes(model: CatalogModel, ctx: number): number | undefi
   return model.entry.sizeBytes + 2 * layers * ctx * kvWidth * 2;
 }
 
+/**
+ * A server that cannot start (no such instance, llama-server refused or timed out) is the daemon's fault, not
+ * the request's: a 500 with the reason and its hint, as Ollama answers when its runner does not start.
+ */
+function serverFault(err: unknown): never {
+  throw err instanceof UserError
+    ? new HttpError(500, err.hint ? `${err.message} (${err.hint})` : err.message)
+    : err;
+}
+
 /** lib/gguf's estimate (weights, KV cache per layer, compute buffers), when the facts are complete. */
 function indexEstimate(
   model: CatalogModel,
@@ -121,23 +131,19 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
     },
     async start(spec) {
       const preset = presetFor(config, spec.model);
-      // A missing or broken instance is the daemon's configuration fault: 500 with the reason and its hint.
       const instance = await getInstance(paths, preset?.instance ?? options.instance, config.default_instance)
-        .catch((err) => {
-          throw err instanceof UserError
-            ? new HttpError(500, err.hint ? `${err.message} (${err.hint})` : err.message)
-            : err;
-        });
+        .catch(serverFault);
       const ctx = spec.load.ctx;
       const args = [...(preset?.args ?? []), ...loadFlags(spec.load)];
-      // Ollama's OLLAMA_NUM_PARALLEL: that many slots, each with the whole num_ctx (llama-server splits -c
-      // between its slots). A preset's own -np wins.
-      const ownNp = args.some((a) => a === "-np" || a === "--parallel" || a.startsWith("--parallel="));
-      const parallel = ownNp ? 1 : options.parallel ?? 1;
-      if (!ownNp && options.parallel !== undefined) args.push("-np", String(parallel));
-      // OLLAMA_FLASH_ATTENTION and OLLAMA_KV_CACHE_TYPE, for chat models (a preset's own flags win).
+      // A preset's own flags win over the daemon's settings.
       const has = (...names: string[]) =>
         args.some((a) => names.some((n) => a === n || a.startsWith(`${n}=`)));
+      // Ollama's OLLAMA_NUM_PARALLEL: that many slots, each with the whole num_ctx (llama-server splits -c
+      // between its slots).
+      const np = has("-np", "--parallel") ? undefined : options.parallel;
+      if (np !== undefined) args.push("-np", String(np));
+      const totalCtx = ctx * (np ?? 1);
+      // OLLAMA_FLASH_ATTENTION and OLLAMA_KV_CACHE_TYPE, for chat models.
       if (!spec.embedding && options.flashAttention !== undefined && !has("-fa", "--flash-attn")) {
         args.push("-fa", options.flashAttention ? "on" : "off");
       }
@@ -146,15 +152,13 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       }
       // The daemon keeps connections to llama-server alive (stream_client.ts); llama-server's HTTP server holds
       // a thread per open connection, so give it enough that idle kept-alive connections never starve new ones.
-      if (!args.includes("--threads-http")) args.push("--threads-http", "64");
+      if (!has("--threads-http")) args.push("--threads-http", "64");
       if (spec.embedding) {
         args.push("--embeddings", "-b", String(ctx), "-ub", String(ctx));
         if (!embeddingOnly(spec.model)) args.push("--pooling", "mean");
       } else {
         args.push("--jinja");
       }
-      // A server that fails to start is the daemon's failure, not the request's: 500, as Ollama answers when
-      // its runner does not start (the message keeps llama-server's reason).
       const status = await startServer(paths, {
         name: spec.serverName,
         modelPath: spec.model.entry.path,
@@ -163,25 +167,21 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         instance,
         host: "127.0.0.1",
         port: "auto",
-        ctx: ctx * parallel,
+        ctx: totalCtx,
         ngl: spec.load.ngl,
         args,
         env: preset?.env,
         readyTimeoutMs: options.readyTimeoutMs ?? 180_000,
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
-      }).catch((err) => {
-        throw err instanceof UserError
-          ? new HttpError(500, err.hint ? `${err.message} (${err.hint})` : err.message)
-          : err;
-      });
+      }).catch(serverFault);
       // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
-      const size = indexEstimate(spec.model, ctx * parallel, {
+      const size = indexEstimate(spec.model, totalCtx, {
         ubatch: spec.embedding ? ctx : undefined,
         cacheType: spec.embedding ? undefined : options.cacheType,
         flashAttention: spec.embedding ? undefined : options.flashAttention,
-        parallel: !ownNp && options.parallel !== undefined ? parallel : undefined,
-      }) ?? estimateBytes(spec.model, ctx * parallel) ??
+        parallel: np,
+      }) ?? estimateBytes(spec.model, totalCtx) ??
         spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };

@@ -214,6 +214,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     }
   };
 
+  // Requests holding a lease or waiting for one (OLLAMA_MAX_QUEUE counts them).
+  let inFlight = 0;
+
   const lease = (r: Runner, launched: Launched, loadMs: number): Lease => {
     let done = false;
     return {
@@ -223,6 +226,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       release() {
         if (done) return;
         done = true;
+        inFlight--;
         r.refs--;
         r.lastUsed = Date.now();
         if (r.refs === 0) {
@@ -241,29 +245,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return { ...req.load, ctx, ngl: req.load?.ngl ?? d.ngl };
   };
 
-  let inFlight = 0;
   const acquire = async (req: AcquireRequest): Promise<Lease> => {
     if (options.maxInFlight !== undefined && inFlight >= options.maxInFlight) {
       throw new HttpError(503, BUSY_MESSAGE);
     }
     inFlight++;
-    let l: Lease;
     try {
-      l = await acquireRunner(req);
+      return await acquireRunner(req); // the lease's release gives the place back
     } catch (err) {
       inFlight--;
       throw err;
     }
-    let released = false;
-    return {
-      ...l,
-      release() {
-        if (released) return;
-        released = true;
-        inFlight--;
-        l.release();
-      },
-    };
   };
 
   const acquireRunner = async (req: AcquireRequest): Promise<Lease> => {

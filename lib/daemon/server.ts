@@ -167,8 +167,13 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     log(`OLLAMA_KV_CACHE_TYPE=${cacheType} needs flash attention, which is off: using f16`);
     cacheType = undefined;
   }
-  const loadTimeout = env.OLLAMA_LOAD_TIMEOUT?.trim();
-  const loadTimeoutMs = loadTimeout ? defaultKeepAlive(loadTimeout) : undefined;
+  // OLLAMA_LOAD_TIMEOUT as Ollama reads it (a duration or seconds, like OLLAMA_KEEP_ALIVE); 0 or negative is
+  // no limit (a day).
+  const rawLoadTimeout = env.OLLAMA_LOAD_TIMEOUT?.trim();
+  const loadTimeout = rawLoadTimeout ? defaultKeepAlive(rawLoadTimeout) : undefined;
+  const readyTimeoutMs = loadTimeout === undefined || (loadTimeout > 0 && Number.isFinite(loadTimeout))
+    ? loadTimeout
+    : 24 * 3600_000;
 
   const launcher = options.launcher ?? await serverLauncher({
     paths: options.paths,
@@ -178,12 +183,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     parallel,
     flashAttention,
     cacheType,
-    // OLLAMA_LOAD_TIMEOUT as Ollama reads it: a duration or seconds, 0 or negative for no limit.
-    readyTimeoutMs: loadTimeoutMs === undefined
-      ? undefined
-      : loadTimeoutMs <= 0 || !Number.isFinite(loadTimeoutMs)
-      ? 24 * 3600_000
-      : loadTimeoutMs,
+    readyTimeoutMs,
   });
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
