@@ -12,7 +12,7 @@ import { ensureVenv } from "../python/venv.ts";
 import { hfHubDir } from "../gguf/sources.ts";
 import { exists, expandHome } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
-import { CommandError, run } from "../util/run.ts";
+import { CommandError, run, toolFailure } from "../util/run.ts";
 import { writeThroughTemp } from "./output.ts";
 
 /** Output types convert_hf_to_gguf.py writes. */
@@ -187,19 +187,13 @@ export async function convertModel(
           const tail = err.tail.filter((l) => l.trim());
           const reason = tail.filter((l) => /Error|error:|not supported|NotImplemented|Exception/.test(l))
             .slice(-4);
-          throw new UserError(
-            `convert_hf_to_gguf.py failed (exit code ${err.code}):\n${
-              (reason.length ? reason : tail.slice(-8)).join("\n")
-            }`,
-            {
-              hint: /not supported|NotImplementedError|Unrecognized/i.test(tail.join("\n"))
-                ? "this llama.cpp version cannot convert this architecture; a newer one might (llama-mgr install --update-only)"
-                : options.logFile
-                ? `full log: ${options.logFile}`
-                : undefined,
-              cause: err,
-            },
-          );
+          throw toolFailure("convert_hf_to_gguf.py", err, {
+            reason,
+            tail,
+            hint: /not supported|NotImplementedError|Unrecognized/i.test(tail.join("\n"))
+              ? "this llama.cpp version cannot convert this architecture; a newer one might (llama-mgr install --update-only)"
+              : undefined,
+          });
         }
         throw err;
       }

@@ -11,7 +11,7 @@ import type { Paths } from "../config/paths.ts";
 import { binaryPath, type InstanceRecord } from "../llamacpp/instances.ts";
 import { exists, expandHome } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
-import { CommandError, run } from "../util/run.ts";
+import { CommandError, run, toolFailure } from "../util/run.ts";
 import { writeThroughTemp } from "./output.ts";
 
 /** Options for {@linkcode computeImatrix}. */
@@ -142,19 +142,12 @@ export async function computeImatrix(
       if (err instanceof CommandError) {
         const reason = err.tail.filter((x) => /error|failed|cannot|not enough|too few|invalid/i.test(x))
           .slice(-5);
-        throw new UserError(
-          `llama-imatrix failed (exit code ${err.code}):\n${
-            (reason.length ? reason : err.tail.slice(-8)).join("\n")
-          }`,
-          {
-            hint: /tokens|chunk/i.test(reason.join("\n"))
-              ? `the calibration text is too short for ${ctx}-token chunks: give more text or a smaller --ctx`
-              : options.logFile
-              ? `full log: ${options.logFile}`
-              : undefined,
-            cause: err,
-          },
-        );
+        throw toolFailure("llama-imatrix", err, {
+          reason,
+          hint: /tokens|chunk/i.test(reason.join("\n"))
+            ? `the calibration text is too short for ${ctx}-token chunks: give more text or a smaller --ctx`
+            : undefined,
+        });
       }
       throw err;
     } finally {

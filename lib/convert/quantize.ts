@@ -9,7 +9,7 @@ import type { InstanceRecord } from "../llamacpp/instances.ts";
 import { binaryPath } from "../llamacpp/instances.ts";
 import { exists, formatBytes } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
-import { CommandError, run } from "../util/run.ts";
+import { CommandError, run, toolFailure } from "../util/run.ts";
 import { freeBytes, writeThroughTemp } from "./output.ts";
 
 /** A quantization type this llama-quantize supports. */
@@ -198,19 +198,12 @@ export async function quantizeModel(
             { hint: "free some space, or write elsewhere with -o", cause: err },
           );
         }
-        throw new UserError(
-          `llama-quantize failed (exit code ${err.code}):\n${
-            (reason.length ? reason : err.tail.slice(-8)).join("\n")
-          }`,
-          {
-            hint: /requantiz/i.test(err.tail.join("\n"))
-              ? "the input is already quantized: pass --allow-requantize (quality suffers), or start from an f16/bf16 file"
-              : options.logFile
-              ? `full log: ${options.logFile}`
-              : undefined,
-            cause: err,
-          },
-        );
+        throw toolFailure("llama-quantize", err, {
+          reason,
+          hint: /requantiz/i.test(err.tail.join("\n"))
+            ? "the input is already quantized: pass --allow-requantize (quality suffers), or start from an f16/bf16 file"
+            : undefined,
+        });
       }
       throw err;
     }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { UserError } from "./errors.ts";
 
 /** Options for {@linkcode run}. */
 export interface RunOptions {
@@ -63,6 +64,27 @@ export class CommandError extends Error {
     this.tail = tail;
     this.logFile = logFile;
   }
+}
+
+/**
+ * A tool's failure as the user should read it: `<tool> failed (exit code N):` with the lines that say why
+ * (`reason`; when none matched, the last 8 of `tail`), and `hint` or else where the full log is.
+ *
+ * @example
+ * ```ts
+ * throw toolFailure("llama-quantize", err, { reason: err.tail.filter((l) => /error/i.test(l)) });
+ * ```
+ */
+export function toolFailure(
+  tool: string,
+  err: CommandError,
+  options: { reason: string[]; tail?: string[]; hint?: string },
+): UserError {
+  const lines = options.reason.length ? options.reason : (options.tail ?? err.tail).slice(-8);
+  return new UserError(`${tool} failed (exit code ${err.code}):\n${lines.join("\n")}`, {
+    hint: options.hint ?? (err.logFile ? `full log: ${err.logFile}` : undefined),
+    cause: err,
+  });
 }
 
 /** Quotes a command line for display. */
