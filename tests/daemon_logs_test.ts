@@ -3,7 +3,7 @@
  * `.1` and emptied in place while the server runs, and the server goes on logging into the same file.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { withDaemon } from "./clients/harness.ts";
+import { post, withDaemon } from "./clients/harness.ts";
 import { serverNameFor } from "../lib/daemon/scheduler.ts";
 import { serverLogPath } from "../lib/server/logs.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
@@ -17,9 +17,11 @@ Deno.test({
   async fn() {
     await withDaemon({ logRotation: { everyMs: 100, maxBytes: 1000 } }, async ({ url, daemon, dataDir }) => {
       const gen = async (prompt: string) => {
-        const res = await fetch(url + "/api/generate", {
-          method: "POST",
-          body: JSON.stringify({ model: "smol", prompt, stream: false, options: { num_predict: 4 } }),
+        const res = await post(url + "/api/generate", {
+          model: "smol",
+          prompt,
+          stream: false,
+          options: { num_predict: 4 },
         });
         const body = await res.json();
         assertEquals(res.status, 200, JSON.stringify(body));

@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { pidAlive, pidRss } from "../lib/util/process.ts";
 import { listServers } from "../lib/server/mod.ts";
-import { withDaemon } from "./clients/harness.ts";
+import { post, withDaemon } from "./clients/harness.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { startDaemon } from "../lib/daemon/server.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
@@ -15,8 +15,9 @@ import { parseConfig } from "../lib/config/load.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { BUSY_MESSAGE } from "../lib/daemon/scheduler.ts";
 
-async function post(url: string, path: string, body: unknown): Promise<any> {
-  const res = await fetch(url + path, { method: "POST", body: JSON.stringify(body) });
+/** POSTs through the harness and returns the JSON answer, which must be a 200. */
+async function postOk(url: string, path: string, body: unknown): Promise<any> {
+  const res = await post(url + path, body);
   const json = await res.json();
   assertEquals(res.status, 200, JSON.stringify(json));
   return json;
@@ -28,7 +29,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     await withDaemon({ env: { OLLAMA_NUM_PARALLEL: "2" } }, async ({ url, daemon }) => {
-      await post(url, "/api/generate", { model: "smol", prompt: "", options: { num_ctx: 1024 } });
+      await postOk(url, "/api/generate", { model: "smol", prompt: "", options: { num_ctx: 1024 } });
       const ps = await (await fetch(url + "/api/ps")).json();
       assertEquals(ps.models[0].context_length, 1024);
       const runner = daemon.ctx.scheduler.list()[0];
@@ -37,7 +38,7 @@ Deno.test({
       assertEquals(props.default_generation_settings.n_ctx, 1024, "each slot has the whole context");
       // Both slots answer.
       const answers = await Promise.all([0, 1].map((i) =>
-        post(url, "/api/generate", {
+        postOk(url, "/api/generate", {
           model: "smol",
           prompt: `Count to ${i + 3}`,
           stream: false,
@@ -58,8 +59,8 @@ Deno.test({
     await withDaemon(
       { models: { "first.gguf": smol, "second.gguf": smol }, env: { OLLAMA_MAX_LOADED_MODELS: "1" } },
       async ({ url }) => {
-        await post(url, "/api/generate", { model: "first", prompt: "" });
-        await post(url, "/api/generate", { model: "second", prompt: "" });
+        await postOk(url, "/api/generate", { model: "first", prompt: "" });
+        await postOk(url, "/api/generate", { model: "second", prompt: "" });
         const ps = await (await fetch(url + "/api/ps")).json();
         assertEquals(ps.models.map((m: { name: string }) => m.name), ["second:latest"]);
       },
@@ -76,16 +77,13 @@ Deno.test({
     // One slot, one model, a queue of one: two requests may be in flight, a third is refused.
     const env = { OLLAMA_NUM_PARALLEL: "1", OLLAMA_MAX_LOADED_MODELS: "1", OLLAMA_MAX_QUEUE: "1" };
     await withDaemon({ env }, async ({ url }) => {
-      await post(url, "/api/generate", { model: "smol", prompt: "" });
+      await postOk(url, "/api/generate", { model: "smol", prompt: "" });
       const long = () =>
-        fetch(url + "/api/generate", {
-          method: "POST",
-          body: JSON.stringify({
-            model: "smol",
-            prompt: "Tell a long story",
-            stream: false,
-            options: { num_predict: 200, temperature: 0 },
-          }),
+        post(url + "/api/generate", {
+          model: "smol",
+          prompt: "Tell a long story",
+          stream: false,
+          options: { num_predict: 200, temperature: 0 },
         });
       const first = long();
       const second = long();
@@ -98,9 +96,10 @@ Deno.test({
         assertEquals((await r.json()).done, true);
       }
       // A streamed answer the client walks away from gives its place back.
-      const streamed = await fetch(url + "/api/generate", {
-        method: "POST",
-        body: JSON.stringify({ model: "smol", prompt: "Tell a long story", options: { num_predict: 200 } }),
+      const streamed = await post(url + "/api/generate", {
+        model: "smol",
+        prompt: "Tell a long story",
+        options: { num_predict: 200 },
       });
       const reader = streamed.body!.getReader();
       await reader.read();
@@ -121,7 +120,7 @@ Deno.test({
   async fn() {
     const run = (env: Record<string, string>) =>
       withDaemon({ env }, async ({ url, dataDir }) => {
-        const answer = await post(url, "/api/generate", {
+        const answer = await postOk(url, "/api/generate", {
           model: "smol",
           prompt: "Say hi",
           stream: false,
@@ -156,10 +155,7 @@ Deno.test({
 
 /** A generate request whose model cannot be loaded: a 500, whose error is returned. */
 async function failedLoad(url: string): Promise<{ error: string }> {
-  const res = await fetch(url + "/api/generate", {
-    method: "POST",
-    body: JSON.stringify({ model: "smol", prompt: "hi", stream: false }),
-  });
+  const res = await post(url + "/api/generate", { model: "smol", prompt: "hi", stream: false });
   const body = await res.json();
   assertEquals(res.status, 500, JSON.stringify(body));
   return body;
