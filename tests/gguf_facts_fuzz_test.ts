@@ -8,15 +8,7 @@
 import { assert } from "./_assert.ts";
 import { smolModelPath } from "./_fixtures.ts";
 import { describeModel, estimateMemory, type GgufValue, readGgufHeader } from "../lib/gguf/mod.ts";
-
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "./_rng.ts";
 
 Deno.test("hostile metadata values never give NaN, infinite or negative estimates, nor crash", async () => {
   const base = await readGgufHeader(await smolModelPath(), { skipArraysOver: 256 });

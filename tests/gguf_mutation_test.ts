@@ -6,15 +6,7 @@ import { assert } from "./_assert.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
 import { GgufError, parseGgufHeader } from "../lib/gguf/reader.ts";
-
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "./_rng.ts";
 
 Deno.test({
   name: "thousands of truncated and corrupted headers never crash, hang or exhaust memory",

@@ -15,15 +15,7 @@ import {
   readGgufHeader,
   type ReadOptions,
 } from "../lib/gguf/reader.ts";
-
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "./_rng.ts";
 
 type Outcome = { header: GgufHeader } | { kind: string; offset: number; message: string };
 
