@@ -10,6 +10,7 @@
  */
 import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
+import { startMemoryTrimmer } from "../util/memory.ts";
 import { UserError } from "../util/errors.ts";
 import { VERSION } from "../version.ts";
 import { type CatalogSourceEntry, createCatalog } from "./catalog.ts";
@@ -48,6 +49,11 @@ export interface DaemonOptions {
   logRotateMs?: number;
   /** A running server's log is rotated in place past this size (default lib/server's 10 MiB). */
   logMaxBytes?: number;
+  /**
+   * Gives memory back to the system as a long-running process should (lib/util/memory.ts): the deno binary's
+   * pages used only while starting, and the allocator's free pages after busy seconds (default true).
+   */
+  trimMemory?: boolean;
 }
 
 /** A running daemon. */
@@ -212,6 +218,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   };
   const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
 
+  const trimmer = options.trimMemory ?? true ? startMemoryTrimmer() : undefined;
   const abort = new AbortController();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -220,8 +227,9 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
       port,
       signal: abort.signal,
       onListen: () => {},
-    }, app.fetch);
+    }, trimmer ? (req, info) => (trimmer.activity(), app.fetch(req, info)) : app.fetch);
   } catch (err) {
+    await trimmer?.stop();
     if (err instanceof Deno.errors.AddrInUse) {
       await scheduler.stopAll();
       throw new UserError(`cannot listen on ${host}:${port}: the address is in use`, {
@@ -250,6 +258,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
       await scheduler.stopAll();
       await dropAllConnections();
       await server.finished.catch(() => {});
+      await trimmer?.stop();
     })();
     return closing;
   };

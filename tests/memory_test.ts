@@ -1,0 +1,100 @@
+/**
+ * lib/util/memory.ts in a process of its own: dropping the deno binary's pages gives resident memory back and
+ * the process goes on working (the pages come back from the file when used); without the FFI permission both
+ * calls do nothing and say so.
+ */
+import { assert, assertEquals } from "./_assert.ts";
+import { tempDir } from "./_fixtures.ts";
+
+const memoryUrl = new URL("../lib/util/memory.ts", import.meta.url).href;
+const processUrl = new URL("../lib/util/process.ts", import.meta.url).href;
+
+/** Runs `body` in a fresh deno with `perms`, returning its JSON output. */
+async function child(perms: string[], body: string): Promise<Record<string, unknown>> {
+  const dir = await tempDir();
+  try {
+    const file = `${dir.path}/child.ts`;
+    await Deno.writeTextFile(
+      file,
+      [
+        `import { dropExecutablePages, startMemoryTrimmer, trimAllocator } from ${
+          JSON.stringify(memoryUrl)
+        };`,
+        `import { pidStatusBytes } from ${JSON.stringify(processUrl)};`,
+        `const fileKb = () => (pidStatusBytes(Deno.pid, "RssFile") ?? -1024) / 1024;`,
+        `const out: Record<string, unknown> = {};`,
+        body,
+        `console.log(JSON.stringify(out));`,
+      ].join("\n"),
+    );
+    const r = await new Deno.Command(Deno.execPath(), { args: ["run", ...perms, file], stderr: "inherit" })
+      .output();
+    assertEquals(r.code, 0, "the child process failed");
+    return JSON.parse(new TextDecoder().decode(r.stdout));
+  } finally {
+    await dir.cleanup();
+  }
+}
+
+Deno.test({
+  name: "memory: the binary's pages are given back and come back when used; the allocator is trimmed",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const out = await child(
+      ["-A"],
+      `
+      out.before = fileKb();
+      out.mappings = dropExecutablePages();
+      out.after = fileKb();
+      out.trimmed = await trimAllocator();
+      // Code that has not run yet in this process, then code that ran before the drop.
+      out.work = [new Intl.NumberFormat("de-DE").format(1234.5), JSON.stringify({ a: [1, 2] }),
+        "a-b-c".replace(/-/g, "+"), await crypto.subtle.digest("SHA-256", new Uint8Array([1])).then((d) => d.byteLength)];
+      out.later = fileKb();
+      `,
+    );
+    const before = out.before as number;
+    const after = out.after as number;
+    assert((out.mappings as number) > 0, `no mapping given back: ${JSON.stringify(out)}`);
+    // A deno process holds tens of MB of its binary after start; most of it is start-up code.
+    assert(before > 10_000 && after < before * 0.75, `resident file pages ${before} -> ${after} kB`);
+    assertEquals(out.work, ["1.234,5", '{"a":[1,2]}', "a+b+c", 32]);
+    assert((out.later as number) > after, "used pages come back from the file");
+    assertEquals(out.trimmed, true);
+  },
+});
+
+Deno.test({
+  name: "memory: the trimmer drops the start-up pages once settled, and stops",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const out = await child(
+      ["-A"],
+      `
+      out.before = fileKb();
+      const t = startMemoryTrimmer({ settleMs: 50, everyMs: 20 });
+      out.mappings = await t.settled;
+      out.after = fileKb();
+      t.activity();
+      await new Promise((r) => setTimeout(r, 60));
+      await t.stop();
+      `,
+    );
+    assert((out.mappings as number) > 0, JSON.stringify(out));
+    assert((out.after as number) < (out.before as number) * 0.75, JSON.stringify(out));
+  },
+});
+
+Deno.test("memory: without the FFI permission nothing is done, and the calls say so", async () => {
+  const out = await child(
+    ["--allow-read"],
+    `
+    out.mappings = dropExecutablePages();
+    out.trimmed = await trimAllocator();
+    const t = startMemoryTrimmer({ settleMs: 1 });
+    out.settled = await t.settled;
+    await t.stop();
+    `,
+  );
+  assertEquals(out, { mappings: 0, trimmed: false, settled: 0 });
+});
