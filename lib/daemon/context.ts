@@ -5,6 +5,7 @@
  * @module
  */
 import type { Paths } from "../config/paths.ts";
+import type { Arrivals } from "./arrivals.ts";
 import type { Catalog, CatalogModel } from "./catalog.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { HttpError } from "./http.ts";
@@ -24,6 +25,8 @@ export interface DaemonContext {
   version: string;
   /** Log line sink. */
   log: (line: string) => void;
+  /** Generation requests being prepared: handlers call `ready(req)` just before sending one upstream. */
+  arrivals: Arrivals;
 }
 
 /**

@@ -11,6 +11,7 @@
 import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
 import { startMemoryTrimmer } from "../util/memory.ts";
+import { Arrivals, isGeneration } from "./arrivals.ts";
 import { UserError } from "../util/errors.ts";
 import { VERSION } from "../version.ts";
 import { type CatalogSourceEntry, createCatalog } from "./catalog.ts";
@@ -208,6 +209,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     defaultKeepAliveMs: keepAliveMs,
     version: VERSION,
     log,
+    arrivals: new Arrivals(),
   };
   const parameters = (_name: string, path: string): string[] => {
     const preset = Object.values(options.config.presets).find((p) => p.model === path || p.model === _name);
@@ -219,6 +221,15 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
 
   const trimmer = options.trimMemory ?? true ? startMemoryTrimmer() : undefined;
+  const arrivals = ctx.arrivals;
+  const handler = (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response> => {
+    trimmer?.activity();
+    if (req.method !== "POST" || !isGeneration(req.method, new URL(req.url).pathname)) {
+      return app.fetch(req, info);
+    }
+    arrivals.arrive(req);
+    return Promise.resolve(app.fetch(req, info)).finally(() => arrivals.done(req));
+  };
   const abort = new AbortController();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -227,7 +238,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
       port,
       signal: abort.signal,
       onListen: () => {},
-    }, trimmer ? (req, info) => (trimmer.activity(), app.fetch(req, info)) : app.fetch);
+    }, handler);
   } catch (err) {
     await trimmer?.stop();
     if (err instanceof Deno.errors.AddrInUse) {

@@ -90,6 +90,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     },
   }));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
+  await ctx.arrivals.ready(req);
   return await runGeneration({
     lease,
     path: "/v1/chat/completions",

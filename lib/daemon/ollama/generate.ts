@@ -83,6 +83,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     ...(p.tools ? { tool_calls: p.tools } : {}),
   }));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
+  await ctx.arrivals.ready(req);
   try {
     return await runGeneration({
       lease,

@@ -54,6 +54,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   const lease = await ctx.scheduler.acquire({ model, keepAliveMs: ctx.defaultKeepAliveMs, embedding });
   let up: UpstreamStream;
   try {
+    await ctx.arrivals.ready(req);
     up = await openUpstream(lease.url, path, text);
   } catch (err) {
     lease.release();
