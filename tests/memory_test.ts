@@ -65,23 +65,41 @@ Deno.test({
 });
 
 Deno.test({
-  name: "memory: the trimmer drops the start-up pages once settled, and stops",
+  name: "memory: the trimmer gives pages back once settled and again when work stops, not while it goes on",
   ignore: Deno.build.os !== "linux",
   async fn() {
     const out = await child(
       ["-A"],
       `
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      // Work that touches code pages of the binary the start-up did not.
+      const work = async () => {
+        new Intl.DateTimeFormat("ja-JP", { dateStyle: "full" }).format(new Date());
+        await crypto.subtle.digest("SHA-512", new Uint8Array(64));
+        new Intl.Collator("sv").compare("a", "b");
+      };
       out.before = fileKb();
-      const t = startMemoryTrimmer({ settleMs: 50, everyMs: 20 });
+      const t = startMemoryTrimmer({ settleMs: 50, idleMs: 150 });
       out.mappings = await t.settled;
-      out.after = fileKb();
-      t.activity();
-      await new Promise((r) => setTimeout(r, 60));
+      out.settled = fileKb();
+      // Busy: activity in every interval, so nothing is given back while it lasts.
+      const busyUntil = performance.now() + 700;
+      while (performance.now() < busyUntil) {
+        t.activity();
+        await work();
+        await sleep(20);
+      }
+      out.busy = fileKb();
+      await sleep(600); // two quiet intervals
+      out.quiet = fileKb();
       await t.stop();
       `,
     );
-    assert((out.mappings as number) > 0, JSON.stringify(out));
-    assert((out.after as number) < (out.before as number) * 0.75, JSON.stringify(out));
+    const kb = (k: string) => out[k] as number;
+    assert(kb("mappings") > 0, JSON.stringify(out));
+    assert(kb("settled") < kb("before") * 0.75, `settling gave nothing back: ${JSON.stringify(out)}`);
+    assert(kb("busy") > kb("settled"), `pages used while busy stay: ${JSON.stringify(out)}`);
+    assert(kb("quiet") < kb("busy") * 0.8, `going quiet gave nothing back: ${JSON.stringify(out)}`);
   },
 });
 

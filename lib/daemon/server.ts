@@ -52,7 +52,7 @@ export interface DaemonOptions {
   logMaxBytes?: number;
   /**
    * Gives memory back to the system as a long-running process should (lib/util/memory.ts): the deno binary's
-   * pages used only while starting, and the allocator's free pages after busy seconds (default true).
+   * code pages and the allocator's free pages, once started and whenever requests stop for 2 s (default true).
    */
   trimMemory?: boolean;
 }

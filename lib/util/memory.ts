@@ -115,7 +115,7 @@ export function dropExecutablePages(): number {
 
 /** A running {@linkcode startMemoryTrimmer}. */
 export interface MemoryTrimmer {
-  /** Records work done since the last trim (e.g. a request served). */
+  /** Records work (e.g. a request arriving): memory is given back once there has been none for a while. */
   activity(): void;
   /** Resolves, once the start-up pages are dropped, to the number of mappings given back (0 if stopped first). */
   settled: Promise<number>;
@@ -124,44 +124,50 @@ export interface MemoryTrimmer {
 }
 
 /**
- * For a long-running process: once, `settleMs` after the start, drops the executable's pages used while
- * starting ({@linkcode dropExecutablePages}) and trims the allocator; afterwards trims the allocator every
- * `everyMs` in which there was activity. The timers do not keep the process alive.
+ * For a long-running process: `settleMs` after the start, and again whenever it goes quiet (a whole `idleMs`
+ * without {@linkcode MemoryTrimmer.activity} after some), drops the executable's pages
+ * ({@linkcode dropExecutablePages}) and trims the allocator ({@linkcode trimAllocator}). Nothing is done while
+ * work goes on: pages given back while busy would only be faulted back in at a cost. The timers do not keep
+ * the process alive.
  *
  * @example
  * ```ts
  * const trimmer = startMemoryTrimmer();
- * trimmer.activity(); // after each request
+ * trimmer.activity(); // on each request
  * await trimmer.stop();
  * ```
  */
-export function startMemoryTrimmer(options: { settleMs?: number; everyMs?: number } = {}): MemoryTrimmer {
-  let active = false;
+export function startMemoryTrimmer(options: { settleMs?: number; idleMs?: number } = {}): MemoryTrimmer {
   let running: Promise<unknown> = Promise.resolve();
-  const trim = () => {
+  const { promise: settled, resolve: settledWith } = Promise.withResolvers<number>();
+  const giveBack = () => {
+    settledWith(dropExecutablePages()); // only the first call counts
     running = running.then(trimAllocator).catch(() => false);
   };
-  const { promise: settled, resolve: settledWith } = Promise.withResolvers<number>();
-  const settle = setTimeout(() => {
-    settledWith(dropExecutablePages());
-    trim();
-  }, options.settleMs ?? 3000);
+  const settle = setTimeout(giveBack, options.settleMs ?? 3000);
+  // `recent`: activity since the last tick; `owed`: activity since memory was last given back.
+  let recent = false;
+  let owed = false;
   const every = setInterval(() => {
-    if (!active) return;
-    active = false;
-    trim();
-  }, options.everyMs ?? 2000);
+    if (recent) {
+      recent = false;
+      owed = true;
+    } else if (owed) {
+      owed = false;
+      giveBack();
+    }
+  }, options.idleMs ?? 2000);
   Deno.unrefTimer(settle);
   Deno.unrefTimer(every);
   return {
     settled,
     activity() {
-      active = true;
+      recent = true;
     },
     async stop() {
       clearTimeout(settle);
-      settledWith(0);
       clearInterval(every);
+      settledWith(0);
       await running;
     },
   };
