@@ -36,6 +36,7 @@ export {
 } from "./catalog.ts";
 export { defaultKeepAlive, type KeepAliveMs, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
 export { type DaemonContext, findModel as findDaemonModel } from "./context.ts";
+export { Arrivals as DaemonArrivals } from "./arrivals.ts";
 export type { ParameterLines } from "./ollama/show.ts";
 export {
   digestFileName,

@@ -12,6 +12,8 @@ export class UserError extends Error {
   exitCode: number;
 
   /**
+   * An error with `message`, an optional `hint` (what to do) and the CLI's exit code (default 1).
+   *
    * @example
    * ```ts
    * throw new UserError("instance 'rocm' is not installed", { hint: "run `llama-mgr instances` to list them" });
