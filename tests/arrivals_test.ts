@@ -75,8 +75,8 @@ Deno.test("arrivals: a request never announced is not held by others", async () 
 Deno.test("arrivals: which requests are generation requests", () => {
   assertEquals(
     ["/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions", "/api/embed", "/api/tags"]
-      .map((p) => isGeneration("POST", p)),
+      .map((p) => isGeneration(req(p))),
     [true, true, true, true, false, false],
   );
-  assertEquals(isGeneration("GET", "/api/chat"), false);
+  assertEquals(isGeneration(new Request("http://127.0.0.1/api/chat")), false);
 });

@@ -66,7 +66,7 @@ export class Arrivals {
 /** The daemon paths whose requests are generation requests sent to llama-server. */
 const GENERATION_PATHS = new Set(["/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"]);
 
-/** Whether a request to `pathname` with `method` is a generation request. */
-export function isGeneration(method: string, pathname: string): boolean {
-  return method === "POST" && GENERATION_PATHS.has(pathname);
+/** Whether `req` is a generation request (its URL is parsed only for a POST). */
+export function isGeneration(req: Request): boolean {
+  return req.method === "POST" && GENERATION_PATHS.has(new URL(req.url).pathname);
 }

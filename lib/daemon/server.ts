@@ -224,9 +224,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   const arrivals = ctx.arrivals;
   const handler = (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response> => {
     trimmer?.activity();
-    if (req.method !== "POST" || !isGeneration(req.method, new URL(req.url).pathname)) {
-      return app.fetch(req, info);
-    }
+    if (!isGeneration(req)) return app.fetch(req, info);
     arrivals.arrive(req);
     return Promise.resolve(app.fetch(req, info)).finally(() => arrivals.done(req));
   };
