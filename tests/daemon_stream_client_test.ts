@@ -116,6 +116,30 @@ Deno.test("stream client: after the server closes a streamed answer's connection
   }
 });
 
+Deno.test("stream client: after a burst of requests, the next burst finds as many connections open", async () => {
+  const server = serve("close-after-chunked");
+  try {
+    for (let round = 0; round < 3; round++) {
+      const sentAt = performance.now();
+      const texts = await Promise.all([0, 1, 2, 3].map((i) => body(server.base, `"${round}.${i}"`)));
+      texts.forEach((r, i) => assertEquals(r.text, `data: a\n\ndata: b\n\ndata: "${round}.${i}"\n\n`));
+      if (round > 0) {
+        const burst = server.seen.slice(-4);
+        for (const s of burst) {
+          assert(s.acceptedAt < sentAt, `round ${round}: a request waited for a connect`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 30)); // the clients read their answers
+    }
+    assertEquals(server.seen.length, 12);
+    // Four at a time, each closed after its answer: about four new ones per round, not a storm.
+    assert(server.accepted <= 4 * 4 + 2, `${server.accepted} connections for 3 bursts of 4`);
+  } finally {
+    await dropAllConnections();
+    await server.close();
+  }
+});
+
 Deno.test("stream client: a kept-alive connection is reused, and shutdown closes every connection", async () => {
   const server = serve("keep-alive");
   try {
@@ -129,4 +153,94 @@ Deno.test("stream client: a kept-alive connection is reused, and shutdown closes
     await dropAllConnections();
     await server.close();
   }
+});
+
+/**
+ * Answers every request with the same bytes, written in the given pieces with a pause between them (the
+ * client also opens a spare connection, which gets nothing until it asks).
+ */
+function serveRaw(pieces: Uint8Array[]) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const answer = async (conn: Deno.Conn) => {
+    conns.add(conn);
+    try {
+      if ((await conn.read(new Uint8Array(4096))) === null) return;
+      for (const p of pieces) {
+        await conn.write(p);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    } catch {
+      /* closed by the client */
+    } finally {
+      conns.delete(conn);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  };
+  const done = (async () => {
+    for await (const conn of listener) answer(conn);
+  })();
+  return {
+    base: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async close() {
+      listener.close();
+      await done.catch(() => {});
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
+}
+
+Deno.test("stream client: chunked answers are decoded however their bytes arrive", async () => {
+  const enc = new TextEncoder();
+  const parts = ["data: é 中文 🦙\n\n", "x", "data: " + "y".repeat(600) + "\n\n", "last"];
+  // Hex sizes in either case, one with an extension, as HTTP allows.
+  const wire = enc.encode(
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+      parts.map((p, i) => {
+        const size = enc.encode(p).length.toString(16);
+        return `${i % 2 ? size.toUpperCase() : size}${i === 1 ? ";ext=1" : ""}\r\n${p}\r\n`;
+      }).join("") + "0\r\n\r\n",
+  );
+  for (const step of [1, 5, 64, wire.length]) {
+    const pieces: Uint8Array[] = [];
+    for (let off = 0; off < wire.length; off += step) pieces.push(wire.slice(off, off + step));
+    const server = serveRaw(pieces);
+    try {
+      const up = await openUpstream(server.base, "/x", "{}");
+      const got: Uint8Array[] = [];
+      for await (const c of up.chunks) got.push(c.slice());
+      const all = new Uint8Array(got.reduce((a, c) => a + c.length, 0));
+      let o = 0;
+      for (const c of got) {
+        all.set(c, o);
+        o += c.length;
+      }
+      assertEquals(new TextDecoder().decode(all), parts.join(""), `pieces of ${step} bytes`);
+    } finally {
+      await server.close();
+    }
+  }
+  // A size line that is not hex is an error, not a guess.
+  const bad = serveRaw([
+    enc.encode("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"),
+  ]);
+  try {
+    const up = await openUpstream(bad.base, "/x", "{}");
+    let message = "";
+    try {
+      for await (const _ of up.chunks) { /* nothing before the bad size */ }
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    assertEquals(message, "llama-server sent a malformed chunk");
+  } finally {
+    await bad.close();
+  }
+  await dropAllConnections();
 });

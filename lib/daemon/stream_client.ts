@@ -6,8 +6,10 @@
  *
  * Connections are kept ready so that a request never waits for a connect: llama-server closes a connection
  * after every streamed answer (though it announces keep-alive) and after 5 s idle, so each idle pooled
- * connection has a read pending that notices the close at once and drops it, and one spare connection is
- * opened in the background whenever the pool runs empty while requests are coming in.
+ * connection has a read pending that notices the close at once and drops it; and while requests are coming
+ * in, connections are opened in the background until there are as many ready as requests were lately in
+ * flight at once. Those connects happen a moment after requests go out, not between them: a connect costs the
+ * daemon's one thread about 0.3 ms, which a burst of requests would otherwise wait for one after another.
  *
  * @module
  */
@@ -30,8 +32,12 @@ const dec = new TextDecoder();
 const EARLY_END =
   "llama-server closed the connection before the answer was complete (did it crash? see its log)";
 const POOL_MAX = 8;
-/** A connection the server closes within this long of its parking (busy traffic) gets a spare opened. */
+/** Connections are topped up only when a request came or went within this long. */
 const BUSY_MS = 2000;
+/** How long after the last request went out (or ended) the pool is topped up. */
+const TOP_UP_DELAY_MS = 3;
+/** How long the most requests in flight at once is remembered. */
+const PEAK_MS = 60_000;
 
 /** An idle connection with a read pending, so that a close by the server is seen at once. */
 interface Idle {
@@ -42,14 +48,51 @@ interface Idle {
 }
 
 const pool = new Map<string, Idle[]>();
-/** Spare connects under way, per host. */
-const connecting = new Map<string, Promise<void>>();
+/** Spare connects under way (all of them, and the count per host). */
+const connects = new Set<Promise<void>>();
+const connecting = new Map<string, number>();
+
+/** Per host: requests in flight, the most at once lately, when one last came or went, a pending top-up. */
+interface Demand {
+  inUse: number;
+  peak: number;
+  peakAt: number;
+  lastUse: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+const demands = new Map<string, Demand>();
+
+function demandOf(key: string): Demand {
+  let d = demands.get(key);
+  if (!d) {
+    d = { inUse: 0, peak: 1, peakAt: Date.now(), lastUse: 0 };
+    demands.set(key, d);
+  }
+  return d;
+}
 /** Bumped when every connection is dropped, so a connect that finishes afterwards is closed, not pooled. */
 let epoch = 0;
 
 function indexOfCrlf(buf: Uint8Array, from: number): number {
   for (let i = from; i + 1 < buf.length; i++) if (buf[i] === 13 && buf[i + 1] === 10) return i;
   return -1;
+}
+
+/** A chunk's size from its size line `buf[from, eol)` (hex digits, then maybe `;extensions`); -1 if malformed. */
+function chunkSize(buf: Uint8Array, from: number, eol: number): number {
+  let size = 0;
+  let digits = 0;
+  for (let i = from; i < eol; i++) {
+    const c = buf[i];
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+    if (d < 0) {
+      if (c === 59 || c === 32 || c === 9) break; // ';' starts extensions; whitespace before them
+      return -1;
+    }
+    size = size * 16 + d;
+    if (++digits > 12) return -1;
+  }
+  return digits === 0 ? -1 : size;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
@@ -68,7 +111,6 @@ function closeQuietly(conn: Deno.TcpConn): void {
 
 /** Puts an idle connection in the pool, watching for the server closing it. */
 function park(key: string, conn: Deno.TcpConn, target: Target): void {
-  const parkedAt = Date.now();
   const list = pool.get(key) ?? [];
   if (list.length >= POOL_MAX) {
     closeQuietly(conn);
@@ -85,7 +127,7 @@ function park(key: string, conn: Deno.TcpConn, target: Target): void {
     if (i < 0) return; // taken by a request, which reads the result itself
     l!.splice(i, 1);
     closeQuietly(conn);
-    if (Date.now() - parkedAt < BUSY_MS) spare(key, target);
+    topUpSoon(key, target);
   });
 }
 
@@ -94,20 +136,72 @@ interface Target {
   port: number;
 }
 
-/** Opens one spare connection for `key` in the background when its pool is empty. */
-function spare(key: string, target: Target): void {
-  if ((pool.get(key)?.length ?? 0) > 0 || connecting.has(key)) return;
-  const started = epoch;
-  const p = Deno.connect(target).then((conn) => {
-    if (started !== epoch) closeQuietly(conn);
-    else park(key, conn, target);
-  }, () => {/* the server is gone; the next request reports it */}).finally(() => connecting.delete(key));
-  connecting.set(key, p);
+/** Tops the pool for `key` up a moment from now (again later if more requests come first). */
+function topUpSoon(key: string, target: Target): void {
+  const d = demandOf(key);
+  if (d.timer !== undefined) clearTimeout(d.timer);
+  const timer = setTimeout(() => {
+    d.timer = undefined;
+    topUp(key, target);
+  }, TOP_UP_DELAY_MS);
+  Deno.unrefTimer(timer);
+  d.timer = timer;
+}
+
+/** Opens connections for `key` until as many are ready as requests were lately in flight at once. */
+function topUp(key: string, target: Target): void {
+  const d = demandOf(key);
+  const now = Date.now();
+  if (d.inUse === 0 && now - d.lastUse > BUSY_MS) return; // nobody is asking: let the server close them
+  if (now - d.peakAt > PEAK_MS) {
+    d.peak = Math.max(1, d.inUse);
+    d.peakAt = now;
+  }
+  const want = Math.min(POOL_MAX, d.peak);
+  for (let have = (pool.get(key)?.length ?? 0) + (connecting.get(key) ?? 0); have < want; have++) {
+    const started = epoch;
+    connecting.set(key, (connecting.get(key) ?? 0) + 1);
+    const p: Promise<void> = Deno.connect(target).then((conn) => {
+      if (started !== epoch) closeQuietly(conn);
+      else park(key, conn, target);
+    }, () => {/* the server is gone; the next request reports it */}).finally(() => {
+      connects.delete(p);
+      connecting.set(key, (connecting.get(key) ?? 1) - 1);
+    });
+    connects.add(p);
+  }
+}
+
+/** A request took a connection. */
+function taken(key: string, target: Target): void {
+  const d = demandOf(key);
+  d.inUse++;
+  d.lastUse = Date.now();
+  if (d.inUse >= d.peak) {
+    d.peak = d.inUse;
+    d.peakAt = d.lastUse;
+  }
+  topUpSoon(key, target);
+}
+
+/** A request gave its connection back (or closed it). */
+function given(key: string, target: Target): void {
+  const d = demandOf(key);
+  d.inUse = Math.max(0, d.inUse - 1);
+  d.lastUse = Date.now();
+  topUpSoon(key, target);
+}
+
+function clearDemand(key: string): void {
+  const d = demands.get(key);
+  if (d?.timer !== undefined) clearTimeout(d.timer);
+  demands.delete(key);
 }
 
 /** Closes every pooled connection to `base` (when its server stops). */
 export function dropConnections(base: string): void {
   const key = new URL(base).host;
+  clearDemand(key);
   for (const c of pool.get(key) ?? []) closeQuietly(c.conn);
   pool.delete(key);
 }
@@ -115,7 +209,8 @@ export function dropConnections(base: string): void {
 /** Closes every pooled connection (daemon shutdown), waiting for spare connects under way. */
 export async function dropAllConnections(): Promise<void> {
   epoch++;
-  await Promise.all(connecting.values());
+  for (const key of [...demands.keys()]) clearDemand(key);
+  await Promise.all(connects);
   for (const list of pool.values()) for (const c of list) closeQuietly(c.conn);
   pool.clear();
 }
@@ -190,13 +285,12 @@ export async function openUpstream(base: string, path: string, body: string): Pr
   while (!answer) {
     const reused = pool.get(key)?.pop();
     if (reused) {
-      spare(key, target);
       answer = await exchange(reused.conn, request, readBuf, reused);
       if (answer) conn = reused.conn;
       else closeQuietly(reused.conn);
       continue;
     }
-    spare(key, target);
+    topUpSoon(key, target);
     try {
       conn = await Deno.connect(target);
     } catch (err) {
@@ -209,6 +303,7 @@ export async function openUpstream(base: string, path: string, body: string): Pr
     }
   }
   const c = conn!;
+  taken(key, target);
   const lines = answer.head.split("\r\n");
   const status = Number(lines[0].split(" ")[1]);
   const headers: Record<string, string> = {};
@@ -227,15 +322,14 @@ export async function openUpstream(base: string, path: string, body: string): Pr
     if (state !== "reading") return;
     state = "done";
     if (reusable) park(key, c, target);
-    else {
-      closeQuietly(c);
-      spare(key, target);
-    }
+    else closeQuietly(c);
+    given(key, target);
   };
   const close = () => {
     if (state !== "reading") return;
     state = "closed";
     closeQuietly(c);
+    given(key, target);
   };
   const read = async (): Promise<Uint8Array | null> => {
     if (state !== "reading") return null;
@@ -272,34 +366,31 @@ export async function openUpstream(base: string, path: string, body: string): Pr
   }
 
   async function* dechunk(): AsyncGenerator<Uint8Array> {
+    // `pending` is never written to (reads come as fresh copies), so chunks are yielded as views into it.
     let pending: Uint8Array = answer!.rest;
-    const need = async (n: number) => {
-      while (pending.length < n) {
-        const chunk = await read();
-        if (chunk === null) throw new Error(EARLY_END);
-        pending = concat(pending, chunk);
-      }
+    let off = 0;
+    const more = async () => {
+      const chunk = await read();
+      if (chunk === null) throw new Error(EARLY_END);
+      pending = off < pending.length ? concat(pending.subarray(off), chunk) : chunk;
+      off = 0;
     };
     try {
       while (true) {
-        let eol = indexOfCrlf(pending, 0);
-        while (eol < 0) {
-          const chunk = await read();
-          if (chunk === null) throw new Error(EARLY_END);
-          pending = concat(pending, chunk);
-          eol = indexOfCrlf(pending, 0);
-        }
-        const size = parseInt(dec.decode(pending.subarray(0, eol)).split(";")[0], 16);
-        pending = pending.slice(eol + 2);
-        if (!Number.isFinite(size)) throw new Error("llama-server sent a malformed chunk");
+        let eol: number;
+        while ((eol = indexOfCrlf(pending, off)) < 0) await more();
+        const size = chunkSize(pending, off, eol);
+        if (size < 0) throw new Error("llama-server sent a malformed chunk");
+        off = eol + 2;
         if (size === 0) {
-          await need(2); // the CRLF after the last chunk (no trailers from llama-server)
+          while (pending.length - off < 2) await more(); // the CRLF after the last chunk (no trailers)
           finish();
           return;
         }
-        await need(size + 2);
-        yield pending.slice(0, size);
-        pending = pending.slice(size + 2);
+        while (pending.length - off < size + 2) await more();
+        const start = off;
+        off += size + 2;
+        yield pending.subarray(start, start + size);
       }
     } finally {
       close();
