@@ -14,6 +14,7 @@ import {
   ShowResponseSchema,
 } from "../lib/daemon/types.ts";
 import { pidAlive } from "../lib/util/process.ts";
+import { CHAT_TEXT_DELTA, COMPLETION_TEXT } from "../lib/daemon/ollama/events.ts";
 import { smolModelPath } from "./_fixtures.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
@@ -147,6 +148,36 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
       assert(["stop", "length"].includes(last.done_reason));
       assert(lines.map((l) => l.message.content).join("").trim().length > 0);
     });
+
+    await t.step(
+      "llama-server's own text events take the fast path, for chat and for raw completion",
+      async () => {
+        const server = daemon.ctx.scheduler.list().find((r) => !r.embedding);
+        assert(server?.url, "no llama-server loaded");
+        const events = async (path: string, body: unknown) => {
+          const text = await (await post(`${server.url}${path}`, { ...(body as object), stream: true }))
+            .text();
+          return text.split("\n").filter((l) => l.startsWith("data: {")).map((l) => l.slice(6));
+        };
+        const chat = await events("/v1/chat/completions", {
+          messages: [{ role: "user", content: 'Say "hi" with quotes and an é.' }],
+          max_tokens: 12,
+          ...greedy,
+        });
+        const texts = chat.filter((e) => JSON.parse(e).choices?.[0]?.delta?.content);
+        assert(texts.length >= 10, `only ${texts.length} text events`);
+        for (const e of texts) assert(CHAT_TEXT_DELTA.test(e), `not on the fast path: ${e}`);
+        assert(
+          !CHAT_TEXT_DELTA.test(chat.at(-1)!),
+          "the final event (finish reason, timings) must go the full way",
+        );
+        const comp = await events("/completion", { prompt: "Once upon a time", n_predict: 6, ...greedy });
+        const ctexts = comp.filter((e) => JSON.parse(e).content && !JSON.parse(e).stop);
+        assert(ctexts.length >= 5, `only ${ctexts.length} completion text events`);
+        for (const e of ctexts) assert(COMPLETION_TEXT.test(e), `not on the fast path: ${e}`);
+        assert(!COMPLETION_TEXT.test(comp.at(-1)!));
+      },
+    );
 
     await t.step("/api/chat with a JSON schema format answers JSON matching it", async () => {
       const r = await post(`${url}/api/chat`, {

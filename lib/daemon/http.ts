@@ -171,9 +171,26 @@ export async function ndjsonResponse(gen: AsyncGenerator<unknown>, onClose?: () 
   return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
 }
 
-/** The current time as RFC 3339 with nanosecond-style fraction, as Ollama prints `created_at`. */
+let minuteStart = -1;
+let minutePrefix = "";
+
+/**
+ * The current time as RFC 3339 in UTC with milliseconds (`2026-11-30T08:25:20.123Z`), as Ollama prints
+ * `created_at`. Every streamed line asks for it, so only the seconds and milliseconds are formatted each time;
+ * the rest is kept for the minute.
+ */
 export function nowRfc3339(): string {
-  return new Date().toISOString();
+  const ms = Date.now();
+  const inMinute = ms - minuteStart;
+  if (minuteStart < 0 || inMinute < 0 || inMinute >= 60_000) {
+    minuteStart = ms - (ms % 60_000);
+    minutePrefix = new Date(minuteStart).toISOString().slice(0, 17); // "YYYY-MM-DDTHH:MM:"
+    return nowRfc3339();
+  }
+  const sec = (inMinute / 1000) | 0;
+  const milli = inMinute - sec * 1000;
+  return minutePrefix + (sec < 10 ? "0" : "") + sec + (milli < 10 ? ".00" : milli < 100 ? ".0" : ".") +
+    milli + "Z";
 }
 
 /** Milliseconds to integer nanoseconds. */

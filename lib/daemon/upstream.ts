@@ -51,8 +51,66 @@ export function upstreamMessage(text: string): string {
 }
 
 /**
- * Reads a server-sent-events body (a Response or raw chunks) and yields each `data:` JSON object; stops at `data: [DONE]`. An `error:`
- * event from llama-server is thrown as an Error with its message.
+ * Splits a server-sent-events byte stream into its `data:` payloads as the bytes arrive, without parsing them:
+ * the streaming parsers try their fast patterns on the raw text first. `data: [DONE]` sets {@linkcode done};
+ * an `error:` event from llama-server is thrown as an Error with its message.
+ *
+ * @example
+ * ```ts
+ * const sse = new SseSplitter();
+ * for (const data of sse.push(new TextEncoder().encode('data: {"content":"hi"}\n\n'))) console.log(data);
+ * ```
+ */
+export class SseSplitter {
+  /** Whether `data: [DONE]` has been seen (what follows it is ignored). */
+  done = false;
+  #dec = new TextDecoder();
+  #buf = "";
+
+  /** Takes the next bytes; returns the `data:` payloads they complete. */
+  push(chunk: Uint8Array): string[] {
+    const out: string[] = [];
+    if (this.done) return out;
+    this.#buf += this.#dec.decode(chunk, { stream: true });
+    let start = 0;
+    let nl: number;
+    const buf = this.#buf;
+    while ((nl = buf.indexOf("\n", start)) >= 0) {
+      let end = nl;
+      if (end > start && buf.charCodeAt(end - 1) === 13) end--;
+      if (buf.startsWith("data:", start)) {
+        const data = buf.slice(start + (buf.charCodeAt(start + 5) === 32 ? 6 : 5), end);
+        if (data === "[DONE]") {
+          this.done = true;
+          this.#buf = "";
+          return out;
+        }
+        out.push(data);
+      } else if (buf.startsWith("error:", start)) {
+        throw new Error(upstreamMessage(buf.slice(start + 6, end).trim()));
+      }
+      start = nl + 1;
+    }
+    this.#buf = start === 0 ? buf : buf.slice(start);
+    return out;
+  }
+}
+
+/**
+ * Parses one `data:` payload; an `{"error": ...}` object from llama-server is thrown as an Error with its
+ * message.
+ */
+export function parseSseData(data: string): any {
+  const obj = JSON.parse(data);
+  if (obj && typeof obj === "object" && "error" in obj && !("choices" in obj) && !("content" in obj)) {
+    throw new Error(upstreamMessage(data));
+  }
+  return obj;
+}
+
+/**
+ * Reads a server-sent-events body (a Response or raw chunks) and yields each `data:` JSON object; stops at
+ * `data: [DONE]`. An `error:` event from llama-server is thrown as an Error with its message.
  *
  * @example
  * ```ts
@@ -62,31 +120,10 @@ export function upstreamMessage(text: string): string {
 export async function* sseEvents(source: Response | AsyncIterable<Uint8Array>): AsyncGenerator<any> {
   const chunks: AsyncIterable<Uint8Array> | null = source instanceof Response ? source.body : source;
   if (!chunks) return;
-  const dec = new TextDecoder();
-  let buf = "";
-  let finished = false;
+  const sse = new SseSplitter();
   for await (const value of chunks) {
     // After [DONE] the body is read to its end, so a kept-alive connection can be reused.
-    if (finished) continue;
-    buf += dec.decode(value, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl).trimEnd();
-      buf = buf.slice(nl + 1);
-      if (line.startsWith("data:")) {
-        const data = line.slice(line[5] === " " ? 6 : 5);
-        if (data === "[DONE]") {
-          finished = true;
-          break;
-        }
-        const obj = JSON.parse(data);
-        if (obj && typeof obj === "object" && "error" in obj && !("choices" in obj) && !("content" in obj)) {
-          throw new Error(upstreamMessage(data));
-        }
-        yield obj;
-      } else if (line.startsWith("error:")) {
-        throw new Error(upstreamMessage(line.slice(6).trim()));
-      }
-    }
+    if (sse.done) continue;
+    for (const data of sse.push(value)) yield parseSseData(data);
   }
 }

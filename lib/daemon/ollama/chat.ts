@@ -13,7 +13,7 @@ import { parseOptions } from "../options.ts";
 import { ChatRequestSchema } from "../types.ts";
 import { capabilities, embeddingOnly } from "./details.ts";
 import { responseFormat, samplingFields, thinkFields, toOpenAIMessages } from "./convert.ts";
-import { chatEvents } from "./events.ts";
+import { ChatEventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
 
 /** Checks `think` and images against what the model can do (Ollama's 400s). */
@@ -95,7 +95,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     lease,
     path: "/v1/chat/completions",
     body: upstream,
-    events: chatEvents,
+    events: () => new ChatEventParser(),
     shape,
     stream: body.stream !== false,
     startedAt,

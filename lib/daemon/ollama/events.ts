@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { sseEvents } from "../upstream.ts";
+import { parseSseData, SseSplitter } from "../upstream.ts";
 import { msToNs } from "../http.ts";
 import type { DoneReason, Metrics } from "../types.ts";
 
@@ -17,9 +17,13 @@ export interface OllamaToolCall {
   function: { index: number; name: string; arguments: Record<string, unknown> };
 }
 
-/** One event of a generation. */
+/**
+ * One event of a generation. A text event read on the fast path (see {@linkcode CHAT_TEXT_DELTA}) also carries
+ * `json`, the text as the JSON string literal llama-server wrote, so that a line can be written without
+ * encoding it again.
+ */
 export type GenEvent =
-  | { kind: "text"; text: string }
+  | { kind: "text"; text: string; json?: string }
   | { kind: "thinking"; text: string }
   | { kind: "tools"; calls: OllamaToolCall[] }
   | { kind: "done"; reason: DoneReason; metrics: Metrics };
@@ -52,84 +56,207 @@ function parseArgs(text: string): Record<string, unknown> {
   }
 }
 
+/** A JSON string literal (group 1 in the patterns below), escaped as JSON requires: no raw control characters. */
+const JSON_STRING = String.raw`("(?:[^"\\\x00-\x1f]|\\.)*")`;
+
 /**
- * Reads a streamed `/v1/chat/completions` answer. Tool-call fragments are collected and given as one `tools`
- * event when the answer ends, as Ollama sends whole calls.
+ * The fast path: nearly every event of a streamed chat answer is one plain piece of text, and llama-server
+ * writes it the same way every time. Such an event is recognised whole by this pattern (anchored at both ends,
+ * so an event with anything more, such as reasoning, tool calls, timings or log-probabilities, does not match)
+ * and its text is taken as written, instead of parsing the event into objects and encoding the text again for
+ * the line. Measured on a live stream, this is most of the daemon's own per-token work beyond relaying bytes.
+ */
+export const CHAT_TEXT_DELTA = new RegExp(
+  String.raw`^\{"choices":\[\{"finish_reason":null,"index":0,"delta":\{"content":` + JSON_STRING +
+    String.raw`\}\}\],"created":\d+,"id":"[\w-]*","model":"(?:[^"\\]|\\.)*","system_fingerprint":"[\w.-]*",` +
+    String.raw`"object":"chat\.completion\.chunk"\}$`,
+);
+
+/** The fast path for `/completion` (see {@linkcode CHAT_TEXT_DELTA}): a piece of text that is not the last. */
+export const COMPLETION_TEXT = new RegExp(
+  String.raw`^\{"index":0,"content":` + JSON_STRING +
+    String
+      .raw`,"tokens":\[[\d,]*\],"stop":false,"id_slot":-?\d+,"tokens_predicted":\d+,"tokens_evaluated":\d+\}$`,
+);
+
+/** A text event from a matched fast-path literal, or null for an empty one. */
+function fastText(json: string): GenEvent | null {
+  if (json.length === 2) return null; // ""
+  // Without escapes the text is the literal's inside; otherwise JSON decodes it.
+  const text = json.indexOf("\\") < 0 ? json.slice(1, -1) : JSON.parse(json);
+  return { kind: "text", text, json };
+}
+
+/**
+ * Turns a streamed answer's bytes into events as they arrive, synchronously: the daemon's streaming loop calls
+ * {@linkcode EventParser.push} for each piece llama-server sends and {@linkcode EventParser.end} when the
+ * answer is complete.
+ */
+export interface EventParser {
+  /** The events the next bytes complete. */
+  push(bytes: Uint8Array): GenEvent[];
+  /** The last events (tool calls, the end with its metrics); throws if the answer was not finished. */
+  end(): GenEvent[];
+}
+
+/**
+ * Parser for a streamed `/v1/chat/completions` answer. Tool-call fragments are collected and given as one
+ * `tools` event when the answer ends, as Ollama sends whole calls.
+ *
+ * @example
+ * ```ts
+ * const p = new ChatEventParser();
+ * const events = [...p.push(bytes), ...p.end()];
+ * ```
+ */
+export class ChatEventParser implements EventParser {
+  #calls: { id?: string; name: string; args: string }[] = [];
+  #finish: string | null = null;
+  #timings: Timings | undefined;
+  #chunks = 0;
+  #sse = new SseSplitter();
+
+  /** The events the next bytes complete. */
+  push(bytes: Uint8Array): GenEvent[] {
+    const out: GenEvent[] = [];
+    // After [DONE] the body is still read to its end, so a kept-alive connection can be reused.
+    if (this.#sse.done) return out;
+    for (const data of this.#sse.push(bytes)) {
+      const fast = CHAT_TEXT_DELTA.exec(data);
+      if (fast) {
+        const ev = fastText(fast[1]);
+        if (ev) {
+          this.#chunks++;
+          out.push(ev);
+        }
+        continue;
+      }
+      const ev = parseSseData(data);
+      if (ev.timings) this.#timings = ev.timings;
+      const choice = ev.choices?.[0];
+      if (!choice) continue;
+      const d = choice.delta ?? {};
+      if (typeof d.reasoning_content === "string" && d.reasoning_content) {
+        out.push({ kind: "thinking", text: d.reasoning_content });
+      }
+      if (typeof d.content === "string" && d.content) {
+        this.#chunks++;
+        out.push({ kind: "text", text: d.content });
+      }
+      if (Array.isArray(d.tool_calls)) {
+        const calls = this.#calls;
+        for (const tc of d.tool_calls) {
+          const i = typeof tc.index === "number" ? tc.index : calls.length;
+          calls[i] ??= { name: "", args: "" };
+          if (tc.id) calls[i].id = tc.id;
+          if (tc.function?.name) calls[i].name += tc.function.name;
+          if (tc.function?.arguments) calls[i].args += tc.function.arguments;
+        }
+      }
+      if (choice.finish_reason) this.#finish = choice.finish_reason;
+    }
+    return out;
+  }
+
+  /** Tool calls, then the end. */
+  end(): GenEvent[] {
+    if (this.#finish === null) throw new Error("llama-server ended the answer without finishing it");
+    const out: GenEvent[] = [];
+    if (this.#calls.length) {
+      out.push({
+        kind: "tools",
+        calls: this.#calls.filter(Boolean).map((c, index) => ({
+          ...(c.id ? { id: c.id } : {}),
+          function: { index, name: c.name, arguments: parseArgs(c.args) },
+        })),
+      });
+    }
+    out.push({
+      kind: "done",
+      reason: this.#finish === "length" ? "length" : "stop",
+      metrics: timingsToMetrics(this.#timings, { evalCount: this.#chunks }),
+    });
+    return out;
+  }
+}
+
+/**
+ * Parser for a streamed `/completion` (or `/infill`) answer.
+ *
+ * @example
+ * ```ts
+ * const p = new CompletionEventParser();
+ * const events = [...p.push(bytes), ...p.end()];
+ * ```
+ */
+export class CompletionEventParser implements EventParser {
+  #stopType = "";
+  #timings: Timings | undefined;
+  #chunks = 0;
+  #sse = new SseSplitter();
+
+  /** The events the next bytes complete. */
+  push(bytes: Uint8Array): GenEvent[] {
+    const out: GenEvent[] = [];
+    if (this.#sse.done) return out;
+    for (const data of this.#sse.push(bytes)) {
+      const fast = COMPLETION_TEXT.exec(data);
+      if (fast) {
+        const ev = fastText(fast[1]);
+        if (ev) {
+          this.#chunks++;
+          out.push(ev);
+        }
+        continue;
+      }
+      const ev = parseSseData(data);
+      if (typeof ev.content === "string" && ev.content) {
+        this.#chunks++;
+        out.push({ kind: "text", text: ev.content });
+      }
+      if (ev.timings) this.#timings = ev.timings;
+      if (ev.stop) this.#stopType = ev.stop_type || "eos";
+    }
+    return out;
+  }
+
+  /** The end. */
+  end(): GenEvent[] {
+    if (!this.#stopType) throw new Error("llama-server ended the answer without finishing it");
+    return [{
+      kind: "done",
+      reason: this.#stopType === "limit" ? "length" : "stop",
+      metrics: timingsToMetrics(this.#timings, { evalCount: this.#chunks }),
+    }];
+  }
+}
+
+/** Runs a parser over a whole stream of bytes. */
+async function* parseAll(parser: EventParser, res: AsyncIterable<Uint8Array>): AsyncGenerator<GenEvent> {
+  for await (const bytes of res) yield* parser.push(bytes);
+  yield* parser.end();
+}
+
+/**
+ * Reads a streamed `/v1/chat/completions` answer (see {@linkcode ChatEventParser}).
  *
  * @example
  * ```ts
  * for await (const ev of chatEvents(up.chunks)) if (ev.kind === "text") console.log(ev.text);
  * ```
  */
-export async function* chatEvents(res: AsyncIterable<Uint8Array>): AsyncGenerator<GenEvent> {
-  const calls: { id?: string; name: string; args: string }[] = [];
-  let finish: string | null = null;
-  let timings: Timings | undefined;
-  let chunks = 0;
-  for await (const ev of sseEvents(res)) {
-    if (ev.timings) timings = ev.timings;
-    const choice = ev.choices?.[0];
-    if (!choice) continue;
-    const d = choice.delta ?? {};
-    if (typeof d.reasoning_content === "string" && d.reasoning_content) {
-      yield { kind: "thinking", text: d.reasoning_content };
-    }
-    if (typeof d.content === "string" && d.content) {
-      chunks++;
-      yield { kind: "text", text: d.content };
-    }
-    if (Array.isArray(d.tool_calls)) {
-      for (const tc of d.tool_calls) {
-        const i = typeof tc.index === "number" ? tc.index : calls.length;
-        calls[i] ??= { name: "", args: "" };
-        if (tc.id) calls[i].id = tc.id;
-        if (tc.function?.name) calls[i].name += tc.function.name;
-        if (tc.function?.arguments) calls[i].args += tc.function.arguments;
-      }
-    }
-    if (choice.finish_reason) finish = choice.finish_reason;
-  }
-  if (finish === null) throw new Error("llama-server ended the answer without finishing it");
-  if (calls.length) {
-    yield {
-      kind: "tools",
-      calls: calls.filter(Boolean).map((c, index) => ({
-        ...(c.id ? { id: c.id } : {}),
-        function: { index, name: c.name, arguments: parseArgs(c.args) },
-      })),
-    };
-  }
-  yield {
-    kind: "done",
-    reason: finish === "length" ? "length" : "stop",
-    metrics: timingsToMetrics(timings, { evalCount: chunks }),
-  };
+export function chatEvents(res: AsyncIterable<Uint8Array>): AsyncGenerator<GenEvent> {
+  return parseAll(new ChatEventParser(), res);
 }
 
 /**
- * Reads a streamed `/completion` (or `/infill`) answer.
+ * Reads a streamed `/completion` (or `/infill`) answer (see {@linkcode CompletionEventParser}).
  *
  * @example
  * ```ts
  * for await (const ev of completionEvents(up.chunks)) console.log(ev);
  * ```
  */
-export async function* completionEvents(res: AsyncIterable<Uint8Array>): AsyncGenerator<GenEvent> {
-  let stopType = "";
-  let timings: Timings | undefined;
-  let chunks = 0;
-  for await (const ev of sseEvents(res)) {
-    if (typeof ev.content === "string" && ev.content) {
-      chunks++;
-      yield { kind: "text", text: ev.content };
-    }
-    if (ev.timings) timings = ev.timings;
-    if (ev.stop) stopType = ev.stop_type || "eos";
-  }
-  if (!stopType) throw new Error("llama-server ended the answer without finishing it");
-  yield {
-    kind: "done",
-    reason: stopType === "limit" ? "length" : "stop",
-    metrics: timingsToMetrics(timings, { evalCount: chunks }),
-  };
+export function completionEvents(res: AsyncIterable<Uint8Array>): AsyncGenerator<GenEvent> {
+  return parseAll(new CompletionEventParser(), res);
 }

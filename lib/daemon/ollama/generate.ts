@@ -12,7 +12,7 @@ import { parseOptions } from "../options.ts";
 import { GenerateRequestSchema } from "../types.ts";
 import { capabilities, embeddingOnly } from "./details.ts";
 import { completionSchema, imagePart, responseFormat, samplingFields, thinkFields } from "./convert.ts";
-import { chatEvents, completionEvents } from "./events.ts";
+import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
 import { checkCapabilities } from "./chat.ts";
 
@@ -53,15 +53,15 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   }
   let path: string;
   let upstream: Record<string, unknown>;
-  let events = chatEvents;
+  let events = (): EventParser => new ChatEventParser();
   if (body.suffix) {
     path = "/infill";
-    events = completionEvents;
+    events = () => new CompletionEventParser();
     upstream = { input_prefix: prompt, input_suffix: body.suffix, prompt: "", ...samplingFields(sampling) };
   } else if (body.raw) {
     if (body.images?.length) throw new HttpError(400, "raw mode does not support images");
     path = "/completion";
-    events = completionEvents;
+    events = () => new CompletionEventParser();
     upstream = { prompt, ...samplingFields(sampling), ...completionSchema(body.format) };
   } else {
     path = "/v1/chat/completions";

@@ -6,15 +6,20 @@
  * @module
  */
 import type { Lease } from "../scheduler.ts";
-import { jsonResponse, msToNs, ndjsonResponse, nowRfc3339 } from "../http.ts";
+import { jsonResponse, msToNs, nowRfc3339, toErrorResponse } from "../http.ts";
 import { openUpstreamOk, type UpstreamStream } from "../stream_client.ts";
-import type { GenEvent, OllamaToolCall } from "./events.ts";
+import type { EventParser, GenEvent, OllamaToolCall } from "./events.ts";
 import type { DoneReason, Metrics } from "../types.ts";
 
 /** How one endpoint shapes its lines. */
 export interface Shape {
   /** A partial line for text, thinking or tool calls. */
   partial(part: { text?: string; thinking?: string; tools?: OllamaToolCall[] }): Record<string, unknown>;
+  /**
+   * The line for a piece of text given as the JSON string literal llama-server wrote (the fast path), exactly
+   * as `JSON.stringify(partial({ text }))` would write it but without encoding anything again.
+   */
+  textLine?(json: string): string;
   /** The final line (or the whole non-streamed object) with the totals. */
   final(
     all: { text: string; thinking: string; tools: OllamaToolCall[] },
@@ -43,13 +48,24 @@ export interface LinePart {
  * ```
  */
 export function lineShape(model: string, fields: (part: LinePart) => Record<string, unknown>): Shape {
+  const partial = (p: Partial<LinePart>, createdAt = nowRfc3339()) => ({
+    model,
+    created_at: createdAt,
+    ...fields({ ...p, text: p.text ?? "" }),
+    done: false,
+  });
+  // The text line's template: a partial line written with placeholders, cut where they are.
+  const TEXT = "\u0000text\u0000";
+  const TIME = "\u0000time\u0000";
+  const sample = JSON.stringify(partial({ text: TEXT }, TIME));
+  const [head, tail, more] = sample.split(JSON.stringify(TEXT));
+  const [before, after, more2] = head.split(JSON.stringify(TIME));
+  const textLine = more === undefined && tail !== undefined && more2 === undefined && after !== undefined
+    ? (json: string) => `${before}"${nowRfc3339()}"${after}${json}${tail}`
+    : undefined;
   return {
-    partial: (p) => ({
-      model,
-      created_at: nowRfc3339(),
-      ...fields({ ...p, text: p.text ?? "" }),
-      done: false,
-    }),
+    partial: (p) => partial(p),
+    textLine,
     final: (all, reason, metrics) => ({
       model,
       created_at: nowRfc3339(),
@@ -73,8 +89,8 @@ export interface RunOptions {
   path: string;
   /** llama-server request body (`stream: true` is set here). */
   body: Record<string, unknown>;
-  /** Parser for the SSE answer. */
-  events: (chunks: AsyncIterable<Uint8Array>) => AsyncGenerator<GenEvent>;
+  /** Makes the parser for the SSE answer. */
+  events: () => EventParser;
   /** Output shape. */
   shape: Shape;
   /** `stream` from the request (default true). */
@@ -113,40 +129,97 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     load_duration: msToNs(o.lease.loadMs),
     ...m,
   });
+  const parser = o.events();
   if (!o.stream) {
     try {
       const all = { text: "", thinking: "", tools: [] as OllamaToolCall[] };
-      for await (const ev of o.events(up.chunks)) {
-        if (ev.kind === "text") all.text += ev.text;
-        else if (ev.kind === "thinking") all.thinking += ev.text;
-        else if (ev.kind === "tools") all.tools.push(...ev.calls);
-        else if (ev.kind === "done") return jsonResponse(o.shape.final(all, ev.reason, totals(ev.metrics)));
-      }
+      const take = (evs: GenEvent[]): Response | undefined => {
+        for (const ev of evs) {
+          if (ev.kind === "text") all.text += ev.text;
+          else if (ev.kind === "thinking") all.thinking += ev.text;
+          else if (ev.kind === "tools") all.tools.push(...ev.calls);
+          else if (ev.kind === "done") return jsonResponse(o.shape.final(all, ev.reason, totals(ev.metrics)));
+        }
+      };
+      for await (const bytes of up.chunks) take(parser.push(bytes));
+      const res = take(parser.end());
+      if (res) return res;
       throw new Error("llama-server ended the answer early");
     } finally {
       up.close();
       release();
     }
   }
+
+  // Streaming, in one loop without intermediate generators: every token passes here, so each piece read from
+  // llama-server is parsed at once and the lines it completes go out in one write.
   const shape = o.shape;
-  const gen = (async function* () {
-    try {
-      for await (const ev of o.events(up.chunks)) {
-        if (ev.kind === "text") yield shape.partial({ text: ev.text });
-        else if (ev.kind === "thinking") yield shape.partial({ thinking: ev.text });
-        else if (ev.kind === "tools") yield shape.partial({ tools: ev.calls });
-        else if (ev.kind === "done") {
-          yield shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
+  const textLine = shape.textLine;
+  const line = (ev: GenEvent): string => {
+    if (ev.kind === "text") {
+      return ev.json !== undefined && textLine
+        ? textLine(ev.json)
+        : JSON.stringify(shape.partial({ text: ev.text }));
+    }
+    if (ev.kind === "thinking") return JSON.stringify(shape.partial({ thinking: ev.text }));
+    if (ev.kind === "tools") return JSON.stringify(shape.partial({ tools: ev.calls }));
+    return JSON.stringify(shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics)));
+  };
+  let ended = false;
+  /** The next lines (one or more, each ending in a newline), or "" when the answer is complete. */
+  const next = async (): Promise<string> => {
+    let out = "";
+    while (out === "" && !ended) {
+      const r = await up.chunks.next();
+      const evs = r.done ? parser.end() : parser.push(r.value);
+      if (r.done) ended = true;
+      for (const ev of evs) {
+        out += line(ev) + "\n";
+        if (ev.kind === "done") ended = true;
+      }
+    }
+    return out;
+  };
+  const cleanup = () => {
+    up.close();
+    release();
+  };
+  // The first line is read before the answer starts, so an error until then gets its own status.
+  let pending: string;
+  try {
+    pending = await next();
+    if (pending === "") throw new Error("llama-server ended the answer early");
+  } catch (err) {
+    cleanup();
+    return toErrorResponse(err);
+  }
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      try {
+        const text = pending || await next();
+        pending = "";
+        if (text === "") {
+          ctrl.close();
+          cleanup();
           return;
         }
+        ctrl.enqueue(enc.encode(text));
+      } catch (err) {
+        // After the first byte the status is sent: the error becomes the last line, as Ollama does.
+        const msg = err instanceof Error ? err.message : String(err);
+        ctrl.enqueue(enc.encode(JSON.stringify({ error: msg }) + "\n"));
+        ctrl.close();
+        cleanup();
       }
-      throw new Error("llama-server ended the answer early");
-    } finally {
-      up.close();
-    }
-  })();
-  return await ndjsonResponse(gen, release);
+    },
+    cancel() {
+      cleanup();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
 }
+
+const enc = new TextEncoder();
 
 /** The answer to a load or unload request (empty prompt or messages): `done` at once with the reason. */
 export function loadAnswer(base: Record<string, unknown>, reason: "load" | "unload"): Response {
