@@ -276,7 +276,8 @@ export async function openUpstream(base: string, path: string, body: string): Pr
     ),
     payload,
   );
-  const readBuf = new Uint8Array(16 * 1024);
+  // A pooled connection brings the buffer its idle read used (that read is over once the exchange has it).
+  let readBuf: Uint8Array;
 
   // A pooled connection may still have been closed by the server just now: then try the next, then a new one.
   const target: Target = { hostname: u.hostname, port: Number(u.port || 80) };
@@ -285,12 +286,14 @@ export async function openUpstream(base: string, path: string, body: string): Pr
   while (!answer) {
     const reused = pool.get(key)?.pop();
     if (reused) {
+      readBuf = reused.buf;
       answer = await exchange(reused.conn, request, readBuf, reused);
       if (answer) conn = reused.conn;
       else closeQuietly(reused.conn);
       continue;
     }
     topUpSoon(key, target);
+    readBuf = new Uint8Array(16 * 1024);
     try {
       conn = await Deno.connect(target);
     } catch (err) {
