@@ -1,6 +1,6 @@
 /**
  * Talking to one llama-server: JSON posts whose errors keep llama-server's status and message, and a
- * server-sent-events reader that yields each `data:` object as soon as its line arrives.
+ * server-sent-events splitter that gives each `data:` payload as soon as its line arrives.
  *
  * @module
  */
@@ -106,24 +106,4 @@ export function parseSseData(data: string): any {
     throw new Error(upstreamMessage(data));
   }
   return obj;
-}
-
-/**
- * Reads a server-sent-events body (a Response or raw chunks) and yields each `data:` JSON object; stops at
- * `data: [DONE]`. An `error:` event from llama-server is thrown as an Error with its message.
- *
- * @example
- * ```ts
- * for await (const ev of sseEvents(res)) console.log(ev);
- * ```
- */
-export async function* sseEvents(source: Response | AsyncIterable<Uint8Array>): AsyncGenerator<any> {
-  const chunks: AsyncIterable<Uint8Array> | null = source instanceof Response ? source.body : source;
-  if (!chunks) return;
-  const sse = new SseSplitter();
-  for await (const value of chunks) {
-    // After [DONE] the body is read to its end, so a kept-alive connection can be reused.
-    if (sse.done) continue;
-    for (const data of sse.push(value)) yield parseSseData(data);
-  }
 }

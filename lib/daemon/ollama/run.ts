@@ -104,8 +104,8 @@ export interface RunOptions {
  *
  * @example
  * ```ts
- * return await runGeneration({ lease, path: "/v1/chat/completions", body, events: chatEvents, shape, stream: true,
- *   startedAt: performance.now() });
+ * return await runGeneration({ lease, path: "/v1/chat/completions", body, events: () => new ChatEventParser(),
+ *   shape, stream: true, startedAt: performance.now() });
  * ```
  */
 export async function runGeneration(o: RunOptions): Promise<Response> {
