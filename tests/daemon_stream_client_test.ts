@@ -13,6 +13,14 @@ interface Seen {
   arrivedAt: number;
 }
 
+/** Forgets a server-side connection and closes it. */
+function drop(conns: Set<Deno.Conn>, conn: Deno.Conn): void {
+  conns.delete(conn);
+  try {
+    conn.close();
+  } catch { /* closed */ }
+}
+
 /** A small HTTP/1.1 server: chunked answers then close (llama-server's streaming), or kept-alive answers. */
 function serve(mode: "close-after-chunked" | "keep-alive") {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -50,10 +58,7 @@ function serve(mode: "close-after-chunked" | "keep-alive") {
     } catch {
       /* closed by the client */
     } finally {
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed */ }
+      drop(conns, conn);
     }
   };
   const done = (async () => {
@@ -75,11 +80,7 @@ function serve(mode: "close-after-chunked" | "keep-alive") {
     async close() {
       listener.close();
       await done.catch(() => {});
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
+      for (const c of [...conns]) drop(conns, c);
     },
   };
 }
@@ -173,10 +174,7 @@ function serveRaw(pieces: Uint8Array[]) {
     } catch {
       /* closed by the client */
     } finally {
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch { /* closed */ }
+      drop(conns, conn);
     }
   };
   const done = (async () => {
@@ -187,11 +185,7 @@ function serveRaw(pieces: Uint8Array[]) {
     async close() {
       listener.close();
       await done.catch(() => {});
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
+      for (const c of [...conns]) drop(conns, c);
     },
   };
 }

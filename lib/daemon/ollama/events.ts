@@ -100,6 +100,47 @@ export interface EventParser {
 }
 
 /**
+ * What both parsers share: the SSE payloads as they complete, the fast path for plain text events (`fast`),
+ * and every other event parsed and handed to {@linkcode SseEventParser.event}.
+ */
+abstract class SseEventParser implements EventParser {
+  /** Text events so far (the eval count when llama-server sends no timings). */
+  protected chunks = 0;
+  #sse = new SseSplitter();
+  #fast: RegExp;
+
+  constructor(fast: RegExp) {
+    this.#fast = fast;
+  }
+
+  /** The events the next bytes complete. */
+  push(bytes: Uint8Array): GenEvent[] {
+    const out: GenEvent[] = [];
+    // After [DONE] the body is still read to its end, so a kept-alive connection can be reused.
+    if (this.#sse.done) return out;
+    for (const data of this.#sse.push(bytes)) {
+      const fast = this.#fast.exec(data);
+      if (!fast) {
+        this.event(parseSseData(data), out);
+        continue;
+      }
+      const ev = fastText(fast[1]);
+      if (ev) {
+        this.chunks++;
+        out.push(ev);
+      }
+    }
+    return out;
+  }
+
+  /** Takes one parsed event that is not plain text, adding what it yields to `out`. */
+  protected abstract event(ev: any, out: GenEvent[]): void;
+
+  /** The last events. */
+  abstract end(): GenEvent[];
+}
+
+/**
  * Parser for a streamed `/v1/chat/completions` answer. Tool-call fragments are collected and given as one
  * `tools` event when the answer ends, as Ollama sends whole calls.
  *
@@ -109,53 +150,39 @@ export interface EventParser {
  * const events = [...p.push(bytes), ...p.end()];
  * ```
  */
-export class ChatEventParser implements EventParser {
+export class ChatEventParser extends SseEventParser {
   #calls: { id?: string; name: string; args: string }[] = [];
   #finish: string | null = null;
   #timings: Timings | undefined;
-  #chunks = 0;
-  #sse = new SseSplitter();
 
-  /** The events the next bytes complete. */
-  push(bytes: Uint8Array): GenEvent[] {
-    const out: GenEvent[] = [];
-    // After [DONE] the body is still read to its end, so a kept-alive connection can be reused.
-    if (this.#sse.done) return out;
-    for (const data of this.#sse.push(bytes)) {
-      const fast = CHAT_TEXT_DELTA.exec(data);
-      if (fast) {
-        const ev = fastText(fast[1]);
-        if (ev) {
-          this.#chunks++;
-          out.push(ev);
-        }
-        continue;
-      }
-      const ev = parseSseData(data);
-      if (ev.timings) this.#timings = ev.timings;
-      const choice = ev.choices?.[0];
-      if (!choice) continue;
-      const d = choice.delta ?? {};
-      if (typeof d.reasoning_content === "string" && d.reasoning_content) {
-        out.push({ kind: "thinking", text: d.reasoning_content });
-      }
-      if (typeof d.content === "string" && d.content) {
-        this.#chunks++;
-        out.push({ kind: "text", text: d.content });
-      }
-      if (Array.isArray(d.tool_calls)) {
-        const calls = this.#calls;
-        for (const tc of d.tool_calls) {
-          const i = typeof tc.index === "number" ? tc.index : calls.length;
-          calls[i] ??= { name: "", args: "" };
-          if (tc.id) calls[i].id = tc.id;
-          if (tc.function?.name) calls[i].name += tc.function.name;
-          if (tc.function?.arguments) calls[i].args += tc.function.arguments;
-        }
-      }
-      if (choice.finish_reason) this.#finish = choice.finish_reason;
+  /** A parser for one answer. */
+  constructor() {
+    super(CHAT_TEXT_DELTA);
+  }
+
+  protected event(ev: any, out: GenEvent[]): void {
+    if (ev.timings) this.#timings = ev.timings;
+    const choice = ev.choices?.[0];
+    if (!choice) return;
+    const d = choice.delta ?? {};
+    if (typeof d.reasoning_content === "string" && d.reasoning_content) {
+      out.push({ kind: "thinking", text: d.reasoning_content });
     }
-    return out;
+    if (typeof d.content === "string" && d.content) {
+      this.chunks++;
+      out.push({ kind: "text", text: d.content });
+    }
+    if (Array.isArray(d.tool_calls)) {
+      const calls = this.#calls;
+      for (const tc of d.tool_calls) {
+        const i = typeof tc.index === "number" ? tc.index : calls.length;
+        calls[i] ??= { name: "", args: "" };
+        if (tc.id) calls[i].id = tc.id;
+        if (tc.function?.name) calls[i].name += tc.function.name;
+        if (tc.function?.arguments) calls[i].args += tc.function.arguments;
+      }
+    }
+    if (choice.finish_reason) this.#finish = choice.finish_reason;
   }
 
   /** Tool calls, then the end. */
@@ -174,7 +201,7 @@ export class ChatEventParser implements EventParser {
     out.push({
       kind: "done",
       reason: this.#finish === "length" ? "length" : "stop",
-      metrics: timingsToMetrics(this.#timings, { evalCount: this.#chunks }),
+      metrics: timingsToMetrics(this.#timings, { evalCount: this.chunks }),
     });
     return out;
   }
@@ -189,35 +216,22 @@ export class ChatEventParser implements EventParser {
  * const events = [...p.push(bytes), ...p.end()];
  * ```
  */
-export class CompletionEventParser implements EventParser {
+export class CompletionEventParser extends SseEventParser {
   #stopType = "";
   #timings: Timings | undefined;
-  #chunks = 0;
-  #sse = new SseSplitter();
 
-  /** The events the next bytes complete. */
-  push(bytes: Uint8Array): GenEvent[] {
-    const out: GenEvent[] = [];
-    if (this.#sse.done) return out;
-    for (const data of this.#sse.push(bytes)) {
-      const fast = COMPLETION_TEXT.exec(data);
-      if (fast) {
-        const ev = fastText(fast[1]);
-        if (ev) {
-          this.#chunks++;
-          out.push(ev);
-        }
-        continue;
-      }
-      const ev = parseSseData(data);
-      if (typeof ev.content === "string" && ev.content) {
-        this.#chunks++;
-        out.push({ kind: "text", text: ev.content });
-      }
-      if (ev.timings) this.#timings = ev.timings;
-      if (ev.stop) this.#stopType = ev.stop_type || "eos";
+  /** A parser for one answer. */
+  constructor() {
+    super(COMPLETION_TEXT);
+  }
+
+  protected event(ev: any, out: GenEvent[]): void {
+    if (typeof ev.content === "string" && ev.content) {
+      this.chunks++;
+      out.push({ kind: "text", text: ev.content });
     }
-    return out;
+    if (ev.timings) this.#timings = ev.timings;
+    if (ev.stop) this.#stopType = ev.stop_type || "eos";
   }
 
   /** The end. */
@@ -226,7 +240,7 @@ export class CompletionEventParser implements EventParser {
     return [{
       kind: "done",
       reason: this.#stopType === "limit" ? "length" : "stop",
-      metrics: timingsToMetrics(this.#timings, { evalCount: this.#chunks }),
+      metrics: timingsToMetrics(this.#timings, { evalCount: this.chunks }),
     }];
   }
 }
