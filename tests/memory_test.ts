@@ -66,6 +66,7 @@ Deno.test({
 
 Deno.test({
   name: "memory: the trimmer gives pages back once settled and again when work stops, not while it goes on",
+  // (work is either new requests or one still being answered)
   ignore: Deno.build.os !== "linux",
   async fn() {
     const out = await child(
@@ -79,7 +80,8 @@ Deno.test({
         new Intl.Collator("sv").compare("a", "b");
       };
       out.before = fileKb();
-      const t = startMemoryTrimmer({ settleMs: 50, idleMs: 150 });
+      let answering = false; // a long answer being streamed, with no new request meanwhile
+      const t = startMemoryTrimmer({ settleMs: 50, idleMs: 150, busy: () => answering });
       out.mappings = await t.settled;
       out.settled = fileKb();
       // Busy: activity in every interval, so nothing is given back while it lasts.
@@ -92,6 +94,18 @@ Deno.test({
       out.busy = fileKb();
       await sleep(600); // two quiet intervals
       out.quiet = fileKb();
+      out.givenQuiet = t.givenBack;
+      t.activity();
+      answering = true;
+      const answerUntil = performance.now() + 700;
+      while (performance.now() < answerUntil) {
+        await work();
+        await sleep(20);
+      }
+      out.givenAnswering = t.givenBack;
+      answering = false;
+      await sleep(600);
+      out.givenAfter = t.givenBack;
       await t.stop();
       `,
     );
@@ -100,6 +114,10 @@ Deno.test({
     assert(kb("settled") < kb("before") * 0.75, `settling gave nothing back: ${JSON.stringify(out)}`);
     assert(kb("busy") > kb("settled"), `pages used while busy stay: ${JSON.stringify(out)}`);
     assert(kb("quiet") < kb("busy") * 0.8, `going quiet gave nothing back: ${JSON.stringify(out)}`);
+    // Once settled, once quiet; nothing while an answer went on without new requests; once after it.
+    assertEquals(out.givenQuiet, 2, JSON.stringify(out));
+    assertEquals(out.givenAnswering, 2, `given back in the middle of an answer: ${JSON.stringify(out)}`);
+    assertEquals(out.givenAfter, 3, JSON.stringify(out));
   },
 });
 

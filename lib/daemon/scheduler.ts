@@ -107,6 +107,8 @@ export interface Scheduler {
   expire(model: CatalogModel): Promise<void>;
   /** The loaded models, latest expiry first. */
   list(): RunnerInfo[];
+  /** Requests holding a runner (until their answer is written) or waiting for one. */
+  inFlight(): number;
   /** Stops every server (daemon shutdown). */
   stopAll(): Promise<void>;
 }
@@ -388,6 +390,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         embedding: r.embedding,
       })).sort((a, b) => b.expiresAt - a.expiresAt);
     },
+    inFlight: () => inFlight,
     async stopAll() {
       await Promise.all([...runners.values()].map((r) => unload(r)));
     },

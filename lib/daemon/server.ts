@@ -220,13 +220,22 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   };
   const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
 
-  const trimmer = options.trimMemory ?? true ? startMemoryTrimmer() : undefined;
+  // Busy while a request is being answered: until its handler returns, and for a streamed answer until it is
+  // written (its runner lease is held till then).
+  let handling = 0;
+  const trimmer = options.trimMemory ?? true
+    ? startMemoryTrimmer({ busy: () => handling > 0 || scheduler.inFlight() > 0 })
+    : undefined;
   const arrivals = ctx.arrivals;
   const handler = (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response> => {
     trimmer?.activity();
-    if (!isGeneration(req)) return app.fetch(req, info);
-    arrivals.arrive(req);
-    return Promise.resolve(app.fetch(req, info)).finally(() => arrivals.done(req));
+    handling++;
+    const generation = isGeneration(req);
+    if (generation) arrivals.arrive(req);
+    return Promise.resolve(app.fetch(req, info)).finally(() => {
+      handling--;
+      if (generation) arrivals.done(req);
+    });
   };
   const abort = new AbortController();
   let server: Deno.HttpServer<Deno.NetAddr>;

@@ -121,11 +121,26 @@ export interface MemoryTrimmer {
   settled: Promise<number>;
   /** Stops the timers, waiting for a trim under way. */
   stop(): Promise<void>;
+  /** How many times memory was given back (the first settling included). */
+  readonly givenBack: number;
+}
+
+/** Options for {@linkcode startMemoryTrimmer}. */
+export interface MemoryTrimmerOptions {
+  /** When to give back the start-up pages, ms after the start (default 3000). */
+  settleMs?: number;
+  /** The quiet interval, ms (default 2000). */
+  idleMs?: number;
+  /**
+   * Whether work is under way that began earlier, such as a streamed answer: counted as activity in every
+   * interval it lasts, so that nothing is given back in the middle of it.
+   */
+  busy?: () => boolean;
 }
 
 /**
  * For a long-running process: `settleMs` after the start, and again whenever it goes quiet (a whole `idleMs`
- * without {@linkcode MemoryTrimmer.activity} after some), drops the executable's pages
+ * without {@linkcode MemoryTrimmer.activity} after some, and not `busy`), drops the executable's pages
  * ({@linkcode dropExecutablePages}) and trims the allocator ({@linkcode trimAllocator}). Nothing is done while
  * work goes on: pages given back while busy would only be faulted back in at a cost. The timers do not keep
  * the process alive.
@@ -137,10 +152,12 @@ export interface MemoryTrimmer {
  * await trimmer.stop();
  * ```
  */
-export function startMemoryTrimmer(options: { settleMs?: number; idleMs?: number } = {}): MemoryTrimmer {
+export function startMemoryTrimmer(options: MemoryTrimmerOptions = {}): MemoryTrimmer {
   let running: Promise<unknown> = Promise.resolve();
   const { promise: settled, resolve: settledWith } = Promise.withResolvers<number>();
+  let givenBack = 0;
   const giveBack = () => {
+    givenBack++;
     settledWith(dropExecutablePages()); // only the first call counts
     running = running.then(trimAllocator).catch(() => false);
   };
@@ -149,7 +166,7 @@ export function startMemoryTrimmer(options: { settleMs?: number; idleMs?: number
   let recent = false;
   let owed = false;
   const every = setInterval(() => {
-    if (recent) {
+    if (recent || options.busy?.()) {
       recent = false;
       owed = true;
     } else if (owed) {
@@ -161,6 +178,9 @@ export function startMemoryTrimmer(options: { settleMs?: number; idleMs?: number
   Deno.unrefTimer(every);
   return {
     settled,
+    get givenBack() {
+      return givenBack;
+    },
     activity() {
       recent = true;
     },
