@@ -134,3 +134,34 @@ Deno.test("memory: without the FFI permission nothing is done, and the calls say
   );
   assertEquals(out, { mappings: 0, trimmed: false, settled: 0 });
 });
+
+Deno.test({
+  name: "memory: the allocator is trimmed after a short quiet, the code pages only after a long one",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const out = await child(
+      ["-A"],
+      `
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      const t = startMemoryTrimmer({ settleMs: 20, idleMs: 100, pagesIdleMs: 600 });
+      await t.settled;
+      out.settled = [t.givenBack, t.trimmed];
+      t.activity();
+      await sleep(350); // a pause longer than the short quiet, shorter than the long one
+      out.shortPause = [t.givenBack, t.trimmed];
+      t.activity();
+      await sleep(1000);
+      out.longPause = [t.givenBack, t.trimmed];
+      await t.stop();
+      `,
+    );
+    // [pages given back, allocator trims]
+    assertEquals(out.settled, [1, 1]);
+    assertEquals(out.shortPause, [1, 2], `a short pause trims only the allocator: ${JSON.stringify(out)}`);
+    assertEquals(
+      out.longPause,
+      [2, 3],
+      `a long pause gives the pages back once more: ${JSON.stringify(out)}`,
+    );
+  },
+});

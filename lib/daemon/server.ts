@@ -51,8 +51,10 @@ export interface DaemonOptions {
   /** A running server's log is rotated in place past this size (default lib/server's 10 MiB). */
   logMaxBytes?: number;
   /**
-   * Gives memory back to the system as a long-running process should (lib/util/memory.ts): the deno binary's
-   * code pages and the allocator's free pages, once started and whenever requests stop for 2 s (default true).
+   * Gives memory back to the system as a long-running process should (lib/util/memory.ts): once started, the
+   * deno binary's start-up code pages and the allocator's free pages; then the allocator's whenever requests
+   * stop for 2 s, and the code pages when they stop for a minute (sooner, a user's next message after a pause
+   * would wait for them to come back from the page cache). Default true.
    */
   trimMemory?: boolean;
 }
@@ -224,7 +226,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   // written (its runner lease is held till then).
   let handling = 0;
   const trimmer = options.trimMemory ?? true
-    ? startMemoryTrimmer({ busy: () => handling > 0 || scheduler.inFlight() > 0 })
+    ? startMemoryTrimmer({ pagesIdleMs: 60_000, busy: () => handling > 0 || scheduler.inFlight() > 0 })
     : undefined;
   const arrivals = ctx.arrivals;
   const handler = (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response> => {

@@ -32,8 +32,11 @@ const dec = new TextDecoder();
 const EARLY_END =
   "llama-server closed the connection before the answer was complete (did it crash? see its log)";
 const POOL_MAX = 8;
-/** Connections are topped up only when a request came or went within this long. */
-const BUSY_MS = 2000;
+/**
+ * Connections are topped up only when a request came or went within this long: llama-server closes an idle
+ * one after 5 s, and a request after a pause should not wait for a connect either.
+ */
+const BUSY_MS = 60_000;
 /** How long after the last request went out (or ended) the pool is topped up. */
 const TOP_UP_DELAY_MS = 3;
 /** How long the most requests in flight at once is remembered. */

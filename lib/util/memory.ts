@@ -121,16 +121,23 @@ export interface MemoryTrimmer {
   settled: Promise<number>;
   /** Stops the timers, waiting for a trim under way. */
   stop(): Promise<void>;
-  /** How many times memory was given back (the first settling included). */
+  /** How many times the executable's pages were given back (the first settling included). */
   readonly givenBack: number;
+  /** How many times the allocator was trimmed (the first settling included). */
+  readonly trimmed: number;
 }
 
 /** Options for {@linkcode startMemoryTrimmer}. */
 export interface MemoryTrimmerOptions {
   /** When to give back the start-up pages, ms after the start (default 3000). */
   settleMs?: number;
-  /** The quiet interval, ms (default 2000). */
+  /** The quiet interval after which the allocator is trimmed, ms (default 2000). */
   idleMs?: number;
+  /**
+   * How long it must stay quiet before the executable's pages are given back too, ms (default `idleMs`;
+   * counted in whole `idleMs` intervals). Those pages cost the next request their page faults.
+   */
+  pagesIdleMs?: number;
   /**
    * Whether work is under way that began earlier, such as a streamed answer: counted as activity in every
    * interval it lasts, so that nothing is given back in the middle of it.
@@ -139,15 +146,16 @@ export interface MemoryTrimmerOptions {
 }
 
 /**
- * For a long-running process: `settleMs` after the start, and again whenever it goes quiet (a whole `idleMs`
- * without {@linkcode MemoryTrimmer.activity} after some, and not `busy`), drops the executable's pages
- * ({@linkcode dropExecutablePages}) and trims the allocator ({@linkcode trimAllocator}). Nothing is done while
- * work goes on: pages given back while busy would only be faulted back in at a cost. The timers do not keep
- * the process alive.
+ * For a long-running process: `settleMs` after the start, drops the executable's start-up pages
+ * ({@linkcode dropExecutablePages}) and trims the allocator ({@linkcode trimAllocator}); then whenever it goes
+ * quiet (a whole `idleMs` without {@linkcode MemoryTrimmer.activity} after some, and not `busy`) trims the
+ * allocator, and once it has stayed quiet for `pagesIdleMs` drops the executable's pages again. Nothing is done
+ * while work goes on: pages given back while busy would only be faulted back in at a cost. The timers do not
+ * keep the process alive.
  *
  * @example
  * ```ts
- * const trimmer = startMemoryTrimmer();
+ * const trimmer = startMemoryTrimmer({ idleMs: 2000, pagesIdleMs: 60_000 });
  * trimmer.activity(); // on each request
  * await trimmer.stop();
  * ```
@@ -155,31 +163,54 @@ export interface MemoryTrimmerOptions {
 export function startMemoryTrimmer(options: MemoryTrimmerOptions = {}): MemoryTrimmer {
   let running: Promise<unknown> = Promise.resolve();
   const { promise: settled, resolve: settledWith } = Promise.withResolvers<number>();
+  const idleMs = options.idleMs ?? 2000;
+  const pagesIdleMs = options.pagesIdleMs ?? idleMs;
   let givenBack = 0;
-  const giveBack = () => {
+  let trimmed = 0;
+  const dropPages = () => {
     givenBack++;
     settledWith(dropExecutablePages()); // only the first call counts
+  };
+  const trim = () => {
+    trimmed++;
     running = running.then(trimAllocator).catch(() => false);
   };
-  const settle = setTimeout(giveBack, options.settleMs ?? 3000);
-  // `recent`: activity since the last tick; `owed`: activity since memory was last given back.
+  const settle = setTimeout(() => {
+    dropPages();
+    trim();
+  }, options.settleMs ?? 3000);
+  // `recent`: activity since the last tick; `owedTrim` / `owedPages`: activity since the allocator was last
+  // trimmed / the pages last dropped; `quiet`: whole intervals without activity since the last.
   let recent = false;
-  let owed = false;
+  let owedTrim = false;
+  let owedPages = false;
+  let quiet = 0;
   const every = setInterval(() => {
     if (recent || options.busy?.()) {
       recent = false;
-      owed = true;
-    } else if (owed) {
-      owed = false;
-      giveBack();
+      owedTrim = owedPages = true;
+      quiet = 0;
+      return;
     }
-  }, options.idleMs ?? 2000);
+    quiet++;
+    if (owedTrim) {
+      owedTrim = false;
+      trim();
+    }
+    if (owedPages && quiet * idleMs >= pagesIdleMs) {
+      owedPages = false;
+      dropPages();
+    }
+  }, idleMs);
   Deno.unrefTimer(settle);
   Deno.unrefTimer(every);
   return {
     settled,
     get givenBack() {
       return givenBack;
+    },
+    get trimmed() {
+      return trimmed;
     },
     activity() {
       recent = true;
