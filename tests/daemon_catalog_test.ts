@@ -42,7 +42,12 @@ Deno.test("catalogue: lookups use the last listing and rescan only when they mus
   const dir = await tempDir();
   const paths = resolvePaths({ dataDir: dir.path, env: {} });
   const s = store(["a:latest"]);
-  const catalog = createCatalog({ paths, listModels: () => s.listModels(), cacheMs: 50 });
+  const catalog = createCatalog({
+    paths,
+    listModels: () => s.listModels(),
+    cacheMs: 50,
+    lookupRefreshMs: 50,
+  });
 
   await t.step("the first lookup scans", async () => {
     assertEquals((await catalog.find("a"))?.name, "a:latest");
@@ -98,4 +103,29 @@ Deno.test("catalogue: lookups use the last listing and rescan only when they mus
     },
   );
   await dir.cleanup();
+});
+
+Deno.test("catalogue: busy lookups do not rescan more often than lookupRefreshMs; the model list stays fresh", async () => {
+  const dir = await tempDir();
+  const paths = resolvePaths({ dataDir: dir.path, env: {} });
+  const s = store(["a:latest"]);
+  const catalog = createCatalog({
+    paths,
+    listModels: () => s.listModels(),
+    cacheMs: 50,
+    lookupRefreshMs: 60_000,
+  });
+  try {
+    assertEquals((await catalog.find("a"))?.name, "a:latest");
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 30));
+      assertEquals((await catalog.find("a"))?.name, "a:latest");
+    }
+    assertEquals(s.scans, 1, "lookups rescanned although the listing was younger than lookupRefreshMs");
+    s.names.push("b:latest");
+    assertEquals((await catalog.list()).map((m) => m.name), ["a:latest", "b:latest"]);
+    assertEquals(s.scans, 2);
+  } finally {
+    await dir.cleanup();
+  }
 });

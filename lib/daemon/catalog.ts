@@ -94,8 +94,14 @@ export interface CatalogOptions {
   listModels: () => Promise<CatalogSourceEntry[]>;
   /** Config aliases (alias -> model name or path). */
   aliases?: Record<string, string>;
-  /** How long the index listing is reused, in ms (default 2000). */
+  /** How long the index listing is reused for the model list (`/api/tags`, `/v1/models`), in ms (default 2000). */
   cacheMs?: number;
+  /**
+   * How old the listing a lookup uses may get before a lookup starts a rescan in the background, in ms (default
+   * 30000). A model added since the listing is found by a fresh scan anyway; this bounds how long a changed or
+   * removed file goes unnoticed by lookups, and keeps scans of large model stores off busy request paths.
+   */
+  lookupRefreshMs?: number;
 }
 
 interface NamesFile {
@@ -114,6 +120,7 @@ interface NamesFile {
 export function createCatalog(options: CatalogOptions): Catalog {
   const namesFile = join(options.paths.dataDir, "daemon", "names.json");
   const cacheMs = options.cacheMs ?? 2000;
+  const lookupRefreshMs = options.lookupRefreshMs ?? 30_000;
   // The last listing, its age, and the scan under way. A change made through the daemon (create, delete)
   // bumps `generation` so a scan that started before it cannot bring the old listing back.
   let good: { at: number; list: CatalogSourceEntry[] } | undefined;
@@ -135,10 +142,10 @@ export function createCatalog(options: CatalogOptions): Catalog {
   const entries = (): Promise<CatalogSourceEntry[]> =>
     good && Date.now() - good.at <= cacheMs ? Promise.resolve(good.list) : rescan();
   // What a lookup uses: the last listing at once (a request never waits for a scan), rescanned in the background
-  // when it is old; `find` rescans and looks again when a name is not in it.
+  // when it is older than lookupRefreshMs; `find` rescans and looks again when a name is not in it.
   const entriesNow = (): Promise<CatalogSourceEntry[]> => {
     if (!good) return rescan();
-    if (Date.now() - good.at > cacheMs) rescan().catch(() => {});
+    if (Date.now() - good.at > lookupRefreshMs) rescan().catch(() => {});
     return Promise.resolve(good.list);
   };
   // Read once, then kept in memory (this daemon is the file's only writer); every change is written through.
