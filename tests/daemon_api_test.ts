@@ -14,7 +14,13 @@ import {
   ShowResponseSchema,
 } from "../lib/daemon/types.ts";
 import { pidAlive } from "../lib/util/process.ts";
-import { CHAT_TEXT_DELTA, COMPLETION_TEXT } from "../lib/daemon/ollama/events.ts";
+import {
+  CHAT_TEXT_DELTA,
+  ChatEventParser,
+  COMPLETION_TEXT,
+  CompletionEventParser,
+  type EventParser,
+} from "../lib/daemon/ollama/events.ts";
 import { smolModelPath } from "./_fixtures.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
@@ -167,6 +173,11 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
         const texts = chat.filter((e) => JSON.parse(e).choices?.[0]?.delta?.content);
         assert(texts.length >= 10, `only ${texts.length} text events`);
         for (const e of texts) assert(CHAT_TEXT_DELTA.test(e), `not on the fast path: ${e}`);
+        // Sent one event per piece, as llama-server sends them, they are read without decoding.
+        const raw = (parser: EventParser, events: string[]) =>
+          events.flatMap((e) => parser.push(new TextEncoder().encode(`data: ${e}\n\n`)))
+            .filter((ev) => ev.kind === "text" && ev.raw !== undefined).length;
+        assertEquals(raw(new ChatEventParser(), texts), texts.length);
         assert(
           !CHAT_TEXT_DELTA.test(chat.at(-1)!),
           "the final event (finish reason, timings) must go the full way",
@@ -175,6 +186,7 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
         const ctexts = comp.filter((e) => JSON.parse(e).content && !JSON.parse(e).stop);
         assert(ctexts.length >= 5, `only ${ctexts.length} completion text events`);
         for (const e of ctexts) assert(COMPLETION_TEXT.test(e), `not on the fast path: ${e}`);
+        assertEquals(raw(new CompletionEventParser(), ctexts), ctexts.length);
         assert(!COMPLETION_TEXT.test(comp.at(-1)!));
       },
     );

@@ -148,9 +148,13 @@ Deno.test("fast path: events are those of the full parser however the bytes are 
     const got = await collect(chatEvents(source(cut(events, random))));
     const textEvents = got.filter((e) => e.kind === "text");
     assertEquals(textEvents.map((e) => e.kind === "text" && e.text), texts);
-    // Every text event came the fast way, with the literal llama-server wrote.
+    // Every text event came a fast way, with the literal llama-server wrote (as text, or as bytes when a piece
+    // held whole events).
     for (const e of textEvents) {
-      assert(e.kind === "text" && e.json !== undefined && JSON.parse(e.json) === e.text);
+      assert(e.kind === "text");
+      const literal = e.json ?? (e.raw && new TextDecoder().decode(e.raw));
+      assert(literal !== undefined, "a text event took the full parser");
+      assertEquals(JSON.parse(literal), e.text);
     }
     const done = got.at(-1)!;
     assert(done.kind === "done");
@@ -232,4 +236,90 @@ Deno.test("created_at is Date's ISO string, across seconds, minutes, days and ye
   }
   const a = Date.parse(nowRfc3339());
   assert(Math.abs(a - Date.now()) < 1000);
+});
+
+/** SSE bytes of these events, one piece per event, as llama-server sends them. */
+function pieces(events: string[]): Uint8Array[] {
+  return [...events.map((e) => enc.encode(`data: ${e}\n\n`)), enc.encode("data: [DONE]\n\n")];
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+Deno.test("fast path: pieces of whole text events are read without decoding, and give the same lines", async () => {
+  const random = rng(99);
+  const texts = Array.from({ length: 200 }, () => TEXTS[Math.floor(random() * TEXTS.length)]);
+  const chat = [...texts.map((t) => chatDelta(t)), chatFinal("stop")];
+  // One event per piece; then two text events in one piece, and the last text with the final event.
+  const split = pieces(chat);
+  const joined = [
+    split[0],
+    concatBytes(split[1], split[2]),
+    ...split.slice(3, -3),
+    concatBytes(split.at(-3)!, split.at(-2)!),
+    split.at(-1)!,
+  ];
+  for (const chunks of [split, joined]) {
+    const got = await collect(chatEvents(source(chunks)));
+    const textEvents = got.filter((e) => e.kind === "text");
+    assertEquals(textEvents.map((e) => e.kind === "text" && e.text), texts);
+    const raw = textEvents.filter((e) => e.kind === "text" && e.raw !== undefined).length;
+    // Only the piece that also holds the final event goes the ordinary way.
+    assertEquals(raw, chunks === split ? texts.length : texts.length - 1);
+    const done = got.at(-1)!;
+    assert(done.kind === "done" && done.metrics.eval_count === 9);
+  }
+  const comp = [
+    ...texts.map((t, i) => completionText(t, i + 1)),
+    JSON.stringify({ index: 0, content: "", stop: true, stop_type: "eos" }),
+  ];
+  const cgot = await collect(completionEvents(source(pieces(comp))));
+  const ctexts = cgot.filter((e) => e.kind === "text");
+  assertEquals(ctexts.map((e) => e.kind === "text" && e.text), texts);
+  assert(ctexts.every((e) => e.kind === "text" && e.raw !== undefined));
+
+  const shape = lineShape("smol", (p) => ({ message: { role: "assistant", content: p.text } }));
+  const time = /"created_at":"([^"]+)"/;
+  for (const text of TEXTS) {
+    const fromBytes = new TextDecoder().decode(shape.textLineBytes!(enc.encode(JSON.stringify(text))));
+    const fromText = shape.textLine!(JSON.stringify(text)) + "\n";
+    assertEquals(fromBytes.replace(time, "T"), fromText.replace(time, "T"));
+    assertEquals(JSON.parse(fromBytes).message.content, text);
+  }
+});
+
+Deno.test("fast path: bytes that are not exactly a plain text event go the ordinary way", async () => {
+  const bad = [
+    chatDelta("x").replace('"content":"x"', String.raw`"content":"a\qb"`), // an escape JSON does not have
+    chatDelta("x").replace('"content":"x"', String.raw`"content":"a\u12"`), // a short \u escape
+    chatDelta("x").replace('"content":"x"', '"content":"a\u0001b"'), // a raw control character
+    chatDelta("x").replace(/\}$/, ',"timings":{}}'),
+    chatDelta("x").replace('"created":1796026152', '"created":-1'),
+  ];
+  for (const e of bad) {
+    const piece = enc.encode(`data: ${e}\n\n`);
+    let events: GenEvent[] = [];
+    let failed = false;
+    try {
+      events = await collect(chatEvents(source([piece, ...pieces([chatFinal("stop")])])));
+    } catch {
+      failed = true; // not JSON at all: the ordinary parser says so
+    }
+    assert(
+      failed || events.every((ev) => ev.kind !== "text" || ev.raw === undefined),
+      `read as plain text: ${e}`,
+    );
+  }
+  // A piece cut inside an event is held over, and the rest of it goes the ordinary way.
+  const whole = enc.encode(`data: ${chatDelta("hello")}\n\n`);
+  const got = await collect(
+    chatEvents(source([whole.slice(0, 30), whole.slice(30), ...pieces([chatFinal("stop")])])),
+  );
+  const text = got.filter((e) => e.kind === "text");
+  assertEquals(text.map((e) => e.kind === "text" && e.text), ["hello"]);
+  assert(text.every((e) => e.kind === "text" && e.raw === undefined));
 });

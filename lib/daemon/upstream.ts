@@ -66,11 +66,21 @@ export class SseSplitter {
   done = false;
   #dec = new TextDecoder();
   #buf = "";
+  #endedLine = true;
+
+  /**
+   * Whether nothing is held over: the bytes so far ended with a whole line (so no partial line, nor part of a
+   * character, waits for the next bytes). Then the next bytes may be read without this splitter.
+   */
+  get idle(): boolean {
+    return this.#endedLine && this.#buf === "" && !this.done;
+  }
 
   /** Takes the next bytes; returns the `data:` payloads they complete. */
   push(chunk: Uint8Array): string[] {
     const out: string[] = [];
     if (this.done) return out;
+    if (chunk.length) this.#endedLine = chunk[chunk.length - 1] === 10;
     this.#buf += this.#dec.decode(chunk, { stream: true });
     let start = 0;
     let nl: number;

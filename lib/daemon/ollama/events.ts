@@ -19,11 +19,11 @@ export interface OllamaToolCall {
 
 /**
  * One event of a generation. A text event read on the fast path (see {@linkcode CHAT_TEXT_DELTA}) also carries
- * `json`, the text as the JSON string literal llama-server wrote, so that a line can be written without
- * encoding it again.
+ * the text as the JSON string literal llama-server wrote, so that a line can be written without encoding it
+ * again: as a string (`json`), or as its bytes (`raw`) when the event was recognised without decoding.
  */
 export type GenEvent =
-  | { kind: "text"; text: string; json?: string }
+  | { kind: "text"; readonly text: string; json?: string; raw?: Uint8Array }
   | { kind: "thinking"; text: string }
   | { kind: "tools"; calls: OllamaToolCall[] }
   | { kind: "done"; reason: DoneReason; metrics: Metrics };
@@ -79,6 +79,148 @@ export const COMPLETION_TEXT = new RegExp(
       .raw`,"tokens":\[[\d,]*\],"stop":false,"id_slot":-?\d+,"tokens_predicted":\d+,"tokens_evaluated":\d+\}$`,
 );
 
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** One part of a byte pattern (see {@linkcode bytePattern}). */
+type Part =
+  | Uint8Array // these bytes exactly
+  | "string" // a JSON string literal, the captured part
+  | "inner" // the inside of a JSON string literal (after its opening quote, up to its closing one)
+  | "digits" // one or more digits
+  | "int" // an optional minus, then digits
+  | "list" // digits and commas, possibly none
+  | "word"; // letters, digits, '_', '-' and '.', possibly none
+
+/**
+ * A byte pattern of literal pieces (text between `{…}` placeholders) and placeholders, the same events as the
+ * regular expressions match, recognised without decoding the bytes.
+ */
+function bytePattern(template: string): Part[] {
+  const parts: Part[] = [];
+  for (const piece of template.split(/(\{(?:string|inner|digits|int|list|word)\})/)) {
+    if (!piece) continue;
+    const m = piece.match(/^\{(\w+)\}$/);
+    parts.push(m ? m[1] as Part : enc.encode(piece));
+  }
+  return parts;
+}
+
+const HEX = new Uint8Array(128);
+for (const c of "0123456789abcdefABCDEF") HEX[c.charCodeAt(0)] = 1;
+/** After a backslash in a JSON string: `" \ / b f n r t` (u is checked with its four hex digits). */
+const ESCAPES = new Uint8Array(128);
+for (const c of '"\\/bfnrt') ESCAPES[c.charCodeAt(0)] = 1;
+
+/** The end of a JSON string's inside starting at `i` (the index of its closing quote), or -1. */
+function stringEnd(b: Uint8Array, i: number): number {
+  while (i < b.length) {
+    const c = b[i];
+    if (c === 34) return i;
+    if (c < 32) return -1;
+    if (c === 92) {
+      const e = b[i + 1];
+      if (e === 117) {
+        if (i + 5 >= b.length || !HEX[b[i + 2]] || !HEX[b[i + 3]] || !HEX[b[i + 4]] || !HEX[b[i + 5]]) {
+          return -1;
+        }
+        i += 6;
+      } else if (e !== undefined && e < 128 && ESCAPES[e]) i += 2;
+      else return -1;
+    } else i++;
+  }
+  return -1;
+}
+
+/**
+ * Matches `parts` at `b[from]`: the end of the match and the captured string literal (quotes included), or
+ * null.
+ */
+function matchBytes(
+  parts: Part[],
+  b: Uint8Array,
+  from: number,
+): { end: number; start: number; stop: number } | null {
+  let i = from;
+  let start = -1;
+  let stop = -1;
+  for (const p of parts) {
+    if (typeof p !== "string") {
+      if (i + p.length > b.length) return null;
+      for (let k = 0; k < p.length; k++) if (b[i + k] !== p[k]) return null;
+      i += p.length;
+    } else if (p === "string" || p === "inner") {
+      if (p === "string") {
+        if (b[i] !== 34) return null;
+        start = i++;
+      }
+      const q = stringEnd(b, i);
+      if (q < 0) return null;
+      if (p === "string") stop = q + 1;
+      i = p === "string" ? q + 1 : q;
+    } else {
+      const at = i;
+      if (p === "int" && b[i] === 45) i++;
+      const digitsFrom = i;
+      while (i < b.length) {
+        const c = b[i];
+        const ok = (c >= 48 && c <= 57) || (p === "list" && c === 44) ||
+          (p === "word" &&
+            ((c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 45 || c === 46));
+        if (!ok) break;
+        i++;
+      }
+      if ((p === "digits" || p === "int") && i === digitsFrom) return null;
+      if (p === "list" && i > at && b[i - 1] === 44) return null;
+    }
+  }
+  return { end: i, start, stop };
+}
+
+/** {@linkcode CHAT_TEXT_DELTA} as a byte pattern, for a whole SSE event (`data: …` and its blank line). */
+const CHAT_TEXT_BYTES = bytePattern(
+  'data: {"choices":[{"finish_reason":null,"index":0,"delta":{"content":{string}}}],"created":{digits},' +
+    '"id":"{word}","model":"{inner}","system_fingerprint":"{word}","object":"chat.completion.chunk"}\n\n',
+);
+
+/** {@linkcode COMPLETION_TEXT} as a byte pattern, for a whole SSE event. */
+const COMPLETION_TEXT_BYTES = bytePattern(
+  'data: {"index":0,"content":{string},"tokens":[{list}],"stop":false,"id_slot":{int},' +
+    '"tokens_predicted":{digits},"tokens_evaluated":{digits}}\n\n',
+);
+
+/** A text event whose text is decoded only if asked for (a streamed answer never asks). */
+class RawText {
+  readonly kind = "text";
+  readonly raw: Uint8Array;
+  constructor(raw: Uint8Array) {
+    this.raw = raw;
+  }
+  get text(): string {
+    return JSON.parse(dec.decode(this.raw));
+  }
+}
+
+/**
+ * Reads bytes that are whole plain text events, every one of them, without decoding: their text events, or
+ * null when any event in them is something else (then the bytes take the ordinary way).
+ */
+function rawTextEvents(parts: Part[], b: Uint8Array): { events: GenEvent[]; count: number } | null {
+  const events: GenEvent[] = [];
+  let count = 0;
+  let i = 0;
+  while (i < b.length) {
+    const m = matchBytes(parts, b, i);
+    if (!m) return null;
+    if (m.stop - m.start > 2) {
+      events.push(new RawText(b.subarray(m.start, m.stop)));
+      count++;
+    }
+    i = m.end;
+  }
+  return { events, count };
+}
+
 /** A text event from a matched fast-path literal, or null for an empty one. */
 function fastText(json: string): GenEvent | null {
   if (json.length === 2) return null; // ""
@@ -108,13 +250,24 @@ abstract class SseEventParser implements EventParser {
   protected chunks = 0;
   #sse = new SseSplitter();
   #fast: RegExp;
+  #fastBytes: Part[];
 
-  constructor(fast: RegExp) {
+  constructor(fast: RegExp, fastBytes: Part[]) {
     this.#fast = fast;
+    this.#fastBytes = fastBytes;
   }
 
   /** The events the next bytes complete. */
   push(bytes: Uint8Array): GenEvent[] {
+    // llama-server sends each event in a piece of its own: when nothing is held over and the piece is plain
+    // text events only, they are recognised on the bytes, without decoding them.
+    if (this.#sse.idle && bytes.length) {
+      const raw = rawTextEvents(this.#fastBytes, bytes);
+      if (raw) {
+        this.chunks += raw.count;
+        return raw.events;
+      }
+    }
     const out: GenEvent[] = [];
     // After [DONE] the body is still read to its end, so a kept-alive connection can be reused.
     if (this.#sse.done) return out;
@@ -157,7 +310,7 @@ export class ChatEventParser extends SseEventParser {
 
   /** A parser for one answer. */
   constructor() {
-    super(CHAT_TEXT_DELTA);
+    super(CHAT_TEXT_DELTA, CHAT_TEXT_BYTES);
   }
 
   protected event(ev: any, out: GenEvent[]): void {
@@ -222,7 +375,7 @@ export class CompletionEventParser extends SseEventParser {
 
   /** A parser for one answer. */
   constructor() {
-    super(COMPLETION_TEXT);
+    super(COMPLETION_TEXT, COMPLETION_TEXT_BYTES);
   }
 
   protected event(ev: any, out: GenEvent[]): void {

@@ -11,6 +11,7 @@ import { openUpstreamOk, type UpstreamStream } from "../stream_client.ts";
 import type { EventParser, GenEvent, OllamaToolCall } from "./events.ts";
 import type { DoneReason, Metrics } from "../types.ts";
 
+const enc = new TextEncoder();
 /** How one endpoint shapes its lines. */
 export interface Shape {
   /** A partial line for text, thinking or tool calls. */
@@ -20,6 +21,8 @@ export interface Shape {
    * as `JSON.stringify(partial({ text }))` would write it but without encoding anything again.
    */
   textLine?(json: string): string;
+  /** The same line as bytes, ending in a newline, from the literal's bytes (the fast path without decoding). */
+  textLineBytes?(raw: Uint8Array): Uint8Array;
   /** The final line (or the whole non-streamed object) with the totals. */
   final(
     all: { text: string; thinking: string; tools: OllamaToolCall[] },
@@ -60,12 +63,32 @@ export function lineShape(model: string, fields: (part: LinePart) => Record<stri
   const sample = JSON.stringify(partial({ text: TEXT }, TIME));
   const [head, tail, more] = sample.split(JSON.stringify(TEXT));
   const [before, after, more2] = head.split(JSON.stringify(TIME));
-  const textLine = more === undefined && tail !== undefined && more2 === undefined && after !== undefined
-    ? (json: string) => `${before}"${nowRfc3339()}"${after}${json}${tail}`
+  const ok = more === undefined && tail !== undefined && more2 === undefined && after !== undefined;
+  const textLine = ok ? (json: string) => `${before}"${nowRfc3339()}"${after}${json}${tail}` : undefined;
+  const beforeBytes = enc.encode(`${before}"`);
+  const afterBytes = enc.encode(`"${after}`);
+  const tailBytes = enc.encode(`${tail}\n`);
+  const textLineBytes = ok
+    ? (raw: Uint8Array) => {
+      const time = nowRfc3339(); // ASCII
+      const out = new Uint8Array(
+        beforeBytes.length + time.length + afterBytes.length + raw.length + tailBytes.length,
+      );
+      out.set(beforeBytes, 0);
+      let o = beforeBytes.length;
+      for (let k = 0; k < time.length; k++) out[o + k] = time.charCodeAt(k);
+      o += time.length;
+      out.set(afterBytes, o);
+      o += afterBytes.length;
+      out.set(raw, o);
+      out.set(tailBytes, o + raw.length);
+      return out;
+    }
     : undefined;
   return {
     partial: (p) => partial(p),
     textLine,
+    textLineBytes,
     final: (all, reason, metrics) => ({
       model,
       created_at: nowRfc3339(),
@@ -155,26 +178,34 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   // llama-server is parsed at once and the lines it completes go out in one write.
   const shape = o.shape;
   const textLine = shape.textLine;
-  const line = (ev: GenEvent): string => {
+  const textLineBytes = shape.textLineBytes;
+  const line = (ev: GenEvent): Uint8Array => {
     if (ev.kind === "text") {
-      return ev.json !== undefined && textLine
-        ? textLine(ev.json)
-        : JSON.stringify(shape.partial({ text: ev.text }));
+      if (ev.raw !== undefined && textLineBytes) return textLineBytes(ev.raw);
+      return enc.encode(
+        (ev.json !== undefined && textLine
+          ? textLine(ev.json)
+          : JSON.stringify(shape.partial({ text: ev.text }))) + "\n",
+      );
     }
-    if (ev.kind === "thinking") return JSON.stringify(shape.partial({ thinking: ev.text }));
-    if (ev.kind === "tools") return JSON.stringify(shape.partial({ tools: ev.calls }));
-    return JSON.stringify(shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics)));
+    if (ev.kind === "thinking") {
+      return enc.encode(JSON.stringify(shape.partial({ thinking: ev.text })) + "\n");
+    }
+    if (ev.kind === "tools") return enc.encode(JSON.stringify(shape.partial({ tools: ev.calls })) + "\n");
+    const last = shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
+    return enc.encode(JSON.stringify(last) + "\n");
   };
   let ended = false;
-  /** The next lines (one or more, each ending in a newline), or "" when the answer is complete. */
-  const next = async (): Promise<string> => {
-    let out = "";
-    while (out === "" && !ended) {
+  /** The next lines (one or more, each ending in a newline), or null when the answer is complete. */
+  const next = async (): Promise<Uint8Array | null> => {
+    let out: Uint8Array | null = null;
+    while (out === null && !ended) {
       const r = await up.chunks.next();
       const evs = r.done ? parser.end() : parser.push(r.value);
       if (r.done) ended = true;
       for (const ev of evs) {
-        out += line(ev) + "\n";
+        const bytes = line(ev);
+        out = out === null ? bytes : concat(out, bytes);
         if (ev.kind === "done") ended = true;
       }
     }
@@ -185,10 +216,10 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     release();
   };
   // The first line is read before the answer starts, so an error until then gets its own status.
-  let pending: string;
+  let pending: Uint8Array | null;
   try {
     pending = await next();
-    if (pending === "") throw new Error("llama-server ended the answer early");
+    if (pending === null) throw new Error("llama-server ended the answer early");
   } catch (err) {
     cleanup();
     return toErrorResponse(err);
@@ -196,14 +227,14 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   const body = new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       try {
-        const text = pending || await next();
-        pending = "";
-        if (text === "") {
+        const lines = pending ?? await next();
+        pending = null;
+        if (lines === null) {
           ctrl.close();
           cleanup();
           return;
         }
-        ctrl.enqueue(enc.encode(text));
+        ctrl.enqueue(lines);
       } catch (err) {
         // After the first byte the status is sent: the error becomes the last line, as Ollama does.
         const msg = err instanceof Error ? err.message : String(err);
@@ -219,7 +250,12 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
 }
 
-const enc = new TextEncoder();
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
 
 /** The answer to a load or unload request (empty prompt or messages): `done` at once with the reason. */
 export function loadAnswer(base: Record<string, unknown>, reason: "load" | "unload"): Response {
