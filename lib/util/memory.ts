@@ -179,27 +179,23 @@ export function startMemoryTrimmer(options: MemoryTrimmerOptions = {}): MemoryTr
     dropPages();
     trim();
   }, options.settleMs ?? 3000);
-  // `recent`: activity since the last tick; `owedTrim` / `owedPages`: activity since the allocator was last
-  // trimmed / the pages last dropped; `quiet`: whole intervals without activity since the last.
+  // `recent`: activity since the last tick; `quiet`: whole intervals without activity since the last, or null
+  // when everything owed has been given back (nothing happens until the next activity).
+  const pagesAfter = Math.max(1, Math.ceil(pagesIdleMs / idleMs));
   let recent = false;
-  let owedTrim = false;
-  let owedPages = false;
-  let quiet = 0;
+  let quiet: number | null = null;
   const every = setInterval(() => {
     if (recent || options.busy?.()) {
       recent = false;
-      owedTrim = owedPages = true;
       quiet = 0;
       return;
     }
+    if (quiet === null) return;
     quiet++;
-    if (owedTrim) {
-      owedTrim = false;
-      trim();
-    }
-    if (owedPages && quiet * idleMs >= pagesIdleMs) {
-      owedPages = false;
+    if (quiet === 1) trim();
+    if (quiet === pagesAfter) {
       dropPages();
+      quiet = null;
     }
   }, idleMs);
   Deno.unrefTimer(settle);
