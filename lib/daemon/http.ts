@@ -7,6 +7,7 @@
 import type { z } from "zod";
 import { describeZodError } from "./types.ts";
 import { UserError } from "../util/errors.ts";
+import { concatBytes } from "../util/bytes.ts";
 
 /** An error with the HTTP status the daemon answers with. */
 export class HttpError extends Error {
@@ -79,13 +80,7 @@ export async function readBodyText(req: Request, limit = MAX_JSON_BODY): Promise
     if (total > limit) throw new HttpError(413, `request body too large: the limit is ${limit} bytes`);
     chunks.push(chunk);
   }
-  const all = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    all.set(c, off);
-    off += c.length;
-  }
-  return new TextDecoder().decode(all);
+  return new TextDecoder().decode(concatBytes(chunks));
 }
 
 /**
@@ -116,17 +111,44 @@ export async function readJsonBody<S extends z.ZodType>(req: Request, schema: S)
 
 /**
  * An NDJSON streaming response from an async generator of objects: one JSON object per line, never a blank
- * line. The first object is produced before the response starts, so an error up to then gets its own status
- * (see {@linkcode toErrorResponse}); an error thrown after streaming began becomes a last line
- * `{"error": "..."}` and the status stays 200. `onClose` runs once when the stream ends, fails or the client
- * goes away.
+ * line (see {@linkcode ndjsonLinesResponse}).
  *
  * @example
  * ```ts
  * return await ndjsonResponse((async function* () { yield { done: true }; })());
  * ```
  */
-export async function ndjsonResponse(gen: AsyncGenerator<unknown>, onClose?: () => void): Promise<Response> {
+export function ndjsonResponse(gen: AsyncGenerator<unknown>, onClose?: () => void): Promise<Response> {
+  return ndjsonLinesResponse(
+    async () => {
+      const r = await gen.next();
+      return r.done ? null : enc.encode(JSON.stringify(r.value) + "\n");
+    },
+    onClose,
+    async () => {
+      await gen.return(undefined);
+    },
+  );
+}
+
+/**
+ * An NDJSON streaming response from encoded lines: `next` gives one or more whole lines (each ending in a
+ * newline), or null at the end. The first lines are read before the response starts, so an error up to then
+ * gets its own status (see {@linkcode toErrorResponse}); an error thrown after streaming began becomes a last
+ * line `{"error": "..."}` and the status stays 200. When the client goes away `cancel` runs; `onClose` runs
+ * once when the stream ends, fails or is cancelled.
+ *
+ * @example
+ * ```ts
+ * let sent = false;
+ * return await ndjsonLinesResponse(async () => sent ? null : (sent = true, new TextEncoder().encode("{}\n")));
+ * ```
+ */
+export async function ndjsonLinesResponse(
+  next: () => Promise<Uint8Array | null>,
+  onClose?: () => void,
+  cancel?: () => Promise<void> | void,
+): Promise<Response> {
   let closed = false;
   const close = () => {
     if (!closed) {
@@ -134,25 +156,24 @@ export async function ndjsonResponse(gen: AsyncGenerator<unknown>, onClose?: () 
       onClose?.();
     }
   };
-  let first: IteratorResult<unknown>;
+  let pending: Uint8Array | null | undefined;
   try {
-    first = await gen.next();
+    pending = await next();
   } catch (err) {
     close();
     return toErrorResponse(err);
   }
-  let pending: IteratorResult<unknown> | undefined = first;
   const body = new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       try {
-        const r = pending ?? await gen.next();
+        const lines = pending !== undefined ? pending : await next();
         pending = undefined;
-        if (r.done) {
+        if (lines === null) {
           ctrl.close();
           close();
           return;
         }
-        ctrl.enqueue(enc.encode(JSON.stringify(r.value) + "\n"));
+        ctrl.enqueue(lines);
       } catch (err) {
         const msg = err instanceof Error ? err.message : String(err);
         ctrl.enqueue(enc.encode(JSON.stringify({ error: msg }) + "\n"));
@@ -162,7 +183,7 @@ export async function ndjsonResponse(gen: AsyncGenerator<unknown>, onClose?: () 
     },
     async cancel() {
       try {
-        await gen.return(undefined);
+        await cancel?.();
       } finally {
         close();
       }

@@ -14,6 +14,7 @@
  * @module
  */
 import { HttpError } from "./http.ts";
+import { concatBytes } from "../util/bytes.ts";
 
 /** An answer being received. */
 export interface UpstreamStream {
@@ -96,14 +97,6 @@ function chunkSize(buf: Uint8Array, from: number, eol: number): number {
     if (++digits > 12) return -1;
   }
   return digits === 0 ? -1 : size;
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  if (a.length === 0) return b;
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 function closeQuietly(conn: Deno.TcpConn): void {
@@ -249,7 +242,7 @@ async function exchange(
       return null;
     }
     if (n === null) return null;
-    buf = concat(buf, from.slice(0, n));
+    buf = concatBytes([buf, from.slice(0, n)]);
     for (let i = 0; i + 3 < buf.length; i++) {
       if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
         return { head: dec.decode(buf.subarray(0, i)), rest: buf.slice(i + 4) };
@@ -272,13 +265,13 @@ export async function openUpstream(base: string, path: string, body: string): Pr
   const u = new URL(base);
   const key = u.host;
   const payload = enc.encode(body);
-  const request = concat(
+  const request = concatBytes([
     enc.encode(
       `POST ${path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n` +
         `Content-Length: ${payload.length}\r\nConnection: keep-alive\r\n\r\n`,
     ),
     payload,
-  );
+  ]);
   // A pooled connection brings the buffer its idle read used (that read is over once the exchange has it).
   let readBuf: Uint8Array;
 
@@ -378,7 +371,7 @@ export async function openUpstream(base: string, path: string, body: string): Pr
     const more = async () => {
       const chunk = await read();
       if (chunk === null) throw new Error(EARLY_END);
-      pending = off < pending.length ? concat(pending.subarray(off), chunk) : chunk;
+      pending = off < pending.length ? concatBytes([pending.subarray(off), chunk]) : chunk;
       off = 0;
     };
     try {

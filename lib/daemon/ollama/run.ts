@@ -6,7 +6,8 @@
  * @module
  */
 import type { Lease } from "../scheduler.ts";
-import { jsonResponse, msToNs, nowRfc3339, toErrorResponse } from "../http.ts";
+import { jsonResponse, msToNs, ndjsonLinesResponse, nowRfc3339 } from "../http.ts";
+import { concatBytes } from "../../util/bytes.ts";
 import { openUpstreamOk, type UpstreamStream } from "../stream_client.ts";
 import type { EventParser, GenEvent, OllamaToolCall } from "./events.ts";
 import type { DoneReason, Metrics } from "../types.ts";
@@ -205,56 +206,16 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
       if (r.done) ended = true;
       for (const ev of evs) {
         const bytes = line(ev);
-        out = out === null ? bytes : concat(out, bytes);
+        out = out === null ? bytes : concatBytes([out, bytes]);
         if (ev.kind === "done") ended = true;
       }
     }
     return out;
   };
-  const cleanup = () => {
+  return await ndjsonLinesResponse(next, () => {
     up.close();
     release();
-  };
-  // The first line is read before the answer starts, so an error until then gets its own status.
-  let pending: Uint8Array | null;
-  try {
-    pending = await next();
-    if (pending === null) throw new Error("llama-server ended the answer early");
-  } catch (err) {
-    cleanup();
-    return toErrorResponse(err);
-  }
-  const body = new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      try {
-        const lines = pending ?? await next();
-        pending = null;
-        if (lines === null) {
-          ctrl.close();
-          cleanup();
-          return;
-        }
-        ctrl.enqueue(lines);
-      } catch (err) {
-        // After the first byte the status is sent: the error becomes the last line, as Ollama does.
-        const msg = err instanceof Error ? err.message : String(err);
-        ctrl.enqueue(enc.encode(JSON.stringify({ error: msg }) + "\n"));
-        ctrl.close();
-        cleanup();
-      }
-    },
-    cancel() {
-      cleanup();
-    },
-  }, { highWaterMark: 0 });
-  return new Response(body, { headers: { "content-type": "application/x-ndjson" } });
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
+  });
 }
 
 /** The answer to a load or unload request (empty prompt or messages): `done` at once with the reason. */
