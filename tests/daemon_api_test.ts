@@ -20,6 +20,7 @@ import {
   COMPLETION_TEXT,
   CompletionEventParser,
   type EventParser,
+  UndecodedText,
 } from "../lib/daemon/ollama/events.ts";
 import { smolModelPath } from "./_fixtures.ts";
 
@@ -176,7 +177,7 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
         // Sent one event per piece, as llama-server sends them, they are read without decoding.
         const raw = (parser: EventParser, events: string[]) =>
           events.flatMap((e) => parser.push(new TextEncoder().encode(`data: ${e}\n\n`)))
-            .filter((ev) => ev.kind === "text" && ev.raw !== undefined).length;
+            .filter((ev) => ev instanceof UndecodedText).length;
         assertEquals(raw(new ChatEventParser(), texts), texts.length);
         assert(
           !CHAT_TEXT_DELTA.test(chat.at(-1)!),

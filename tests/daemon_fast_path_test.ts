@@ -11,6 +11,7 @@ import {
   COMPLETION_TEXT,
   completionEvents,
   type GenEvent,
+  UndecodedText,
 } from "../lib/daemon/ollama/events.ts";
 import { lineShape } from "../lib/daemon/ollama/run.ts";
 import { nowRfc3339 } from "../lib/daemon/http.ts";
@@ -148,11 +149,11 @@ Deno.test("fast path: events are those of the full parser however the bytes are 
     const got = await collect(chatEvents(source(cut(events, random))));
     const textEvents = got.filter((e) => e.kind === "text");
     assertEquals(textEvents.map((e) => e.kind === "text" && e.text), texts);
-    // Every text event came a fast way, with the literal llama-server wrote (as text, or as bytes when a piece
-    // held whole events).
+    // Every text event came a fast way, with the literal llama-server wrote (found in the text, or on the bytes
+    // when a piece held whole events).
     for (const e of textEvents) {
       assert(e.kind === "text");
-      const literal = e.json ?? (e.raw && new TextDecoder().decode(e.raw));
+      const literal = e.raw && new TextDecoder().decode(e.raw);
       assert(literal !== undefined, "a text event took the full parser");
       assertEquals(JSON.parse(literal), e.text);
     }
@@ -182,8 +183,8 @@ Deno.test("fast path: a text line is byte for byte the line the full path writes
   for (const shape of [chat, generate]) {
     assert(shape.textLine, "no text line template");
     for (const text of TEXTS) {
-      const fast = shape.textLine(JSON.stringify(text));
-      const full = JSON.stringify(shape.partial({ text }));
+      const fast = new TextDecoder().decode(shape.textLine(enc.encode(JSON.stringify(text))));
+      const full = JSON.stringify(shape.partial({ text })) + "\n";
       const time = /"created_at":"([^"]+)"/;
       // The two lines were written a moment apart: compare them with the same time.
       assertEquals(fast.replace(time, '"created_at":"T"'), full.replace(time, '"created_at":"T"'));
@@ -267,7 +268,7 @@ Deno.test("fast path: pieces of whole text events are read without decoding, and
     const got = await collect(chatEvents(source(chunks)));
     const textEvents = got.filter((e) => e.kind === "text");
     assertEquals(textEvents.map((e) => e.kind === "text" && e.text), texts);
-    const raw = textEvents.filter((e) => e.kind === "text" && e.raw !== undefined).length;
+    const raw = textEvents.filter((e) => e instanceof UndecodedText).length;
     // Only the piece that also holds the final event goes the ordinary way.
     assertEquals(raw, chunks === split ? texts.length : texts.length - 1);
     const done = got.at(-1)!;
@@ -280,17 +281,22 @@ Deno.test("fast path: pieces of whole text events are read without decoding, and
   const cgot = await collect(completionEvents(source(pieces(comp))));
   const ctexts = cgot.filter((e) => e.kind === "text");
   assertEquals(ctexts.map((e) => e.kind === "text" && e.text), texts);
-  assert(ctexts.every((e) => e.kind === "text" && e.raw !== undefined));
+  assert(ctexts.every((e) => e instanceof UndecodedText));
 
+  // Lines from the bytes of those events are the full path's lines.
   const shape = lineShape("smol", (p) => ({ message: { role: "assistant", content: p.text } }));
   const time = /"created_at":"([^"]+)"/;
-  for (const text of TEXTS) {
-    const fromBytes = new TextDecoder().decode(shape.textLineBytes!(enc.encode(JSON.stringify(text))));
-    const fromText = shape.textLine!(JSON.stringify(text)) + "\n";
-    assertEquals(fromBytes.replace(time, "T"), fromText.replace(time, "T"));
-    assertEquals(JSON.parse(fromBytes).message.content, text);
+  for (const e of onlyText(await collect(chatEvents(source(split))))) {
+    const fromBytes = new TextDecoder().decode(shape.textLine!(e.raw!));
+    const full = JSON.stringify(shape.partial({ text: e.text })) + "\n";
+    assertEquals(fromBytes.replace(time, "T"), full.replace(time, "T"));
+    assertEquals(JSON.parse(fromBytes).message.content, e.text);
   }
 });
+
+function onlyText(events: GenEvent[]): { text: string; raw?: Uint8Array }[] {
+  return events.flatMap((e) => e.kind === "text" ? [e] : []);
+}
 
 Deno.test("fast path: bytes that are not exactly a plain text event go the ordinary way", async () => {
   const bad = [
@@ -310,7 +316,7 @@ Deno.test("fast path: bytes that are not exactly a plain text event go the ordin
       failed = true; // not JSON at all: the ordinary parser says so
     }
     assert(
-      failed || events.every((ev) => ev.kind !== "text" || ev.raw === undefined),
+      failed || events.every((ev) => !(ev instanceof UndecodedText)),
       `read as plain text: ${e}`,
     );
   }
@@ -321,5 +327,5 @@ Deno.test("fast path: bytes that are not exactly a plain text event go the ordin
   );
   const text = got.filter((e) => e.kind === "text");
   assertEquals(text.map((e) => e.kind === "text" && e.text), ["hello"]);
-  assert(text.every((e) => e.kind === "text" && e.raw === undefined));
+  assert(text.every((e) => e.kind === "text" && !(e instanceof UndecodedText)));
 });

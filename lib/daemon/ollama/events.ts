@@ -19,11 +19,11 @@ export interface OllamaToolCall {
 
 /**
  * One event of a generation. A text event read on the fast path (see {@linkcode CHAT_TEXT_DELTA}) also carries
- * the text as the JSON string literal llama-server wrote, so that a line can be written without encoding it
- * again: as a string (`json`), or as its bytes (`raw`) when the event was recognised without decoding.
+ * the bytes of the JSON string literal llama-server wrote (`raw`), so that a line can be written without
+ * encoding the text again.
  */
 export type GenEvent =
-  | { kind: "text"; readonly text: string; json?: string; raw?: Uint8Array }
+  | { kind: "text"; readonly text: string; raw?: Uint8Array }
   | { kind: "thinking"; text: string }
   | { kind: "tools"; calls: OllamaToolCall[] }
   | { kind: "done"; reason: DoneReason; metrics: Metrics };
@@ -189,13 +189,18 @@ const COMPLETION_TEXT_BYTES = bytePattern(
     '"tokens_predicted":{digits},"tokens_evaluated":{digits}}\n\n',
 );
 
-/** A text event whose text is decoded only if asked for (a streamed answer never asks). */
-class RawText {
+/**
+ * A text event recognised on the bytes: its text is decoded only if asked for (a streamed answer never asks).
+ */
+export class UndecodedText {
   readonly kind = "text";
+  /** The JSON string literal's bytes, quotes included. */
   readonly raw: Uint8Array;
+  /** Wraps the literal's bytes. */
   constructor(raw: Uint8Array) {
     this.raw = raw;
   }
+  /** The text, decoded now. */
   get text(): string {
     return JSON.parse(dec.decode(this.raw));
   }
@@ -213,7 +218,7 @@ function rawTextEvents(parts: Part[], b: Uint8Array): { events: GenEvent[]; coun
     const m = matchBytes(parts, b, i);
     if (!m) return null;
     if (m.stop - m.start > 2) {
-      events.push(new RawText(b.subarray(m.start, m.stop)));
+      events.push(new UndecodedText(b.subarray(m.start, m.stop)));
       count++;
     }
     i = m.end;
@@ -226,7 +231,7 @@ function fastText(json: string): GenEvent | null {
   if (json.length === 2) return null; // ""
   // Without escapes the text is the literal's inside; otherwise JSON decodes it.
   const text = json.indexOf("\\") < 0 ? json.slice(1, -1) : JSON.parse(json);
-  return { kind: "text", text, json };
+  return { kind: "text", text, raw: enc.encode(json) };
 }
 
 /**

@@ -18,12 +18,11 @@ export interface Shape {
   /** A partial line for text, thinking or tool calls. */
   partial(part: { text?: string; thinking?: string; tools?: OllamaToolCall[] }): Record<string, unknown>;
   /**
-   * The line for a piece of text given as the JSON string literal llama-server wrote (the fast path), exactly
-   * as `JSON.stringify(partial({ text }))` would write it but without encoding anything again.
+   * The line for a piece of text given as the bytes of the JSON string literal llama-server wrote (the fast
+   * path), ending in a newline: exactly what `JSON.stringify(partial({ text }))` would write, without encoding
+   * anything again.
    */
-  textLine?(json: string): string;
-  /** The same line as bytes, ending in a newline, from the literal's bytes (the fast path without decoding). */
-  textLineBytes?(raw: Uint8Array): Uint8Array;
+  textLine?(raw: Uint8Array): Uint8Array;
   /** The final line (or the whole non-streamed object) with the totals. */
   final(
     all: { text: string; thinking: string; tools: OllamaToolCall[] },
@@ -65,11 +64,10 @@ export function lineShape(model: string, fields: (part: LinePart) => Record<stri
   const [head, tail, more] = sample.split(JSON.stringify(TEXT));
   const [before, after, more2] = head.split(JSON.stringify(TIME));
   const ok = more === undefined && tail !== undefined && more2 === undefined && after !== undefined;
-  const textLine = ok ? (json: string) => `${before}"${nowRfc3339()}"${after}${json}${tail}` : undefined;
   const beforeBytes = enc.encode(`${before}"`);
   const afterBytes = enc.encode(`"${after}`);
   const tailBytes = enc.encode(`${tail}\n`);
-  const textLineBytes = ok
+  const textLine = ok
     ? (raw: Uint8Array) => {
       const time = nowRfc3339(); // ASCII
       const out = new Uint8Array(
@@ -89,7 +87,6 @@ export function lineShape(model: string, fields: (part: LinePart) => Record<stri
   return {
     partial: (p) => partial(p),
     textLine,
-    textLineBytes,
     final: (all, reason, metrics) => ({
       model,
       created_at: nowRfc3339(),
@@ -179,15 +176,10 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   // llama-server is parsed at once and the lines it completes go out in one write.
   const shape = o.shape;
   const textLine = shape.textLine;
-  const textLineBytes = shape.textLineBytes;
   const line = (ev: GenEvent): Uint8Array => {
     if (ev.kind === "text") {
-      if (ev.raw !== undefined && textLineBytes) return textLineBytes(ev.raw);
-      return enc.encode(
-        (ev.json !== undefined && textLine
-          ? textLine(ev.json)
-          : JSON.stringify(shape.partial({ text: ev.text }))) + "\n",
-      );
+      if (ev.raw !== undefined && textLine) return textLine(ev.raw);
+      return enc.encode(JSON.stringify(shape.partial({ text: ev.text })) + "\n");
     }
     if (ev.kind === "thinking") {
       return enc.encode(JSON.stringify(shape.partial({ thinking: ev.text })) + "\n");
