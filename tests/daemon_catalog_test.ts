@@ -38,16 +38,17 @@ function store(initial: string[]) {
   };
 }
 
-Deno.test("catalogue: lookups use the last listing and rescan only when they must", async (t) => {
+/** A catalogue over a store holding `a:latest`, in a fresh data dir (removed by `cleanup`). */
+async function catalogue(times: { cacheMs: number; lookupRefreshMs: number }) {
   const dir = await tempDir();
-  const paths = resolvePaths({ dataDir: dir.path, env: {} });
   const s = store(["a:latest"]);
-  const catalog = createCatalog({
-    paths,
-    listModels: () => s.listModels(),
-    cacheMs: 50,
-    lookupRefreshMs: 50,
-  });
+  const paths = resolvePaths({ dataDir: dir.path, env: {} });
+  const catalog = createCatalog({ paths, listModels: () => s.listModels(), ...times });
+  return { s, catalog, cleanup: dir.cleanup };
+}
+
+Deno.test("catalogue: lookups use the last listing and rescan only when they must", async (t) => {
+  const { s, catalog, cleanup } = await catalogue({ cacheMs: 50, lookupRefreshMs: 50 });
 
   await t.step("the first lookup scans", async () => {
     assertEquals((await catalog.find("a"))?.name, "a:latest");
@@ -102,19 +103,11 @@ Deno.test("catalogue: lookups use the last listing and rescan only when they mus
       assertEquals(names, ["a:latest", "b:latest"]);
     },
   );
-  await dir.cleanup();
+  await cleanup();
 });
 
 Deno.test("catalogue: busy lookups do not rescan more often than lookupRefreshMs; the model list stays fresh", async () => {
-  const dir = await tempDir();
-  const paths = resolvePaths({ dataDir: dir.path, env: {} });
-  const s = store(["a:latest"]);
-  const catalog = createCatalog({
-    paths,
-    listModels: () => s.listModels(),
-    cacheMs: 50,
-    lookupRefreshMs: 60_000,
-  });
+  const { s, catalog, cleanup } = await catalogue({ cacheMs: 50, lookupRefreshMs: 60_000 });
   try {
     assertEquals((await catalog.find("a"))?.name, "a:latest");
     for (let i = 0; i < 5; i++) {
@@ -126,6 +119,6 @@ Deno.test("catalogue: busy lookups do not rescan more often than lookupRefreshMs
     assertEquals((await catalog.list()).map((m) => m.name), ["a:latest", "b:latest"]);
     assertEquals(s.scans, 2);
   } finally {
-    await dir.cleanup();
+    await cleanup();
   }
 });
