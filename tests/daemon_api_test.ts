@@ -9,6 +9,7 @@ import {
   EmbedResponseSchema,
   GenerateResponseSchema,
   ListResponseSchema,
+  type Logprob,
   OpenAIErrorSchema,
   ProcessResponseSchema,
   ShowResponseSchema,
@@ -192,6 +193,89 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
       },
     );
 
+    await t.step(
+      "logprobs come back in Ollama's shape: per line when streamed, all together when not",
+      async () => {
+        const dec = new TextDecoder();
+        /** Checks one token's entry: a log-probability, its bytes, and (greedy) itself as the likeliest. */
+        const checkEntry = (e: Logprob, top: number) => {
+          assert(e.logprob <= 0, `logprob ${e.logprob} above 0`);
+          assert(Array.isArray(e.bytes) && e.bytes.length > 0, `no bytes: ${JSON.stringify(e)}`);
+          const asText = dec.decode(new Uint8Array(e.bytes!));
+          if (!asText.includes("\uFFFD")) assertEquals(asText, e.token);
+          if (top === 0) {
+            assertEquals(e.top_logprobs, undefined);
+            return;
+          }
+          const tops = e.top_logprobs!;
+          assertEquals(tops.length, top);
+          for (let i = 1; i < tops.length; i++) {
+            assert(tops[i - 1].logprob >= tops[i].logprob, "not likeliest first");
+          }
+          assertEquals(tops[0].token, e.token, "greedy: the chosen token is the likeliest");
+          assertEquals(tops[0].logprob, e.logprob);
+        };
+        const chat = {
+          model: "smol",
+          messages: [{ role: "user", content: "Name three colours." }],
+          logprobs: true,
+          top_logprobs: 3,
+          options: { ...greedy, num_predict: 10 },
+        };
+        const lines = (await readNdjson(await post(`${url}/api/chat`, chat))).map((l) =>
+          ChatResponseSchema.parse(l)
+        );
+        const streamed: Logprob[] = [];
+        for (const l of lines.slice(0, -1)) {
+          assert(l.logprobs?.length, `a line without logprobs: ${JSON.stringify(l)}`);
+          // Each line's tokens are its text.
+          assertEquals(
+            l.logprobs.map((e) => e.token).join(""),
+            l.message.content,
+          );
+          for (const e of l.logprobs) checkEntry(e, 3);
+          streamed.push(...l.logprobs);
+        }
+        const last = lines.at(-1)!;
+        assertEquals(last.done, true);
+        assertEquals(streamed.length, last.eval_count);
+
+        const whole = ChatResponseSchema.parse(
+          await (await post(`${url}/api/chat`, { ...chat, stream: false })).json(),
+        );
+        assertEquals(whole.logprobs?.map((e) => e.token).join(""), whole.message.content);
+        assertEquals(whole.logprobs?.map((e) => e.token), streamed.map((e) => e.token));
+        for (const e of whole.logprobs!) checkEntry(e, 3);
+
+        // top_logprobs 0: the chosen tokens only; no logprobs asked: none sent.
+        const bare = ChatResponseSchema.parse(
+          await (await post(`${url}/api/chat`, { ...chat, top_logprobs: 0, stream: false })).json(),
+        );
+        assertEquals(bare.logprobs?.length, whole.logprobs!.length);
+        for (const e of bare.logprobs!) checkEntry(e, 0);
+        const none = await readNdjson(await post(`${url}/api/chat`, { ...chat, logprobs: false }));
+        assert(none.every((l) => !("logprobs" in l)));
+
+        // generate: through the chat template, raw through /completion.
+        for (const raw of [false, true]) {
+          const g = GenerateResponseSchema.parse(
+            await (await post(`${url}/api/generate`, {
+              model: "smol",
+              prompt: "The capital of France is",
+              raw,
+              stream: false,
+              logprobs: true,
+              top_logprobs: 2,
+              options: { ...greedy, num_predict: 5 },
+            })).json(),
+          );
+          assertEquals(g.logprobs?.length, g.eval_count, `raw ${raw}`);
+          assertEquals(g.logprobs!.map((e) => e.token).join(""), g.response);
+          for (const e of g.logprobs!) checkEntry(e, 2);
+        }
+      },
+    );
+
     await t.step("/api/chat with a JSON schema format answers JSON matching it", async () => {
       const r = await post(`${url}/api/chat`, {
         model: "smol",
@@ -240,6 +324,18 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
           { model: "smol", messages: [{ role: "user", content: "x" }], think: true },
           400,
           "does not support thinking",
+        ],
+        ["/api/generate", { model: "smol", prompt: "x", top_logprobs: 21 }, 400, "between 0 and 20"],
+        [
+          "/api/chat",
+          {
+            model: "smol",
+            messages: [{ role: "user", content: "x" }],
+            logprobs: true,
+            tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
+          },
+          400,
+          "leave out logprobs or tools",
         ],
       ];
       for (const [path, body, status, text] of cases) {

@@ -102,6 +102,22 @@ Deno.test("npm ollama and openai clients work unchanged against the daemon", asy
       assertEquals(typeof v.age, "number");
     });
 
+    await t.step("chat with logprobs", async () => {
+      const r = await ollama.chat({
+        model: "smol",
+        messages: [{ role: "user", content: "Name a colour." }],
+        logprobs: true,
+        top_logprobs: 2,
+        options: { ...greedy, num_predict: 6 },
+      });
+      assertEquals(r.logprobs?.length, r.eval_count);
+      assertEquals(r.logprobs!.map((e) => e.token).join(""), r.message.content);
+      for (const e of r.logprobs!) {
+        assertEquals(e.top_logprobs?.length, 2);
+        assertEquals(e.top_logprobs![0].token, e.token);
+      }
+    });
+
     await t.step("embed, ps, keep_alive 0", async () => {
       const e = await ollama.embed({ model: "smol", input: ["hello", "world"] });
       assertEquals(e.embeddings.length, 2);
@@ -159,7 +175,7 @@ Deno.test("npm ollama and openai clients work unchanged against the daemon", asy
 Deno.test("PyPI ollama and openai clients work unchanged against the daemon", async (t) => {
   await withDaemon(presets, async ({ url }) => {
     await t.step(
-      "ollama: list, show, generate, chat with tools and a schema, embed, ps, unload, copy, delete, 404",
+      "ollama: list, show, generate, chat with tools, a schema and logprobs, embed, ps, unload, copy, delete, 404",
       async () => {
         const r = await runPythonClient("ollama_client.py", url);
         assert(r.list.includes("smol:latest"), JSON.stringify(r.list));
@@ -173,6 +189,9 @@ Deno.test("PyPI ollama and openai clients work unchanged against the daemon", as
         assertEquals(r.tool_calls, [{ name: "get_weather", arguments: { city: "London" } }]);
         assertEquals(typeof r.json_format.name, "string");
         assertEquals(typeof r.json_format.age, "number");
+        assertEquals(r.logprobs.count, r.logprobs.eval_count);
+        assertEquals(r.logprobs.tokens, r.logprobs.content);
+        assertEquals(r.logprobs.tops, Array(r.logprobs.count).fill(2));
         assertEquals(r.embed_count, 2);
         assert(r.embed_dim > 100);
         assertEquals(r.ps, ["smol:latest"]);

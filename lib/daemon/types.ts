@@ -261,6 +261,22 @@ export const DoneReasonSchema = z.enum(["stop", "length", "load", "unload"]);
 /** A done reason. */
 export type DoneReason = z.infer<typeof DoneReasonSchema>;
 
+/** A token's log-probability (Ollama's `TokenLogprob`): its text, its log-probability and its bytes. */
+export const TokenLogprobSchema = z.object({
+  token: z.string(),
+  logprob: z.number(),
+  bytes: z.array(z.number().int()).optional(),
+});
+/** A token's log-probability. */
+export type TokenLogprob = z.infer<typeof TokenLogprobSchema>;
+
+/** A generated token's log-probability, with the likeliest tokens at its place when `top_logprobs` asked. */
+export const LogprobSchema = TokenLogprobSchema.extend({
+  top_logprobs: z.array(TokenLogprobSchema).optional(),
+});
+/** A generated token's log-probability. */
+export type Logprob = z.infer<typeof LogprobSchema>;
+
 /** One line (or the whole body) of `POST /api/generate`. */
 export const GenerateResponseSchema = MetricsSchema.extend({
   model: z.string(),
@@ -271,6 +287,7 @@ export const GenerateResponseSchema = MetricsSchema.extend({
   done_reason: DoneReasonSchema.optional(),
   context: z.array(z.number()).optional(),
   tool_calls: z.array(ToolCallSchema).optional(),
+  logprobs: z.array(LogprobSchema).optional(),
 });
 /** A generate response. */
 export type GenerateResponse = z.infer<typeof GenerateResponseSchema>;
@@ -300,6 +317,7 @@ export const ChatResponseSchema = MetricsSchema.extend({
   message: ResponseMessageSchema,
   done: z.boolean(),
   done_reason: DoneReasonSchema.optional(),
+  logprobs: z.array(LogprobSchema).optional(),
 });
 /** A chat response. */
 export type ChatResponse = z.infer<typeof ChatResponseSchema>;

@@ -52,6 +52,16 @@ j = client.chat(model="smol", messages=[{"role": "user", "content": "Give me a p
                 options={**greedy, "num_predict": 64})
 out["json_format"] = json.loads(j.message.content)
 
+lp = client.chat(model="smol", messages=[{"role": "user", "content": "Name a colour."}], logprobs=True,
+                 top_logprobs=2, options={**greedy, "num_predict": 6})
+out["logprobs"] = {
+    "count": len(lp.logprobs or []),
+    "eval_count": lp.eval_count,
+    "tokens": "".join(e.token for e in (lp.logprobs or [])),
+    "content": lp.message.content,
+    "tops": [len(e.top_logprobs or []) for e in (lp.logprobs or [])],
+}
+
 e = client.embed(model="smol", input=["hello", "world"])
 out["embed_count"] = len(e.embeddings)
 out["embed_dim"] = len(e.embeddings[0])

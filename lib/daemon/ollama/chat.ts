@@ -12,7 +12,14 @@ import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { ChatRequestSchema } from "../types.ts";
 import { capabilities, embeddingOnly } from "./details.ts";
-import { responseFormat, samplingFields, thinkFields, toOpenAIMessages } from "./convert.ts";
+import {
+  logprobFields,
+  logprobsWanted,
+  responseFormat,
+  samplingFields,
+  thinkFields,
+  toOpenAIMessages,
+} from "./convert.ts";
 import { ChatEventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
 
@@ -51,8 +58,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   const model = await findModel(ctx, body.model, { emptyStatus: 400, emptyMessage: "model is required" });
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
   const { load, sampling } = parseOptions(body.options);
-  const tl = body.top_logprobs ?? 0;
-  if (tl < 0 || tl > 20) throw new HttpError(400, "top_logprobs must be between 0 and 20");
+  const top = logprobsWanted(body);
   if (embeddingOnly(model)) throw new HttpError(400, `"${body.model}" does not support chat`);
   const messages = body.messages ?? [];
   const base = { model: body.model, message: { role: "assistant", content: "" } };
@@ -74,13 +80,20 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     ...samplingFields(sampling),
     ...thinkFields(body.think),
   };
-  if (body.tools?.length) upstream.tools = body.tools;
+  if (body.tools?.length) {
+    // llama-server refuses log-probabilities for a streamed answer with tools, and the daemon always streams.
+    if (top !== undefined) {
+      throw new HttpError(
+        400,
+        "logprobs cannot be combined with tools here: llama-server does not give log-probabilities for a " +
+          "streamed answer with tools; leave out logprobs or tools",
+      );
+    }
+    upstream.tools = body.tools;
+  }
   const rf = responseFormat(body.format);
   if (rf) upstream.response_format = rf;
-  if (body.logprobs) {
-    upstream.logprobs = true;
-    if (tl) upstream.top_logprobs = tl;
-  }
+  Object.assign(upstream, logprobFields(top, "chat"));
   const shape = lineShape(body.model, (p) => ({
     message: {
       role: "assistant",
@@ -95,7 +108,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     lease,
     path: "/v1/chat/completions",
     body: upstream,
-    events: () => new ChatEventParser(),
+    events: () => new ChatEventParser(top),
     shape,
     stream: body.stream !== false,
     startedAt,

@@ -131,3 +131,32 @@ export function samplingFields(sampling: Record<string, unknown>): Record<string
   if (typeof out.n_predict === "number" && out.n_predict >= 0) out.max_tokens = out.n_predict;
   return out;
 }
+
+/**
+ * Log-probabilities asked for (`logprobs`, `top_logprobs`): how many of the likeliest tokens to give at each
+ * place (0 = the chosen token's only), or undefined when none are asked for. `top_logprobs` outside 0 to 20 is
+ * Ollama's 400 (checked whether or not `logprobs` is set, as Ollama does).
+ *
+ * @example
+ * ```ts
+ * logprobsWanted({ logprobs: true, top_logprobs: 3 }); // 3
+ * ```
+ */
+export function logprobsWanted(
+  body: { logprobs?: boolean | null; top_logprobs?: number | null },
+): number | undefined {
+  const top = body.top_logprobs ?? 0;
+  if (top < 0 || top > 20) throw new HttpError(400, "top_logprobs must be between 0 and 20");
+  return body.logprobs ? top : undefined;
+}
+
+/**
+ * The llama-server fields that ask for log-probabilities: `logprobs`/`top_logprobs` on `/v1/chat/completions`,
+ * `n_probs` on `/completion` and `/infill`. llama-server gives the chosen token's log-probability only with at
+ * least one of the likeliest tokens, so at least one is asked for (and left out of the answer when `top` is 0).
+ */
+export function logprobFields(top: number | undefined, api: "chat" | "completion"): Record<string, unknown> {
+  if (top === undefined) return {};
+  const n = Math.max(1, top);
+  return api === "chat" ? { logprobs: true, top_logprobs: n } : { n_probs: n };
+}

@@ -7,7 +7,7 @@
  */
 import { parseSseData, SseSplitter } from "../upstream.ts";
 import { msToNs } from "../http.ts";
-import type { DoneReason, Metrics } from "../types.ts";
+import type { DoneReason, Logprob, Metrics, TokenLogprob } from "../types.ts";
 
 /** An Ollama-style tool call (arguments as an object). */
 export interface OllamaToolCall {
@@ -20,11 +20,12 @@ export interface OllamaToolCall {
 /**
  * One event of a generation. A text event read on the fast path (see {@linkcode CHAT_TEXT_DELTA}) also carries
  * the bytes of the JSON string literal llama-server wrote (`raw`), so that a line can be written without
- * encoding the text again.
+ * encoding the text again. Text and thinking carry the log-probabilities of the tokens they came from, when
+ * the request asked for them (an event with log-probabilities but no text is a text event with text "").
  */
 export type GenEvent =
-  | { kind: "text"; readonly text: string; raw?: Uint8Array }
-  | { kind: "thinking"; text: string }
+  | { kind: "text"; readonly text: string; raw?: Uint8Array; logprobs?: Logprob[] }
+  | { kind: "thinking"; text: string; logprobs?: Logprob[] }
   | { kind: "tools"; calls: OllamaToolCall[] }
   | { kind: "done"; reason: DoneReason; metrics: Metrics };
 
@@ -44,6 +45,36 @@ export function timingsToMetrics(t: Timings | undefined, fallback: { evalCount?:
     eval_count: t?.predicted_n ?? fallback.evalCount ?? 0,
     eval_duration: msToNs(t?.predicted_ms ?? 0),
   };
+}
+
+function tokenLogprob(e: any): TokenLogprob {
+  const out: TokenLogprob = {
+    token: typeof e?.token === "string" ? e.token : "",
+    logprob: typeof e?.logprob === "number" ? e.logprob : 0,
+  };
+  if (Array.isArray(e?.bytes)) out.bytes = e.bytes;
+  return out;
+}
+
+/**
+ * llama-server's log-probabilities (`logprobs.content` of a chat chunk, `completion_probabilities` of a
+ * completion event: `{id, token, bytes, logprob, top_logprobs}` each) in Ollama's shape, keeping `top` of the
+ * likeliest tokens at each place (none when `top` is 0).
+ *
+ * @example
+ * ```ts
+ * ollamaLogprobs([{ id: 1, token: "Hi", bytes: [72, 105], logprob: -0.1, top_logprobs: [] }], 0);
+ * ```
+ */
+export function ollamaLogprobs(entries: unknown, top: number): Logprob[] {
+  if (!Array.isArray(entries)) return [];
+  return entries.map((e) => {
+    const lp: Logprob = tokenLogprob(e);
+    if (top > 0) {
+      lp.top_logprobs = Array.isArray(e?.top_logprobs) ? e.top_logprobs.slice(0, top).map(tokenLogprob) : [];
+    }
+    return lp;
+  });
 }
 
 function parseArgs(text: string): Record<string, unknown> {
@@ -253,13 +284,34 @@ export interface EventParser {
 abstract class SseEventParser implements EventParser {
   /** Text events so far (the eval count when llama-server sends no timings). */
   protected chunks = 0;
+  /** How many of the likeliest tokens to keep with each log-probability; undefined: none were asked for. */
+  protected top: number | undefined;
   #sse = new SseSplitter();
   #fast: RegExp;
   #fastBytes: Part[];
 
-  constructor(fast: RegExp, fastBytes: Part[]) {
+  constructor(fast: RegExp, fastBytes: Part[], top: number | undefined) {
     this.#fast = fast;
     this.#fastBytes = fastBytes;
+    this.top = top;
+  }
+
+  /**
+   * Adds the log-probabilities of an event to the last text or thinking event it gave (`from` is where its
+   * events start in `out`), or as a text event of its own when it gave none.
+   */
+  protected attachLogprobs(entries: unknown, out: GenEvent[], from: number): void {
+    if (this.top === undefined) return;
+    const logprobs = ollamaLogprobs(entries, this.top);
+    if (!logprobs.length) return;
+    for (let i = out.length - 1; i >= from; i--) {
+      const ev = out[i];
+      if (ev.kind === "text" || ev.kind === "thinking") {
+        ev.logprobs = logprobs;
+        return;
+      }
+    }
+    out.push({ kind: "text", text: "", logprobs });
   }
 
   /** The events the next bytes complete. */
@@ -300,7 +352,9 @@ abstract class SseEventParser implements EventParser {
 
 /**
  * Parser for a streamed `/v1/chat/completions` answer. Tool-call fragments are collected and given as one
- * `tools` event when the answer ends, as Ollama sends whole calls.
+ * `tools` event when the answer ends, as Ollama sends whole calls. `top` (how many of the likeliest tokens to
+ * keep at each place; undefined when the request asked for no log-probabilities) keeps the ones llama-server
+ * sends.
  *
  * @example
  * ```ts
@@ -314,14 +368,15 @@ export class ChatEventParser extends SseEventParser {
   #timings: Timings | undefined;
 
   /** A parser for one answer. */
-  constructor() {
-    super(CHAT_TEXT_DELTA, CHAT_TEXT_BYTES);
+  constructor(top?: number) {
+    super(CHAT_TEXT_DELTA, CHAT_TEXT_BYTES, top);
   }
 
   protected event(ev: any, out: GenEvent[]): void {
     if (ev.timings) this.#timings = ev.timings;
     const choice = ev.choices?.[0];
     if (!choice) return;
+    const from = out.length;
     const d = choice.delta ?? {};
     if (typeof d.reasoning_content === "string" && d.reasoning_content) {
       out.push({ kind: "thinking", text: d.reasoning_content });
@@ -340,6 +395,7 @@ export class ChatEventParser extends SseEventParser {
         if (tc.function?.arguments) calls[i].args += tc.function.arguments;
       }
     }
+    if (choice.logprobs) this.attachLogprobs(choice.logprobs.content, out, from);
     if (choice.finish_reason) this.#finish = choice.finish_reason;
   }
 
@@ -379,15 +435,17 @@ export class CompletionEventParser extends SseEventParser {
   #timings: Timings | undefined;
 
   /** A parser for one answer. */
-  constructor() {
-    super(COMPLETION_TEXT, COMPLETION_TEXT_BYTES);
+  constructor(top?: number) {
+    super(COMPLETION_TEXT, COMPLETION_TEXT_BYTES, top);
   }
 
   protected event(ev: any, out: GenEvent[]): void {
+    const from = out.length;
     if (typeof ev.content === "string" && ev.content) {
       this.chunks++;
       out.push({ kind: "text", text: ev.content });
     }
+    if (ev.completion_probabilities) this.attachLogprobs(ev.completion_probabilities, out, from);
     if (ev.timings) this.#timings = ev.timings;
     if (ev.stop) this.#stopType = ev.stop_type || "eos";
   }

@@ -11,7 +11,15 @@ import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { GenerateRequestSchema } from "../types.ts";
 import { capabilities, embeddingOnly } from "./details.ts";
-import { completionSchema, imagePart, responseFormat, samplingFields, thinkFields } from "./convert.ts";
+import {
+  completionSchema,
+  imagePart,
+  logprobFields,
+  logprobsWanted,
+  responseFormat,
+  samplingFields,
+  thinkFields,
+} from "./convert.ts";
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
 import { checkCapabilities } from "./chat.ts";
@@ -27,8 +35,7 @@ import { checkCapabilities } from "./chat.ts";
 export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<Response> {
   const startedAt = performance.now();
   const body = await readJsonBody(req, GenerateRequestSchema);
-  const tl = body.top_logprobs ?? 0;
-  if (tl < 0 || tl > 20) throw new HttpError(400, "top_logprobs must be between 0 and 20");
+  const top = logprobsWanted(body);
   const model = await findModel(ctx, body.model, {
     emptyStatus: 404,
     emptyMessage: `model '${body.model}' not found`,
@@ -53,16 +60,27 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   }
   let path: string;
   let upstream: Record<string, unknown>;
-  let events = (): EventParser => new ChatEventParser();
+  let events = (): EventParser => new ChatEventParser(top);
   if (body.suffix) {
     path = "/infill";
-    events = () => new CompletionEventParser();
-    upstream = { input_prefix: prompt, input_suffix: body.suffix, prompt: "", ...samplingFields(sampling) };
+    events = () => new CompletionEventParser(top);
+    upstream = {
+      input_prefix: prompt,
+      input_suffix: body.suffix,
+      prompt: "",
+      ...samplingFields(sampling),
+      ...logprobFields(top, "completion"),
+    };
   } else if (body.raw) {
     if (body.images?.length) throw new HttpError(400, "raw mode does not support images");
     path = "/completion";
-    events = () => new CompletionEventParser();
-    upstream = { prompt, ...samplingFields(sampling), ...completionSchema(body.format) };
+    events = () => new CompletionEventParser(top);
+    upstream = {
+      prompt,
+      ...samplingFields(sampling),
+      ...completionSchema(body.format),
+      ...logprobFields(top, "completion"),
+    };
   } else {
     path = "/v1/chat/completions";
     const user = body.images?.length
@@ -72,6 +90,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       messages: [...(body.system ? [{ role: "system", content: body.system }] : []), user],
       ...samplingFields(sampling),
       ...thinkFields(body.think),
+      ...logprobFields(top, "chat"),
     };
     const rf = responseFormat(body.format);
     if (rf) upstream.response_format = rf;

@@ -10,22 +10,24 @@ import { jsonResponse, msToNs, ndjsonLinesResponse, nowRfc3339 } from "../http.t
 import { concatBytes } from "../../util/bytes.ts";
 import { openUpstreamOk, type UpstreamStream } from "../stream_client.ts";
 import type { EventParser, GenEvent, OllamaToolCall } from "./events.ts";
-import type { DoneReason, Metrics } from "../types.ts";
+import type { DoneReason, Logprob, Metrics } from "../types.ts";
 
 const enc = new TextEncoder();
 /** How one endpoint shapes its lines. */
 export interface Shape {
-  /** A partial line for text, thinking or tool calls. */
-  partial(part: { text?: string; thinking?: string; tools?: OllamaToolCall[] }): Record<string, unknown>;
+  /** A partial line for text, thinking or tool calls, with the log-probabilities of their tokens. */
+  partial(
+    part: { text?: string; thinking?: string; tools?: OllamaToolCall[]; logprobs?: Logprob[] },
+  ): Record<string, unknown>;
   /**
    * The line for a piece of text given as the bytes of the JSON string literal llama-server wrote (the fast
    * path), ending in a newline: exactly what `JSON.stringify(partial({ text }))` would write, without encoding
    * anything again.
    */
   textLine?(raw: Uint8Array): Uint8Array;
-  /** The final line (or the whole non-streamed object) with the totals. */
+  /** The final line (or the whole non-streamed object) with the totals (and every log-probability). */
   final(
-    all: { text: string; thinking: string; tools: OllamaToolCall[] },
+    all: { text: string; thinking: string; tools: OllamaToolCall[]; logprobs?: Logprob[] },
     reason: DoneReason,
     metrics: Metrics,
   ): Record<string, unknown>;
@@ -43,7 +45,8 @@ export interface LinePart {
 
 /**
  * The shape of an endpoint's lines: `model`, `created_at`, the endpoint's own fields (`message` for chat,
- * `response` for generate) and `done`; the final line adds `done_reason` and the counters.
+ * `response` for generate) and `done`, then `logprobs` when there are some; the final line adds `done_reason`
+ * and the counters.
  *
  * @example
  * ```ts
@@ -51,11 +54,12 @@ export interface LinePart {
  * ```
  */
 export function lineShape(model: string, fields: (part: LinePart) => Record<string, unknown>): Shape {
-  const partial = (p: Partial<LinePart>, createdAt = nowRfc3339()) => ({
+  const partial = (p: Partial<LinePart> & { logprobs?: Logprob[] }, createdAt = nowRfc3339()) => ({
     model,
     created_at: createdAt,
-    ...fields({ ...p, text: p.text ?? "" }),
+    ...fields({ text: p.text ?? "", thinking: p.thinking, tools: p.tools }),
     done: false,
+    ...(p.logprobs ? { logprobs: p.logprobs } : {}),
   });
   // The text line's template: a partial line written with placeholders, cut where they are.
   const TEXT = "\u0000text\u0000";
@@ -98,6 +102,7 @@ export function lineShape(model: string, fields: (part: LinePart) => Record<stri
       done: true,
       done_reason: reason,
       ...metrics,
+      ...(all.logprobs?.length ? { logprobs: all.logprobs } : {}),
     }),
   };
 }
@@ -153,9 +158,12 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   const parser = o.events();
   if (!o.stream) {
     try {
-      const all = { text: "", thinking: "", tools: [] as OllamaToolCall[] };
+      const all = { text: "", thinking: "", tools: [] as OllamaToolCall[], logprobs: [] as Logprob[] };
       const take = (evs: GenEvent[]): Response | undefined => {
         for (const ev of evs) {
+          if ((ev.kind === "text" || ev.kind === "thinking") && ev.logprobs) {
+            all.logprobs.push(...ev.logprobs);
+          }
           if (ev.kind === "text") all.text += ev.text;
           else if (ev.kind === "thinking") all.thinking += ev.text;
           else if (ev.kind === "tools") all.tools.push(...ev.calls);
@@ -178,11 +186,11 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   const textLine = shape.textLine;
   const line = (ev: GenEvent): Uint8Array => {
     if (ev.kind === "text") {
-      if (ev.raw !== undefined && textLine) return textLine(ev.raw);
-      return enc.encode(JSON.stringify(shape.partial({ text: ev.text })) + "\n");
+      if (ev.raw !== undefined && textLine && !ev.logprobs) return textLine(ev.raw);
+      return enc.encode(JSON.stringify(shape.partial({ text: ev.text, logprobs: ev.logprobs })) + "\n");
     }
     if (ev.kind === "thinking") {
-      return enc.encode(JSON.stringify(shape.partial({ thinking: ev.text })) + "\n");
+      return enc.encode(JSON.stringify(shape.partial({ thinking: ev.text, logprobs: ev.logprobs })) + "\n");
     }
     if (ev.kind === "tools") return enc.encode(JSON.stringify(shape.partial({ tools: ev.calls })) + "\n");
     const last = shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
