@@ -2,6 +2,7 @@
  * The daemon's HTTP API against a real llama-server and a real model: status codes, bodies, NDJSON, timings,
  * loading and unloading, keep_alive, concurrency, security checks, the OpenAI endpoints.
  */
+import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
 import { post, readNdjson, withDaemon } from "./clients/harness.ts";
 import {
@@ -50,7 +51,7 @@ async function rawStatus(url: string, path: string, host: string): Promise<numbe
 
 Deno.test("daemon HTTP API against a real llama-server", async (t) => {
   const logs: string[] = [];
-  await withDaemon({ logs }, async ({ url, daemon }) => {
+  await withDaemon({ logs }, async ({ url, daemon, dataDir }) => {
     await t.step("GET and HEAD / answer 'Ollama is running'", async () => {
       const r = await fetch(`${url}/`);
       assertEquals(r.status, 200);
@@ -573,6 +574,169 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
         const twice = await fetch(`${url}/api/blobs/${digest}`, { method: "POST", body: data });
         assertEquals(twice.status, 200);
         await twice.body?.cancel();
+      },
+    );
+
+    await t.step(
+      "/api/create: a system prompt and parameters on a new name, from a model or from an uploaded GGUF",
+      async () => {
+        const chat = async (model: string, messages: unknown[], options?: unknown) =>
+          ChatResponseSchema.parse(
+            await (await post(`${url}/api/chat`, { model, messages, stream: false, options })).json(),
+          );
+        const system = "You are a pirate. Answer like a pirate.";
+        const question = { role: "user", content: "Who are you?" };
+        const made = await post(`${url}/api/create`, {
+          model: "pirate",
+          from: "smol",
+          system,
+          parameters: { ...greedy, num_predict: 6 },
+        });
+        assertEquals(made.status, 200);
+        assertEquals((await readNdjson(made)).at(-1), { status: "success" });
+
+        // The name answers as the model does with that system prompt and those options given by the request.
+        const pirate = await chat("pirate", [question]);
+        const same = await chat("smol", [{ role: "system", content: system }, question], {
+          ...greedy,
+          num_predict: 6,
+        });
+        assertEquals(pirate.message.content, same.message.content);
+        assertEquals(pirate.eval_count, 6);
+        const plain = await chat("smol", [question], { ...greedy, num_predict: 6 });
+        assert(plain.message.content !== pirate.message.content, "the system prompt made no difference");
+        // A request's own system message and options win.
+        const own = [{ role: "system", content: "You are a cat." }, question];
+        assertEquals(
+          (await chat("pirate", own, { num_predict: 3 })).message.content,
+          (await chat("smol", own, { ...greedy, num_predict: 3 })).message.content,
+        );
+        // generate and the OpenAI endpoint use them too.
+        const gen = async (model: string, extra: Record<string, unknown>) =>
+          GenerateResponseSchema.parse(
+            await (await post(`${url}/api/generate`, {
+              model,
+              prompt: "Who are you?",
+              stream: false,
+              ...extra,
+            }))
+              .json(),
+          ).response;
+        assertEquals(
+          await gen("pirate", {}),
+          await gen("smol", { system, options: { ...greedy, num_predict: 6 } }),
+        );
+        const v1 = await (await post(`${url}/v1/chat/completions`, { model: "pirate", messages: [question] }))
+          .json();
+        assertEquals(v1.choices[0].message.content, pirate.message.content);
+
+        const show = ShowResponseSchema.parse(
+          await (await post(`${url}/api/show`, { model: "pirate" })).json(),
+        );
+        assertEquals(show.system, system);
+        assertStringIncludes(show.parameters ?? "", "num_predict 6");
+        assertStringIncludes(show.modelfile ?? "", `SYSTEM """${system}"""`);
+
+        // Built on it: the system prompt carries over, parameters merge; a copy keeps them.
+        await (await post(`${url}/api/create`, {
+          model: "pirate2",
+          from: "pirate",
+          parameters: { num_predict: 3 },
+        }))
+          .body?.cancel();
+        const p2 = await chat("pirate2", [question]);
+        assertEquals(p2.eval_count, 3);
+        assert(
+          pirate.message.content.startsWith(p2.message.content),
+          `${p2.message.content} / ${pirate.message.content}`,
+        );
+        await (await post(`${url}/api/copy`, { source: "pirate", destination: "pirate-copy" })).body
+          ?.cancel();
+        assertEquals((await chat("pirate-copy", [question])).message.content, pirate.message.content);
+
+        // From an uploaded GGUF, as `ollama create` sends `FROM ./model.gguf`: the blob, then files.
+        const bytes = await Deno.readFile(await smolModelPath());
+        const hex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
+          .map((b) => b.toString(16).padStart(2, "0")).join("");
+        const digest = `sha256:${hex}`;
+        assertEquals(
+          (await fetch(`${url}/api/blobs/${digest}`, { method: "POST", body: bytes })).status,
+          201,
+        );
+        const up = await post(`${url}/api/create`, {
+          model: "team/uploaded:v1",
+          files: { "smol.gguf": digest },
+          messages: [{ role: "user", content: "Remember: the password is swordfish." }, {
+            role: "assistant",
+            content: "Understood.",
+          }],
+          stream: false,
+        });
+        assertEquals(up.status, 200, await up.clone().text());
+        assertEquals(await up.json(), { status: "success" });
+        const tags = ListResponseSchema.parse(await (await fetch(`${url}/api/tags`)).json());
+        const listed = tags.models.find((m) => m.name === "team/uploaded:v1");
+        assertEquals(listed?.size, bytes.length);
+        const withHistory = await chat("team/uploaded:v1", [question], { ...greedy, num_predict: 5 });
+        const history = [
+          { role: "user", content: "Remember: the password is swordfish." },
+          { role: "assistant", content: "Understood." },
+          question,
+        ];
+        assertEquals(
+          withHistory.message.content,
+          (await chat("smol", history, { ...greedy, num_predict: 5 })).message.content,
+        );
+        const upShow = await (await post(`${url}/api/show`, { model: "team/uploaded:v1" })).json();
+        assertEquals(upShow.messages.length, 2);
+        // Deleting the last name that uses the blob removes the blob.
+        const blob = join(dataDir, "daemon", "blobs", `sha256-${hex}`);
+        assert(await Deno.stat(blob).then(() => true));
+        const del = await fetch(`${url}/api/delete`, {
+          method: "DELETE",
+          body: JSON.stringify({ model: "team/uploaded:v1" }),
+        });
+        assertEquals(del.status, 200);
+        await del.body?.cancel();
+        assertEquals(await Deno.stat(blob).then(() => true, () => false), false);
+        assertEquals(
+          (await post(`${url}/api/chat`, { model: "team/uploaded:v1", messages: [question] })).status,
+          404,
+        );
+
+        // Refusals that say what was wrong, leaving nothing behind.
+        const text = new TextEncoder().encode("not a model");
+        const textHex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", text))]
+          .map((b) => b.toString(16).padStart(2, "0")).join("");
+        await (await fetch(`${url}/api/blobs/sha256:${textHex}`, { method: "POST", body: text })).body
+          ?.cancel();
+        const cases: [unknown, string][] = [
+          [{ model: "x" }, "neither 'from' or 'files' was specified"],
+          [{ model: "x", from: "smol", parameters: { temprature: 1 } }, 'unknown parameter "temprature"'],
+          [
+            { model: "x", from: "smol", parameters: { top_k: 1.5 } },
+            'parameter "top_k" must be of type integer',
+          ],
+          [{ model: "x", from: "smol", template: "{{ .Prompt }}" }, "TEMPLATE is not supported"],
+          [{ model: "x", from: "smol", quantize: "q4_K_M" }, "llama-mgr quantize"],
+          [{ model: "x", files: { "a.gguf": `sha256:${"a".repeat(64)}` } }, "upload it first"],
+          [{ model: "x", files: { "../a.gguf": digest } }, "file path must be relative"],
+          [{ model: "x", files: { "a.gguf": `sha256:${textHex}` } }, "not in GGUF format"],
+          [{ model: "bad name!", from: "smol" }, "invalid model name"],
+        ];
+        for (const [body, message] of cases) {
+          const r = await post(`${url}/api/create`, body);
+          assertEquals(r.status, 400, JSON.stringify(body));
+          assertStringIncludes((await r.json()).error, message);
+        }
+        assertEquals((await post(`${url}/api/create`, { model: "x", from: "nope" })).status, 404);
+        const names = JSON.parse(await Deno.readTextFile(join(dataDir, "daemon", "names.json"))).names;
+        assertEquals(Object.keys(names).sort(), ["pirate-copy:latest", "pirate2:latest", "pirate:latest"]);
+        for (const n of ["pirate", "pirate2", "pirate-copy"]) {
+          await (await fetch(`${url}/api/delete`, { method: "DELETE", body: JSON.stringify({ model: n }) }))
+            .body
+            ?.cancel();
+        }
       },
     );
 

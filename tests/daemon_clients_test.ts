@@ -7,6 +7,7 @@ import { Ollama } from "ollama";
 import OpenAI from "openai";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { runPythonClient, TOOLS_TEMPLATE, withDaemon } from "./clients/harness.ts";
+import { smolModelPath } from "./_fixtures.ts";
 
 const presets = {
   config: { presets: { smol: { model: "smol", args: ["--chat-template-file", TOOLS_TEMPLATE] } } },
@@ -118,6 +119,26 @@ Deno.test("npm ollama and openai clients work unchanged against the daemon", asy
       }
     });
 
+    await t.step("create with a system prompt and parameters, then chat with it", async () => {
+      const made = await ollama.create({
+        model: "js-made",
+        from: "smol",
+        system: "You are a pirate.",
+        parameters: { ...greedy, num_predict: 5 },
+      });
+      assertEquals(made.status, "success");
+      const r = await ollama.chat({ model: "js-made", messages: [{ role: "user", content: "Hi" }] });
+      const direct = await ollama.chat({
+        model: "smol",
+        messages: [{ role: "system", content: "You are a pirate." }, { role: "user", content: "Hi" }],
+        options: { ...greedy, num_predict: 5 },
+      });
+      assertEquals(r.eval_count, 5);
+      assertEquals(r.message.content, direct.message.content);
+      assertEquals((await ollama.show({ model: "js-made" })).system, "You are a pirate.");
+      await ollama.delete({ model: "js-made" });
+    });
+
     await t.step("embed, ps, keep_alive 0", async () => {
       const e = await ollama.embed({ model: "smol", input: ["hello", "world"] });
       assertEquals(e.embeddings.length, 2);
@@ -175,9 +196,9 @@ Deno.test("npm ollama and openai clients work unchanged against the daemon", asy
 Deno.test("PyPI ollama and openai clients work unchanged against the daemon", async (t) => {
   await withDaemon(presets, async ({ url }) => {
     await t.step(
-      "ollama: list, show, generate, chat with tools, a schema and logprobs, embed, ps, unload, copy, delete, 404",
+      "ollama: list, show, generate, chat with tools, a schema and logprobs, create from a file, embed, ps, unload, copy, delete, 404",
       async () => {
-        const r = await runPythonClient("ollama_client.py", url);
+        const r = await runPythonClient("ollama_client.py", url, [await smolModelPath()]);
         assert(r.list.includes("smol:latest"), JSON.stringify(r.list));
         assertEquals(r.show_family, "llama");
         assertEquals(r.show_has_model_info, true);
@@ -192,6 +213,11 @@ Deno.test("PyPI ollama and openai clients work unchanged against the daemon", as
         assertEquals(r.logprobs.count, r.logprobs.eval_count);
         assertEquals(r.logprobs.tokens, r.logprobs.content);
         assertEquals(r.logprobs.tops, Array(r.logprobs.count).fill(2));
+        assertEquals(r.created.status, "success");
+        assertStringIncludes(r.created.modelfile, 'SYSTEM """Answer in French."""');
+        assertStringIncludes(r.created.parameters, "num_predict 5");
+        assertEquals(r.created.eval_count, 5);
+        assertEquals(r.created.content, r.created.direct);
         assertEquals(r.embed_count, 2);
         assert(r.embed_dim > 100);
         assertEquals(r.ps, ["smol:latest"]);

@@ -1,14 +1,18 @@
 /**
  * The daemon's view of the models: the model index (`lib/gguf`) plus the names made with `/api/copy` and
  * `/api/create`, looked up as Ollama looks names up (case-insensitive, `:latest` implied). Names created
- * through the API live in `<data>/daemon/names.json`; `/api/delete` removes those, or a model file llama-mgr
- * itself wrote under `<data>/models`; it never deletes files that belong to another tool's store.
+ * through the API live in `<data>/daemon/names.json` with what `/api/create` set on them (system prompt,
+ * parameters, messages, license); a name created from uploaded files points at the blob in
+ * `<data>/daemon/blobs/`, read directly (the blob store is not part of the index). `/api/delete` removes those
+ * names (and a blob no other name uses), or a model file llama-mgr itself wrote under `<data>/models`; it never
+ * deletes files that belong to another tool's store.
  *
  * @module
  */
 import { join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import { readJson, writeJsonAtomic } from "../util/fs.ts";
+import { modelFromFile } from "../gguf/mod.ts";
 import { normalizeName } from "./names.ts";
 import { HttpError } from "./http.ts";
 
@@ -60,6 +64,18 @@ export interface CatalogSourceEntry {
   facts: CatalogFacts;
 }
 
+/** What `/api/create` sets on a name (a Modelfile's SYSTEM, PARAMETER, MESSAGE and LICENSE), as Ollama keeps it. */
+export interface ModelSettings {
+  /** The system prompt used when a request gives none. */
+  system?: string;
+  /** Default options (checked), under each request's own. */
+  parameters?: Record<string, unknown>;
+  /** Messages put before every chat's own. */
+  messages?: Record<string, unknown>[];
+  /** License texts. */
+  license?: string[];
+}
+
 /** A model as the daemon serves it: the Ollama name and the entry behind it. */
 export interface CatalogModel {
   /** The name clients see and use. */
@@ -68,6 +84,18 @@ export interface CatalogModel {
   entry: CatalogSourceEntry;
   /** True for names made by `/api/copy` or `/api/create`. */
   copy: boolean;
+  /** What `/api/create` set on the name. */
+  settings?: ModelSettings;
+}
+
+/** A name made through the API: the file it stands for and what was set on it. */
+export interface NameRecord {
+  /** The GGUF file. */
+  path: string;
+  /** Its vision projector, for a model made from uploaded files. */
+  mmproj?: string;
+  /** System prompt, parameters, messages, license. */
+  settings?: ModelSettings;
 }
 
 /** The catalogue's operations. */
@@ -76,10 +104,12 @@ export interface Catalog {
   list(): Promise<CatalogModel[]>;
   /** Finds a model by name or alias; undefined when unknown. */
   find(name: string): Promise<CatalogModel | undefined>;
-  /** Makes `destination` another name for `source`'s model. */
+  /** Makes `destination` another name for `source`'s model, with what was set on it. */
   copy(source: CatalogModel, destination: string): Promise<void>;
-  /** Registers a name for a GGUF file (the `/api/create` path). */
-  register(name: string, path: string): Promise<void>;
+  /** Makes (or replaces) a name (`/api/create`). */
+  create(name: string, record: NameRecord): Promise<void>;
+  /** Where models made from uploaded files are kept (the daemon's blob store). */
+  readonly blobsDir: string;
   /** Deletes a model name (see the module doc for what is removed). */
   remove(model: CatalogModel): Promise<void>;
   /** Forgets the cached index. */
@@ -105,7 +135,7 @@ export interface CatalogOptions {
 }
 
 interface NamesFile {
-  names: Record<string, { path: string; createdAt: string }>;
+  names: Record<string, NameRecord & { createdAt: string }>;
 }
 
 /**
@@ -119,6 +149,25 @@ interface NamesFile {
  */
 export function createCatalog(options: CatalogOptions): Catalog {
   const namesFile = join(options.paths.dataDir, "daemon", "names.json");
+  const blobsDir = join(options.paths.dataDir, "daemon", "blobs");
+  const inBlobs = (path: string) => path.startsWith(blobsDir + "/");
+  // Models made from uploaded files: their blobs never change (they are named by their content), so each is
+  // read once.
+  const blobEntries = new Map<string, Promise<CatalogSourceEntry | undefined>>();
+  const blobEntry = (path: string): Promise<CatalogSourceEntry | undefined> => {
+    let p = blobEntries.get(path);
+    if (!p) {
+      p = modelFromFile(path).then(
+        (e) => ({ ...e, source: "api" }) as unknown as CatalogSourceEntry,
+        () => {
+          blobEntries.delete(path);
+          return undefined;
+        },
+      );
+      blobEntries.set(path, p);
+    }
+    return p;
+  };
   const cacheMs = options.cacheMs ?? 2000;
   const lookupRefreshMs = options.lookupRefreshMs ?? 30_000;
   // The last listing, its age, and the scan under way. A change made through the daemon (create, delete)
@@ -177,8 +226,15 @@ export function createCatalog(options: CatalogOptions): Catalog {
     }
     const names = await readNames();
     for (const [name, rec] of Object.entries(names.names)) {
-      const entry = all.find((e) => e.path === rec.path);
-      if (entry) out.push({ name, entry: { ...entry, name, aliases: [] }, copy: true });
+      const entry = inBlobs(rec.path) ? await blobEntry(rec.path) : all.find((e) => e.path === rec.path);
+      if (!entry) continue;
+      const mmproj = rec.mmproj ?? entry.mmproj;
+      out.push({
+        name,
+        entry: { ...entry, name, aliases: [], ...(mmproj ? { mmproj } : {}) },
+        copy: true,
+        ...(rec.settings ? { settings: rec.settings } : {}),
+      });
     }
     return out;
   };
@@ -204,30 +260,49 @@ export function createCatalog(options: CatalogOptions): Catalog {
     good = undefined;
   }
 
+  /** Writes a changed names file; the in-memory copy is only changed once it is on disk. */
+  const writeNames = async (change: (n: NamesFile["names"]) => void): Promise<void> => {
+    const names = await readNames();
+    const next = structuredClone(names.names);
+    change(next);
+    await writeJsonAtomic(namesFile, { names: next });
+    names.names = next;
+  };
+
+  const create = async (name: string, record: NameRecord): Promise<void> => {
+    const key = normalizeName(name);
+    await writeNames((n) => {
+      for (const k of Object.keys(n)) if (normalizeName(k) === key) delete n[k];
+      n[key] = { ...record, createdAt: new Date().toISOString() };
+    });
+  };
+
   return {
     list,
     find,
+    blobsDir,
     async copy(source, destination) {
-      const names = await readNames();
-      names.names[normalizeName(destination)] = {
+      await create(destination, {
         path: source.entry.path,
-        createdAt: new Date().toISOString(),
-      };
-      await writeJsonAtomic(namesFile, names);
+        ...(inBlobs(source.entry.path) && source.entry.mmproj ? { mmproj: source.entry.mmproj } : {}),
+        ...(source.settings ? { settings: source.settings } : {}),
+      });
     },
-    async register(name, path) {
-      const names = await readNames();
-      names.names[normalizeName(name)] = { path, createdAt: new Date().toISOString() };
-      await writeJsonAtomic(namesFile, names);
-      invalidate();
-    },
+    create,
     async remove(model) {
       const names = await readNames();
       const key = normalizeName(model.name);
       const own = Object.keys(names.names).find((n) => normalizeName(n) === key);
       if (own) {
-        delete names.names[own];
-        await writeJsonAtomic(namesFile, names);
+        const rec = names.names[own];
+        await writeNames((n) => delete n[own]);
+        // A blob no other name uses goes with its last name, as Ollama prunes unused layers.
+        for (const file of [rec.path, rec.mmproj]) {
+          if (!file || !inBlobs(file)) continue;
+          if (Object.values(names.names).some((r) => r.path === file || r.mmproj === file)) continue;
+          blobEntries.delete(file);
+          await Deno.remove(file).catch(() => {});
+        }
         return;
       }
       const modelsDir = options.paths.modelsDir.replace(/\/+$/, "") + "/";

@@ -54,3 +54,39 @@ export async function findModel(
   if (!isValidModelName(n)) throw new HttpError(400, `invalid model name '${n}'`);
   throw new HttpError(404, `model '${n}' not found`);
 }
+
+/**
+ * A request's `options` over the model's own parameters (set by `/api/create`): the request's win, key by key,
+ * as Ollama merges them.
+ *
+ * @example
+ * ```ts
+ * const { load, sampling } = parseOptions(modelOptions(model, body.options));
+ * ```
+ */
+export function modelOptions(
+  model: CatalogModel,
+  options: Record<string, unknown> | null | undefined,
+): Record<string, unknown> | null | undefined {
+  const own = model.settings?.parameters;
+  return own ? { ...own, ...options } : options;
+}
+
+/**
+ * The messages a chat sends: the model's own messages (set by `/api/create`) before the request's, and the
+ * model's system prompt first unless the request starts with a system message of its own, as Ollama does.
+ *
+ * @example
+ * ```ts
+ * const all = modelMessages(model, body.messages);
+ * ```
+ */
+export function modelMessages<M extends { role: string }>(model: CatalogModel, messages: M[]): M[] {
+  const s = model.settings;
+  if (!s) return messages;
+  const out = [...((s.messages ?? []) as unknown as M[]), ...messages];
+  if (s.system && messages[0]?.role !== "system") {
+    out.unshift({ role: "system", content: s.system } as unknown as M);
+  }
+  return out;
+}

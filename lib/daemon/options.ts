@@ -105,6 +105,33 @@ function check(key: string, kind: Kind, v: unknown): unknown {
 }
 
 /**
+ * Checks the `parameters` of `/api/create` (a Modelfile's PARAMETER lines): every key must be an option Ollama
+ * knows and of its type. Returns them with `stop` as a list.
+ *
+ * @example
+ * ```ts
+ * checkParameters({ temperature: 0.2, stop: "<|end|>" }); // { temperature: 0.2, stop: ["<|end|>"] }
+ * ```
+ */
+export function checkParameters(params: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, raw] of Object.entries(params)) {
+    const kind = KINDS[key];
+    if (!kind) {
+      throw new UserError(
+        `unknown parameter "${key}"; parameters are Ollama's options: ${Object.keys(KINDS).join(", ")}`,
+      );
+    }
+    if (raw === null || raw === undefined) continue;
+    if (kind === "int" && !Number.isInteger(raw)) {
+      throw new UserError(`parameter "${key}" must be of type integer`);
+    }
+    out[key] = check(key, kind, raw);
+  }
+  return out;
+}
+
+/**
  * Checks and splits a request's `options`.
  *
  * @example

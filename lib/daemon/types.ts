@@ -175,9 +175,13 @@ export const CreateRequestSchema = z.object({
   files: z.record(z.string(), z.string()).nullable().optional(),
   stream: z.boolean().nullable().optional(),
   quantize: z.string().nullable().optional(),
+  quantization: z.string().nullable().optional(),
+  adapters: z.record(z.string(), z.string()).nullable().optional(),
   system: z.string().nullable().optional(),
   template: z.string().nullable().optional(),
+  license: z.union([z.string(), z.array(z.string())]).nullable().optional(),
   parameters: z.record(z.string(), z.unknown()).nullable().optional(),
+  messages: z.array(MessageSchema).nullable().optional(),
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -239,6 +243,7 @@ export const ShowResponseSchema = z.object({
   model_info: z.record(z.string(), z.unknown()),
   projector_info: z.record(z.string(), z.unknown()).optional(),
   capabilities: z.array(z.string()).optional(),
+  messages: z.array(z.record(z.string(), z.unknown())).optional(),
   modified_at: z.string(),
 });
 /** A show response. */

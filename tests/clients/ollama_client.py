@@ -1,6 +1,6 @@
 """Drives llama-mgr's daemon with PyPI `ollama` the way an application does; prints one JSON summary line.
 
-Usage: python ollama_client.py <daemon-url>
+Usage: python ollama_client.py <daemon-url> <a GGUF model file to upload>
 """
 import json
 import sys
@@ -69,6 +69,19 @@ out["embed_dim"] = len(e.embeddings[0])
 out["ps"] = [m.model for m in client.ps().models]
 client.generate(model="smol", prompt="", keep_alive=0)
 out["ps_after_unload"] = [m.model for m in client.ps().models]
+
+# `ollama create` from a local GGUF: the file as a blob, then a name for it with a system prompt and parameters.
+digest = client.create_blob(sys.argv[2])
+created = client.create(model="py-made:v1", files={"model.gguf": digest}, system="Answer in French.",
+                        parameters={**greedy, "num_predict": 5})
+made = client.chat(model="py-made:v1", messages=[{"role": "user", "content": "Hello"}])
+direct = client.chat(model="smol", messages=[{"role": "system", "content": "Answer in French."},
+                                             {"role": "user", "content": "Hello"}],
+                     options={**greedy, "num_predict": 5})
+shown = client.show("py-made:v1")
+out["created"] = {"status": created.status, "modelfile": shown.modelfile, "parameters": shown.parameters,
+                  "content": made.message.content, "direct": direct.message.content, "eval_count": made.eval_count}
+client.delete("py-made:v1")
 
 client.copy("smol", "py-copy:v1")
 out["after_copy"] = "py-copy:v1" in [m.model for m in client.list().models]

@@ -6,7 +6,7 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
-import { findModel } from "../context.ts";
+import { findModel, modelMessages, modelOptions } from "../context.ts";
 import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
@@ -57,7 +57,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   const body = await readJsonBody(req, ChatRequestSchema);
   const model = await findModel(ctx, body.model, { emptyStatus: 400, emptyMessage: "model is required" });
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
-  const { load, sampling } = parseOptions(body.options);
+  const { load, sampling } = parseOptions(modelOptions(model, body.options));
   const top = logprobsWanted(body);
   if (embeddingOnly(model)) throw new HttpError(400, `"${body.model}" does not support chat`);
   const messages = body.messages ?? [];
@@ -76,7 +76,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     images: messages.some((m) => m.images?.length),
   });
   const upstream: Record<string, unknown> = {
-    messages: toOpenAIMessages(messages),
+    messages: toOpenAIMessages(modelMessages(model, messages)),
     ...samplingFields(sampling),
     ...thinkFields(body.think),
   };

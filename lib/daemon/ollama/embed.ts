@@ -6,7 +6,7 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
-import { findModel } from "../context.ts";
+import { findModel, modelOptions } from "../context.ts";
 import { HttpError, jsonResponse, msToNs, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
@@ -85,7 +85,7 @@ export async function handleEmbed(ctx: DaemonContext, req: Request): Promise<Res
     emptyMessage: `model '${body.model}' not found`,
   });
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
-  const { load } = parseOptions(body.options);
+  const { load } = parseOptions(modelOptions(model, body.options));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs, embedding: true });
   try {
     if (inputs.length === 0) return jsonResponse({ model: body.model, embeddings: [] });
@@ -117,7 +117,7 @@ export async function handleEmbeddings(ctx: DaemonContext, req: Request): Promis
   const body = await readJsonBody(req, EmbeddingsRequestSchema);
   const model = await findModel(ctx, body.model, { emptyStatus: 400, emptyMessage: "model is required" });
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
-  const { load } = parseOptions(body.options);
+  const { load } = parseOptions(modelOptions(model, body.options));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs, embedding: true });
   try {
     if (!body.prompt) return jsonResponse({ embedding: [] });

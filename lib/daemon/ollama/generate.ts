@@ -5,11 +5,11 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
-import { findModel } from "../context.ts";
+import { findModel, modelOptions } from "../context.ts";
 import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
-import { GenerateRequestSchema } from "../types.ts";
+import { GenerateRequestSchema, type Message } from "../types.ts";
 import { capabilities, embeddingOnly } from "./details.ts";
 import {
   completionSchema,
@@ -19,6 +19,7 @@ import {
   responseFormat,
   samplingFields,
   thinkFields,
+  toOpenAIMessages,
 } from "./convert.ts";
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
@@ -41,7 +42,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     emptyMessage: `model '${body.model}' not found`,
   });
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
-  const { load, sampling } = parseOptions(body.options);
+  const { load, sampling } = parseOptions(modelOptions(model, body.options));
   const prompt = body.prompt ?? "";
   const base = { model: body.model, response: "" };
   if (prompt === "" && body.keep_alive !== undefined && body.keep_alive !== null && keepAliveMs === 0) {
@@ -86,8 +87,15 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     const user = body.images?.length
       ? { role: "user", content: [{ type: "text", text: prompt }, ...body.images.map(imagePart)] }
       : { role: "user", content: prompt };
+    // As Ollama builds it: the system prompt (the request's, else the model's), the model's own messages, the
+    // prompt.
+    const system = body.system || model.settings?.system;
     upstream = {
-      messages: [...(body.system ? [{ role: "system", content: body.system }] : []), user],
+      messages: [
+        ...(system ? [{ role: "system", content: system }] : []),
+        ...toOpenAIMessages((model.settings?.messages ?? []) as Message[]),
+        user,
+      ],
       ...samplingFields(sampling),
       ...thinkFields(body.think),
       ...logprobFields(top, "chat"),

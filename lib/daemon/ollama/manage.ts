@@ -1,15 +1,20 @@
 /**
  * Model management routes: `/api/copy`, `/api/delete`, `/api/pull`, `/api/push`, `/api/create`. Names are
- * validated as Ollama validates them; copies are daemon-side names (see catalog.ts); pull answers from the
- * local stores only (llama-mgr does not download from registry.ollama.ai).
+ * validated as Ollama validates them; copies and created models are daemon-side names (see catalog.ts); pull
+ * answers from the local stores only (llama-mgr does not download from registry.ollama.ai).
  *
  * @module
  */
 import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
+import { join } from "node:path";
 import { HttpError, jsonResponse, ndjsonResponse, readJsonBody } from "../http.ts";
-import { isValidModelName } from "../names.ts";
+import { digestFileName, isValidModelName } from "../names.ts";
 import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullRequestSchema } from "../types.ts";
+import type { ModelSettings, NameRecord } from "../catalog.ts";
+import { checkParameters } from "../options.ts";
+import { modelFromFile } from "../../gguf/mod.ts";
+import { exists } from "../../util/fs.ts";
 
 /**
  * `POST /api/copy`: 200 with an empty body; 400 for a bad name; 404 for an unknown source.
@@ -89,9 +94,67 @@ export function handlePush(): Promise<Response> {
   return Promise.reject(new HttpError(400, "llama-mgr's daemon does not push models to a registry"));
 }
 
+/** A file name in `files`: relative, without `..` (Ollama's `fs.ValidPath`). */
+function validFilePath(p: string): boolean {
+  return p !== "" && !p.startsWith("/") && !p.includes("\\") &&
+    p.split("/").every((part) => part !== "" && part !== "." && part !== "..");
+}
+
 /**
- * `POST /api/create` from an existing model (`from`): makes a new name for it. Creating from uploaded files is
- * refused with a 400 that says so.
+ * The model (and vision projector) among uploaded files (`files`: file name -> blob digest), read from the
+ * blob store: every file must be an uploaded GGUF; exactly one must be a model.
+ */
+async function modelFromBlobs(
+  ctx: DaemonContext,
+  files: Record<string, string>,
+): Promise<{ path: string; mmproj?: string }> {
+  const models: string[] = [];
+  const projectors: string[] = [];
+  for (const [file, digest] of Object.entries(files)) {
+    if (!validFilePath(file)) throw new HttpError(400, "file path must be relative");
+    const blob = digestFileName(digest);
+    if (!blob) throw new HttpError(400, `invalid digest format '${digest}' for ${file}`);
+    const path = join(ctx.catalog.blobsDir, blob);
+    if (!(await exists(path))) {
+      throw new HttpError(
+        400,
+        `blob ${digest} (${file}) not found: upload it first with POST /api/blobs/${digest}`,
+      );
+    }
+    let facts;
+    try {
+      facts = (await modelFromFile(path)).facts;
+    } catch (err) {
+      throw new HttpError(400, `supplied file was not in GGUF format: ${file}: ${(err as Error).message}`);
+    }
+    if (facts.type === "adapter") {
+      throw new HttpError(
+        400,
+        `${file} is a LoRA adapter, not a model: llama-mgr's /api/create does not apply adapters (give ` +
+          "llama-server --lora through a preset's args instead)",
+      );
+    }
+    if (facts.type === "mmproj" || facts.architecture === "clip") projectors.push(path);
+    else models.push(path);
+  }
+  if (models.length !== 1 || projectors.length > 1) {
+    throw new HttpError(
+      400,
+      models.length === 0
+        ? "no model among the files (only vision projectors)"
+        : `${models.length} models and ${projectors.length} projectors among the files: a name takes one GGUF ` +
+          "model (not split in parts) and at most one vision projector",
+    );
+  }
+  return { path: models[0], ...(projectors.length ? { mmproj: projectors[0] } : {}) };
+}
+
+/**
+ * `POST /api/create`: a new name `from` an existing model or from uploaded GGUF files (`files`, blob digests as
+ * the Ollama CLI sends them for `FROM ./model.gguf`), with a system prompt, parameters (checked now, used as
+ * each request's defaults), messages and a license, as Ollama keeps them. Built on `from`, the base's settings
+ * carry over: a new system prompt or messages replace the base's, parameters are merged (the new ones win).
+ * `quantize`, `adapters` and a Go `template` are 400s that say what to do instead.
  *
  * @example
  * ```ts
@@ -102,17 +165,63 @@ export async function handleCreate(ctx: DaemonContext, req: Request): Promise<Re
   const body = await readJsonBody(req, CreateRequestSchema);
   const name = body.model || body.name || "";
   if (!isValidModelName(name)) throw new HttpError(400, `invalid model name '${name}'`);
-  if (!body.from) {
+  if (body.quantize || body.quantization) {
     throw new HttpError(
       400,
-      "only `from` an existing model is supported by llama-mgr's /api/create; add GGUF files to a models folder instead",
+      "quantize is not supported by llama-mgr's /api/create: run `llama-mgr quantize MODEL TYPE` and create " +
+        "from its output (or put it in a models folder)",
     );
   }
-  const src = await findModel(ctx, body.from, { emptyStatus: 400 });
-  await ctx.catalog.copy(src, name);
-  const lines = [{ status: "using existing layers" }, { status: "writing manifest" }, { status: "success" }];
+  if (body.adapters && Object.keys(body.adapters).length) {
+    throw new HttpError(
+      400,
+      "adapters are not supported by llama-mgr's /api/create: give llama-server --lora through a preset's args",
+    );
+  }
+  if (body.template) {
+    throw new HttpError(
+      400,
+      "TEMPLATE is not supported: llama-server applies the model's own Jinja chat template (from the GGUF), not " +
+        "Ollama's Go templates; to use another, give a preset `args: [--chat-template-file, FILE]`",
+    );
+  }
+  const parameters = checkParameters(body.parameters ?? {});
+  let base: NameRecord;
+  const lines: { status: string }[] = [];
+  if (body.from) {
+    const src = await findModel(ctx, body.from, { emptyStatus: 400 });
+    base = {
+      path: src.entry.path,
+      ...(src.entry.mmproj && src.entry.mmproj.startsWith(ctx.catalog.blobsDir)
+        ? { mmproj: src.entry.mmproj }
+        : {}),
+      ...(src.settings ? { settings: src.settings } : {}),
+    };
+    lines.push({ status: "using existing layers" });
+  } else if (body.files && Object.keys(body.files).length) {
+    base = await modelFromBlobs(ctx, body.files);
+    lines.push({ status: "parsing GGUF" });
+  } else {
+    throw new HttpError(400, "neither 'from' or 'files' was specified");
+  }
+  const was = base.settings ?? {};
+  const license = typeof body.license === "string" ? [body.license] : body.license ?? [];
+  const settings: ModelSettings = {
+    ...was,
+    ...(body.system ? { system: body.system } : {}),
+    ...(Object.keys(parameters).length ? { parameters: { ...was.parameters, ...parameters } } : {}),
+    ...(body.messages?.length ? { messages: body.messages.map(withoutNulls) } : {}),
+    ...(license.length ? { license: [...(was.license ?? []), ...license.filter(Boolean)] } : {}),
+  };
+  await ctx.catalog.create(name, { ...base, settings: Object.keys(settings).length ? settings : undefined });
+  lines.push({ status: "writing manifest" }, { status: "success" });
   if (body.stream === false) return jsonResponse({ status: "success" });
   return await ndjsonResponse((async function* () {
     yield* lines;
   })());
+}
+
+/** An object without its null and undefined fields. */
+function withoutNulls(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined));
 }

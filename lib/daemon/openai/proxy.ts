@@ -1,7 +1,8 @@
 /**
  * The OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings` are routed by
  * their `model` to that model's llama-server and streamed through byte for byte (llama-server speaks this API
- * itself); `/v1/models` and `/v1/models/:id` list the catalogue. Errors use OpenAI's body
+ * itself; a model made by `/api/create` adds its parameters, system prompt and messages); `/v1/models` and
+ * `/v1/models/:id` list the catalogue. Errors use OpenAI's body
  * (`{"error": {"message", "type", "param", "code"}}`).
  *
  * @module
@@ -11,6 +12,9 @@ import { findModel } from "../context.ts";
 import { HttpError, readBodyText } from "../http.ts";
 import { openUpstream, type UpstreamStream } from "../stream_client.ts";
 import { UserError } from "../../util/errors.ts";
+import { type LoadOptions, parseOptions } from "../options.ts";
+import { toOpenAIMessages } from "../ollama/convert.ts";
+import type { Message } from "../types.ts";
 
 /** OpenAI's error body for a status. */
 export function openaiError(status: number, message: string): Response {
@@ -51,11 +55,36 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   if (typeof body.model !== "string") throw new HttpError(400, "model is required");
   const model = await findModel(ctx, body.model);
   const embedding = path === "/v1/embeddings";
-  const lease = await ctx.scheduler.acquire({ model, keepAliveMs: ctx.defaultKeepAliveMs, embedding });
+  let load: LoadOptions | undefined;
+  let send = text;
+  if (model.settings) {
+    // A model made by /api/create: its parameters are the request's defaults, its system prompt and messages
+    // go before a chat's own (as Ollama's OpenAI endpoints go through its chat handler).
+    const own = parseOptions(model.settings.parameters);
+    load = own.load;
+    if (!embedding) {
+      for (const [key, value] of Object.entries(own.sampling)) {
+        const given = key === "n_predict"
+          ? body.n_predict ?? body.max_tokens ?? body.max_completion_tokens
+          : body[key];
+        if (given === undefined || given === null) body[key] = value;
+      }
+      if (path === "/v1/chat/completions" && Array.isArray(body.messages)) {
+        const first = body.messages[0] as { role?: unknown } | undefined;
+        const system = model.settings.system && first?.role !== "system"
+          ? [{ role: "system", content: model.settings.system }]
+          : [];
+        const messages = toOpenAIMessages((model.settings.messages ?? []) as Message[]);
+        body.messages = [...system, ...messages, ...body.messages];
+      }
+    }
+    send = JSON.stringify(body);
+  }
+  const lease = await ctx.scheduler.acquire({ model, keepAliveMs: ctx.defaultKeepAliveMs, embedding, load });
   let up: UpstreamStream;
   try {
     await ctx.arrivals.ready(req);
-    up = await openUpstream(lease.url, path, text);
+    up = await openUpstream(lease.url, path, send);
   } catch (err) {
     lease.release();
     throw err;
