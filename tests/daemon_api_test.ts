@@ -118,6 +118,49 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
       assert(lines.map((l) => l.response).join("").length > 0);
     });
 
+    await t.step(
+      "/api/generate gives the conversation back as context, and goes on from a context",
+      async () => {
+        const ask = { model: "smol", prompt: "My name is Ada.", options: { ...greedy, num_predict: 6 } };
+        const one = GenerateResponseSchema.parse(
+          await (await post(`${url}/api/generate`, { ...ask, stream: false })).json(),
+        );
+        const context = one.context!;
+        assert(Array.isArray(context) && context.every(Number.isInteger), JSON.stringify(one));
+        // The tokens are the templated prompt and the answer, as the model's own llama-server reads them.
+        const server = daemon.ctx.scheduler.list().find((r) => !r.embedding)!;
+        const text = (await (await post(`${server.url}/detokenize`, { tokens: context })).json())
+          .content as string;
+        assertStringIncludes(text, "My name is Ada.");
+        assert(
+          text.endsWith(one.response),
+          `${JSON.stringify(text)} does not end with ${JSON.stringify(one.response)}`,
+        );
+        assert(context.length > one.eval_count! + 4);
+        // Streamed, the last line carries it.
+        const lines = await readNdjson(await post(`${url}/api/generate`, ask));
+        assertEquals(lines.at(-1)!.context, context);
+        assert(lines.slice(0, -1).every((l) => !("context" in l)));
+        // Going on: the whole conversation is the prompt, and the next context extends this one.
+        const next = GenerateResponseSchema.parse(
+          await (await post(`${url}/api/generate`, {
+            ...ask,
+            prompt: "What is my name?",
+            context,
+            stream: false,
+          })).json(),
+        );
+        assert(next.prompt_eval_count! > context.length, `${next.prompt_eval_count} <= ${context.length}`);
+        assertEquals(next.context!.slice(0, context.length), context);
+        // Raw prompts have no context, as in Ollama; raw with a context is refused.
+        const raw = await (await post(`${url}/api/generate`, { ...ask, raw: true, stream: false })).json();
+        assertEquals(raw.context, undefined);
+        const both = await post(`${url}/api/generate`, { ...ask, raw: true, context });
+        assertEquals(both.status, 400);
+        assertStringIncludes((await both.json()).error, "context");
+      },
+    );
+
     await t.step("/api/generate with stream false answers one JSON object", async () => {
       const r = await post(`${url}/api/generate`, {
         model: "smol",

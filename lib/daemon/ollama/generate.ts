@@ -1,6 +1,7 @@
 /**
- * `POST /api/generate`: a prompt (with `system` and `images`) through llama-server's chat template, a `raw`
- * prompt through `/completion`, and a `suffix` (fill in the middle) through `/infill`.
+ * `POST /api/generate`: a prompt (with `system` and `images`, and `context` from an earlier answer) through
+ * llama-server's chat template, a `raw` prompt through `/completion`, and a `suffix` (fill in the middle)
+ * through `/infill`. A non-raw answer ends with Ollama's `context`.
  *
  * @module
  */
@@ -23,6 +24,7 @@ import {
 } from "./convert.ts";
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
+import { postUpstream } from "../upstream.ts";
 import { checkCapabilities } from "./chat.ts";
 
 /**
@@ -87,13 +89,13 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     const user = body.images?.length
       ? { role: "user", content: [{ type: "text", text: prompt }, ...body.images.map(imagePart)] }
       : { role: "user", content: prompt };
-    // As Ollama builds it: the system prompt (the request's, else the model's), the model's own messages, the
-    // prompt.
+    // As Ollama builds it: the system prompt (the request's, else the model's), the model's own messages (not
+    // when a conversation is given back as `context`), the prompt.
     const system = body.system || model.settings?.system;
     upstream = {
       messages: [
         ...(system ? [{ role: "system", content: system }] : []),
-        ...toOpenAIMessages((model.settings?.messages ?? []) as Message[]),
+        ...(body.context?.length ? [] : toOpenAIMessages((model.settings?.messages ?? []) as Message[])),
         user,
       ],
       ...samplingFields(sampling),
@@ -103,6 +105,9 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     const rf = responseFormat(body.format);
     if (rf) upstream.response_format = rf;
   }
+  if (body.context?.length && (body.raw || body.suffix || body.images?.length)) {
+    throw new HttpError(400, "context cannot be combined with raw, suffix or images here");
+  }
   const name = body.model;
   const shape = lineShape(name, (p) => ({
     response: p.text,
@@ -110,7 +115,50 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     ...(p.tools ? { tool_calls: p.tools } : {}),
   }));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
-  await ctx.arrivals.ready(req);
+  let finish: ((text: string) => Promise<Record<string, unknown>>) | undefined;
+  try {
+    await ctx.arrivals.ready(req);
+    if (path === "/v1/chat/completions") {
+      // Ollama's `context`: the conversation's tokens (the templated prompt and the answer), which a client
+      // sends back to go on from there. Given one, the next prompt is that conversation (as text) followed by
+      // this turn through the chat template, run as a plain completion.
+      const chat = upstream;
+      let promptText: Promise<string>;
+      if (body.context?.length) {
+        const [prior, turn] = await Promise.all([
+          postUpstream(lease.url, "/detokenize", { tokens: body.context }).then((r) => r.json()),
+          postUpstream(lease.url, "/apply-template", chat).then((r) => r.json()),
+        ]);
+        const text = String(prior.content ?? "") + String(turn.prompt ?? "");
+        path = "/completion";
+        events = () => new CompletionEventParser(top);
+        upstream = {
+          prompt: text,
+          ...samplingFields(sampling),
+          ...completionSchema(body.format),
+          ...logprobFields(top, "completion"),
+        };
+        promptText = Promise.resolve(text);
+      } else {
+        // Rendered beside the generation, so the first token does not wait for it.
+        promptText = postUpstream(lease.url, "/apply-template", chat).then((r) => r.json()).then((r) =>
+          String(r.prompt ?? "")
+        );
+        promptText.catch(() => {});
+      }
+      finish = async (answer) => {
+        try {
+          const r = await postUpstream(lease.url, "/tokenize", { content: (await promptText) + answer });
+          return { context: (await r.json()).tokens ?? [] };
+        } catch {
+          return {}; // the answer stands without its context
+        }
+      };
+    }
+  } catch (err) {
+    lease.release();
+    throw err;
+  }
   try {
     return await runGeneration({
       lease,
@@ -120,6 +168,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       shape,
       stream: body.stream !== false,
       startedAt,
+      finish,
     });
   } catch (err) {
     // llama-server answers 501 when the model has no fill-in-the-middle tokens; Ollama says it this way.

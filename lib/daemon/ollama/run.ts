@@ -123,6 +123,11 @@ export interface RunOptions {
   stream: boolean;
   /** When the request arrived (performance.now()). */
   startedAt: number;
+  /**
+   * Fields added to the final line, computed from the whole answer's text once it is complete (while the runner
+   * is still held): generate's `context`.
+   */
+  finish?: (text: string) => Promise<Record<string, unknown>>;
 }
 
 /**
@@ -159,7 +164,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   if (!o.stream) {
     try {
       const all = { text: "", thinking: "", tools: [] as OllamaToolCall[], logprobs: [] as Logprob[] };
-      const take = (evs: GenEvent[]): Response | undefined => {
+      const take = async (evs: GenEvent[]): Promise<Response | undefined> => {
         for (const ev of evs) {
           if ((ev.kind === "text" || ev.kind === "thinking") && ev.logprobs) {
             all.logprobs.push(...ev.logprobs);
@@ -167,11 +172,14 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
           if (ev.kind === "text") all.text += ev.text;
           else if (ev.kind === "thinking") all.thinking += ev.text;
           else if (ev.kind === "tools") all.tools.push(...ev.calls);
-          else if (ev.kind === "done") return jsonResponse(o.shape.final(all, ev.reason, totals(ev.metrics)));
+          else if (ev.kind === "done") {
+            const extra = o.finish ? await o.finish(all.text) : {};
+            return jsonResponse({ ...o.shape.final(all, ev.reason, totals(ev.metrics)), ...extra });
+          }
         }
       };
-      for await (const bytes of up.chunks) take(parser.push(bytes));
-      const res = take(parser.end());
+      for await (const bytes of up.chunks) await take(parser.push(bytes));
+      const res = await take(parser.end());
       if (res) return res;
       throw new Error("llama-server ended the answer early");
     } finally {
@@ -184,8 +192,12 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   // llama-server is parsed at once and the lines it completes go out in one write.
   const shape = o.shape;
   const textLine = shape.textLine;
+  // The whole text, kept only when the final line needs it.
+  let text = "";
+  const keepText = o.finish !== undefined;
   const line = (ev: GenEvent): Uint8Array => {
     if (ev.kind === "text") {
+      if (keepText) text += ev.text;
       if (ev.raw !== undefined && textLine && !ev.logprobs) return textLine(ev.raw);
       return enc.encode(JSON.stringify(shape.partial({ text: ev.text, logprobs: ev.logprobs })) + "\n");
     }
@@ -196,6 +208,10 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     const last = shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
     return enc.encode(JSON.stringify(last) + "\n");
   };
+  const finalLine = async (ev: GenEvent & { kind: "done" }): Promise<Uint8Array> => {
+    const last = shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
+    return enc.encode(JSON.stringify({ ...last, ...await o.finish!(text) }) + "\n");
+  };
   let ended = false;
   /** The next lines (one or more, each ending in a newline), or null when the answer is complete. */
   const next = async (): Promise<Uint8Array | null> => {
@@ -205,7 +221,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
       const evs = r.done ? parser.end() : parser.push(r.value);
       if (r.done) ended = true;
       for (const ev of evs) {
-        const bytes = line(ev);
+        const bytes = ev.kind === "done" && o.finish ? await finalLine(ev) : line(ev);
         out = out === null ? bytes : concatBytes([out, bytes]);
         if (ev.kind === "done") ended = true;
       }
