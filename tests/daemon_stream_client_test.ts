@@ -4,7 +4,7 @@
  * does; connections the server closes while idle are dropped, and shutdown leaves nothing open.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { dropAllConnections, openUpstream } from "../lib/daemon/stream_client.ts";
+import { dropAllConnections, dropConnections, openUpstream } from "../lib/daemon/stream_client.ts";
 
 interface Seen {
   /** When the connection carrying the request was accepted. */
@@ -153,6 +153,32 @@ Deno.test("stream client: a kept-alive connection is reused, and shutdown closes
   } finally {
     await dropAllConnections();
     await server.close();
+  }
+});
+
+Deno.test("stream client: when a server stops, its connections close and none are opened to it again", async () => {
+  const server = serve("close-after-chunked");
+  const other = serve("close-after-chunked");
+  const until = async (ok: () => boolean) => {
+    for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  try {
+    await Promise.all([body(server.base, `"a"`), body(server.base, `"b"`), body(other.base, `"c"`)]);
+    await until(() => server.open >= 2 && other.open >= 1);
+    assert(server.open >= 2, `no spare connections to close (${server.open} open)`);
+    dropConnections(server.base);
+    await until(() => server.open === 0);
+    assertEquals(server.open, 0, "connections left open to the stopped server");
+    const accepted = server.accepted;
+    await new Promise((r) => setTimeout(r, 100));
+    assertEquals(server.accepted, accepted, "a connection was opened again to the stopped server");
+    assert(other.open >= 1, "the other server's connections were closed too");
+    // A request to it later still works (a server started again on the same port).
+    assertEquals((await body(server.base, `"d"`)).text, `data: a\n\ndata: b\n\ndata: "d"\n\n`);
+  } finally {
+    await dropAllConnections();
+    await server.close();
+    await other.close();
   }
 });
 

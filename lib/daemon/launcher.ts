@@ -10,6 +10,7 @@ import type { Config, Preset } from "../config/schema.ts";
 import { getInstance } from "../llamacpp/instances.ts";
 import { pidAlive } from "../util/process.ts";
 import { listServers, removeServer, startServer, stopServer } from "../server/mod.ts";
+import { dropConnections } from "./stream_client.ts";
 import { estimateMemory, type ModelFacts } from "../gguf/mod.ts";
 import type { CatalogModel } from "./catalog.ts";
 import { loadFlags } from "./options.ts";
@@ -124,6 +125,8 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
   if (orphans.length) {
     log(`stopped ${orphans.length} server(s) left by a daemon that died: ${orphans.join(", ")}`);
   }
+  // Each running server's address, so that the daemon's kept-alive connections to it close when it stops.
+  const urls = new Map<string, string>();
   return {
     defaults(model) {
       const p = presetFor(config, model);
@@ -184,11 +187,18 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       }) ?? estimateBytes(spec.model, totalCtx) ??
         spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
+      urls.set(spec.serverName, status.url);
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
     },
     async stop(name) {
-      await stopServer(paths, name);
-      await removeServer(paths, name).catch(() => {});
+      try {
+        await stopServer(paths, name);
+        await removeServer(paths, name).catch(() => {});
+      } finally {
+        const url = urls.get(name);
+        urls.delete(name);
+        if (url) dropConnections(url);
+      }
     },
   };
 }

@@ -156,9 +156,11 @@ function topUp(key: string, target: Target): void {
   const want = Math.min(POOL_MAX, d.peak);
   for (let have = (pool.get(key)?.length ?? 0) + (connecting.get(key) ?? 0); have < want; have++) {
     const started = epoch;
+    const generation = drops.get(key) ?? 0;
     connecting.set(key, (connecting.get(key) ?? 0) + 1);
     const p: Promise<void> = Deno.connect(target).then((conn) => {
-      if (started !== epoch) closeQuietly(conn);
+      // Dropped meanwhile (daemon shutdown, or this server stopped): not kept.
+      if (started !== epoch || generation !== (drops.get(key) ?? 0)) closeQuietly(conn);
       else park(key, conn, target);
     }, () => {/* the server is gone; the next request reports it */}).finally(() => {
       connects.delete(p);
@@ -194,9 +196,13 @@ function clearDemand(key: string): void {
   demands.delete(key);
 }
 
-/** Closes every pooled connection to `base` (when its server stops). */
+/** How many times each host's connections were dropped (a connect under way when they were is not kept). */
+const drops = new Map<string, number>();
+
+/** Closes every pooled connection to `base`, and any being opened (when its server stops). */
 export function dropConnections(base: string): void {
   const key = new URL(base).host;
+  drops.set(key, (drops.get(key) ?? 0) + 1);
   clearDemand(key);
   for (const c of pool.get(key) ?? []) closeQuietly(c.conn);
   pool.delete(key);
