@@ -427,3 +427,32 @@ export async function openUpstreamOk(base: string, path: string, body: string): 
   } catch { /* not JSON */ }
   throw new HttpError(up.status >= 400 && up.status < 600 ? up.status : 500, message);
 }
+
+/**
+ * POSTs JSON to llama-server on the daemon's own connections and returns the parsed answer; a non-2xx answer
+ * is an {@linkcode HttpError} with llama-server's status and message. For the small requests around a
+ * generation (`/apply-template`, `/tokenize`, `/detokenize`).
+ *
+ * @example
+ * ```ts
+ * const { tokens } = await postJson("http://127.0.0.1:8080", "/tokenize", { content: "hi" });
+ * ```
+ */
+export async function postJson(base: string, path: string, body: unknown): Promise<any> {
+  const up = await openUpstreamOk(base, path, JSON.stringify(body));
+  const parts: Uint8Array[] = [];
+  try {
+    for await (const c of up.chunks) parts.push(c.slice());
+  } finally {
+    up.close();
+  }
+  const text = dec.decode(concatBytes(parts));
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new HttpError(
+      500,
+      `llama-server answered ${path} with something that is not JSON: ${text.slice(0, 200)}`,
+    );
+  }
+}

@@ -24,7 +24,7 @@ import {
 } from "./convert.ts";
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
-import { postUpstream } from "../upstream.ts";
+import { postJson } from "../stream_client.ts";
 import { checkCapabilities } from "./chat.ts";
 
 /**
@@ -126,8 +126,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       let promptText: Promise<string>;
       if (body.context?.length) {
         const [prior, turn] = await Promise.all([
-          postUpstream(lease.url, "/detokenize", { tokens: body.context }).then((r) => r.json()),
-          postUpstream(lease.url, "/apply-template", chat).then((r) => r.json()),
+          postJson(lease.url, "/detokenize", { tokens: body.context }),
+          postJson(lease.url, "/apply-template", chat),
         ]);
         const text = String(prior.content ?? "") + String(turn.prompt ?? "");
         path = "/completion";
@@ -141,15 +141,13 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         promptText = Promise.resolve(text);
       } else {
         // Rendered beside the generation, so the first token does not wait for it.
-        promptText = postUpstream(lease.url, "/apply-template", chat).then((r) => r.json()).then((r) =>
-          String(r.prompt ?? "")
-        );
+        promptText = postJson(lease.url, "/apply-template", chat).then((r) => String(r.prompt ?? ""));
         promptText.catch(() => {});
       }
       finish = async (answer) => {
         try {
-          const r = await postUpstream(lease.url, "/tokenize", { content: (await promptText) + answer });
-          return { context: (await r.json()).tokens ?? [] };
+          const r = await postJson(lease.url, "/tokenize", { content: (await promptText) + answer });
+          return { context: r.tokens ?? [] };
         } catch {
           return {}; // the answer stands without its context
         }
