@@ -119,39 +119,19 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   try {
     await ctx.arrivals.ready(req);
     if (path === "/v1/chat/completions") {
-      // Ollama's `context`: the conversation's tokens (the templated prompt and the answer), which a client
-      // sends back to go on from there. Given one, the next prompt is that conversation (as text) followed by
-      // this turn through the chat template, run as a plain completion.
-      const chat = upstream;
-      let promptText: Promise<string>;
-      if (body.context?.length) {
-        const [prior, turn] = await Promise.all([
-          postJson(lease.url, "/detokenize", { tokens: body.context }),
-          postJson(lease.url, "/apply-template", chat),
-        ]);
-        const text = String(prior.content ?? "") + String(turn.prompt ?? "");
+      const turn = await conversation(lease.url, upstream, body.context ?? []);
+      finish = turn.finish;
+      if (turn.prompt !== undefined) {
+        // Going on from a context: the whole conversation as a plain completion.
         path = "/completion";
         events = () => new CompletionEventParser(top);
         upstream = {
-          prompt: text,
+          prompt: turn.prompt,
           ...samplingFields(sampling),
           ...completionSchema(body.format),
           ...logprobFields(top, "completion"),
         };
-        promptText = Promise.resolve(text);
-      } else {
-        // Rendered beside the generation, so the first token does not wait for it.
-        promptText = postJson(lease.url, "/apply-template", chat).then((r) => String(r.prompt ?? ""));
-        promptText.catch(() => {});
       }
-      finish = async (answer) => {
-        try {
-          const r = await postJson(lease.url, "/tokenize", { content: (await promptText) + answer });
-          return { context: r.tokens ?? [] };
-        } catch {
-          return {}; // the answer stands without its context
-        }
-      };
     }
   } catch (err) {
     lease.release();
@@ -175,4 +155,39 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     }
     throw err;
   }
+}
+
+/**
+ * Ollama's `context` for a templated generate: the conversation's tokens (the templated prompt and the answer),
+ * which a client sends back to go on from there. Given one (`given`), the prompt to run is that conversation
+ * (as text) followed by this turn through the chat template (`prompt`); without one, the turn is rendered beside
+ * the generation, so that the first token does not wait for it. `finish` gives the final line's `context`.
+ */
+async function conversation(
+  url: string,
+  chat: Record<string, unknown>,
+  given: number[],
+): Promise<{ prompt?: string; finish: (answer: string) => Promise<Record<string, unknown>> }> {
+  let prompt: string | undefined;
+  let rendered: Promise<string>;
+  if (given.length) {
+    const [prior, turn] = await Promise.all([
+      postJson(url, "/detokenize", { tokens: given }),
+      postJson(url, "/apply-template", chat),
+    ]);
+    prompt = String(prior.content ?? "") + String(turn.prompt ?? "");
+    rendered = Promise.resolve(prompt);
+  } else {
+    rendered = postJson(url, "/apply-template", chat).then((r) => String(r.prompt ?? ""));
+    rendered.catch(() => {});
+  }
+  const finish = async (answer: string) => {
+    try {
+      const r = await postJson(url, "/tokenize", { content: (await rendered) + answer });
+      return { context: r.tokens ?? [] };
+    } catch {
+      return {}; // the answer stands without its context
+    }
+  };
+  return { prompt, finish };
 }
