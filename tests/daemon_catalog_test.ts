@@ -44,7 +44,7 @@ async function catalogue(times: { cacheMs: number; lookupRefreshMs: number }) {
   const s = store(["a:latest"]);
   const paths = resolvePaths({ dataDir: dir.path, env: {} });
   const catalog = createCatalog({ paths, listModels: () => s.listModels(), ...times });
-  return { s, catalog, cleanup: dir.cleanup };
+  return { s, catalog, dataDir: dir.path, cleanup: dir.cleanup };
 }
 
 Deno.test("catalogue: lookups use the last listing and rescan only when they must", async (t) => {
@@ -118,6 +118,26 @@ Deno.test("catalogue: busy lookups do not rescan more often than lookupRefreshMs
     s.names.push("b:latest");
     assertEquals((await catalog.list()).map((m) => m.name), ["a:latest", "b:latest"]);
     assertEquals(s.scans, 2);
+  } finally {
+    await cleanup();
+  }
+});
+
+Deno.test("catalogue: names made at the same time are all kept, in memory and on disk", async () => {
+  const { catalog, dataDir, cleanup } = await catalogue({ cacheMs: 2000, lookupRefreshMs: 30_000 });
+  try {
+    const a = (await catalog.find("a"))!;
+    await Promise.all(Array.from({ length: 12 }, (_, i) => catalog.copy(a, `copy${i}`)));
+    const names = (await catalog.list()).filter((m) => m.copy).map((m) => m.name).sort();
+    assertEquals(names, Array.from({ length: 12 }, (_, i) => `copy${i}:latest`).sort());
+    // A fresh catalogue reads the same names from the file.
+    const again = createCatalog({
+      paths: resolvePaths({ dataDir, env: {} }),
+      listModels: () => Promise.resolve([entry("a:latest")]),
+    });
+    assertEquals((await again.list()).filter((m) => m.copy).length, 12);
+    await Promise.all(names.slice(0, 6).map(async (n) => catalog.remove((await catalog.find(n))!)));
+    assertEquals((await catalog.list()).filter((m) => m.copy).length, 6);
   } finally {
     await cleanup();
   }

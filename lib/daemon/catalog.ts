@@ -260,13 +260,22 @@ export function createCatalog(options: CatalogOptions): Catalog {
     good = undefined;
   }
 
-  /** Writes a changed names file; the in-memory copy is only changed once it is on disk. */
-  const writeNames = async (change: (n: NamesFile["names"]) => void): Promise<void> => {
-    const names = await readNames();
-    const next = structuredClone(names.names);
-    change(next);
-    await writeJsonAtomic(namesFile, { names: next });
-    names.names = next;
+  /**
+   * Writes a changed names file; the in-memory copy is only changed once it is on disk. Changes run one after
+   * another, each on the result of the one before.
+   */
+  let writing: Promise<void> = Promise.resolve();
+  const writeNames = (change: (n: NamesFile["names"]) => void): Promise<void> => {
+    const run = async () => {
+      const names = await readNames();
+      const next = structuredClone(names.names);
+      change(next);
+      await writeJsonAtomic(namesFile, { names: next });
+      names.names = next;
+    };
+    const done = writing.then(run);
+    writing = done.catch(() => {});
+    return done;
   };
 
   const create = async (name: string, record: NameRecord): Promise<void> => {
