@@ -49,6 +49,35 @@ async function rawStatus(url: string, path: string, host: string): Promise<numbe
   }
 }
 
+/** The SHA-256 of bytes in hex, as a blob digest carries it. */
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A GGUF (v3) holding only these metadata keys (strings and unsigned 16-bit numbers) and no tensors. */
+function tinyGguf(kv: Record<string, string | number>): Uint8Array<ArrayBuffer> {
+  const enc = new TextEncoder();
+  const parts: number[] = [];
+  const u32 = (v: number) => parts.push(v & 255, (v >> 8) & 255, (v >> 16) & 255, (v >>> 24) & 255);
+  const u64 = (v: number) => (u32(v), u32(0));
+  const str = (t: string) => {
+    const b = enc.encode(t);
+    u64(b.length);
+    parts.push(...b);
+  };
+  parts.push(...enc.encode("GGUF"));
+  u32(3);
+  u64(0);
+  u64(Object.keys(kv).length);
+  for (const [k, v] of Object.entries(kv)) {
+    str(k);
+    if (typeof v === "string") (u32(8), str(v));
+    else (u32(2), parts.push(v & 255, (v >> 8) & 255));
+  }
+  return new Uint8Array(parts);
+}
+
 Deno.test("daemon HTTP API against a real llama-server", async (t) => {
   const logs: string[] = [];
   await withDaemon({ logs }, async ({ url, daemon, dataDir }) => {
@@ -600,8 +629,7 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
       "blobs: malformed digest 400, absent 404, mismatch 400, upload 201, then present",
       async () => {
         const data = new TextEncoder().encode("llama-mgr blob test");
-        const hex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", data))]
-          .map((b) => b.toString(16).padStart(2, "0")).join("");
+        const hex = await sha256Hex(data);
         const digest = `sha256:${hex}`;
         const head = (d: string) => fetch(`${url}/api/blobs/${d}`, { method: "HEAD" }).then((r) => r.status);
         assertEquals(await head("sha256:..%2F..%2Fetc%2Fpasswd"), 400);
@@ -699,8 +727,7 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
 
         // From an uploaded GGUF, as `ollama create` sends `FROM ./model.gguf`: the blob, then files.
         const bytes = await Deno.readFile(await smolModelPath());
-        const hex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
-          .map((b) => b.toString(16).padStart(2, "0")).join("");
+        const hex = await sha256Hex(bytes);
         const digest = `sha256:${hex}`;
         assertEquals(
           (await fetch(`${url}/api/blobs/${digest}`, { method: "POST", body: bytes })).status,
@@ -749,11 +776,19 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
 
         // Refusals that say what was wrong, leaving nothing behind.
         const text = new TextEncoder().encode("not a model");
-        const textHex = [...new Uint8Array(await crypto.subtle.digest("SHA-256", text))]
-          .map((b) => b.toString(16).padStart(2, "0")).join("");
+        const textHex = await sha256Hex(text);
         await (await fetch(`${url}/api/blobs/sha256:${textHex}`, { method: "POST", body: text })).body
           ?.cancel();
+        // One part of a split model (a GGUF header with split.count 2): its parts cannot sit in the blob store.
+        const part = tinyGguf({ "general.architecture": "llama", "split.count": 2 });
+        const partHex = await sha256Hex(part);
+        await (await fetch(`${url}/api/blobs/sha256:${partHex}`, { method: "POST", body: part })).body
+          ?.cancel();
         const cases: [unknown, string][] = [
+          [
+            { model: "x", files: { "m-00001-of-00002.gguf": `sha256:${partHex}` } },
+            "one part of a model split in 2",
+          ],
           [{ model: "x" }, "neither 'from' or 'files' was specified"],
           [{ model: "x", from: "smol", parameters: { temprature: 1 } }, 'unknown parameter "temprature"'],
           [

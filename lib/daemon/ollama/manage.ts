@@ -134,6 +134,13 @@ async function modelFromBlobs(
           "llama-server --lora through a preset's args instead)",
       );
     }
+    if (facts.splitCount > 1) {
+      throw new HttpError(
+        400,
+        `${file} is one part of a model split in ${facts.splitCount}: llama-server needs all parts side by side ` +
+          "under their own names, so put them in a models folder instead (or merge them with llama-gguf-split)",
+      );
+    }
     if (facts.type === "mmproj" || facts.architecture === "clip") projectors.push(path);
     else models.push(path);
   }
