@@ -725,6 +725,30 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
           ?.cancel();
         assertEquals((await chat("pirate-copy", [question])).message.content, pirate.message.content);
 
+        // Made over an existing name, the name is the created model's until it is deleted.
+        await (await post(`${url}/api/create`, { model: "smol", from: "smol", system })).body?.cancel();
+        const smolTags = async () =>
+          ListResponseSchema.parse(await (await fetch(`${url}/api/tags`)).json()).models.filter((m) =>
+            m.name === "smol:latest"
+          ).length;
+        assertEquals(await smolTags(), 1);
+        assertEquals(
+          (await chat("smol", [question], { ...greedy, num_predict: 6 })).message.content,
+          pirate.message.content,
+        );
+        const unmade = await fetch(`${url}/api/delete`, {
+          method: "DELETE",
+          body: JSON.stringify({ model: "smol" }),
+        });
+        assertEquals(unmade.status, 200);
+        await unmade.body?.cancel();
+        assertEquals(await smolTags(), 1);
+        assertEquals(
+          (await chat("smol", [question], { ...greedy, num_predict: 6 })).message.content,
+          plain.message.content,
+        );
+        assert(await Deno.stat(await smolModelPath()).then(() => true), "the model file was deleted");
+
         // From an uploaded GGUF, as `ollama create` sends `FROM ./model.gguf`: the blob, then files.
         const bytes = await Deno.readFile(await smolModelPath());
         const hex = await sha256Hex(bytes);

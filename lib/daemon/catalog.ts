@@ -225,18 +225,22 @@ export function createCatalog(options: CatalogOptions): Catalog {
       }
     }
     const names = await readNames();
+    const made: CatalogModel[] = [];
     for (const [name, rec] of Object.entries(names.names)) {
       const entry = inBlobs(rec.path) ? await blobEntry(rec.path) : all.find((e) => e.path === rec.path);
       if (!entry) continue;
       const mmproj = rec.mmproj ?? entry.mmproj;
-      out.push({
+      made.push({
         name,
         entry: { ...entry, name, aliases: [], ...(mmproj ? { mmproj } : {}) },
         copy: true,
         ...(rec.settings ? { settings: rec.settings } : {}),
       });
     }
-    return out;
+    // A name made through the API replaces a model of the same name, as `ollama create` over an existing name
+    // does (deleting it brings the model's own name back).
+    const taken = new Set(made.map((m) => normalizeName(m.name)));
+    return [...out.filter((m) => !taken.has(normalizeName(m.name))), ...made];
   };
 
   const list = async (): Promise<CatalogModel[]> => listFrom(await entries());
