@@ -136,7 +136,17 @@ Deno.test("npm ollama and openai clients work unchanged against the daemon", asy
       assertEquals(r.eval_count, 5);
       assertEquals(r.message.content, direct.message.content);
       assertEquals((await ollama.show({ model: "js-made" })).system, "You are a pirate.");
+      // It runs with the preset of the model it was made from (here the tool-call chat template), so tools work
+      // as they do on that model.
+      const call = async (model: string) =>
+        (await ollama.chat({ model, messages: toolHistory, tools, options: { ...greedy, num_predict: 60 } }))
+          .message.tool_calls;
+      const made2 = await ollama.create({ model: "js-made-2", from: "js-made" });
+      assertEquals(made2.status, "success");
+      await ollama.generate({ model: "smol", prompt: "", keep_alive: 0 }); // started anew for the made name
+      assertEquals((await call("js-made-2"))?.[0]?.function.name, "get_weather");
       await ollama.delete({ model: "js-made" });
+      await ollama.delete({ model: "js-made-2" });
     });
 
     await t.step("embed, ps, keep_alive 0", async () => {

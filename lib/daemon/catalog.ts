@@ -86,6 +86,13 @@ export interface CatalogModel {
   copy: boolean;
   /** What `/api/create` set on the name. */
   settings?: ModelSettings;
+  /** For a name made through the API, the model's own name it was first made from (its preset applies). */
+  from?: string;
+}
+
+/** The model's own name behind a model: itself, or for a name made through the API the one it was made from. */
+export function madeFrom(model: CatalogModel): string | undefined {
+  return model.copy ? model.from : model.name;
 }
 
 /** A name made through the API: the file it stands for and what was set on it. */
@@ -96,6 +103,8 @@ export interface NameRecord {
   mmproj?: string;
   /** System prompt, parameters, messages, license. */
   settings?: ModelSettings;
+  /** The model's own name it was first made from (not another made name). */
+  from?: string;
 }
 
 /** The catalogue's operations. */
@@ -235,6 +244,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
         entry: { ...entry, name, aliases: [], ...(mmproj ? { mmproj } : {}) },
         copy: true,
         ...(rec.settings ? { settings: rec.settings } : {}),
+        ...(rec.from ? { from: rec.from } : {}),
       });
     }
     // A name made through the API replaces a model of the same name, as `ollama create` over an existing name
@@ -299,6 +309,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
         path: source.entry.path,
         ...(inBlobs(source.entry.path) && source.entry.mmproj ? { mmproj: source.entry.mmproj } : {}),
         ...(source.settings ? { settings: source.settings } : {}),
+        ...(madeFrom(source) ? { from: madeFrom(source) } : {}),
       });
     },
     create,

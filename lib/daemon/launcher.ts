@@ -45,7 +45,14 @@ export const CACHE_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_n
 
 /** The preset configured for a model: one whose `model` is the model's name, an alias or its path. */
 export function presetFor(config: Config, model: CatalogModel): Preset | undefined {
-  const names = [model.name, model.entry.name, ...(model.entry.aliases ?? [])].map(normalizeName);
+  // A name made through the API (a copy, `/api/create`) runs with the preset of the model it was made from.
+  const names = [
+    model.name,
+    model.entry.name,
+    ...(model.entry.aliases ?? []),
+    ...(model.from ? [model.from] : []),
+  ]
+    .map(normalizeName);
   return Object.values(config.presets).find((p) =>
     p.model === model.entry.path || names.includes(normalizeName(p.model))
   );

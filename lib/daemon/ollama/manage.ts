@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { HttpError, jsonResponse, ndjsonResponse, readJsonBody } from "../http.ts";
 import { digestFileName, isValidModelName } from "../names.ts";
 import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullRequestSchema } from "../types.ts";
-import type { ModelSettings, NameRecord } from "../catalog.ts";
+import { madeFrom, type ModelSettings, type NameRecord } from "../catalog.ts";
 import { checkParameters } from "../options.ts";
 import { modelFromFile } from "../../gguf/mod.ts";
 import { exists } from "../../util/fs.ts";
@@ -203,6 +203,7 @@ export async function handleCreate(ctx: DaemonContext, req: Request): Promise<Re
         ? { mmproj: src.entry.mmproj }
         : {}),
       ...(src.settings ? { settings: src.settings } : {}),
+      ...(madeFrom(src) ? { from: madeFrom(src) } : {}),
     };
     lines.push({ status: "using existing layers" });
   } else if (body.files && Object.keys(body.files).length) {
