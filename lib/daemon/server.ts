@@ -14,12 +14,12 @@ import { startMemoryTrimmer } from "../util/memory.ts";
 import { Arrivals, isGeneration } from "./arrivals.ts";
 import { UserError } from "../util/errors.ts";
 import { VERSION } from "../version.ts";
-import { type CatalogSourceEntry, createCatalog } from "./catalog.ts";
+import { type CatalogModel, type CatalogSourceEntry, createCatalog } from "./catalog.ts";
 import type { DaemonContext } from "./context.ts";
 import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./scheduler.ts";
-import { CACHE_TYPES, serverLauncher } from "./launcher.ts";
+import { CACHE_TYPES, presetFor, serverLauncher } from "./launcher.ts";
 import { indexedModels } from "./index_source.ts";
 import { dropAllConnections } from "./stream_client.ts";
 import { allowedOrigins } from "./security.ts";
@@ -213,8 +213,8 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     log,
     arrivals: new Arrivals(),
   };
-  const parameters = (_name: string, path: string): string[] => {
-    const preset = Object.values(options.config.presets).find((p) => p.model === path || p.model === _name);
+  const parameters = (model: CatalogModel): string[] => {
+    const preset = presetFor(options.config, model);
     const lines: string[] = [];
     if (preset?.ctx) lines.push(`num_ctx ${preset.ctx}`);
     if (preset?.ngl !== undefined) lines.push(`num_gpu ${preset.ngl}`);

@@ -7,10 +7,11 @@ import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
 import { jsonResponse, readJsonBody } from "../http.ts";
 import { ShowRequestSchema, type ShowResponse } from "../types.ts";
+import type { CatalogModel } from "../catalog.ts";
 import { capabilities, modelDetails, modelInfo } from "./details.ts";
 
 /** Extra facts for `/api/show`: the preset a model runs with, as Modelfile-style parameter lines. */
-export type ParameterLines = (modelName: string, modelPath: string) => string[];
+export type ParameterLines = (model: CatalogModel) => string[];
 
 /**
  * Answers `/api/show`.
@@ -37,7 +38,7 @@ export async function handleShow(
     (Array.isArray(v) ? v : [v]).map((x) => `${key} ${typeof x === "string" ? JSON.stringify(x) : x}`)
   );
   const params = [
-    ...(parameters?.(m.name, m.entry.path) ?? []).filter((l) => !(l.split(" ")[0] in (s.parameters ?? {}))),
+    ...(parameters?.(m) ?? []).filter((l) => !(l.split(" ")[0] in (s.parameters ?? {}))),
     ...own,
   ];
   const messages = s.messages ?? [];
