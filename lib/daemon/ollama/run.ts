@@ -128,6 +128,8 @@ export interface RunOptions {
    * is still held): generate's `context`.
    */
   finish?: (text: string) => Promise<Record<string, unknown>>;
+  /** Called once, when the answer's first bytes arrive from llama-server (the prompt has been processed). */
+  begun?: () => void;
 }
 
 /**
@@ -178,7 +180,10 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
           }
         }
       };
-      for await (const bytes of up.chunks) await take(parser.push(bytes));
+      for await (const bytes of up.chunks) {
+        o.begun?.();
+        await take(parser.push(bytes));
+      }
       const res = await take(parser.end());
       if (res) return res;
       throw new Error("llama-server ended the answer early");
@@ -213,11 +218,16 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     return enc.encode(JSON.stringify({ ...last, ...await o.finish!(text) }) + "\n");
   };
   let ended = false;
+  let begun = o.begun;
   /** The next lines (one or more, each ending in a newline), or null when the answer is complete. */
   const next = async (): Promise<Uint8Array | null> => {
     let out: Uint8Array | null = null;
     while (out === null && !ended) {
       const r = await up.chunks.next();
+      if (begun) {
+        begun();
+        begun = undefined;
+      }
       const evs = r.done ? parser.end() : parser.push(r.value);
       if (r.done) ended = true;
       for (const ev of evs) {
