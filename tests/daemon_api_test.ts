@@ -25,6 +25,7 @@ import {
   UndecodedText,
 } from "../lib/daemon/ollama/events.ts";
 import { smolModelPath } from "./_fixtures.ts";
+import { gguf as hfGguf } from "@huggingface/gguf";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
 
@@ -116,6 +117,29 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
         const show = ShowResponseSchema.parse(await r.json());
         assertEquals(show.model_info["general.architecture"], "llama");
         assert(show.capabilities?.includes("completion"));
+        // As Ollama gives them: every metadata key of the file but its name and chat template, long arrays
+        // empty unless verbose, and the tensors; checked against another reader, npm @huggingface/gguf.
+        const theirs = await hfGguf(await smolModelPath(), { allowLocalFile: true });
+        const keys = Object.keys(theirs.metadata).filter((k) =>
+          !["version", "tensor_count", "kv_count", "general.name", "tokenizer.chat_template"].includes(k)
+        );
+        const verbose = ShowResponseSchema.parse(
+          await (await post(`${url}/api/show`, { model: "smol", verbose: true })).json(),
+        );
+        for (const k of keys) {
+          const v = (theirs.metadata as Record<string, unknown>)[k];
+          const plain = typeof v === "bigint" ? Number(v) : v;
+          if (Array.isArray(v)) {
+            assertEquals(show.model_info[k], v.length > 5 ? [] : v, k);
+            assertEquals((verbose.model_info[k] as unknown[]).length, v.length, k);
+          } else assertEquals(show.model_info[k], plain, k);
+        }
+        assert(!("general.name" in show.model_info) && !("tokenizer.chat_template" in show.model_info));
+        assertEquals(
+          show.tensors?.map((t) => [t.name, t.shape]),
+          theirs.tensorInfos.map((t) => [t.name, t.shape.map(Number)]),
+        );
+        assertEquals(show.tensors?.[0].type, "Q8_0");
         const none = await post(`${url}/api/show`, {});
         assertEquals(none.status, 400);
         assertEquals((await none.json()).error, "model is required");
@@ -705,7 +729,7 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
           await (await post(`${url}/api/show`, { model: "pirate" })).json(),
         );
         assertEquals(show.system, system);
-        assertStringIncludes(show.parameters ?? "", "num_predict 6");
+        assertMatch(show.parameters ?? "", /^num_predict {20}6$/m); // Ollama's layout: the key padded to 30
         assertStringIncludes(show.modelfile ?? "", `SYSTEM """${system}"""`);
 
         // Built on it: the system prompt carries over, parameters merge; a copy keeps them.

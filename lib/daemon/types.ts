@@ -244,6 +244,7 @@ export const ShowResponseSchema = z.object({
   projector_info: z.record(z.string(), z.unknown()).optional(),
   capabilities: z.array(z.string()).optional(),
   messages: z.array(z.record(z.string(), z.unknown())).optional(),
+  tensors: z.array(z.object({ name: z.string(), type: z.string(), shape: z.array(z.number()) })).optional(),
   modified_at: z.string(),
 });
 /** A show response. */

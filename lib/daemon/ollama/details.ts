@@ -79,7 +79,6 @@ export function modelInfo(m: CatalogModel): Record<string, unknown> {
   };
   put("general.parameter_count", f.parameterCount);
   put("general.file_type", f.fileType);
-  put("general.name", f.name ?? f.modelName);
   put(`${arch}.context_length`, f.contextLength);
   put(`${arch}.embedding_length`, f.embeddingLength);
   put(`${arch}.block_count`, f.blockCount);

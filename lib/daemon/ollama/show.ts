@@ -8,6 +8,7 @@ import { findModel } from "../context.ts";
 import { jsonResponse, readJsonBody } from "../http.ts";
 import { ShowRequestSchema, type ShowResponse } from "../types.ts";
 import type { CatalogModel } from "../catalog.ts";
+import { ggmlTypeName, type GgufValue, readGgufHeader } from "../../gguf/mod.ts";
 import { capabilities, modelDetails, modelInfo } from "./details.ts";
 
 /** Extra facts for `/api/show`: the preset a model runs with, as Modelfile-style parameter lines. */
@@ -33,14 +34,28 @@ export async function handleShow(
   });
   const f = m.entry.facts;
   const s = m.settings ?? {};
-  // The preset's load settings, then the parameters set by /api/create (which win for the same key).
+  // The preset's load settings, then the parameters set by /api/create (which win for the same key), each a
+  // line as Ollama writes them: the key padded to 30, then the value (strings quoted), a line per list item.
+  const line = (key: string, v: unknown) =>
+    `${key.padEnd(30)} ${typeof v === "string" ? JSON.stringify(v) : v}`;
   const own = Object.entries(s.parameters ?? {}).flatMap(([key, v]) =>
-    (Array.isArray(v) ? v : [v]).map((x) => `${key} ${typeof x === "string" ? JSON.stringify(x) : x}`)
+    (Array.isArray(v) ? v : [v]).map((x) => line(key, x))
   );
   const params = [
-    ...(parameters?.(m) ?? []).filter((l) => !(l.split(" ")[0] in (s.parameters ?? {}))),
+    ...(parameters?.(m) ?? []).map((l) => l.split(" ")).filter(([key]) => !(key in (s.parameters ?? {})))
+      .map(([key, ...v]) => line(key, Number(v.join(" ")))),
     ...own,
   ];
+  // model_info as Ollama gives it: every metadata key of the file (but its name and chat template), long
+  // arrays (token lists) empty unless `verbose`, over the facts the index keeps; and the tensors.
+  const header = await readGgufHeader(m.entry.path, body.verbose ? {} : { skipArraysOver: 5 }).catch(() =>
+    null
+  );
+  const info: Record<string, unknown> = { ...modelInfo(m) };
+  for (const [key, value] of Object.entries(header?.metadata ?? {})) {
+    if (key === "general.name" || key === "tokenizer.chat_template") continue;
+    info[key] = jsonValue(value);
+  }
   const messages = s.messages ?? [];
   const out: ShowResponse = {
     modelfile: [
@@ -58,10 +73,21 @@ export async function handleShow(
     ...(messages.length ? { messages } : {}),
     ...(s.license?.length ? { license: s.license.join("\n") } : {}),
     details: modelDetails(m),
-    model_info: modelInfo(m),
+    model_info: info,
+    ...(header
+      ? { tensors: header.tensors.map((t) => ({ name: t.name, type: ggmlTypeName(t.type), shape: t.dims })) }
+      : {}),
     capabilities: capabilities(m),
     modified_at: new Date(m.entry.mtimeMs).toISOString(),
   };
   if (m.entry.mmproj) out.projector_info = { path: m.entry.mmproj };
   return jsonResponse(out);
+}
+
+/** A metadata value as JSON: big integers as numbers, arrays the reader skipped as empty lists. */
+function jsonValue(v: GgufValue): unknown {
+  if (typeof v === "bigint") return Number(v);
+  if (Array.isArray(v)) return v.map(jsonValue);
+  if (typeof v === "object" && v !== null) return []; // a skipped (long) array
+  return v;
 }
