@@ -807,16 +807,37 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
         );
         const upShow = await (await post(`${url}/api/show`, { model: "team/uploaded:v1" })).json();
         assertEquals(upShow.messages.length, 2);
-        // Deleting the last name that uses the blob removes the blob.
-        const blob = join(dataDir, "daemon", "blobs", `sha256-${hex}`);
-        assert(await Deno.stat(blob).then(() => true));
-        const del = await fetch(`${url}/api/delete`, {
-          method: "DELETE",
-          body: JSON.stringify({ model: "team/uploaded:v1" }),
+        // A model and its vision projector, uploaded together: show gives the projector's metadata.
+        const projector = tinyGguf({ "general.architecture": "clip", "general.type": "mmproj" });
+        const projectorHex = await sha256Hex(projector);
+        await (await fetch(`${url}/api/blobs/sha256:${projectorHex}`, { method: "POST", body: projector }))
+          .body
+          ?.cancel();
+        const seeing = await post(`${url}/api/create`, {
+          model: "team/seeing",
+          files: { "model.gguf": digest, "mmproj.gguf": `sha256:${projectorHex}` },
+          stream: false,
         });
-        assertEquals(del.status, 200);
-        await del.body?.cancel();
-        assertEquals(await Deno.stat(blob).then(() => true, () => false), false);
+        assertEquals(seeing.status, 200, await seeing.clone().text());
+        await seeing.body?.cancel();
+        const seeingShow = ShowResponseSchema.parse(
+          await (await post(`${url}/api/show`, { model: "team/seeing" })).json(),
+        );
+        assertEquals(seeingShow.projector_info?.["general.architecture"], "clip");
+        assert(seeingShow.capabilities?.includes("vision"), JSON.stringify(seeingShow.capabilities));
+        // A blob goes with the last name that uses it.
+        const blob = join(dataDir, "daemon", "blobs", `sha256-${hex}`);
+        const projectorBlob = join(dataDir, "daemon", "blobs", `sha256-${projectorHex}`);
+        const present = (path: string) => Deno.stat(path).then(() => true, () => false);
+        const remove = async (model: string) => {
+          const r = await fetch(`${url}/api/delete`, { method: "DELETE", body: JSON.stringify({ model }) });
+          assertEquals(r.status, 200);
+          await r.body?.cancel();
+        };
+        await remove("team/uploaded:v1");
+        assertEquals([await present(blob), await present(projectorBlob)], [true, true]);
+        await remove("team/seeing");
+        assertEquals([await present(blob), await present(projectorBlob)], [false, false]);
         assertEquals(
           (await post(`${url}/api/chat`, { model: "team/uploaded:v1", messages: [question] })).status,
           404,

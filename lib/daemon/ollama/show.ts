@@ -80,7 +80,15 @@ export async function handleShow(
     capabilities: capabilities(m),
     modified_at: new Date(m.entry.mtimeMs).toISOString(),
   };
-  if (m.entry.mmproj) out.projector_info = { path: m.entry.mmproj };
+  if (m.entry.mmproj) {
+    // The projector's metadata, as Ollama gives it (ours adds the file's path).
+    const projector = await readGgufHeader(m.entry.mmproj, body.verbose ? {} : { skipArraysOver: 5 })
+      .catch(() => null);
+    out.projector_info = {
+      ...Object.fromEntries(Object.entries(projector?.metadata ?? {}).map(([k, v]) => [k, jsonValue(v)])),
+      path: m.entry.mmproj,
+    };
+  }
   return jsonResponse(out);
 }
 
