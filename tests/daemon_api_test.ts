@@ -91,9 +91,14 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
       await h.body?.cancel();
     });
 
-    await t.step("/api/version reports a version", async () => {
-      const v = await (await fetch(`${url}/api/version`)).json();
-      assertMatch(v.version, /^\d+\.\d+\.\d+/);
+    await t.step("/api/version reports an Ollama version that clients checking for one accept", async () => {
+      const r = await fetch(`${url}/api/version`);
+      const v = await r.json();
+      assertMatch(v.version, /^\d+\.\d+\.\d+$/);
+      // VS Code's Copilot reads each part as a number and wants at least 0.6.4.
+      const [major, minor, patch] = v.version.split(".").map((x: string) => parseInt(x, 10));
+      assert(major > 0 || minor > 6 || (minor === 6 && patch >= 4), `${v.version} is below 0.6.4`);
+      assertMatch(r.headers.get("x-llama-mgr-version") ?? "", /^\d+\.\d+\.\d+/);
     });
 
     await t.step("/api/tags lists the model with Ollama's details", async () => {

@@ -88,6 +88,8 @@ export const ConfigSchema = z.strictObject({
     flash_attention: z.boolean().optional(),
     /** KV cache type for chat models, e.g. `q8_0` (OLLAMA_KV_CACHE_TYPE); unset: f16. */
     kv_cache_type: z.string().optional(),
+    /** The Ollama version `/api/version` reports (clients check it); unset: the one the daemon follows. */
+    ollama_version: z.string().regex(/^\d+\.\d+\.\d+$/, "a version like 0.33.0").optional(),
   }).prefault({}),
 });
 

@@ -21,7 +21,7 @@ export interface DaemonContext {
   scheduler: Scheduler;
   /** Default keep-alive in ms (Infinity = forever). */
   defaultKeepAliveMs: number;
-  /** The version `/api/version` reports. */
+  /** The Ollama version `/api/version` reports (see OLLAMA_API_VERSION). */
   version: string;
   /** Log line sink. */
   log: (line: string) => void;

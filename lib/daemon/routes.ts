@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import type { DaemonContext } from "./context.ts";
 import { checkAccess } from "./security.ts";
+import { VERSION } from "../version.ts";
 import { jsonResponse, toErrorResponse } from "./http.ts";
 import { handleTags } from "./ollama/tags.ts";
 import { handlePs } from "./ollama/ps.ts";
@@ -92,7 +93,11 @@ export function createRoutes(ctx: DaemonContext, options: RouteOptions): Hono {
   });
 
   app.get("/", running); // Hono answers HEAD from GET routes with an empty body.
-  app.get("/api/version", () => jsonResponse({ version: ctx.version }));
+  app.get("/api/version", () => {
+    const res = jsonResponse({ version: ctx.version });
+    res.headers.set("x-llama-mgr-version", VERSION);
+    return res;
+  });
   app.get("/api/tags", () => handleTags(ctx));
   app.get("/api/ps", () => handlePs(ctx));
   app.post("/api/show", (c) => handleShow(ctx, c.req.raw, options.parameters));

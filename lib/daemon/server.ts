@@ -13,7 +13,7 @@ import type { Config } from "../config/schema.ts";
 import { startMemoryTrimmer } from "../util/memory.ts";
 import { Arrivals, isGeneration } from "./arrivals.ts";
 import { UserError } from "../util/errors.ts";
-import { VERSION } from "../version.ts";
+import { OLLAMA_API_VERSION } from "../version.ts";
 import { type CatalogModel, type CatalogSourceEntry, createCatalog } from "./catalog.ts";
 import type { DaemonContext } from "./context.ts";
 import { defaultKeepAlive } from "./keep_alive.ts";
@@ -209,7 +209,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     catalog,
     scheduler,
     defaultKeepAliveMs: keepAliveMs,
-    version: VERSION,
+    version: options.config.daemon.ollama_version ?? OLLAMA_API_VERSION,
     log,
     arrivals: new Arrivals(),
   };
