@@ -185,7 +185,17 @@ async function conversation(
     const [prior, turn] = await Promise.all([
       postJson(url, "/detokenize", { tokens: given }),
       postJson(url, "/apply-template", chat),
-    ]);
+    ]).catch((err) => {
+      // llama.cpp builds from before /apply-template (early 2025) cannot render a turn on its own.
+      if (err instanceof HttpError && err.status === 404) {
+        throw new HttpError(
+          501,
+          "going on from a context needs llama-server's /apply-template, which this instance's llama.cpp is too " +
+            "old to have: update the instance (llama-mgr install -i NAME)",
+        );
+      }
+      throw err;
+    });
     prompt = String(prior.content ?? "") + String(turn.prompt ?? "");
     rendered = Promise.resolve(prompt);
   }
