@@ -14,6 +14,7 @@
  * @module
  */
 import { HttpError } from "./http.ts";
+import { upstreamMessage } from "./upstream.ts";
 import { concatBytes } from "../util/bytes.ts";
 
 /** An answer being received. */
@@ -417,21 +418,26 @@ export async function openUpstream(base: string, path: string, body: string): Pr
 export async function openUpstreamOk(base: string, path: string, body: string): Promise<UpstreamStream> {
   const up = await openUpstream(base, path, body);
   if (up.status >= 200 && up.status < 300) return up;
-  let text = "";
-  for await (const c of up.chunks) text += dec.decode(c, { stream: true });
-  up.close();
-  let message = text.trim() || `llama-server answered ${up.status}`;
-  try {
-    const v = JSON.parse(text);
-    message = typeof v?.error === "string" ? v.error : v?.error?.message ?? message;
-  } catch { /* not JSON */ }
+  const text = await bodyText(up);
+  const message = text.trim() ? upstreamMessage(text) : `llama-server answered ${up.status}`;
   throw new HttpError(up.status >= 400 && up.status < 600 ? up.status : 500, message);
+}
+
+/** The rest of an answer's body as text (the connection is closed or pooled again afterwards). */
+async function bodyText(up: UpstreamStream): Promise<string> {
+  let text = "";
+  try {
+    for await (const c of up.chunks) text += dec.decode(c, { stream: true });
+  } finally {
+    up.close();
+  }
+  return text + dec.decode();
 }
 
 /**
  * POSTs JSON to llama-server on the daemon's own connections and returns the parsed answer; a non-2xx answer
- * is an {@linkcode HttpError} with llama-server's status and message. For the small requests around a
- * generation (`/apply-template`, `/tokenize`, `/detokenize`).
+ * is an {@linkcode HttpError} with llama-server's status and message. For the requests that are not streamed
+ * (`/tokenize`, `/detokenize`, `/apply-template`, `/v1/embeddings`).
  *
  * @example
  * ```ts
@@ -439,14 +445,7 @@ export async function openUpstreamOk(base: string, path: string, body: string): 
  * ```
  */
 export async function postJson(base: string, path: string, body: unknown): Promise<any> {
-  const up = await openUpstreamOk(base, path, JSON.stringify(body));
-  const parts: Uint8Array[] = [];
-  try {
-    for await (const c of up.chunks) parts.push(c.slice());
-  } finally {
-    up.close();
-  }
-  const text = dec.decode(concatBytes(parts));
+  const text = await bodyText(await openUpstreamOk(base, path, JSON.stringify(body)));
   try {
     return JSON.parse(text);
   } catch {

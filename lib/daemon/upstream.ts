@@ -1,44 +1,9 @@
 /**
- * Talking to one llama-server: JSON posts whose errors keep llama-server's status and message, and a
- * server-sent-events splitter that gives each `data:` payload as soon as its line arrives.
+ * Reading one llama-server's answers: its error messages, and a server-sent-events splitter that gives each
+ * `data:` payload as soon as its line arrives (requests go through stream_client.ts).
  *
  * @module
  */
-import { HttpError } from "./http.ts";
-
-/**
- * POSTs JSON to llama-server and returns the response; a non-2xx answer throws an {@linkcode HttpError} with
- * llama-server's status and message.
- *
- * @example
- * ```ts
- * const res = await postUpstream("http://127.0.0.1:8080", "/tokenize", { content: "hi" });
- * ```
- */
-export async function postUpstream(
-  base: string,
-  path: string,
-  body: unknown,
-  signal?: AbortSignal,
-): Promise<Response> {
-  let res: Response;
-  try {
-    res = await fetch(base + path, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal,
-    });
-  } catch (err) {
-    if (signal?.aborted) throw err;
-    throw new HttpError(500, `llama-server at ${base} did not answer: ${(err as Error).message}`);
-  }
-  if (!res.ok) {
-    const text = await res.text();
-    throw new HttpError(res.status >= 400 && res.status < 600 ? res.status : 500, upstreamMessage(text));
-  }
-  return res;
-}
 
 /** Extracts llama-server's error message from an error body (`{"error": {"message"}}` or text). */
 export function upstreamMessage(text: string): string {

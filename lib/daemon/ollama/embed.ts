@@ -11,7 +11,7 @@ import { HttpError, jsonResponse, msToNs, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { EmbeddingsRequestSchema, EmbedRequestSchema } from "../types.ts";
-import { postUpstream } from "../upstream.ts";
+import { postJson } from "../stream_client.ts";
 import type { Lease } from "../scheduler.ts";
 
 /** Reads `/api/embed`'s `input`: a string (empty means none) or a list of strings. */
@@ -33,29 +33,21 @@ function normalize(v: number[]): number[] {
 export async function embedTexts(
   lease: Lease,
   texts: string[],
-  options: { truncate: boolean; dimensions?: number; signal?: AbortSignal },
+  options: { truncate: boolean; dimensions?: number },
 ): Promise<{ embeddings: number[][]; tokens: number }> {
   const limit = lease.ctx;
   const tokenized: number[][] = [];
   for (const text of texts) {
-    const r = await postUpstream(
-      lease.url,
-      "/tokenize",
-      { content: text, add_special: true },
-      options.signal,
-    );
-    let toks = ((await r.json()).tokens ?? []) as number[];
+    const r = await postJson(lease.url, "/tokenize", { content: text, add_special: true });
+    let toks = (r.tokens ?? []) as number[];
     if (toks.length > limit) {
       if (!options.truncate) throw new HttpError(400, "input exceeds maximum context length");
       toks = toks.slice(0, limit);
     }
     tokenized.push(toks);
   }
-  const res = await postUpstream(lease.url, "/v1/embeddings", {
-    input: tokenized,
-    encoding_format: "float",
-  }, options.signal);
-  const data = (await res.json()).data as { index: number; embedding: number[] }[];
+  const res = await postJson(lease.url, "/v1/embeddings", { input: tokenized, encoding_format: "float" });
+  const data = res.data as { index: number; embedding: number[] }[];
   const embeddings: number[][] = new Array(texts.length);
   for (const d of data) {
     let e = d.embedding;
