@@ -90,11 +90,6 @@ export interface CatalogModel {
   from?: string;
 }
 
-/** The model's own name behind a model: itself, or for a name made through the API the one it was made from. */
-export function madeFrom(model: CatalogModel): string | undefined {
-  return model.copy ? model.from : model.name;
-}
-
 /** A name made through the API: the file it stands for and what was set on it. */
 export interface NameRecord {
   /** The GGUF file. */
@@ -117,6 +112,11 @@ export interface Catalog {
   copy(source: CatalogModel, destination: string): Promise<void>;
   /** Makes (or replaces) a name (`/api/create`). */
   create(name: string, record: NameRecord): Promise<void>;
+  /**
+   * What a new name made from `model` starts as: its file, its projector when that lives in the blob store
+   * (where the index does not pair it), what was set on it, and the model's own name it was first made from.
+   */
+  recordOf(model: CatalogModel): NameRecord;
   /** Where models made from uploaded files are kept (the daemon's blob store). */
   readonly blobsDir: string;
   /** Deletes a model name (see the module doc for what is removed). */
@@ -300,19 +300,23 @@ export function createCatalog(options: CatalogOptions): Catalog {
     });
   };
 
+  const recordOf = (model: CatalogModel): NameRecord => {
+    const from = model.copy ? model.from : model.name;
+    return {
+      path: model.entry.path,
+      ...(model.entry.mmproj && inBlobs(model.entry.mmproj) ? { mmproj: model.entry.mmproj } : {}),
+      ...(model.settings ? { settings: model.settings } : {}),
+      ...(from ? { from } : {}),
+    };
+  };
+
   return {
     list,
     find,
     blobsDir,
-    async copy(source, destination) {
-      await create(destination, {
-        path: source.entry.path,
-        ...(inBlobs(source.entry.path) && source.entry.mmproj ? { mmproj: source.entry.mmproj } : {}),
-        ...(source.settings ? { settings: source.settings } : {}),
-        ...(madeFrom(source) ? { from: madeFrom(source) } : {}),
-      });
-    },
+    copy: (source, destination) => create(destination, recordOf(source)),
     create,
+    recordOf,
     async remove(model) {
       const names = await readNames();
       const key = normalizeName(model.name);

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { HttpError, jsonResponse, ndjsonResponse, readJsonBody } from "../http.ts";
 import { digestFileName, isValidModelName } from "../names.ts";
 import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullRequestSchema } from "../types.ts";
-import { madeFrom, type ModelSettings, type NameRecord } from "../catalog.ts";
+import type { ModelSettings, NameRecord } from "../catalog.ts";
 import { checkParameters } from "../options.ts";
 import { modelFromFile } from "../../gguf/mod.ts";
 import { exists } from "../../util/fs.ts";
@@ -196,15 +196,7 @@ export async function handleCreate(ctx: DaemonContext, req: Request): Promise<Re
   let base: NameRecord;
   const lines: { status: string }[] = [];
   if (body.from) {
-    const src = await findModel(ctx, body.from, { emptyStatus: 400 });
-    base = {
-      path: src.entry.path,
-      ...(src.entry.mmproj && src.entry.mmproj.startsWith(ctx.catalog.blobsDir)
-        ? { mmproj: src.entry.mmproj }
-        : {}),
-      ...(src.settings ? { settings: src.settings } : {}),
-      ...(madeFrom(src) ? { from: madeFrom(src) } : {}),
-    };
+    base = ctx.catalog.recordOf(await findModel(ctx, body.from, { emptyStatus: 400 }));
     lines.push({ status: "using existing layers" });
   } else if (body.files && Object.keys(body.files).length) {
     base = await modelFromBlobs(ctx, body.files);
