@@ -10,6 +10,7 @@ import type { Catalog, CatalogModel } from "./catalog.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { HttpError } from "./http.ts";
 import { isValidModelName } from "./names.ts";
+import type { Message } from "./types.ts";
 
 /** Shared state of a running daemon. */
 export interface DaemonContext {
@@ -75,16 +76,21 @@ export function modelOptions(
 /**
  * The messages a chat sends: the model's own messages (set by `/api/create`) before the request's, and the
  * model's system prompt first unless the request starts with a system message of its own, as Ollama does.
+ * `own` turns the model's messages (Ollama's shape) into the request's shape (for `/v1`, OpenAI's).
  *
  * @example
  * ```ts
  * const all = modelMessages(model, body.messages);
  * ```
  */
-export function modelMessages<M extends { role: string }>(model: CatalogModel, messages: M[]): M[] {
+export function modelMessages<M extends { role?: unknown }>(
+  model: CatalogModel,
+  messages: M[],
+  own: (ollama: Message[]) => M[] = (m) => m as unknown as M[],
+): M[] {
   const s = model.settings;
   if (!s) return messages;
-  const out = [...((s.messages ?? []) as unknown as M[]), ...messages];
+  const out = [...own((s.messages ?? []) as Message[]), ...messages];
   if (s.system && messages[0]?.role !== "system") {
     out.unshift({ role: "system", content: s.system } as unknown as M);
   }

@@ -8,13 +8,12 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
-import { findModel } from "../context.ts";
+import { findModel, modelMessages } from "../context.ts";
 import { HttpError, readBodyText } from "../http.ts";
 import { openUpstream, type UpstreamStream } from "../stream_client.ts";
 import { UserError } from "../../util/errors.ts";
 import { type LoadOptions, parseOptions } from "../options.ts";
 import { toOpenAIMessages } from "../ollama/convert.ts";
-import type { Message } from "../types.ts";
 
 /** OpenAI's error body for a status. */
 export function openaiError(status: number, message: string): Response {
@@ -70,12 +69,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
         if (given === undefined || given === null) body[key] = value;
       }
       if (path === "/v1/chat/completions" && Array.isArray(body.messages)) {
-        const first = body.messages[0] as { role?: unknown } | undefined;
-        const system = model.settings.system && first?.role !== "system"
-          ? [{ role: "system", content: model.settings.system }]
-          : [];
-        const messages = toOpenAIMessages((model.settings.messages ?? []) as Message[]);
-        body.messages = [...system, ...messages, ...body.messages];
+        body.messages = modelMessages(model, body.messages as Record<string, unknown>[], toOpenAIMessages);
       }
     }
     send = JSON.stringify(body);
