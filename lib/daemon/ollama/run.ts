@@ -163,6 +163,13 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     ...m,
   });
   const parser = o.events();
+  let begun = o.begun;
+  const begin = () => {
+    if (!begun) return;
+    const b = begun;
+    begun = undefined;
+    b();
+  };
   if (!o.stream) {
     try {
       const all = { text: "", thinking: "", tools: [] as OllamaToolCall[], logprobs: [] as Logprob[] };
@@ -181,7 +188,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
         }
       };
       for await (const bytes of up.chunks) {
-        o.begun?.();
+        begin();
         await take(parser.push(bytes));
       }
       const res = await take(parser.end());
@@ -200,7 +207,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   // The whole text, kept only when the final line needs it.
   let text = "";
   const keepText = o.finish !== undefined;
-  const line = (ev: GenEvent): Uint8Array => {
+  const line = (ev: Exclude<GenEvent, { kind: "done" }>): Uint8Array => {
     if (ev.kind === "text") {
       if (keepText) text += ev.text;
       if (ev.raw !== undefined && textLine && !ev.logprobs) return textLine(ev.raw);
@@ -209,29 +216,23 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     if (ev.kind === "thinking") {
       return enc.encode(JSON.stringify(shape.partial({ thinking: ev.text, logprobs: ev.logprobs })) + "\n");
     }
-    if (ev.kind === "tools") return enc.encode(JSON.stringify(shape.partial({ tools: ev.calls })) + "\n");
-    const last = shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
-    return enc.encode(JSON.stringify(last) + "\n");
+    return enc.encode(JSON.stringify(shape.partial({ tools: ev.calls })) + "\n");
   };
   const finalLine = async (ev: GenEvent & { kind: "done" }): Promise<Uint8Array> => {
     const last = shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
-    return enc.encode(JSON.stringify({ ...last, ...await o.finish!(text) }) + "\n");
+    return enc.encode(JSON.stringify(o.finish ? { ...last, ...await o.finish(text) } : last) + "\n");
   };
   let ended = false;
-  let begun = o.begun;
   /** The next lines (one or more, each ending in a newline), or null when the answer is complete. */
   const next = async (): Promise<Uint8Array | null> => {
     let out: Uint8Array | null = null;
     while (out === null && !ended) {
       const r = await up.chunks.next();
-      if (begun) {
-        begun();
-        begun = undefined;
-      }
+      begin();
       const evs = r.done ? parser.end() : parser.push(r.value);
       if (r.done) ended = true;
       for (const ev of evs) {
-        const bytes = ev.kind === "done" && o.finish ? await finalLine(ev) : line(ev);
+        const bytes = ev.kind === "done" ? await finalLine(ev) : line(ev);
         out = out === null ? bytes : concatBytes([out, bytes]);
         if (ev.kind === "done") ended = true;
       }
