@@ -64,9 +64,17 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   let path: string;
   let upstream: Record<string, unknown>;
   let events = (): EventParser => new ChatEventParser(top);
+  const completionEvents = () => new CompletionEventParser(top);
+  // A prompt run as written through `/completion` (raw, or a conversation given back as `context`).
+  const completion = (text: string) => ({
+    prompt: text,
+    ...samplingFields(sampling),
+    ...completionSchema(body.format),
+    ...logprobFields(top, "completion"),
+  });
   if (body.suffix) {
     path = "/infill";
-    events = () => new CompletionEventParser(top);
+    events = completionEvents;
     upstream = {
       input_prefix: prompt,
       input_suffix: body.suffix,
@@ -77,13 +85,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   } else if (body.raw) {
     if (body.images?.length) throw new HttpError(400, "raw mode does not support images");
     path = "/completion";
-    events = () => new CompletionEventParser(top);
-    upstream = {
-      prompt,
-      ...samplingFields(sampling),
-      ...completionSchema(body.format),
-      ...logprobFields(top, "completion"),
-    };
+    events = completionEvents;
+    upstream = completion(prompt);
   } else {
     path = "/v1/chat/completions";
     const user = body.images?.length
@@ -126,13 +129,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       if (turn.prompt !== undefined) {
         // Going on from a context: the whole conversation as a plain completion.
         path = "/completion";
-        events = () => new CompletionEventParser(top);
-        upstream = {
-          prompt: turn.prompt,
-          ...samplingFields(sampling),
-          ...completionSchema(body.format),
-          ...logprobFields(top, "completion"),
-        };
+        events = completionEvents;
+        upstream = completion(turn.prompt);
       }
     }
   } catch (err) {
