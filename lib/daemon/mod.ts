@@ -37,7 +37,7 @@ export {
 export { defaultKeepAlive, type KeepAliveMs, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
 export { type DaemonContext, findModel as findDaemonModel } from "./context.ts";
 export { Arrivals as DaemonArrivals } from "./arrivals.ts";
-export type { ParameterLines } from "./ollama/show.ts";
+export type { PresetParameters } from "./ollama/show.ts";
 export {
   digestFileName,
   isValidModelName as isValidOllamaName,

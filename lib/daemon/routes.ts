@@ -11,7 +11,7 @@ import { VERSION } from "../version.ts";
 import { jsonResponse, toErrorResponse } from "./http.ts";
 import { handleTags } from "./ollama/tags.ts";
 import { handlePs } from "./ollama/ps.ts";
-import { handleShow, type ParameterLines } from "./ollama/show.ts";
+import { handleShow, type PresetParameters } from "./ollama/show.ts";
 import { handleGenerate } from "./ollama/generate.ts";
 import { handleChat } from "./ollama/chat.ts";
 import { handleEmbed, handleEmbeddings } from "./ollama/embed.ts";
@@ -27,8 +27,8 @@ export interface RouteOptions {
   origins: string[];
   /** Required API key, if any. */
   apiKey?: string;
-  /** Preset parameter lines for `/api/show`. */
-  parameters?: ParameterLines;
+  /** The options a model's preset sets, for `/api/show`. */
+  parameters?: PresetParameters;
 }
 
 const ROUTES: [string, string][] = [

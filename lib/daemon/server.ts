@@ -213,12 +213,12 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     log,
     arrivals: new Arrivals(),
   };
-  const parameters = (model: CatalogModel): string[] => {
+  const parameters = (model: CatalogModel): Record<string, number> => {
     const preset = presetFor(options.config, model);
-    const lines: string[] = [];
-    if (preset?.ctx) lines.push(`num_ctx ${preset.ctx}`);
-    if (preset?.ngl !== undefined) lines.push(`num_gpu ${preset.ngl}`);
-    return lines;
+    return {
+      ...(preset?.ctx ? { num_ctx: preset.ctx } : {}),
+      ...(preset?.ngl !== undefined ? { num_gpu: preset.ngl } : {}),
+    };
   };
   const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
 

@@ -8,11 +8,11 @@ import { findModel } from "../context.ts";
 import { jsonResponse, readJsonBody } from "../http.ts";
 import { ShowRequestSchema, type ShowResponse } from "../types.ts";
 import type { CatalogModel } from "../catalog.ts";
-import { ggmlTypeName, type GgufValue, readGgufHeader } from "../../gguf/mod.ts";
+import { ggmlTypeName, type GgufHeader, type GgufValue, readGgufHeader } from "../../gguf/mod.ts";
 import { capabilities, modelDetails, modelInfo } from "./details.ts";
 
-/** Extra facts for `/api/show`: the preset a model runs with, as Modelfile-style parameter lines. */
-export type ParameterLines = (model: CatalogModel) => string[];
+/** Extra facts for `/api/show`: the options the preset a model runs with sets (`num_ctx`, `num_gpu`). */
+export type PresetParameters = (model: CatalogModel) => Record<string, unknown>;
 
 /**
  * Answers `/api/show`.
@@ -25,7 +25,7 @@ export type ParameterLines = (model: CatalogModel) => string[];
 export async function handleShow(
   ctx: DaemonContext,
   req: Request,
-  parameters?: ParameterLines,
+  parameters?: PresetParameters,
 ): Promise<Response> {
   const body = await readJsonBody(req, ShowRequestSchema);
   const m = await findModel(ctx, body.model || body.name, {
@@ -38,24 +38,16 @@ export async function handleShow(
   // line as Ollama writes them: the key padded to 30, then the value (strings quoted), a line per list item.
   const line = (key: string, v: unknown) =>
     `${key.padEnd(30)} ${typeof v === "string" ? JSON.stringify(v) : v}`;
-  const own = Object.entries(s.parameters ?? {}).flatMap(([key, v]) =>
+  const params = Object.entries({ ...parameters?.(m), ...s.parameters }).flatMap(([key, v]) =>
     (Array.isArray(v) ? v : [v]).map((x) => line(key, x))
   );
-  const params = [
-    ...(parameters?.(m) ?? []).map((l) => l.split(" ")).filter(([key]) => !(key in (s.parameters ?? {})))
-      .map(([key, ...v]) => line(key, Number(v.join(" ")))),
-    ...own,
-  ];
   // model_info as Ollama gives it: every metadata key of the file (but its name and chat template), long
   // arrays (token lists) empty unless `verbose`, over the facts the index keeps; and the tensors.
-  const header = await readGgufHeader(m.entry.path, body.verbose ? {} : { skipArraysOver: 5 }).catch(() =>
-    null
-  );
-  const info: Record<string, unknown> = { ...modelInfo(m) };
-  for (const [key, value] of Object.entries(header?.metadata ?? {})) {
-    if (key === "general.name" || key === "tokenizer.chat_template") continue;
-    info[key] = jsonValue(value);
-  }
+  const read = (path: string) =>
+    readGgufHeader(path, body.verbose ? {} : { skipArraysOver: 5 }).catch(() => null);
+  const header = await read(m.entry.path);
+  const { "general.name": _name, "tokenizer.chat_template": _template, ...fileInfo } = metadataJson(header);
+  const info = { ...modelInfo(m), ...fileInfo };
   const messages = s.messages ?? [];
   const out: ShowResponse = {
     modelfile: [
@@ -82,14 +74,14 @@ export async function handleShow(
   };
   if (m.entry.mmproj) {
     // The projector's metadata, as Ollama gives it (ours adds the file's path).
-    const projector = await readGgufHeader(m.entry.mmproj, body.verbose ? {} : { skipArraysOver: 5 })
-      .catch(() => null);
-    out.projector_info = {
-      ...Object.fromEntries(Object.entries(projector?.metadata ?? {}).map(([k, v]) => [k, jsonValue(v)])),
-      path: m.entry.mmproj,
-    };
+    out.projector_info = { ...metadataJson(await read(m.entry.mmproj)), path: m.entry.mmproj };
   }
   return jsonResponse(out);
+}
+
+/** A header's metadata as JSON (none when the file could not be read). */
+function metadataJson(header: GgufHeader | null): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(header?.metadata ?? {}).map(([k, v]) => [k, jsonValue(v)]));
 }
 
 /** A metadata value as JSON: big integers as numbers, arrays the reader skipped as empty lists. */
