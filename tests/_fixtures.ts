@@ -13,6 +13,17 @@ export {
   testPaths,
 } from "../scripts/fixtures.ts";
 
+/** The SHA-256 of bytes in hex (as a blob digest or a GGUF's Ollama digest carries it). */
+export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The SHA-256 of a file in hex. */
+export async function sha256File(path: string): Promise<string> {
+  return sha256Hex(await Deno.readFile(path));
+}
+
 /** A fresh temporary directory, removed by the returned function. */
 export async function tempDir(
   prefix = "llama-mgr-test-",

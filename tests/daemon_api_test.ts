@@ -24,7 +24,7 @@ import {
   type EventParser,
   UndecodedText,
 } from "../lib/daemon/ollama/events.ts";
-import { smolModelPath } from "./_fixtures.ts";
+import { sha256Hex, smolModelPath } from "./_fixtures.ts";
 import { gguf as hfGguf } from "@huggingface/gguf";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
@@ -48,12 +48,6 @@ async function rawStatus(url: string, path: string, host: string): Promise<numbe
   } finally {
     conn.close();
   }
-}
-
-/** The SHA-256 of bytes in hex, as a blob digest carries it. */
-async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  return [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** A GGUF (v3) holding only these metadata keys (strings and unsigned 16-bit numbers) and no tensors. */

@@ -4,7 +4,7 @@
  * makes a rescan read nothing; name resolution; and the memory estimate against a real llama-server.
  */
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
-import { cli, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
+import { cli, sha256File, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
@@ -12,11 +12,6 @@ import { estimateMemory, resolveModel, scanModels } from "../lib/gguf/mod.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { binaryPath } from "../lib/llamacpp/instances.ts";
 import { findFreePort } from "../lib/server/mod.ts";
-
-async function sha256(path: string): Promise<string> {
-  const h = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return [...new Uint8Array(h)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 Deno.test({
   name: "the index finds every model in folders, the HF cache and Ollama's store, named and described",
@@ -57,7 +52,7 @@ Deno.test({
         await Deno.symlink(`../../blobs/abc123`, `${repo}/snapshots/${rev}/smollm2-q4_1.gguf`);
       }
       // Ollama's store: a manifest naming a model layer.
-      const digest = await sha256(`${gen}/big-vocab.gguf`);
+      const digest = await sha256File(`${gen}/big-vocab.gguf`);
       await Deno.mkdir(`${tmp.path}/ollama/blobs`, { recursive: true });
       await Deno.copyFile(`${gen}/big-vocab.gguf`, `${tmp.path}/ollama/blobs/sha256-${digest}`);
       await Deno.mkdir(`${tmp.path}/ollama/manifests/registry.ollama.ai/library/bigvocab`, {
@@ -263,7 +258,7 @@ Deno.test("index cache: a change to how facts are read comes with a new cache ve
   };
   const index = await Deno.readTextFile(new URL("../lib/gguf/index.ts", import.meta.url));
   const version = Number(index.match(/const INDEX_VERSION = (\d+)/)?.[1]);
-  const now = await sha256(new URL("../lib/gguf/facts.ts", import.meta.url).pathname);
+  const now = await sha256File(new URL("../lib/gguf/facts.ts", import.meta.url).pathname);
   assert(
     now === recorded.factsSha256,
     "lib/gguf/facts.ts changed: if describeModel's output changed, bump INDEX_VERSION in lib/gguf/index.ts " +

@@ -5,18 +5,13 @@
  * Ollama shows it), and the CLI's `scan --dir`, `alias` and `show --tensors` as a user runs them.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { cli, smolModelPath, tempDir } from "./_fixtures.ts";
+import { cli, sha256File, smolModelPath, tempDir } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { readGgufHeader, resolveModel, scanModels } from "../lib/gguf/mod.ts";
 
 const scripts = new URL("../scripts/gguf/", import.meta.url).pathname;
-
-async function sha256(path: string): Promise<string> {
-  const h = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return [...new Uint8Array(h)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** Puts a GGUF file into an Ollama store under `manifests/<host>/<ns>/<model>/<tag>`, Ollama's format. */
 async function ollamaPull(
@@ -27,7 +22,7 @@ async function ollamaPull(
 ): Promise<string> {
   await Deno.mkdir(`${store}/blobs`, { recursive: true });
   const layer = async (file: string, mediaType: string) => {
-    const digest = await sha256(file);
+    const digest = await sha256File(file);
     await Deno.copyFile(file, `${store}/blobs/sha256-${digest}`);
     return { mediaType, digest: `sha256:${digest}`, size: (await Deno.stat(file)).size };
   };
