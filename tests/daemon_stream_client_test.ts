@@ -264,3 +264,29 @@ Deno.test("stream client: chunked answers are decoded however their bytes arrive
   }
   await dropAllConnections();
 });
+
+Deno.test("stream client: answers larger than a read stay whole while connections come and go", async () => {
+  // Read buffers pass from connection to connection: every answer must still be exactly its own, whether its
+  // connection was closed by the server, kept alive, or given up by the client in the middle of the answer.
+  const servers = [serve("close-after-chunked"), serve("keep-alive")];
+  try {
+    for (let round = 0; round < 6; round++) {
+      await Promise.all([0, 1, 2, 3, 4, 5].map(async (i) => {
+        const server = servers[(round + i) % 2];
+        const payload = `${round}.${i}:` + String.fromCharCode(97 + i).repeat(20_000 + 997 * i);
+        if (i === 5) {
+          // Given up after the first piece: its connection is closed, its reads abandoned.
+          const up = await openUpstream(server.base, "/x", payload);
+          await up.chunks.next();
+          up.close();
+          return;
+        }
+        const want = server === servers[0] ? `data: a\n\ndata: b\n\ndata: ${payload}\n\n` : `echo ${payload}`;
+        assertEquals((await body(server.base, payload)).text, want, `round ${round}, request ${i}`);
+      }));
+    }
+  } finally {
+    await dropAllConnections();
+    for (const s of servers) await s.close();
+  }
+});
