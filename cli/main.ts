@@ -72,17 +72,18 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (name === "help") {
       const target = COMMANDS.find((c) => c.name === after[0]);
-      console.log(target ? commandHelp(target) : mainHelp());
+      console.log(target ? commandHelp(await target.load()) : mainHelp());
       return 0;
     }
-    const cmd: Command | undefined = COMMANDS.find((c) => c.name === name);
-    if (!cmd) {
+    const entry = COMMANDS.find((c) => c.name === name);
+    if (!entry) {
       const guess = closest(name, COMMANDS.map((c) => c.name));
       throw new UserError(`unknown command '${name}'`, {
         hint: guess ? `did you mean \`llama-mgr ${guess}\`?` : "run `llama-mgr --help` for the list",
         exitCode: 2,
       });
     }
+    const cmd: Command = await entry.load();
     const args = parseFlags(after, cmd.flags, cmd.name, {
       passthroughAfter: cmd.passthroughAfter,
       leading: before,

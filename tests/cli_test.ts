@@ -5,7 +5,10 @@ import { COMMANDS } from "../cli/commands.ts";
 import { VERSION } from "../lib/version.ts";
 
 Deno.test("every command's help shows usage, options and an example", async () => {
-  for (const cmd of COMMANDS) {
+  for (const entry of COMMANDS) {
+    const cmd = await entry.load();
+    // The list names and describes each command without loading it: it must say what the command says.
+    assertEquals([cmd.name, cmd.summary], [entry.name, entry.summary]);
     assert(
       cmd.examples.some((e) => e.includes(`llama-mgr ${cmd.name}`)),
       `${cmd.name} has no example of itself: ${cmd.examples.join(" | ")}`,
