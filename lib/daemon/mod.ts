@@ -33,6 +33,8 @@ export {
   type CatalogOptions as DaemonCatalogOptions,
   type CatalogSourceEntry as DaemonSourceEntry,
   createCatalog as createDaemonCatalog,
+  type ModelSettings as DaemonModelSettings,
+  type NameRecord as DaemonNameRecord,
 } from "./catalog.ts";
 export { defaultKeepAlive, type KeepAliveMs, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
 export { type DaemonContext, findModel as findDaemonModel } from "./context.ts";
@@ -51,6 +53,10 @@ export {
   type ParsedOptions as ParsedOllamaOptions,
   parseOptions as parseOllamaOptions,
 } from "./options.ts";
-export { createRoutes as createDaemonRoutes, type RouteOptions as DaemonRouteOptions } from "./routes.ts";
+export {
+  createRoutes as createDaemonRoutes,
+  type DaemonRoutes,
+  type RouteOptions as DaemonRouteOptions,
+} from "./routes.ts";
 export { type AccessOptions, allowedOrigins, checkAccess, hostAllowed, originAllowed } from "./security.ts";
 export * as daemonWire from "./types.ts";

@@ -62,8 +62,14 @@ function knownPath(path: string): boolean {
   return ROUTES.some(([, p]) => p === path || (p.endsWith("/*") && path.startsWith(p.slice(0, -1))));
 }
 
+/** The daemon's HTTP API as one handler, what `Deno.serve` takes (built on Hono, which stays private). */
+export interface DaemonRoutes {
+  /** Answers one request. */
+  fetch(req: Request): Response | Promise<Response>;
+}
+
 /**
- * Builds the Hono app for a daemon context.
+ * Builds the daemon's routes for a daemon context.
  *
  * @example
  * ```ts
@@ -71,7 +77,7 @@ function knownPath(path: string): boolean {
  * Deno.serve({ port: 11434 }, app.fetch);
  * ```
  */
-export function createRoutes(ctx: DaemonContext, options: RouteOptions): Hono {
+export function createRoutes(ctx: DaemonContext, options: RouteOptions): DaemonRoutes {
   const app = new Hono();
   const running = () =>
     new Response("Ollama is running", { headers: { "content-type": "text/plain; charset=utf-8" } });

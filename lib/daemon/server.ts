@@ -229,12 +229,12 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     ? startMemoryTrimmer({ pagesIdleMs: 60_000, busy: () => handling > 0 || scheduler.inFlight() > 0 })
     : undefined;
   const arrivals = ctx.arrivals;
-  const handler = (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response> => {
+  const handler = (req: Request): Response | Promise<Response> => {
     trimmer?.activity();
     handling++;
     const generation = isGeneration(req);
     if (generation) arrivals.arrive(req);
-    return Promise.resolve(app.fetch(req, info)).finally(() => {
+    return Promise.resolve(app.fetch(req)).finally(() => {
       handling--;
       if (generation) arrivals.done(req);
     });
