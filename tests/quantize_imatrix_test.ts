@@ -92,7 +92,7 @@ Deno.test({
       });
 
       await t.step(
-        "too little calibration text fails with llama-imatrix's reason and leaves no file",
+        "calibration text too short for two chunks is refused before llama-imatrix runs, saying what it needs",
         async () => {
           const short = join(tmp.path, "short.txt");
           await Deno.writeTextFile(short, "the cat sat on a mat.\n");
@@ -101,8 +101,30 @@ Deno.test({
             (e) => e,
           );
           assert(err instanceof UserError, String(err));
+          assertStringIncludes(err.message, "too short");
+          assertStringIncludes(err.message, "22 bytes");
+          assertStringIncludes(err.message, "256 tokens");
+          assertStringIncludes(err.hint ?? "", "smaller --ctx");
+          assertEquals(await exists(imatrixPath(paths, f16)), false);
+        },
+      );
+
+      await t.step(
+        "text long enough in bytes but too few tokens fails in llama-imatrix with its reason and leaves no file",
+        async () => {
+          // About 400 bytes of words: past the byte check, but far fewer than 256 tokens.
+          const few = join(tmp.path, "few.txt");
+          await Deno.writeTextFile(few, calibration(8));
+          assert((await Deno.stat(few)).size >= 256);
+          const err = await computeImatrix({ instance, paths, model: f16, data: few, ctx: 128 }).then(
+            () => undefined,
+            (e) => e,
+          );
+          assert(err instanceof UserError, String(err));
           assertStringIncludes(err.message, "llama-imatrix failed");
-          assertMatch(err.message, /tokens/);
+          // llama-imatrix's own lines say it, unless llama.cpp lost them at exit (it can); the hint says it
+          // either way.
+          assertMatch(err.hint ?? "", /needs at least 256 tokens for 128-token chunks/);
           assertEquals(await exists(imatrixPath(paths, f16)), false);
           const leftovers = await Array.fromAsync(Deno.readDir(join(data, "imatrix")));
           assertEquals(leftovers.map((e) => e.name), []);

@@ -78,12 +78,23 @@ export async function computeImatrix(
         "languages), e.g. --data calibration.txt",
     });
   }
+  // llama-imatrix needs two chunks of text. A token is at least a byte (and the BOS token is added), so a file
+  // this short cannot have enough: say so before loading the model. (llama-imatrix says it too, but llama.cpp
+  // can lose a tool's last log lines when it exits early.)
+  const ctx = options.ctx ?? 512;
+  const bytes = (await Deno.stat(data)).size;
+  if (bytes + 1 < 2 * ctx) {
+    throw new UserError(
+      `the calibration text is too short: ${options.data} has ${bytes} bytes, and llama-imatrix needs at ` +
+        `least ${2 * ctx} tokens (two ${ctx}-token chunks; a token is at least one byte)`,
+      { hint: "give more text (a few hundred KB of typical input for the model) or a smaller --ctx" },
+    );
+  }
   const model = resolve(expandHome(options.model));
   const output = options.output ? resolve(expandHome(options.output)) : imatrixPath(options.paths, model);
   if (!options.force && await exists(output)) {
     throw new UserError(`${output} exists`, { hint: "pass --force to recompute it, or -o for another file" });
   }
-  const ctx = options.ctx ?? 512;
   const ngl = options.ngl ?? (options.instance.arch === "cpu" ? 0 : 999);
   await Deno.mkdir(join(output, ".."), { recursive: true });
   const t0 = performance.now();
@@ -140,12 +151,22 @@ export async function computeImatrix(
       });
     } catch (err) {
       if (err instanceof CommandError) {
-        const reason = err.tail.filter((x) => /error|failed|cannot|not enough|too few|invalid/i.test(x))
-          .slice(-5);
+        // llama.cpp's error lines (level E), or the words of its older messages.
+        const reason = err.tail.filter((x) =>
+          /^[\d.]+ E |error|failed|cannot|not enough|too few|invalid/i.test(x)
+        ).slice(-5);
+        const needs =
+          `llama-imatrix needs at least ${2 * ctx} tokens for ${ctx}-token chunks: give more text ` +
+          "or a smaller --ctx";
         throw toolFailure("llama-imatrix", err, {
           reason,
           hint: /tokens|chunk/i.test(reason.join("\n"))
-            ? `the calibration text is too short for ${ctx}-token chunks: give more text or a smaller --ctx`
+            ? `the calibration text is too short; ${needs}`
+            : reason.length === 0
+            // Nothing said why: llama.cpp logs through a thread whose last lines are lost when a tool exits
+            // early (its logger is never flushed at exit), and a text too short is the usual early exit.
+            ? "llama-imatrix gave no reason (llama.cpp can lose a tool's last log lines when it exits early); " +
+              `if the calibration text is short, ${needs}` + (err.logFile ? `; full log: ${err.logFile}` : "")
             : undefined,
         });
       }
