@@ -165,3 +165,30 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name:
+    "memory: under work that never pauses the allocator is trimmed every busyTrimMs, and not at all without it",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const out = await child(
+      ["-A"],
+      `
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      const every = startMemoryTrimmer({ settleMs: 10, idleMs: 50, busyTrimMs: 200, busy: () => true });
+      const never = startMemoryTrimmer({ settleMs: 10, idleMs: 50, busy: () => true });
+      await Promise.all([every.settled, never.settled]);
+      await sleep(1100);
+      out.every = [every.givenBack, every.trimmed];
+      out.never = [never.givenBack, never.trimmed];
+      await every.stop();
+      await never.stop();
+      `,
+    );
+    // [pages given back, allocator trims]: once on settling; then only the busy trims, about every 200 ms.
+    const [pages, trims] = out.every as number[];
+    assertEquals(pages, 1, JSON.stringify(out));
+    assert(trims >= 3 && trims <= 7, `about five trims in a second of work: ${JSON.stringify(out)}`);
+    assertEquals(out.never, [1, 1], `trimmed while busy without busyTrimMs: ${JSON.stringify(out)}`);
+  },
+});

@@ -226,7 +226,12 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   // written (its runner lease is held till then).
   let handling = 0;
   const trimmer = options.trimMemory ?? true
-    ? startMemoryTrimmer({ pagesIdleMs: 60_000, busy: () => handling > 0 || scheduler.inFlight() > 0 })
+    ? startMemoryTrimmer({
+      pagesIdleMs: 60_000,
+      // Under traffic without a 2 s pause, freed memory built up: 74 to 79 MB over 5,000 requests in a row.
+      busyTrimMs: 10_000,
+      busy: () => handling > 0 || scheduler.inFlight() > 0,
+    })
     : undefined;
   const arrivals = ctx.arrivals;
   const handler = (req: Request): Response | Promise<Response> => {

@@ -143,15 +143,20 @@ export interface MemoryTrimmerOptions {
    * interval it lasts, so that nothing is given back in the middle of it.
    */
   busy?: () => boolean;
+  /**
+   * Under work that does not pause, the allocator is trimmed anyway this often, ms (counted in whole `idleMs`
+   * intervals; default: never). Freed memory then goes back instead of building up until a pause.
+   */
+  busyTrimMs?: number;
 }
 
 /**
  * For a long-running process: `settleMs` after the start, drops the executable's start-up pages
  * ({@linkcode dropExecutablePages}) and trims the allocator ({@linkcode trimAllocator}); then whenever it goes
  * quiet (a whole `idleMs` without {@linkcode MemoryTrimmer.activity} after some, and not `busy`) trims the
- * allocator, and once it has stayed quiet for `pagesIdleMs` drops the executable's pages again. Nothing is done
- * while work goes on: pages given back while busy would only be faulted back in at a cost. The timers do not
- * keep the process alive.
+ * allocator, and once it has stayed quiet for `pagesIdleMs` drops the executable's pages again. While work goes
+ * on, the pages are left alone (they would only be faulted back in at a cost) and the allocator is trimmed
+ * only every `busyTrimMs`, if given. The timers do not keep the process alive.
  *
  * @example
  * ```ts
@@ -182,14 +187,21 @@ export function startMemoryTrimmer(options: MemoryTrimmerOptions = {}): MemoryTr
   // `recent`: activity since the last tick; `quiet`: whole intervals without activity since the last, or null
   // when everything owed has been given back (nothing happens until the next activity).
   const pagesAfter = Math.max(1, Math.ceil(pagesIdleMs / idleMs));
+  const busyTrimAfter = options.busyTrimMs ? Math.max(1, Math.round(options.busyTrimMs / idleMs)) : Infinity;
   let recent = false;
   let quiet: number | null = null;
+  let busyTicks = 0;
   const every = setInterval(() => {
     if (recent || options.busy?.()) {
       recent = false;
       quiet = 0;
+      if (++busyTicks >= busyTrimAfter) {
+        busyTicks = 0;
+        trim();
+      }
       return;
     }
+    busyTicks = 0;
     if (quiet === null) return;
     quiet++;
     if (quiet === 1) trim();
