@@ -322,12 +322,18 @@ export function createCatalog(options: CatalogOptions): Catalog {
       const key = normalizeName(model.name);
       const own = Object.keys(names.names).find((n) => normalizeName(n) === key);
       if (own) {
-        const rec = names.names[own];
-        await writeNames((n) => delete n[own]);
-        // A blob no other name uses goes with its last name, as Ollama prunes unused layers.
-        for (const file of [rec.path, rec.mmproj]) {
-          if (!file || !inBlobs(file)) continue;
-          if (Object.values(names.names).some((r) => r.path === file || r.mmproj === file)) continue;
+        // A blob no other name uses goes with its last name, as Ollama prunes unused layers (decided on the
+        // names as written, after this one is gone).
+        let unused: string[] = [];
+        await writeNames((n) => {
+          const rec = n[own];
+          delete n[own];
+          const left = Object.values(n);
+          unused = [rec?.path, rec?.mmproj].filter((f): f is string =>
+            !!f && inBlobs(f) && !left.some((r) => r.path === f || r.mmproj === f)
+          );
+        });
+        for (const file of unused) {
           blobEntries.delete(file);
           await Deno.remove(file).catch(() => {});
         }
