@@ -12,10 +12,14 @@ import { HttpError } from "../http.ts";
 import { digestFileName } from "../names.ts";
 import { exists } from "../../util/fs.ts";
 
-function blobPath(ctx: DaemonContext, digest: string): string {
+/**
+ * Where the blob of a digest is kept (in the catalogue's blob store); a malformed digest is a 400 (naming
+ * `what` the digest was given for, if said).
+ */
+export function blobPath(ctx: DaemonContext, digest: string, what?: string): string {
   const file = digestFileName(digest);
-  if (!file) throw new HttpError(400, `invalid digest format '${digest}'`);
-  return join(ctx.paths.dataDir, "daemon", "blobs", file);
+  if (!file) throw new HttpError(400, `invalid digest format '${digest}'${what ? ` for ${what}` : ""}`);
+  return join(ctx.catalog.blobsDir, file);
 }
 
 /**

@@ -7,9 +7,9 @@
  */
 import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
-import { join } from "node:path";
 import { HttpError, jsonResponse, ndjsonResponse, readJsonBody } from "../http.ts";
-import { digestFileName, isValidModelName } from "../names.ts";
+import { isValidModelName } from "../names.ts";
+import { blobPath } from "./blobs.ts";
 import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullRequestSchema } from "../types.ts";
 import type { ModelSettings, NameRecord } from "../catalog.ts";
 import { checkParameters } from "../options.ts";
@@ -112,9 +112,7 @@ async function modelFromBlobs(
   const projectors: string[] = [];
   for (const [file, digest] of Object.entries(files)) {
     if (!validFilePath(file)) throw new HttpError(400, "file path must be relative");
-    const blob = digestFileName(digest);
-    if (!blob) throw new HttpError(400, `invalid digest format '${digest}' for ${file}`);
-    const path = join(ctx.catalog.blobsDir, blob);
+    const path = blobPath(ctx, digest, file);
     if (!(await exists(path))) {
       throw new HttpError(
         400,
