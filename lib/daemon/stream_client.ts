@@ -93,8 +93,6 @@ function demandOf(key: string): Demand {
   }
   return d;
 }
-/** Bumped when every connection is dropped, so a connect that finishes afterwards is closed, not pooled. */
-let epoch = 0;
 
 function indexOfCrlf(buf: Uint8Array, from: number): number {
   for (let i = from; i + 1 < buf.length; i++) if (buf[i] === 13 && buf[i + 1] === 10) return i;
@@ -175,12 +173,11 @@ function topUp(key: string, target: Target): void {
   }
   const want = Math.min(POOL_MAX, d.peak);
   for (let have = (pool.get(key)?.length ?? 0) + (connecting.get(key) ?? 0); have < want; have++) {
-    const started = epoch;
     const generation = drops.get(key) ?? 0;
     connecting.set(key, (connecting.get(key) ?? 0) + 1);
     const p: Promise<void> = Deno.connect(target).then((conn) => {
       // Dropped meanwhile (daemon shutdown, or this server stopped): not kept.
-      if (started !== epoch || generation !== (drops.get(key) ?? 0)) closeQuietly(conn);
+      if (generation !== (drops.get(key) ?? 0)) closeQuietly(conn);
       else park(key, conn, target);
     }, () => {/* the server is gone; the next request reports it */}).finally(() => {
       connects.delete(p);
@@ -219,22 +216,24 @@ function clearDemand(key: string): void {
 /** How many times each host's connections were dropped (a connect under way when they were is not kept). */
 const drops = new Map<string, number>();
 
-/** Closes every pooled connection to `base`, and any being opened (when its server stops). */
-export function dropConnections(base: string): void {
-  const key = new URL(base).host;
+/** Closes every pooled connection to a host, and any being opened to it. */
+function dropHost(key: string): void {
   drops.set(key, (drops.get(key) ?? 0) + 1);
   clearDemand(key);
   for (const c of pool.get(key) ?? []) closeQuietly(c.conn);
   pool.delete(key);
 }
 
+/** Closes every pooled connection to `base`, and any being opened (when its server stops). */
+export function dropConnections(base: string): void {
+  dropHost(new URL(base).host);
+}
+
 /** Closes every pooled connection (daemon shutdown), waiting for spare connects under way. */
 export async function dropAllConnections(): Promise<void> {
-  epoch++;
-  for (const key of [...demands.keys()]) clearDemand(key);
+  // Every host a connection was ever opened to or asked for (a connect under way is counted in `connecting`).
+  for (const key of new Set([...pool.keys(), ...connecting.keys(), ...demands.keys()])) dropHost(key);
   await Promise.all(connects);
-  for (const list of pool.values()) for (const c of list) closeQuietly(c.conn);
-  pool.clear();
 }
 
 /**
