@@ -968,6 +968,23 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
   });
 });
 
+Deno.test("daemon: /api/show lists what a model's preset sets, for the model and a name made from it", async () => {
+  await withDaemon(
+    { config: { presets: { smol: { model: "smol", ctx: 2048, ngl: 0 } } } },
+    async ({ url }) => {
+      const copy = await post(`${url}/api/copy`, { source: "smol", destination: "smol-copy" });
+      assertEquals(copy.status, 200);
+      await copy.body?.cancel();
+      for (const model of ["smol", "smol-copy"]) {
+        const show = await (await post(`${url}/api/show`, { model })).json();
+        assertMatch(show.parameters, /^num_ctx {24}2048$/m, model);
+        assertMatch(show.parameters, /^num_gpu {24}0$/m, model);
+        assertStringIncludes(show.modelfile, "PARAMETER num_ctx                        2048", model);
+      }
+    },
+  );
+});
+
 Deno.test("daemon: max_loaded_models evicts the least recently used model", async () => {
   const smol = await smolModelPath();
   await withDaemon({
