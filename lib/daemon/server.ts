@@ -19,7 +19,7 @@ import type { DaemonContext } from "./context.ts";
 import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./scheduler.ts";
-import { CACHE_TYPES, presetFor, serverLauncher } from "./launcher.ts";
+import { CACHE_TYPES, serverLauncher } from "./launcher.ts";
 import { indexedModels } from "./index_source.ts";
 import { dropAllConnections } from "./stream_client.ts";
 import { allowedOrigins } from "./security.ts";
@@ -213,11 +213,12 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     log,
     arrivals: new Arrivals(),
   };
+  // /api/show's parameters: what the model's preset sets, as the launcher reads it for loading.
   const parameters = (model: CatalogModel): Record<string, number> => {
-    const preset = presetFor(options.config, model);
+    const d = launcher.defaults?.(model) ?? {};
     return {
-      ...(preset?.ctx ? { num_ctx: preset.ctx } : {}),
-      ...(preset?.ngl !== undefined ? { num_gpu: preset.ngl } : {}),
+      ...(d.ctx ? { num_ctx: d.ctx } : {}),
+      ...(d.ngl !== undefined ? { num_gpu: d.ngl } : {}),
     };
   };
   const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
