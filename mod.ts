@@ -31,4 +31,5 @@ export * from "./lib/python/venv.ts";
 export * from "./lib/convert/mod.ts";
 export * from "./lib/server/mod.ts";
 export * from "./lib/gguf/mod.ts";
+export * from "./lib/models/mod.ts";
 export * from "./lib/daemon/mod.ts";

@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { gguf as hfGguf } from "@huggingface/gguf";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { scanModels } from "../lib/gguf/index.ts";
+import { scanModels } from "../lib/models/index.ts";
 import { readGgufHeader } from "../lib/gguf/reader.ts";
 import { run } from "../lib/util/run.ts";
 

@@ -9,7 +9,7 @@ import { str } from "./args.ts";
 import { PYTHON_FLAGS, pythonOptions } from "./install.ts";
 import { convertModel, OUTTYPES } from "../lib/convert/mod.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
-import { resolveModel } from "../lib/gguf/mod.ts";
+import { resolveModel } from "../lib/models/mod.ts";
 import { createProgress } from "../lib/util/progress.ts";
 import { formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";

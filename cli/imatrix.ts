@@ -8,7 +8,7 @@ import type { Command } from "./command.ts";
 import { bool, int, str } from "./args.ts";
 import { computeImatrix } from "../lib/convert/imatrix.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
-import { resolveModel } from "../lib/gguf/index.ts";
+import { resolveModel } from "../lib/models/resolve.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { createProgress } from "../lib/util/progress.ts";
 

@@ -10,7 +10,7 @@ import { COMMANDS } from "./commands.ts";
 import { formatError, UserError } from "../lib/util/errors.ts";
 import { CommandError } from "../lib/util/run.ts";
 import { VERSION } from "../lib/version.ts";
-import { editDistance } from "../lib/gguf/names.ts";
+import { editDistance } from "../lib/models/names.ts";
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -10,12 +10,10 @@ import {
   CACHE_TYPE_BYTES,
   estimateMemory,
   ggmlTypeName,
-  type ModelEntry,
   readGgufHeader,
-  resolveModel,
-  scanModels,
   tensorBytes,
 } from "../lib/gguf/mod.ts";
+import { type ModelEntry, resolveModel, scanModels } from "../lib/models/mod.ts";
 import { dirname, resolve } from "node:path";
 import { expandHome, formatBytes, writeFileAtomic } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";

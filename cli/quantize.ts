@@ -8,7 +8,7 @@ import { type Command, table } from "./command.ts";
 import { bool, int, str } from "./args.ts";
 import { quantizeModel, quantTypes } from "../lib/convert/mod.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
-import { resolveModel } from "../lib/gguf/mod.ts";
+import { resolveModel } from "../lib/models/mod.ts";
 import { createProgress } from "../lib/util/progress.ts";
 import { formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";

@@ -21,7 +21,7 @@ import {
 } from "../lib/server/mod.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
 import { basename } from "node:path";
-import { type ModelEntry, resolveModel } from "../lib/gguf/mod.ts";
+import { findPreset, type ModelEntry, resolveModel } from "../lib/models/mod.ts";
 import { expandHome, formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
 import type { Config, Preset } from "../lib/config/schema.ts";
@@ -50,12 +50,15 @@ async function start(ctx: Context, args: ParsedArgs): Promise<number> {
     });
   }
   const config = await ctx.config();
-  const preset: Preset | undefined = config.presets[ref];
-  const modelRef = preset?.model ?? ref;
+  const named = findPreset(config, { preset: ref });
+  const modelRef = named?.preset.model ?? ref;
   const entry = await modelEntry(ctx, config, modelRef);
   const modelPath = entry?.path ?? expandHome(modelRef);
+  // A model started by its own name runs with its preset, as the daemon runs it.
+  const preset: Preset | undefined = named?.preset ??
+    (entry ? findPreset(config, { model: { ...entry, entryName: entry.name } })?.preset : undefined);
   const name = str(args, "name") ??
-    (preset ? ref : serverNameFor(entry?.name ?? basename(modelPath).replace(/\.gguf$/i, "")));
+    (named ? ref : serverNameFor(entry?.name ?? basename(modelPath).replace(/\.gguf$/i, "")));
   const instance = await getInstance(ctx.paths, ctx.instance ?? preset?.instance, config.default_instance);
   const t0 = performance.now();
   const timeout = int(args, "timeout", "server start");

@@ -4,12 +4,27 @@
  * time, and a change made through the daemon is not undone by a scan that started before it.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { type CatalogSourceEntry, createCatalog } from "../lib/daemon/catalog.ts";
+import { createCatalog, type ModelEntry } from "../lib/models/mod.ts";
+import { describeModel } from "../lib/gguf/mod.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { tempDir } from "./_fixtures.ts";
 
-function entry(name: string): CatalogSourceEntry {
-  return { name, path: `/models/${name.replace(":", "-")}.gguf`, sizeBytes: 1, mtimeMs: 0, facts: {} };
+/** What the index says of a llama model with no metadata beyond its architecture. */
+const FACTS = describeModel({
+  version: 3,
+  littleEndian: true,
+  metadata: { "general.architecture": "llama" },
+  metadataTypes: {},
+  tensors: [],
+  alignment: 32,
+  dataOffset: 0,
+  headerBytes: 0,
+  fileSize: 0,
+});
+
+function entry(name: string): ModelEntry {
+  const path = `/models/${name.replace(":", "-")}.gguf`;
+  return { name, aliases: [], path, files: [path], source: "dir", sizeBytes: 1, mtimeMs: 0, facts: FACTS };
 }
 
 /** A model store whose scans can be held open, counting how many ran. */
@@ -29,7 +44,7 @@ function store(initial: string[]) {
       gate?.resolve();
       gate = undefined;
     },
-    async listModels(): Promise<CatalogSourceEntry[]> {
+    async listModels(): Promise<ModelEntry[]> {
       scans++;
       const snapshot = names.map(entry);
       if (gate) await gate.promise;

@@ -4,7 +4,7 @@
  */
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { defaultKeepAlive, parseGoDuration, parseKeepAlive } from "../lib/daemon/keep_alive.ts";
-import { digestFileName, isValidModelName, normalizeName, parseModelName } from "../lib/daemon/names.ts";
+import { digestFileName, isValidModelName, normalizeName, parseModelName } from "../lib/models/names.ts";
 import { loadFlags, parseOptions } from "../lib/daemon/options.ts";
 import { allowedOrigins, checkAccess, hostAllowed, originAllowed } from "../lib/daemon/security.ts";
 import { parseOllamaHost } from "../lib/daemon/server.ts";

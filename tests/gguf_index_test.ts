@@ -8,7 +8,8 @@ import { cli, sha256File, smolModelPath, tempDir, testInstance } from "./_fixtur
 import { python, testVenv } from "./_python.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { estimateMemory, resolveModel, scanModels } from "../lib/gguf/mod.ts";
+import { estimateMemory } from "../lib/gguf/mod.ts";
+import { resolveModel, scanModels } from "../lib/models/mod.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { binaryPath } from "../lib/llamacpp/instances.ts";
 import { findFreePort } from "../lib/server/mod.ts";
@@ -251,17 +252,17 @@ Deno.test({
 
 Deno.test("index cache: a change to how facts are read comes with a new cache version", async () => {
   // The index keeps each file's facts; a new llama-mgr that reads facts differently must not show the old
-  // ones, so lib/gguf/index.ts's INDEX_VERSION changes with lib/gguf/facts.ts. Recorded together here:
+  // ones, so lib/models/index.ts's INDEX_VERSION changes with lib/gguf/facts.ts. Recorded together here:
   const recorded = {
     version: 6,
     factsSha256: "420a29cba6c5f413240a6b7652ad169b6bd75fe55413e519af56a8fb10c2f5ae",
   };
-  const index = await Deno.readTextFile(new URL("../lib/gguf/index.ts", import.meta.url));
+  const index = await Deno.readTextFile(new URL("../lib/models/index.ts", import.meta.url));
   const version = Number(index.match(/const INDEX_VERSION = (\d+)/)?.[1]);
   const now = await sha256File(new URL("../lib/gguf/facts.ts", import.meta.url).pathname);
   assert(
     now === recorded.factsSha256,
-    "lib/gguf/facts.ts changed: if describeModel's output changed, bump INDEX_VERSION in lib/gguf/index.ts " +
+    "lib/gguf/facts.ts changed: if describeModel's output changed, bump INDEX_VERSION in lib/models/index.ts " +
       `(now ${version}) so cached facts are read again; then record { version, factsSha256: "${now}" } here`,
   );
   assertEquals(version, recorded.version, "INDEX_VERSION changed: record it here with the facts.ts hash");

@@ -15,7 +15,7 @@ import {
   readGgufHeader,
 } from "../lib/gguf/reader.ts";
 import { describeModel } from "../lib/gguf/facts.ts";
-import { scanModels } from "../lib/gguf/index.ts";
+import { scanModels } from "../lib/models/index.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 

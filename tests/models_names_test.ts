@@ -5,7 +5,8 @@
  */
 import { assertEquals } from "./_assert.ts";
 import type { GgufHeader, GgufValue } from "../lib/gguf/reader.ts";
-import { closestNames, describeModel, modelName, normalizeRef } from "../lib/gguf/mod.ts";
+import { describeModel } from "../lib/gguf/mod.ts";
+import { closestNames, modelName, normalizeName } from "../lib/models/mod.ts";
 
 function header(metadata: Record<string, GgufValue>): GgufHeader {
   return {
@@ -123,10 +124,10 @@ Deno.test("names follow the metadata the way Ollama's tags do", async (t) => {
 });
 
 Deno.test("a bare name gets :latest, and a typo suggests the closest names", async (t) => {
-  await t.step("normalizeRef lower-cases and adds :latest only when there is no tag", () => {
-    assertEquals(normalizeRef("Qwen3"), "qwen3:latest");
-    assertEquals(normalizeRef("qwen3:4B-Q4_K_M"), "qwen3:4b-q4_k_m");
-    assertEquals(normalizeRef("hf.co/Org/Repo"), "hf.co/org/repo:latest");
+  await t.step("normalizeName lower-cases and adds :latest only when there is no tag", () => {
+    assertEquals(normalizeName("Qwen3"), "qwen3:latest");
+    assertEquals(normalizeName("qwen3:4B-Q4_K_M"), "qwen3:4b-q4_k_m");
+    assertEquals(normalizeName("hf.co/Org/Repo"), "hf.co/org/repo:latest");
   });
   const names = cases.map((c) => c.name);
   await t.step("a misspelt base name finds the family", () => {

@@ -9,7 +9,8 @@ import { cli, sha256File, smolModelPath, tempDir } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { readGgufHeader, resolveModel, scanModels } from "../lib/gguf/mod.ts";
+import { readGgufHeader } from "../lib/gguf/mod.ts";
+import { resolveModel, scanModels } from "../lib/models/mod.ts";
 
 const scripts = new URL("../scripts/gguf/", import.meta.url).pathname;
 

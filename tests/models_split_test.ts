@@ -9,7 +9,8 @@ import { cli, tempDir } from "./_fixtures.ts";
 import { python, testVenv } from "./_python.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { estimateMemory, scanModels } from "../lib/gguf/mod.ts";
+import { estimateMemory } from "../lib/gguf/mod.ts";
+import { scanModels } from "../lib/models/mod.ts";
 
 const scripts = new URL("../scripts/gguf/", import.meta.url).pathname;
 

@@ -4,8 +4,8 @@
  * Face cache keeps every snapshot a user ever downloaded; a re-uploaded file is listed once, as of now.
  */
 import { assertEquals } from "./_assert.ts";
-import { OLLAMA_SYSTEM_DIR, ollamaDir, ollamaDirs } from "../lib/gguf/sources.ts";
-import { scanModels } from "../lib/gguf/index.ts";
+import { OLLAMA_SYSTEM_DIR, ollamaDir, ollamaDirs } from "../lib/models/sources.ts";
+import { scanModels } from "../lib/models/index.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";

@@ -6,7 +6,7 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_as
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { resolveModel, scanModels } from "../lib/gguf/mod.ts";
+import { resolveModel, scanModels } from "../lib/models/mod.ts";
 import { UserError } from "../lib/util/errors.ts";
 
 Deno.test({

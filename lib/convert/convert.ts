@@ -9,7 +9,7 @@ import type { Paths } from "../config/paths.ts";
 import type { PythonOptions } from "../config/schema.ts";
 import { instanceDir, type InstanceRecord, writeInstance } from "../llamacpp/instances.ts";
 import { ensureVenv } from "../python/venv.ts";
-import { hfHubDir } from "../gguf/sources.ts";
+import { hfHubDir } from "../models/sources.ts";
 import { exists, expandHome } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { CommandError, run, toolFailure } from "../util/run.ts";

@@ -6,10 +6,9 @@
  */
 import type { Paths } from "../config/paths.ts";
 import type { Arrivals } from "./arrivals.ts";
-import type { Catalog, CatalogModel } from "./catalog.ts";
+import { type Catalog, type CatalogModel, isValidModelName, ModelNotFoundError } from "../models/mod.ts";
 import type { Scheduler } from "./scheduler.ts";
 import { HttpError } from "./http.ts";
-import { isValidModelName } from "./names.ts";
 import type { Message } from "./types.ts";
 
 /** Shared state of a running daemon. */
@@ -32,7 +31,8 @@ export interface DaemonContext {
 
 /**
  * Finds the model a request names. An empty name throws `emptyStatus` with `emptyMessage` (Ollama differs per
- * endpoint), an invalid name a 400, an unknown one a 404 `model 'x' not found`.
+ * endpoint), an invalid name a 400, an unknown one the catalogue's ModelNotFoundError (a 404
+ * `model 'x' not found`).
  *
  * @example
  * ```ts
@@ -50,10 +50,14 @@ export async function findModel(
   }
   // The catalogue is only searched, never turned into a path, so an exact catalogue name is always safe; any
   // other text must be a valid Ollama name.
-  const model = await ctx.catalog.find(n);
-  if (model) return model;
-  if (!isValidModelName(n)) throw new HttpError(400, `invalid model name '${n}'`);
-  throw new HttpError(404, `model '${n}' not found`);
+  try {
+    return await ctx.catalog.get(n);
+  } catch (err) {
+    if (err instanceof ModelNotFoundError && !isValidModelName(n)) {
+      throw new HttpError(400, `invalid model name '${n}'`);
+    }
+    throw err;
+  }
 }
 
 /**

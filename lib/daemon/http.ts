@@ -8,6 +8,7 @@ import type { z } from "zod";
 import { describeZodError } from "./types.ts";
 import { UserError } from "../util/errors.ts";
 import { concatBytes } from "../util/bytes.ts";
+import { ForeignModelError, ModelNotFoundError } from "../models/errors.ts";
 
 /** An error with the HTTP status the daemon answers with. */
 export class HttpError extends Error {
@@ -49,11 +50,26 @@ export function jsonResponse(value: unknown, status = 200): Response {
   });
 }
 
-/** Maps any thrown value to an Ollama error response (HttpError status, UserError 400, else 500). */
+/**
+ * The status an error is answered with: an HttpError's own; the model layer's not-found 404 and another tool's
+ * model 403; the scheduler's queue full 503; any other UserError 400; else 500.
+ *
+ * @example
+ * ```ts
+ * errorStatus(new HttpError(413, "too large")); // 413
+ * ```
+ */
+export function errorStatus(err: unknown): number {
+  if (err instanceof HttpError) return err.status;
+  if (err instanceof ModelNotFoundError) return 404;
+  if (err instanceof ForeignModelError) return 403;
+  if (err instanceof UserError) return 400;
+  return 500;
+}
+
+/** Maps any thrown value to an Ollama error response, with the status of {@linkcode errorStatus}. */
 export function toErrorResponse(err: unknown): Response {
-  if (err instanceof HttpError) return errorResponse(err.status, err.message);
-  if (err instanceof UserError) return errorResponse(400, err.message);
-  return errorResponse(500, err instanceof Error ? err.message : String(err));
+  return errorResponse(errorStatus(err), err instanceof Error ? err.message : String(err));
 }
 
 /**

@@ -11,12 +11,10 @@ import { getInstance } from "../llamacpp/instances.ts";
 import { pidAlive } from "../util/process.ts";
 import { listServers, removeServer, startServer, stopServer } from "../server/mod.ts";
 import { dropConnections } from "./stream_client.ts";
-import { estimateMemory, type ModelFacts } from "../gguf/mod.ts";
-import type { CatalogModel } from "./catalog.ts";
+import { estimateMemory } from "../gguf/mod.ts";
+import { type CatalogModel, embeddingOnly, findPreset, type PresetTarget } from "../models/mod.ts";
 import { loadFlags } from "./options.ts";
 import type { Launcher } from "./scheduler.ts";
-import { embeddingOnly } from "./ollama/details.ts";
-import { normalizeName } from "./names.ts";
 import { HttpError } from "./http.ts";
 import { UserError } from "../util/errors.ts";
 
@@ -43,19 +41,21 @@ export interface ServerLauncherOptions {
 /** KV cache types llama-server accepts (`--cache-type-k`). */
 export const CACHE_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"];
 
-/** The preset configured for a model: one whose `model` is the model's name, an alias or its path. */
+/** The preset configured for a model (lib/models' one preset lookup). */
 export function presetFor(config: Config, model: CatalogModel): Preset | undefined {
-  // A name made through the API (a copy, `/api/create`) runs with the preset of the model it was made from.
-  const names = [
-    model.name,
-    model.entry.name,
-    ...(model.entry.aliases ?? []),
-    ...(model.from ? [model.from] : []),
-  ]
-    .map(normalizeName);
-  return Object.values(config.presets).find((p) =>
-    p.model === model.entry.path || names.includes(normalizeName(p.model))
-  );
+  return findPreset(config, { model: presetTarget(model) })?.preset;
+}
+
+/** What a preset's `model` may name: the name asked for, the index's own name and aliases, and what a name
+ * made through the API was made from. */
+function presetTarget(model: CatalogModel): PresetTarget {
+  return {
+    name: model.name,
+    path: model.entry.path,
+    entryName: model.entry.name,
+    aliases: model.entry.aliases,
+    from: model.from,
+  };
 }
 
 /**
@@ -110,7 +110,7 @@ function indexEstimate(
   more: { ubatch?: number; parallel?: number; cacheType?: string; flashAttention?: boolean } = {},
 ): number | undefined {
   try {
-    const total = estimateMemory(model.entry.facts as unknown as ModelFacts, { ctx, ...more }).totalBytes;
+    const total = estimateMemory(model.entry.facts, { ctx, ...more }).totalBytes;
     return Number.isFinite(total) && total > 0 ? total : undefined;
   } catch {
     return undefined;
@@ -165,7 +165,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       if (!has("--threads-http")) args.push("--threads-http", "64");
       if (spec.embedding) {
         args.push("--embeddings", "-b", String(ctx), "-ub", String(ctx));
-        if (!embeddingOnly(spec.model)) args.push("--pooling", "mean");
+        if (!embeddingOnly(spec.model.entry)) args.push("--pooling", "mean");
       } else {
         args.push("--jinja");
       }

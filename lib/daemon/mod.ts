@@ -26,27 +26,10 @@ export {
   type Scheduler,
   type SchedulerOptions,
 } from "./scheduler.ts";
-export {
-  type Catalog as DaemonCatalog,
-  type CatalogFacts as DaemonModelFacts,
-  type CatalogModel as DaemonModel,
-  type CatalogOptions as DaemonCatalogOptions,
-  type CatalogSourceEntry as DaemonSourceEntry,
-  createCatalog as createDaemonCatalog,
-  type ModelSettings as DaemonModelSettings,
-  type NameRecord as DaemonNameRecord,
-} from "./catalog.ts";
 export { defaultKeepAlive, type KeepAliveMs, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
 export { type DaemonContext, findModel as findDaemonModel } from "./context.ts";
 export { Arrivals as DaemonArrivals } from "./arrivals.ts";
 export type { PresetParameters } from "./ollama/show.ts";
-export {
-  digestFileName,
-  isValidModelName as isValidOllamaName,
-  type ModelName as OllamaName,
-  normalizeName as normalizeOllamaName,
-  parseModelName as parseOllamaName,
-} from "./names.ts";
 export {
   loadFlags as ollamaLoadFlags,
   type LoadOptions as OllamaLoadOptions,

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { CatalogModel } from "./catalog.ts";
+import type { CatalogModel } from "../models/catalog.ts";
 import type { LoadOptions } from "./options.ts";
 import { loadKey } from "./options.ts";
 import { pidAlive } from "../util/process.ts";

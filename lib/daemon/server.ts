@@ -14,13 +14,17 @@ import { startMemoryTrimmer } from "../util/memory.ts";
 import { Arrivals, isGeneration } from "./arrivals.ts";
 import { UserError } from "../util/errors.ts";
 import { OLLAMA_API_VERSION } from "../version.ts";
-import { type CatalogModel, type CatalogSourceEntry, createCatalog } from "./catalog.ts";
+import {
+  type CatalogModel,
+  createCatalog,
+  listModels as indexedModels,
+  type ModelEntry,
+} from "../models/mod.ts";
 import type { DaemonContext } from "./context.ts";
 import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./scheduler.ts";
 import { CACHE_TYPES, serverLauncher } from "./launcher.ts";
-import { indexedModels } from "./index_source.ts";
 import { dropAllConnections } from "./stream_client.ts";
 import { allowedOrigins } from "./security.ts";
 import { serverNameFor } from "./scheduler.ts";
@@ -40,8 +44,8 @@ export interface DaemonOptions {
   env?: Record<string, string | undefined>;
   /** Starts llama-servers (default: lib/server, servers owned by this daemon). */
   launcher?: Launcher;
-  /** Lists the models (default: lib/gguf's index). */
-  listModels?: () => Promise<CatalogSourceEntry[]>;
+  /** Lists the models (default: the model index). */
+  listModels?: () => Promise<ModelEntry[]>;
   /** Log lines (default: stderr). */
   log?: (line: string) => void;
   /** Instance name to use when no preset names one (the `-i` flag). */

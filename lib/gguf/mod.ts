@@ -1,6 +1,6 @@
 /**
- * GGUF files and the model index: read a header, describe a model, estimate its memory, find every model
- * on the machine and resolve a name to a file.
+ * GGUF files: read a header, describe a model and estimate its memory. Pure: nothing here reads the config or
+ * scans folders (the model index is `lib/models`).
  *
  * @example
  * ```ts ignore
@@ -13,6 +13,3 @@
 export * from "./reader.ts";
 export * from "./types.ts";
 export * from "./facts.ts";
-export * from "./names.ts";
-export * from "./sources.ts";
-export * from "./index.ts";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import type { DaemonContext } from "../context.ts";
 import { HttpError } from "../http.ts";
-import { digestFileName } from "../names.ts";
+import { digestFileName } from "../../models/names.ts";
 import { exists } from "../../util/fs.ts";
 
 /**

@@ -11,7 +11,8 @@ import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { ChatRequestSchema } from "../types.ts";
-import { capabilities, embeddingOnly } from "./details.ts";
+import { embeddingOnly, modelCapabilities } from "../../models/mod.ts";
+import { checkCapabilities } from "./capabilities.ts";
 import {
   logprobFields,
   logprobsWanted,
@@ -22,27 +23,6 @@ import {
 } from "./convert.ts";
 import { ChatEventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
-
-/** Checks `think` and images against what the model can do (Ollama's 400s). */
-export function checkCapabilities(
-  name: string,
-  caps: string[],
-  want: { think?: unknown; images?: boolean },
-): void {
-  const known = caps.length > 0;
-  if (
-    known && want.think !== undefined && want.think !== null && want.think !== false &&
-    !caps.includes("thinking")
-  ) {
-    throw new HttpError(400, `"${name}" does not support thinking`);
-  }
-  if (known && want.images && !caps.includes("vision")) {
-    throw new HttpError(
-      400,
-      `"${name}" does not support images (no vision projector found next to the model)`,
-    );
-  }
-}
 
 /**
  * Answers `/api/chat`.
@@ -59,7 +39,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
   const { load, sampling } = parseOptions(modelOptions(model, body.options));
   const top = logprobsWanted(body);
-  if (embeddingOnly(model)) throw new HttpError(400, `"${body.model}" does not support chat`);
+  if (embeddingOnly(model.entry)) throw new HttpError(400, `"${body.model}" does not support chat`);
   const messages = body.messages ?? [];
   const base = { model: body.model, message: { role: "assistant", content: "" } };
   if (messages.length === 0) {
@@ -71,7 +51,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     lease.release();
     return loadAnswer(base, "load");
   }
-  checkCapabilities(body.model, capabilities(model), {
+  checkCapabilities(body.model, modelCapabilities(model.entry), {
     think: body.think,
     images: messages.some((m) => m.images?.length),
   });

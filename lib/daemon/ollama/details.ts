@@ -1,10 +1,10 @@
 /**
  * How an indexed GGUF model looks in Ollama's responses: `details` (family, parameter size, quantization),
- * a digest, `model_info` keys in GGUF's own naming, and capabilities in Ollama's words.
+ * a digest, and `model_info` keys in GGUF's own naming.
  *
  * @module
  */
-import type { CatalogModel } from "../catalog.ts";
+import type { CatalogModel } from "../../models/catalog.ts";
 import type { ModelDetails } from "../types.ts";
 import { FILE_TYPES } from "../../gguf/types.ts";
 
@@ -39,7 +39,7 @@ export function modelDetails(m: CatalogModel): ModelDetails {
     family,
     families: family ? [family] : null,
     parameter_size: formatParameterCount(Number(f.parameterCount ?? 0)),
-    quantization_level: quantizationLevel(f.fileType as number | string | undefined),
+    quantization_level: quantizationLevel(f.fileType),
   };
 }
 
@@ -51,20 +51,6 @@ export async function modelDigest(m: CatalogModel): Promise<string> {
   const text = `${m.entry.path}\0${m.entry.sizeBytes}\0${m.entry.mtimeMs}`;
   const buf = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Ollama's capability names for a model: completion, embedding, vision, tools, thinking, insert. */
-export function capabilities(m: CatalogModel): string[] {
-  const caps = new Set((m.entry.facts.capabilities ?? []).map(String));
-  if (m.entry.mmproj) caps.add("vision");
-  if (caps.size === 0) caps.add("completion");
-  return [...caps];
-}
-
-/** True when the model only makes embeddings (no text generation). */
-export function embeddingOnly(m: CatalogModel): boolean {
-  const caps = capabilities(m);
-  return caps.includes("embedding") && !caps.includes("completion");
 }
 
 /** `model_info` in GGUF key names, from the facts the index keeps. */

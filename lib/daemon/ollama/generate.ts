@@ -11,7 +11,8 @@ import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { GenerateRequestSchema, type Message } from "../types.ts";
-import { capabilities, embeddingOnly } from "./details.ts";
+import { embeddingOnly, modelCapabilities } from "../../models/mod.ts";
+import { checkCapabilities } from "./capabilities.ts";
 import {
   completionSchema,
   imagePart,
@@ -25,7 +26,6 @@ import {
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./run.ts";
 import { postJson } from "../stream_client.ts";
-import { checkCapabilities } from "./chat.ts";
 
 /**
  * Answers `/api/generate`.
@@ -54,8 +54,11 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   if (body.raw && (body.template || body.system || body.context?.length)) {
     throw new HttpError(400, "raw mode does not support template, system, or context");
   }
-  if (embeddingOnly(model)) throw new HttpError(400, `"${body.model}" does not support generate`);
-  checkCapabilities(body.model, capabilities(model), { think: body.think, images: !!body.images?.length });
+  if (embeddingOnly(model.entry)) throw new HttpError(400, `"${body.model}" does not support generate`);
+  checkCapabilities(body.model, modelCapabilities(model.entry), {
+    think: body.think,
+    images: !!body.images?.length,
+  });
   if (prompt === "") {
     const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
     lease.release();

@@ -8,12 +8,12 @@
 import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
 import { HttpError, jsonResponse, ndjsonResponse, readJsonBody } from "../http.ts";
-import { isValidModelName } from "../names.ts";
+import { isValidModelName } from "../../models/names.ts";
 import { blobPath } from "./blobs.ts";
 import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullRequestSchema } from "../types.ts";
-import type { ModelSettings, NameRecord } from "../catalog.ts";
+import type { ModelSettings, NameRecord } from "../../models/catalog.ts";
 import { checkParameters } from "../options.ts";
-import { modelFromFile } from "../../gguf/mod.ts";
+import { modelFromFile } from "../../models/mod.ts";
 import { exists } from "../../util/fs.ts";
 
 /**

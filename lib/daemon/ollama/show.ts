@@ -7,9 +7,10 @@ import type { DaemonContext } from "../context.ts";
 import { findModel } from "../context.ts";
 import { jsonResponse, readJsonBody } from "../http.ts";
 import { ShowRequestSchema, type ShowResponse } from "../types.ts";
-import type { CatalogModel } from "../catalog.ts";
+import type { CatalogModel } from "../../models/catalog.ts";
 import { ggmlTypeName, type GgufHeader, type GgufValue, readGgufHeader } from "../../gguf/mod.ts";
-import { capabilities, modelDetails, modelInfo } from "./details.ts";
+import { modelDetails, modelInfo } from "./details.ts";
+import { modelCapabilities } from "../../models/mod.ts";
 
 /** Extra facts for `/api/show`: the options the preset a model runs with sets (`num_ctx`, `num_gpu`). */
 export type PresetParameters = (model: CatalogModel) => Record<string, unknown>;
@@ -69,7 +70,7 @@ export async function handleShow(
     ...(header
       ? { tensors: header.tensors.map((t) => ({ name: t.name, type: ggmlTypeName(t.type), shape: t.dims })) }
       : {}),
-    capabilities: capabilities(m),
+    capabilities: modelCapabilities(m.entry),
     modified_at: new Date(m.entry.mtimeMs).toISOString(),
   };
   if (m.entry.mmproj) {

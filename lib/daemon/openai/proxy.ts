@@ -9,9 +9,8 @@
  */
 import type { DaemonContext } from "../context.ts";
 import { findModel, modelMessages } from "../context.ts";
-import { HttpError, readBodyText } from "../http.ts";
+import { errorStatus, HttpError, readBodyText } from "../http.ts";
 import { openUpstream, type UpstreamStream } from "../stream_client.ts";
-import { UserError } from "../../util/errors.ts";
 import { type LoadOptions, parseOptions } from "../options.ts";
 import { toOpenAIMessages } from "../ollama/convert.ts";
 
@@ -26,9 +25,7 @@ export function openaiError(status: number, message: string): Response {
 
 /** Maps a thrown value to an OpenAI error response. */
 export function toOpenAIError(err: unknown): Response {
-  if (err instanceof HttpError) return openaiError(err.status, err.message);
-  if (err instanceof UserError) return openaiError(400, err.message);
-  return openaiError(500, err instanceof Error ? err.message : String(err));
+  return openaiError(errorStatus(err), err instanceof Error ? err.message : String(err));
 }
 
 /**

@@ -10,7 +10,11 @@ import type { Config } from "../config/schema.ts";
 import { expandHome } from "../util/fs.ts";
 
 /** Where a model was found. */
-export type ModelSource = "dir" | "models" | "huggingface" | "ollama" | "lmstudio" | "llamacpp";
+/**
+ * Where a model was found: a folder of the config (`dir`), the data dir's `models/`, another tool's store, or
+ * (`api`) the daemon's blob store, for a model made from uploaded files.
+ */
+export type ModelSource = "dir" | "models" | "huggingface" | "ollama" | "lmstudio" | "llamacpp" | "api";
 
 /** A GGUF file found on disk. */
 export interface Candidate {

@@ -8,12 +8,11 @@
 import { basename, dirname } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
-import { exists, expandHome, writeFileAtomic } from "../util/fs.ts";
-import { UserError } from "../util/errors.ts";
-import { GgufError, readGgufHeader } from "./reader.ts";
-import { describeModel, type ModelFacts } from "./facts.ts";
+import { expandHome, writeFileAtomic } from "../util/fs.ts";
+import { GgufError, readGgufHeader } from "../gguf/reader.ts";
+import { describeModel, type ModelFacts } from "../gguf/facts.ts";
 import { type Candidate, findCandidates, type ModelSource, type SourceOptions } from "./sources.ts";
-import { closestNames, modelName, normalizeRef } from "./names.ts";
+import { modelName } from "./names.ts";
 
 /** One model in the index. */
 export interface ModelEntry {
@@ -252,6 +251,7 @@ function buildModels(
     huggingface: 3,
     lmstudio: 4,
     llamacpp: 5,
+    api: 6,
   };
   const entries: ModelEntry[] = [];
   for (const parts of groups.values()) {
@@ -349,81 +349,4 @@ export async function modelFromFile(path: string): Promise<ModelEntry> {
     mtimeMs: info.mtime?.getTime() ?? 0,
     facts,
   };
-}
-
-/** Follows config aliases (one may name another) to what they finally name; a loop is the user's to fix. */
-function followAliases(config: Config, ref: string): string {
-  const aliases = config.models.aliases;
-  const chain = [ref];
-  for (;;) {
-    const last = chain[chain.length - 1];
-    const next = aliases[last] ?? aliases[last.toLowerCase()];
-    if (next === undefined || next === last) return last;
-    if (chain.includes(next)) {
-      throw new UserError(
-        `the aliases ${[...chain, next].map((a) => `'${a}'`).join(" -> ")} go round in a loop`,
-        {
-          hint:
-            `point one of them at a model in models.aliases of the config (\`llama-mgr models alias NAME MODEL\`)`,
-        },
-      );
-    }
-    chain.push(next);
-  }
-}
-
-/**
- * Finds a model by name, `name:tag` (`:latest` may be left out), alias, or file path. A miss suggests the
- * closest names.
- *
- * @example
- * ```ts ignore
- * const m = await resolveModel(paths, config, "qwen3:4b");
- * console.log(m.path);
- * ```
- */
-export async function resolveModel(
-  paths: Paths,
-  config: Config,
-  ref: string,
-  options: ScanOptions = {},
-): Promise<ModelEntry> {
-  ref = followAliases(config, ref);
-  const asPath = expandHome(ref);
-  if ((ref.includes("/") || ref.toLowerCase().endsWith(".gguf")) && await exists(asPath)) {
-    const models = await listModels(paths, config, options);
-    const real = await Deno.realPath(asPath).catch(() => asPath);
-    for (const m of models) {
-      if (m.path === asPath || m.files.includes(asPath)) return m;
-      if (await Deno.realPath(m.path).catch(() => m.path) === real) return m;
-    }
-    return await modelFromFile(asPath);
-  }
-  const models = await listModels(paths, config, options);
-  const r = ref.trim().toLowerCase();
-  const exact = models.find((m) => m.name === r || m.aliases.includes(r)) ??
-    models.find((m) => m.files.some((f) => basename(f).toLowerCase() === r));
-  if (exact) return exact;
-  const latest = normalizeRef(r);
-  const tagged = models.find((m) => m.name === latest || m.aliases.includes(latest));
-  if (tagged) return tagged;
-  if (!r.includes(":")) {
-    const byBase = models.filter((m) => m.name.split(":")[0] === r);
-    if (byBase.length === 1) return byBase[0];
-    if (byBase.length > 1) {
-      throw new UserError(`'${ref}' names ${byBase.length} models`, {
-        hint: `say which: ${byBase.slice(0, 8).map((m) => m.name).join(", ")}${
-          byBase.length > 8 ? `, and ${byBase.length - 8} more (\`llama-mgr models\` lists them)` : ""
-        }`,
-      });
-    }
-  }
-  const near = closestNames(r, models.flatMap((m) => [m.name, ...m.aliases]));
-  throw new UserError(`model '${ref}' not found`, {
-    hint: near.length
-      ? `did you mean ${near.map((n) => `'${n}'`).join(", ")}? (\`llama-mgr models\` lists them all)`
-      : models.length
-      ? "`llama-mgr models` lists the models; `llama-mgr models scan --dir DIR` adds a folder"
-      : "no models found: add folders under models.dirs in the config, or run `llama-mgr models scan --dir DIR`",
-  });
 }

@@ -1,5 +1,5 @@
 /**
- * The daemon's view of the models: the model index (`lib/gguf`) plus the names made with `/api/copy` and
+ * The daemon's view of the models: the model index plus the names made with `/api/copy` and
  * `/api/create`, looked up as Ollama looks names up (case-insensitive, `:latest` implied). Names created
  * through the API live in `<data>/daemon/names.json` with what `/api/create` set on them (system prompt,
  * parameters, messages, license); a name created from uploaded files points at the blob in
@@ -12,57 +12,10 @@
 import { join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import { readJson, writeJsonAtomic } from "../util/fs.ts";
-import { modelFromFile } from "../gguf/mod.ts";
+import { type ModelEntry, modelFromFile } from "./index.ts";
 import { normalizeName } from "./names.ts";
-import { HttpError } from "./http.ts";
-
-/** What the daemon needs to know about a model (a subset of `lib/gguf`'s ModelEntry). */
-export interface CatalogFacts {
-  /** GGUF `general.architecture`. */
-  architecture?: string;
-  /** Number of parameters. */
-  parameterCount?: number;
-  /** File type (GGUF `general.file_type` number or its name). */
-  fileType?: number | string;
-  /** Trained context length. */
-  contextLength?: number;
-  /** Embedding width. */
-  embeddingLength?: number;
-  /** Layers. */
-  blockCount?: number;
-  /** Attention heads. */
-  headCount?: number;
-  /** KV heads. */
-  headCountKv?: number;
-  /** The Jinja chat template. */
-  chatTemplate?: string;
-  /** What the model can do. */
-  capabilities?: string[];
-  /** Anything else the index knows. */
-  [key: string]: unknown;
-}
-
-/** A model entry as the index gives it. */
-export interface CatalogSourceEntry {
-  /** `name:tag`. */
-  name: string;
-  /** Other names. */
-  aliases?: string[];
-  /** The GGUF file (first shard). */
-  path: string;
-  /** All parts of a split model. */
-  files?: string[];
-  /** Vision projector, when found. */
-  mmproj?: string;
-  /** Where it was found (huggingface, ollama, dir, ...). */
-  source?: string;
-  /** Total bytes. */
-  sizeBytes: number;
-  /** Modification time. */
-  mtimeMs: number;
-  /** Metadata facts. */
-  facts: CatalogFacts;
-}
+import { findByName, resolveByName } from "./resolve.ts";
+import { ForeignModelError, ModelStoreError } from "./errors.ts";
 
 /** What `/api/create` sets on a name (a Modelfile's SYSTEM, PARAMETER, MESSAGE and LICENSE), as Ollama keeps it. */
 export interface ModelSettings {
@@ -81,7 +34,7 @@ export interface CatalogModel {
   /** The name clients see and use. */
   name: string;
   /** The entry. */
-  entry: CatalogSourceEntry;
+  entry: ModelEntry;
   /** True for names made by `/api/copy` or `/api/create`. */
   copy: boolean;
   /** What `/api/create` set on the name. */
@@ -108,6 +61,8 @@ export interface Catalog {
   list(): Promise<CatalogModel[]>;
   /** Finds a model by name or alias; undefined when unknown. */
   find(name: string): Promise<CatalogModel | undefined>;
+  /** Finds a model by name or alias; a ModelNotFoundError (with the closest names) when unknown. */
+  get(name: string): Promise<CatalogModel>;
   /** Makes `destination` another name for `source`'s model, with what was set on it. */
   copy(source: CatalogModel, destination: string): Promise<void>;
   /** Makes (or replaces) a name (`/api/create`). */
@@ -130,7 +85,7 @@ export interface CatalogOptions {
   /** Data locations. */
   paths: Paths;
   /** Lists the indexed models (lib/gguf's listModels bound to paths and config). */
-  listModels: () => Promise<CatalogSourceEntry[]>;
+  listModels: () => Promise<ModelEntry[]>;
   /** Config aliases (alias -> model name or path). */
   aliases?: Record<string, string>;
   /** How long the index listing is reused for the model list (`/api/tags`, `/v1/models`), in ms (default 2000). */
@@ -162,12 +117,12 @@ export function createCatalog(options: CatalogOptions): Catalog {
   const inBlobs = (path: string) => path.startsWith(blobsDir + "/");
   // Models made from uploaded files: their blobs never change (they are named by their content), so each is
   // read once.
-  const blobEntries = new Map<string, Promise<CatalogSourceEntry | undefined>>();
-  const blobEntry = (path: string): Promise<CatalogSourceEntry | undefined> => {
+  const blobEntries = new Map<string, Promise<ModelEntry | undefined>>();
+  const blobEntry = (path: string): Promise<ModelEntry | undefined> => {
     let p = blobEntries.get(path);
     if (!p) {
       p = modelFromFile(path).then(
-        (e) => ({ ...e, source: "api" }) as unknown as CatalogSourceEntry,
+        (e): ModelEntry => ({ ...e, source: "api" }),
         () => {
           blobEntries.delete(path);
           return undefined;
@@ -181,10 +136,10 @@ export function createCatalog(options: CatalogOptions): Catalog {
   const lookupRefreshMs = options.lookupRefreshMs ?? 30_000;
   // The last listing, its age, and the scan under way. A change made through the daemon (create, delete)
   // bumps `generation` so a scan that started before it cannot bring the old listing back.
-  let good: { at: number; list: CatalogSourceEntry[] } | undefined;
-  let pending: { generation: number; list: Promise<CatalogSourceEntry[]> } | undefined;
+  let good: { at: number; list: ModelEntry[] } | undefined;
+  let pending: { generation: number; list: Promise<ModelEntry[]> } | undefined;
   let generation = 0;
-  const rescan = (): Promise<CatalogSourceEntry[]> => {
+  const rescan = (): Promise<ModelEntry[]> => {
     if (pending && pending.generation === generation) return pending.list;
     const gen = generation;
     const list = options.listModels().then((l) => {
@@ -197,11 +152,11 @@ export function createCatalog(options: CatalogOptions): Catalog {
     return list;
   };
   // What `/api/tags` shows: never older than cacheMs.
-  const entries = (): Promise<CatalogSourceEntry[]> =>
+  const entries = (): Promise<ModelEntry[]> =>
     good && Date.now() - good.at <= cacheMs ? Promise.resolve(good.list) : rescan();
   // What a lookup uses: the last listing at once (a request never waits for a scan), rescanned in the background
   // when it is older than lookupRefreshMs; `find` rescans and looks again when a name is not in it.
-  const entriesNow = (): Promise<CatalogSourceEntry[]> => {
+  const entriesNow = (): Promise<ModelEntry[]> => {
     if (!good) return rescan();
     if (Date.now() - good.at > lookupRefreshMs) rescan().catch(() => {});
     return Promise.resolve(good.list);
@@ -211,11 +166,11 @@ export function createCatalog(options: CatalogOptions): Catalog {
   const readNames = (): Promise<NamesFile> =>
     namesCache ??= readJson<NamesFile>(namesFile).then((n) => n ?? { names: {} }, (err) => {
       namesCache = undefined;
-      throw new HttpError(500, `cannot read ${namesFile}: ${(err as Error).message}`);
+      throw new ModelStoreError(`cannot read ${namesFile}: ${(err as Error).message}`, { cause: err });
     });
 
   const withTag = (name: string) => (name.lastIndexOf(":") > name.lastIndexOf("/") ? name : `${name}:latest`);
-  const targetOf = (all: CatalogSourceEntry[], target: string) => {
+  const targetOf = (all: ModelEntry[], target: string) => {
     const key = normalizeName(target);
     return all.find((e) =>
       e.path === target || e.files?.includes(target) ||
@@ -223,7 +178,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
     );
   };
 
-  const listFrom = async (all: CatalogSourceEntry[]): Promise<CatalogModel[]> => {
+  const listFrom = async (all: ModelEntry[]): Promise<CatalogModel[]> => {
     const out: CatalogModel[] = all.map((entry) => ({ name: entry.name, entry, copy: false }));
     // Config aliases are names of their own, listed like Ollama lists every name it has.
     for (const [alias, target] of Object.entries(options.aliases ?? {})) {
@@ -255,18 +210,23 @@ export function createCatalog(options: CatalogOptions): Catalog {
 
   const list = async (): Promise<CatalogModel[]> => listFrom(await entries());
 
-  const lookup = (models: CatalogModel[], key: string): CatalogModel | undefined =>
-    models.find((m) => normalizeName(m.name) === key) ??
-      // Other names the index knows (Ollama's name, hf.co/org/repo:quant): the model under its own name.
-      models.find((m) => !m.copy && (m.entry.aliases ?? []).some((a) => normalizeName(a) === key));
+  // API-made names answer to their own name only; a model of the index also to the other names it has
+  // (Ollama's name, hf.co/org/repo:quant, config aliases).
+  const named = (models: CatalogModel[]) =>
+    models.map((model) => ({ name: model.name, aliases: model.copy ? [] : model.entry.aliases, model }));
 
   const find = async (name: string): Promise<CatalogModel | undefined> => {
-    const key = normalizeName(name);
     const scannedAt = good?.at;
-    const found = lookup(await listFrom(await entriesNow()), key);
+    const found = findByName(named(await listFrom(await entriesNow())), name)?.model;
     // Missing from a listing made before this request: a model added since then is found by a fresh scan.
     if (found || scannedAt === undefined) return found;
-    return lookup(await listFrom(await rescan()), key);
+    return findByName(named(await listFrom(await rescan())), name)?.model;
+  };
+
+  const get = async (name: string): Promise<CatalogModel> => {
+    const found = await find(name);
+    if (found) return found;
+    return resolveByName(named(await listFrom(await entriesNow())), name).model;
   };
 
   function invalidate(): void {
@@ -313,6 +273,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
   return {
     list,
     find,
+    get,
     blobsDir,
     copy: (source, destination) => create(destination, recordOf(source)),
     create,
@@ -341,13 +302,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
       }
       const modelsDir = options.paths.modelsDir.replace(/\/+$/, "") + "/";
       if (!model.entry.path.startsWith(modelsDir)) {
-        throw new HttpError(
-          403,
-          `model '${model.name}' belongs to the ${
-            model.entry.source ?? "external"
-          } store at ${model.entry.path}; ` +
-            "llama-mgr does not delete another tool's files (remove it with that tool)",
-        );
+        throw new ForeignModelError(model.name, model.entry.source, model.entry.path);
       }
       await Deno.remove(model.entry.path);
       if (model.entry.mmproj?.startsWith(modelsDir)) await Deno.remove(model.entry.mmproj).catch(() => {});
