@@ -6,7 +6,7 @@
  */
 import type { Command } from "./command.ts";
 import { int, str } from "./args.ts";
-import { startDaemon } from "../lib/daemon/server.ts";
+import { startDaemon } from "../lib/daemon/daemon.ts";
 
 /** The `daemon` command. */
 export const daemonCommand: Command = {

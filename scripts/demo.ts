@@ -19,7 +19,7 @@ import { readInstance } from "../lib/llamacpp/instances.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { loadConfig } from "../lib/config/load.ts";
 import { exists } from "../lib/util/fs.ts";
-import { startDaemon } from "../lib/daemon/server.ts";
+import { startDaemon } from "../lib/daemon/daemon.ts";
 import { findFreePort, portInUse } from "../lib/server/mod.ts";
 
 async function step(title: string, argv: string[]): Promise<void> {

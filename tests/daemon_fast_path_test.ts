@@ -13,9 +13,9 @@ import {
   type GenEvent,
   UndecodedText,
 } from "../lib/daemon/ollama/events.ts";
-import { lineShape } from "../lib/daemon/ollama/run.ts";
+import { lineShape } from "../lib/daemon/ollama/answer.ts";
 import { nowRfc3339 } from "../lib/daemon/http.ts";
-import { SseSplitter } from "../lib/daemon/upstream.ts";
+import { SseSplitter } from "../lib/daemon/upstream/sse.ts";
 
 const enc = new TextEncoder();
 

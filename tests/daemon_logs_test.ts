@@ -4,7 +4,6 @@
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { post, withDaemon } from "./clients/harness.ts";
-import { serverNameFor } from "../lib/daemon/scheduler.ts";
 import { serverLogPath } from "../lib/server/logs.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 
@@ -29,10 +28,7 @@ Deno.test({
       };
       await gen("Hello");
       const runner = daemon.ctx.scheduler.list()[0];
-      const log = serverLogPath(
-        resolvePaths({ dataDir, env: {} }),
-        serverNameFor(runner.model, runner.embedding),
-      );
+      const log = serverLogPath(resolvePaths({ dataDir, env: {} }), runner.serverName);
       // llama-server's start-up lines and one request are over 1,000 bytes.
       for (let i = 0; i < 50 && await size(`${log}.1`) < 0; i++) await new Promise((r) => setTimeout(r, 100));
       const rotated = await size(`${log}.1`);

@@ -9,11 +9,11 @@ import { pidAlive, pidRss } from "../lib/util/process.ts";
 import { listServers } from "../lib/server/mod.ts";
 import { post, withDaemon } from "./clients/harness.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
-import { startDaemon } from "../lib/daemon/server.ts";
+import { startDaemon } from "../lib/daemon/daemon.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { UserError } from "../lib/util/errors.ts";
-import { BUSY_MESSAGE } from "../lib/daemon/scheduler.ts";
+import { BUSY_MESSAGE } from "../lib/daemon/runners/errors.ts";
 
 /** POSTs through the harness and returns the JSON answer, which must be a 200. */
 async function postOk(url: string, path: string, body: unknown): Promise<any> {

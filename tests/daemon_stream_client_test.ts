@@ -4,7 +4,7 @@
  * does; connections the server closes while idle are dropped, and shutdown leaves nothing open.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { dropAllConnections, dropConnections, openUpstream } from "../lib/daemon/stream_client.ts";
+import { dropAllConnections, dropConnections, openUpstream } from "../lib/daemon/upstream/client.ts";
 
 interface Seen {
   /** When the connection carrying the request was accepted. */

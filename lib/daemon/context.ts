@@ -7,7 +7,7 @@
 import type { Paths } from "../config/paths.ts";
 import type { Arrivals } from "./arrivals.ts";
 import { type Catalog, type CatalogModel, isValidModelName, ModelNotFoundError } from "../models/mod.ts";
-import type { Scheduler } from "./scheduler.ts";
+import type { Scheduler } from "./runners/scheduler.ts";
 import { HttpError } from "./http.ts";
 import type { Message } from "./types.ts";
 

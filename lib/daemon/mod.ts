@@ -14,18 +14,24 @@
  *
  * @module
  */
-export { type DaemonHandle, type DaemonOptions, parseOllamaHost, startDaemon } from "./server.ts";
+export { type DaemonHandle, type DaemonOptions, parseOllamaHost, startDaemon } from "./daemon.ts";
 export {
   type AcquireRequest,
+  BUSY_MESSAGE,
+  type Clock as SchedulerClock,
   createScheduler,
   type Launched,
   type Launcher,
   type LaunchSpec,
   type Lease,
+  LoadFailedError,
+  QueueFullError,
   type RunnerInfo,
   type Scheduler,
   type SchedulerOptions,
-} from "./scheduler.ts";
+  serverLauncher,
+  type ServerLauncherOptions,
+} from "./runners/mod.ts";
 export { defaultKeepAlive, type KeepAliveMs, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
 export { type DaemonContext, findModel as findDaemonModel } from "./context.ts";
 export { Arrivals as DaemonArrivals } from "./arrivals.ts";

@@ -7,6 +7,7 @@
  */
 import type { Config, Preset } from "../config/schema.ts";
 import { normalizeName } from "./names.ts";
+import type { CatalogModel } from "./catalog.ts";
 
 /** The names a model goes by, for matching a preset's `model`. */
 export interface PresetTarget {
@@ -49,4 +50,24 @@ export function findPreset(
     p.model === m.path || names.includes(normalizeName(p.model))
   );
   return found && { name: found[0], preset: found[1] };
+}
+
+/**
+ * The preset a model of the catalogue runs with: by the name it was asked for, the index's own name and
+ * aliases, its file, or (for a name made through the daemon's API) the model it was made from.
+ *
+ * @example
+ * ```ts ignore
+ * presetForModel(config, await catalog.get("chat-copy"))?.ctx;
+ * ```
+ */
+export function presetForModel(config: Pick<Config, "presets">, model: CatalogModel): Preset | undefined {
+  const target: PresetTarget = {
+    name: model.name,
+    path: model.entry.path,
+    entryName: model.entry.name,
+    aliases: model.entry.aliases,
+    from: model.from,
+  };
+  return findPreset(config, { model: target })?.preset;
 }

@@ -67,3 +67,17 @@ export function checkProcess(id: ProcessIdentity): ProcessCheck {
     cmd[portAt + 1] === String(id.port);
   return ours ? { alive: true } : { alive: false, why: "reused" };
 }
+
+/**
+ * Whether a process this program started (and so knows the pid of) is still alive: one signal, cheap enough
+ * for every request. A pid from a record of another run needs {@linkcode checkProcess}, which also tells a
+ * reused pid apart.
+ *
+ * @example
+ * ```ts
+ * processAlive(Deno.pid); // true
+ * ```
+ */
+export function processAlive(pid: number): boolean {
+  return pidAlive(pid);
+}

@@ -57,6 +57,39 @@ export async function rotateLog(path: string, options: RotateOptions = {}): Prom
   return true;
 }
 
+/** Options for {@linkcode startLogRotation}. */
+export interface LogRotationOptions {
+  /** The servers whose logs to look after (read at every check). */
+  servers: () => Iterable<string>;
+  /** How often to check, in ms (default 60 s). */
+  everyMs?: number;
+  /** Rotate a log past this size (default {@linkcode ROTATE_BYTES}). */
+  maxBytes?: number;
+}
+
+/**
+ * Rotates the logs of running servers as they grow, for a long-lived owner such as the daemon: llama-server logs
+ * every request, and a daemon runs for weeks. A running server keeps writing to the same file, so each log is
+ * copied to `.1` and truncated in place. The timer does not keep the process alive.
+ *
+ * @example
+ * ```ts ignore
+ * const rotation = startLogRotation(paths, { servers: () => ["chat"] });
+ * rotation.stop();
+ * ```
+ */
+export function startLogRotation(paths: Paths, options: LogRotationOptions): { stop(): void } {
+  const timer = setInterval(() => {
+    for (const name of options.servers()) {
+      rotateLog(serverLogPath(paths, name), { copyTruncate: true, maxBytes: options.maxBytes }).catch(
+        () => {},
+      );
+    }
+  }, options.everyMs ?? 60_000);
+  Deno.unrefTimer(timer);
+  return { stop: () => clearInterval(timer) };
+}
+
 /** The last `lines` lines of a file (reads at most the last 4 MiB). */
 export async function tailFile(path: string, lines: number): Promise<string[]> {
   let f: Deno.FsFile;

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fixturesDir, smolModelPath, testInstance } from "../_fixtures.ts";
 import { resolvePaths } from "../../lib/config/paths.ts";
 import { parseConfig } from "../../lib/config/load.ts";
-import { type DaemonHandle, startDaemon } from "../../lib/daemon/server.ts";
+import { type DaemonHandle, startDaemon } from "../../lib/daemon/daemon.ts";
 import { run } from "../../lib/util/run.ts";
 
 /** The template file that gives SmolLM2 a tool-call format llama-server parses (Qwen 2.5's). */

@@ -20,9 +20,9 @@ import {
   samplingFields,
   thinkFields,
   toOpenAIMessages,
-} from "./convert.ts";
+} from "./to_llama.ts";
 import { ChatEventParser } from "./events.ts";
-import { lineShape, loadAnswer, runGeneration } from "./run.ts";
+import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
 
 /**
  * Answers `/api/chat`.

@@ -11,8 +11,8 @@ import { HttpError, jsonResponse, msToNs, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { EmbeddingsRequestSchema, EmbedRequestSchema } from "../types.ts";
-import { postJson } from "../stream_client.ts";
-import type { Lease } from "../scheduler.ts";
+import { postJson } from "../upstream/client.ts";
+import type { Lease } from "../runners/scheduler.ts";
 
 /** Reads `/api/embed`'s `input`: a string (empty means none) or a list of strings. */
 export function embedInputs(input: unknown): string[] {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parseSseData, SseSplitter } from "../upstream.ts";
+import { parseSseData, SseSplitter } from "../upstream/sse.ts";
 import { msToNs } from "../http.ts";
 import type { DoneReason, Logprob, Metrics, TokenLogprob } from "../types.ts";
 

@@ -22,10 +22,10 @@ import {
   samplingFields,
   thinkFields,
   toOpenAIMessages,
-} from "./convert.ts";
+} from "./to_llama.ts";
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
-import { lineShape, loadAnswer, runGeneration } from "./run.ts";
-import { postJson } from "../stream_client.ts";
+import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
+import { postJson } from "../upstream/client.ts";
 
 /**
  * Answers `/api/generate`.

@@ -10,9 +10,9 @@
 import type { DaemonContext } from "../context.ts";
 import { findModel, modelMessages } from "../context.ts";
 import { errorStatus, HttpError, readBodyText } from "../http.ts";
-import { openUpstream, type UpstreamStream } from "../stream_client.ts";
+import { openUpstream, type UpstreamStream } from "../upstream/client.ts";
 import { type LoadOptions, parseOptions } from "../options.ts";
-import { toOpenAIMessages } from "../ollama/convert.ts";
+import { toOpenAIMessages } from "../ollama/to_llama.ts";
 
 /** OpenAI's error body for a status. */
 export function openaiError(status: number, message: string): Response {

@@ -5,15 +5,16 @@
  * expiry and least-recently-used eviction past `max_loaded_models` live here and nowhere else.
  *
  * Runner states: `loading` -> `ready` -> `unloading` -> gone. A runner whose start failed is dropped and every
- * request waiting on it gets the error.
+ * request waiting on it gets a {@linkcode LoadFailedError}; a request past the queue limit a
+ * {@linkcode QueueFullError}.
  *
  * @module
  */
-import type { CatalogModel } from "../models/catalog.ts";
-import type { LoadOptions } from "./options.ts";
-import { loadKey } from "./options.ts";
-import { pidAlive } from "../util/process.ts";
-import { HttpError } from "./http.ts";
+import type { CatalogModel } from "../../models/catalog.ts";
+import type { LoadOptions } from "../options.ts";
+import { loadKey } from "../options.ts";
+import { LoadFailedError, QueueFullError } from "./errors.ts";
+import { UserError } from "../../util/errors.ts";
 
 /** What the scheduler asks a launcher to start. */
 export interface LaunchSpec {
@@ -39,20 +40,43 @@ export interface Launched {
   sizeVramBytes?: number;
 }
 
-/** Starts and stops llama-servers (lib/server in the daemon; tests may pass the same). */
+/**
+ * Starts and stops llama-servers: lib/server in the daemon (./launcher.ts), a fake in the scheduler's unit
+ * tests. Only the scheduler calls it.
+ */
 export interface Launcher {
   /** Starts a server and resolves when it answers `/health`. */
   start(spec: LaunchSpec): Promise<Launched>;
   /** Stops a server by name. */
   stop(serverName: string): Promise<void>;
+  /** Whether a started server's process is still alive (one that crashed or was killed is started again). */
+  alive(serverName: string): boolean;
   /** Resolves the load options of a model when the request gives none (preset ctx/ngl). */
   defaults?(model: CatalogModel): { ctx?: number; ngl?: number };
 }
+
+/** The scheduler's clock: tests pass a fake one to step through keep-alive expiry in no time. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /** Calls `fn` after `ms` (at most 2^31-1). */
+  setTimeout(fn: () => void, ms: number): unknown;
+  /** Cancels a call of {@linkcode Clock.setTimeout}. */
+  clearTimeout(handle: unknown): void;
+}
+
+const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as number),
+};
 
 /** A loaded (or loading) model as `/api/ps` shows it. */
 export interface RunnerInfo {
   /** Name it was loaded under. */
   name: string;
+  /** The llama-server it runs on (lib/server's name). */
+  serverName: string;
   /** The model. */
   model: CatalogModel;
   /** `loading`, `ready` or `unloading`. */
@@ -123,34 +147,53 @@ export interface SchedulerOptions {
   defaultCtx?: number;
   /** Called on state changes, for logs. */
   log?: (line: string) => void;
-  /** Most requests in flight (running or waiting) before new ones get a 503, as Ollama's OLLAMA_MAX_QUEUE
-   * bounds its queue; unlimited when unset. */
+  /** Most requests in flight (running or waiting) before new ones get a {@linkcode QueueFullError}, as Ollama's
+   * OLLAMA_MAX_QUEUE bounds its queue; unlimited when unset. */
   maxInFlight?: number;
+  /** Time and timers (default: the system's). */
+  clock?: Clock;
 }
-
-/** Ollama's answer when its queue is full (`server/sched.go`, ErrMaxQueue). */
-export const BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded";
 
 interface Runner extends RunnerInfo {
   key: string;
-  serverName: string;
   loadKey: string;
   keepAliveMs: number;
   lastUsed: number;
   ready: Promise<Launched>;
   loadStarted: number;
-  timer?: ReturnType<typeof setTimeout>;
+  timer?: unknown;
   stopped?: Promise<void>;
   expireWhenIdle?: boolean;
 }
 
-/** A file-name-safe server name for a model. */
-export function serverNameFor(model: CatalogModel, embedding: boolean): string {
+/**
+ * The llama-server name of a model's runner: file-name-safe, from the model's file.
+ *
+ * @example
+ * ```ts ignore
+ * runnerServerName(model, false); // "daemon-SmolLM2-135M-Instruct.Q4_1-1a2b3c4d"
+ * ```
+ */
+export function runnerServerName(model: CatalogModel, embedding: boolean): string {
   const slug = model.entry.path.split("/").pop()!.replace(/\.gguf$/i, "").replace(/[^A-Za-z0-9_.-]+/g, "-")
     .slice(0, 40);
   let h = 0;
   for (const c of model.entry.path) h = (h * 31 + c.charCodeAt(0)) >>> 0;
   return `daemon-${slug}-${h.toString(16)}${embedding ? "-e" : ""}`;
+}
+
+/**
+ * The launcher's failure as the scheduler reports it: a UserError's message with its hint (what to do), any
+ * other error's message.
+ */
+function loadFailed(model: string, err: unknown): LoadFailedError {
+  if (err instanceof LoadFailedError) return err;
+  const message = err instanceof UserError && err.hint
+    ? `${err.message} (${err.hint})`
+    : err instanceof Error
+    ? err.message
+    : String(err);
+  return new LoadFailedError(model, message, { cause: err });
 }
 
 /**
@@ -166,6 +209,7 @@ export function serverNameFor(model: CatalogModel, embedding: boolean): string {
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const runners = new Map<string, Runner>();
   const log = options.log ?? (() => {});
+  const clock = options.clock ?? systemClock;
   let wake: { promise: Promise<void>; resolve: () => void } = Promise.withResolvers<void>();
   const notify = () => {
     const w = wake;
@@ -176,7 +220,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const unload = (r: Runner): Promise<void> => {
     if (r.stopped) return r.stopped;
     r.state = "unloading";
-    if (r.timer !== undefined) clearTimeout(r.timer);
+    if (r.timer !== undefined) clock.clearTimeout(r.timer);
     r.timer = undefined;
     log(`unloading ${r.name}`);
     r.stopped = (async () => {
@@ -194,22 +238,22 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   };
 
   const scheduleExpiry = (r: Runner) => {
-    if (r.timer !== undefined) clearTimeout(r.timer);
+    if (r.timer !== undefined) clock.clearTimeout(r.timer);
     r.timer = undefined;
     if (r.refs > 0 || r.state !== "ready") return;
     if (r.keepAliveMs <= 0 || r.expireWhenIdle) {
-      r.expiresAt = Date.now();
+      r.expiresAt = clock.now();
       void unload(r);
       return;
     }
-    r.expiresAt = Date.now() + r.keepAliveMs;
+    r.expiresAt = clock.now() + r.keepAliveMs;
     if (Number.isFinite(r.keepAliveMs)) {
       // setTimeout caps at 2^31-1 ms; longer waits re-arm.
       const wait = Math.min(r.keepAliveMs, 2_147_483_647);
-      r.timer = setTimeout(() => {
+      r.timer = clock.setTimeout(() => {
         r.timer = undefined;
         if (r.refs === 0 && r.state === "ready") {
-          if (Date.now() >= r.expiresAt - 5) void unload(r);
+          if (clock.now() >= r.expiresAt - 5) void unload(r);
           else scheduleExpiry(r);
         }
       }, wait);
@@ -230,7 +274,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         done = true;
         inFlight--;
         r.refs--;
-        r.lastUsed = Date.now();
+        r.lastUsed = clock.now();
         if (r.refs === 0) {
           scheduleExpiry(r);
           notify();
@@ -249,7 +293,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   const acquire = async (req: AcquireRequest): Promise<Lease> => {
     if (options.maxInFlight !== undefined && inFlight >= options.maxInFlight) {
-      throw new HttpError(503, BUSY_MESSAGE);
+      throw new QueueFullError();
     }
     inFlight++;
     try {
@@ -273,7 +317,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           await r.stopped;
           continue;
         }
-        if (r.state === "ready" && r.pid !== undefined && r.refs === 0 && !pidAlive(r.pid)) {
+        if (r.state === "ready" && r.refs === 0 && !options.launcher.alive(r.serverName)) {
           log(`${r.name}'s llama-server (pid ${r.pid}) is gone; starting a new one`);
           await unload(r);
           continue;
@@ -282,9 +326,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           r.refs++;
           r.keepAliveMs = req.keepAliveMs;
           r.expireWhenIdle = false;
-          if (r.timer !== undefined) clearTimeout(r.timer);
+          if (r.timer !== undefined) clock.clearTimeout(r.timer);
           r.timer = undefined;
-          r.expiresAt = Date.now() + (Number.isFinite(r.keepAliveMs) ? r.keepAliveMs : Infinity);
+          r.expiresAt = clock.now() + (Number.isFinite(r.keepAliveMs) ? r.keepAliveMs : Infinity);
           const wasLoading = r.state === "loading";
           let launched: Launched;
           try {
@@ -293,7 +337,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
             r.refs--;
             throw err;
           }
-          r.lastUsed = Date.now();
+          r.lastUsed = clock.now();
           return lease(r, launched, wasLoading ? performance.now() - t0 : 0);
         }
         // Different load options: wait for its requests, then reload.
@@ -318,7 +362,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         }
         continue;
       }
-      const serverName = serverNameFor(req.model, embedding);
+      const serverName = runnerServerName(req.model, embedding);
       const runner: Runner = {
         key,
         name: req.model.name,
@@ -333,12 +377,16 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         serverName,
         loadKey: want,
         keepAliveMs: req.keepAliveMs,
-        lastUsed: Date.now(),
+        lastUsed: clock.now(),
         loadStarted: performance.now(),
         ready: undefined as unknown as Promise<Launched>,
       };
       log(`loading ${runner.name} (ctx ${load.ctx}${embedding ? ", embeddings" : ""})`);
-      runner.ready = options.launcher.start({ serverName, model: req.model, load, embedding });
+      runner.ready = options.launcher.start({ serverName, model: req.model, load, embedding }).catch(
+        (err) => {
+          throw loadFailed(req.model.name, err);
+        },
+      );
       runners.set(key, runner);
       let launched: Launched;
       try {
@@ -353,7 +401,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       runner.pid = launched.pid;
       runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
       runner.sizeVramBytes = launched.sizeVramBytes ?? 0;
-      runner.expiresAt = Date.now() + runner.keepAliveMs;
+      runner.expiresAt = clock.now() + runner.keepAliveMs;
       log(
         `loaded ${runner.name} at ${launched.url} in ${
           Math.round(performance.now() - runner.loadStarted)
@@ -378,12 +426,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     list() {
       return [...runners.values()].map((r) => ({
         name: r.name,
+        serverName: r.serverName,
         model: r.model,
         state: r.state,
         url: r.url,
         pid: r.pid,
         refs: r.refs,
-        expiresAt: r.refs > 0 ? Date.now() + r.keepAliveMs : r.expiresAt,
+        expiresAt: r.refs > 0 ? clock.now() + r.keepAliveMs : r.expiresAt,
         ctx: r.ctx,
         sizeBytes: r.sizeBytes,
         sizeVramBytes: r.sizeVramBytes,

@@ -13,9 +13,9 @@
  *
  * @module
  */
-import { HttpError } from "./http.ts";
-import { upstreamMessage } from "./upstream.ts";
-import { concatBytes } from "../util/bytes.ts";
+import { HttpError } from "../http.ts";
+import { upstreamMessage } from "./sse.ts";
+import { concatBytes } from "../../util/bytes.ts";
 
 /** An answer being received. */
 export interface UpstreamStream {

@@ -19,16 +19,16 @@ import {
   createCatalog,
   listModels as indexedModels,
   type ModelEntry,
+  presetForModel,
 } from "../models/mod.ts";
 import type { DaemonContext } from "./context.ts";
 import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
-import { createScheduler, type Launcher } from "./scheduler.ts";
-import { CACHE_TYPES, serverLauncher } from "./launcher.ts";
-import { dropAllConnections } from "./stream_client.ts";
+import { createScheduler, type Launcher } from "./runners/scheduler.ts";
+import { CACHE_TYPES, serverLauncher } from "./runners/launcher.ts";
+import { dropAllConnections, dropConnections } from "./upstream/client.ts";
 import { allowedOrigins } from "./security.ts";
-import { serverNameFor } from "./scheduler.ts";
-import { rotateLog, serverLogPath } from "../server/logs.ts";
+import { startLogRotation } from "../server/logs.ts";
 
 /** Options for {@linkcode startDaemon}. */
 export interface DaemonOptions {
@@ -197,6 +197,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     flashAttention,
     cacheType,
     readyTimeoutMs,
+    onStopped: dropConnections,
   });
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
@@ -217,12 +218,12 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     log,
     arrivals: new Arrivals(),
   };
-  // /api/show's parameters: what the model's preset sets, as the launcher reads it for loading.
+  // /api/show's parameters: what the model's preset sets (the preset the launcher loads it with).
   const parameters = (model: CatalogModel): Record<string, number> => {
-    const d = launcher.defaults?.(model) ?? {};
+    const p = presetForModel(options.config, model);
     return {
-      ...(d.ctx ? { num_ctx: d.ctx } : {}),
-      ...(d.ngl !== undefined ? { num_gpu: d.ngl } : {}),
+      ...(p?.ctx ? { num_ctx: p.ctx } : {}),
+      ...(p?.ngl !== undefined ? { num_gpu: p.ngl } : {}),
     };
   };
   const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
@@ -269,21 +270,17 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     }
     throw err;
   }
-  // llama-server logs every request; a daemon runs for weeks, so its servers' logs are rotated as they grow
-  // (copied to .1 and truncated in place: llama-server keeps writing to the same file).
-  const rotateTimer = setInterval(() => {
-    for (const r of scheduler.list()) {
-      const log = serverLogPath(options.paths, serverNameFor(r.model, r.embedding));
-      rotateLog(log, { copyTruncate: true, maxBytes: options.logMaxBytes }).catch(() => {});
-    }
-  }, options.logRotateMs ?? 60_000);
-  Deno.unrefTimer(rotateTimer);
+  const rotation = startLogRotation(options.paths, {
+    servers: () => scheduler.list().map((r) => r.serverName),
+    everyMs: options.logRotateMs,
+    maxBytes: options.logMaxBytes,
+  });
   const addr = server.addr;
   const urlHost = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      clearInterval(rotateTimer);
+      rotation.stop();
       abort.abort();
       await scheduler.stopAll();
       await dropAllConnections();

@@ -5,18 +5,15 @@
  *
  * @module
  */
-import type { Paths } from "../config/paths.ts";
-import type { Config, Preset } from "../config/schema.ts";
-import { getInstance } from "../llamacpp/instances.ts";
-import { pidAlive } from "../util/process.ts";
-import { listServers, removeServer, startServer, stopServer } from "../server/mod.ts";
-import { dropConnections } from "./stream_client.ts";
-import { estimateMemory } from "../gguf/mod.ts";
-import { type CatalogModel, embeddingOnly, findPreset, type PresetTarget } from "../models/mod.ts";
-import { loadFlags } from "./options.ts";
+import type { Paths } from "../../config/paths.ts";
+import type { Config } from "../../config/schema.ts";
+import { getInstance } from "../../llamacpp/instances.ts";
+import { pidAlive } from "../../util/process.ts";
+import { listServers, processAlive, removeServer, startServer, stopServer } from "../../server/mod.ts";
+import { estimateMemory } from "../../gguf/mod.ts";
+import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
+import { loadFlags } from "../options.ts";
 import type { Launcher } from "./scheduler.ts";
-import { HttpError } from "./http.ts";
-import { UserError } from "../util/errors.ts";
 
 /** Options for {@linkcode serverLauncher}. */
 export interface ServerLauncherOptions {
@@ -36,27 +33,12 @@ export interface ServerLauncherOptions {
   flashAttention?: boolean;
   /** KV cache type for K and V (`-ctk`/`-ctv`, OLLAMA_KV_CACHE_TYPE); unset: f16. */
   cacheType?: string;
+  /** Called with a server's address once it has stopped (the daemon drops its kept-alive connections to it). */
+  onStopped?: (url: string) => void;
 }
 
 /** KV cache types llama-server accepts (`--cache-type-k`). */
 export const CACHE_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"];
-
-/** The preset configured for a model (lib/models' one preset lookup). */
-export function presetFor(config: Config, model: CatalogModel): Preset | undefined {
-  return findPreset(config, { model: presetTarget(model) })?.preset;
-}
-
-/** What a preset's `model` may name: the name asked for, the index's own name and aliases, and what a name
- * made through the API was made from. */
-function presetTarget(model: CatalogModel): PresetTarget {
-  return {
-    name: model.name,
-    path: model.entry.path,
-    entryName: model.entry.name,
-    aliases: model.entry.aliases,
-    from: model.from,
-  };
-}
 
 /**
  * Stops llama-servers whose owning daemon is no longer alive; returns their names.
@@ -93,16 +75,6 @@ export function estimateBytes(model: CatalogModel, ctx: number): number | undefi
   return model.entry.sizeBytes + 2 * layers * ctx * kvWidth * 2;
 }
 
-/**
- * A server that cannot start (no such instance, llama-server refused or timed out) is the daemon's fault, not
- * the request's: a 500 with the reason and its hint, as Ollama answers when its runner does not start.
- */
-function serverFault(err: unknown): never {
-  throw err instanceof UserError
-    ? new HttpError(500, err.hint ? `${err.message} (${err.hint})` : err.message)
-    : err;
-}
-
 /** lib/gguf's estimate (weights, KV cache per layer, compute buffers), when the facts are complete. */
 function indexEstimate(
   model: CatalogModel,
@@ -132,17 +104,20 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
   if (orphans.length) {
     log(`stopped ${orphans.length} server(s) left by a daemon that died: ${orphans.join(", ")}`);
   }
-  // Each running server's address, so that the daemon's kept-alive connections to it close when it stops.
-  const urls = new Map<string, string>();
+  // Each running server's address and pid: its address is reported when it stops, its pid says it is alive.
+  const running = new Map<string, { url: string; pid?: number }>();
   return {
     defaults(model) {
-      const p = presetFor(config, model);
+      const p = presetForModel(config, model);
       return { ctx: p?.ctx, ngl: p?.ngl };
     },
     async start(spec) {
-      const preset = presetFor(config, spec.model);
-      const instance = await getInstance(paths, preset?.instance ?? options.instance, config.default_instance)
-        .catch(serverFault);
+      const preset = presetForModel(config, spec.model);
+      const instance = await getInstance(
+        paths,
+        preset?.instance ?? options.instance,
+        config.default_instance,
+      );
       const ctx = spec.load.ctx;
       const args = [...(preset?.args ?? []), ...loadFlags(spec.load)];
       // A preset's own flags win over the daemon's settings.
@@ -184,7 +159,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         readyTimeoutMs: options.readyTimeoutMs ?? 180_000,
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
-      }).catch(serverFault);
+      });
       // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
       const size = indexEstimate(spec.model, totalCtx, {
         ubatch: spec.embedding ? ctx : undefined,
@@ -194,7 +169,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       }) ?? estimateBytes(spec.model, totalCtx) ??
         spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
-      urls.set(spec.serverName, status.url);
+      running.set(spec.serverName, { url: status.url, pid: status.pid });
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
     },
     async stop(name) {
@@ -202,10 +177,14 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         await stopServer(paths, name);
         await removeServer(paths, name).catch(() => {});
       } finally {
-        const url = urls.get(name);
-        urls.delete(name);
-        if (url) dropConnections(url);
+        const server = running.get(name);
+        running.delete(name);
+        if (server) options.onStopped?.(server.url);
       }
+    },
+    alive(name) {
+      const pid = running.get(name)?.pid;
+      return pid === undefined || processAlive(pid);
     },
   };
 }

@@ -5,10 +5,10 @@
  *
  * @module
  */
-import type { Lease } from "../scheduler.ts";
+import type { Lease } from "../runners/scheduler.ts";
 import { jsonResponse, msToNs, ndjsonLinesResponse, nowRfc3339 } from "../http.ts";
 import { concatBytes } from "../../util/bytes.ts";
-import { openUpstreamOk, type UpstreamStream } from "../stream_client.ts";
+import { openUpstreamOk, type UpstreamStream } from "../upstream/client.ts";
 import type { EventParser, GenEvent, OllamaToolCall } from "./events.ts";
 import type { DoneReason, Logprob, Metrics } from "../types.ts";
 
