@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Hono } from "hono";
+import { type Handler, Hono } from "hono";
 import type { DaemonContext } from "./context.ts";
 import { checkAccess } from "./security.ts";
 import { VERSION } from "../version.ts";
@@ -31,35 +31,14 @@ export interface RouteOptions {
   parameters?: PresetParameters;
 }
 
-const ROUTES: [string, string][] = [
-  ["GET", "/"],
-  ["HEAD", "/"],
-  ["GET", "/api/version"],
-  ["HEAD", "/api/version"],
-  ["GET", "/api/tags"],
-  ["HEAD", "/api/tags"],
-  ["GET", "/api/ps"],
-  ["POST", "/api/show"],
-  ["POST", "/api/generate"],
-  ["POST", "/api/chat"],
-  ["POST", "/api/embed"],
-  ["POST", "/api/embeddings"],
-  ["POST", "/api/copy"],
-  ["DELETE", "/api/delete"],
-  ["POST", "/api/pull"],
-  ["POST", "/api/push"],
-  ["POST", "/api/create"],
-  ["HEAD", "/api/blobs/*"],
-  ["POST", "/api/blobs/*"],
-  ["GET", "/v1/models"],
-  ["GET", "/v1/models/*"],
-  ["POST", "/v1/chat/completions"],
-  ["POST", "/v1/completions"],
-  ["POST", "/v1/embeddings"],
-];
-
-function knownPath(path: string): boolean {
-  return ROUTES.some(([, p]) => p === path || (p.endsWith("/*") && path.startsWith(p.slice(0, -1))));
+/** A route's path as a pattern: `:name` is one segment, `:name{re}` matches `re`. */
+function pathPattern(path: string): RegExp {
+  const segments = path.split("/").map((seg) => {
+    const param = seg.match(/^:\w+(?:\{(.+)\})?$/);
+    if (param) return param[1] ? `(?:${param[1]})` : "[^/]+";
+    return seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  });
+  return new RegExp(`^${segments.join("/")}$`);
 }
 
 /** The daemon's HTTP API as one handler, what `Deno.serve` takes (built on Hono, which stays private). */
@@ -79,6 +58,12 @@ export interface DaemonRoutes {
  */
 export function createRoutes(ctx: DaemonContext, options: RouteOptions): DaemonRoutes {
   const app = new Hono();
+  // Every path the API has, from the registrations below: a known path with another method is a 405.
+  const known: RegExp[] = [];
+  const route = (method: "get" | "post" | "delete", path: string, handler: Handler) => {
+    known.push(pathPattern(path));
+    app[method](path, handler);
+  };
   const running = () =>
     new Response("Ollama is running", { headers: { "content-type": "text/plain; charset=utf-8" } });
 
@@ -94,42 +79,44 @@ export function createRoutes(ctx: DaemonContext, options: RouteOptions): DaemonR
     return c.req.path.startsWith("/v1/") ? toOpenAIError(err) : toErrorResponse(err);
   });
   app.notFound((c) => {
-    if (knownPath(c.req.path)) return new Response("405 method not allowed", { status: 405 });
+    if (known.some((p) => p.test(c.req.path))) return new Response("405 method not allowed", { status: 405 });
     return new Response("404 page not found", { status: 404, headers: { "content-type": "text/plain" } });
   });
 
-  app.get("/", running); // Hono answers HEAD from GET routes with an empty body.
-  app.get("/api/version", () => {
+  // Hono answers HEAD from GET routes with an empty body.
+  route("get", "/", running);
+  route("get", "/api/version", () => {
     const res = jsonResponse({ version: ctx.version });
     res.headers.set("x-llama-mgr-version", VERSION);
     return res;
   });
-  app.get("/api/tags", () => handleTags(ctx));
-  app.get("/api/ps", () => handlePs(ctx));
-  app.post("/api/show", (c) => handleShow(ctx, c.req.raw, options.parameters));
-  app.post("/api/generate", (c) => handleGenerate(ctx, c.req.raw));
-  app.post("/api/chat", (c) => handleChat(ctx, c.req.raw));
-  app.post("/api/embed", (c) => handleEmbed(ctx, c.req.raw));
-  app.post("/api/embeddings", (c) => handleEmbeddings(ctx, c.req.raw));
-  app.post("/api/copy", (c) => handleCopy(ctx, c.req.raw));
-  app.delete("/api/delete", (c) => handleDelete(ctx, c.req.raw));
-  app.post("/api/pull", (c) => handlePull(ctx, c.req.raw));
-  app.post("/api/push", () => handlePush());
-  app.post("/api/create", (c) => handleCreate(ctx, c.req.raw));
-  // Hono serves HEAD from GET routes; a real GET on a blob is not part of the API.
-  app.get(
+  route("get", "/api/tags", () => handleTags(ctx));
+  route("get", "/api/ps", () => handlePs(ctx));
+  route("post", "/api/show", (c) => handleShow(ctx, c.req.raw, options.parameters));
+  route("post", "/api/generate", (c) => handleGenerate(ctx, c.req.raw));
+  route("post", "/api/chat", (c) => handleChat(ctx, c.req.raw));
+  route("post", "/api/embed", (c) => handleEmbed(ctx, c.req.raw));
+  route("post", "/api/embeddings", (c) => handleEmbeddings(ctx, c.req.raw));
+  route("post", "/api/copy", (c) => handleCopy(ctx, c.req.raw));
+  route("delete", "/api/delete", (c) => handleDelete(ctx, c.req.raw));
+  route("post", "/api/pull", (c) => handlePull(ctx, c.req.raw));
+  route("post", "/api/push", () => handlePush());
+  route("post", "/api/create", (c) => handleCreate(ctx, c.req.raw));
+  // HEAD only: a GET on a blob is not part of the API.
+  route(
+    "get",
     "/api/blobs/:digest",
     (c) =>
       c.req.method === "HEAD"
-        ? handleHeadBlob(ctx, c.req.param("digest"))
+        ? handleHeadBlob(ctx, c.req.param("digest") ?? "")
         : new Response("405 method not allowed", { status: 405 }),
   );
-  app.post("/api/blobs/:digest", (c) => handlePostBlob(ctx, c.req.param("digest"), c.req.raw));
+  route("post", "/api/blobs/:digest", (c) => handlePostBlob(ctx, c.req.param("digest") ?? "", c.req.raw));
 
-  app.get("/v1/models", () => handleOpenAIModels(ctx));
-  app.get("/v1/models/:id{.+}", (c) => handleOpenAIModel(ctx, c.req.param("id")));
-  app.post("/v1/chat/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/chat/completions"));
-  app.post("/v1/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/completions"));
-  app.post("/v1/embeddings", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/embeddings"));
+  route("get", "/v1/models", () => handleOpenAIModels(ctx));
+  route("get", "/v1/models/:id{.+}", (c) => handleOpenAIModel(ctx, c.req.param("id") ?? ""));
+  route("post", "/v1/chat/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/chat/completions"));
+  route("post", "/v1/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/completions"));
+  route("post", "/v1/embeddings", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/embeddings"));
   return app;
 }
