@@ -3,7 +3,6 @@
  *
  * @module
  */
-import { parseDocument } from "yaml";
 import { type Command, type Context, table } from "./command.ts";
 import { int, type ParsedArgs, str } from "./args.ts";
 import {
@@ -14,10 +13,10 @@ import {
   tensorBytes,
 } from "../lib/gguf/mod.ts";
 import { type ModelEntry, resolveModel, scanModels } from "../lib/models/mod.ts";
-import { dirname, resolve } from "node:path";
-import { expandHome, formatBytes, writeFileAtomic } from "../lib/util/fs.ts";
+import { resolve } from "node:path";
+import { expandHome, formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
-import { parseConfig } from "../lib/config/load.ts";
+import { setConfigValue } from "../lib/config/edit.ts";
 
 /** `1.2B`, `135M`. */
 export function formatParams(n: number): string {
@@ -123,13 +122,7 @@ async function alias(ctx: Context, args: ParsedArgs): Promise<void> {
   }
   const config = await ctx.config();
   const m = await resolveModel(ctx.paths, config, target);
-  // Edit the YAML document so the user's comments and layout survive.
-  const text = await Deno.readTextFile(ctx.paths.configFile).catch(() => "");
-  const doc = parseDocument(text);
-  doc.setIn(["models", "aliases", name], m.name);
-  parseConfig(doc.toJS(), ctx.paths.configFile);
-  await Deno.mkdir(dirname(ctx.paths.configFile), { recursive: true });
-  await writeFileAtomic(ctx.paths.configFile, doc.toString());
+  await setConfigValue(ctx.paths.configFile, ["models", "aliases", name], m.name);
   ctx.print(`alias '${name}' -> ${m.name} (in ${ctx.paths.configFile})`);
 }
 
@@ -139,12 +132,7 @@ async function rememberDirs(ctx: Context, dirs: string[]): Promise<string[]> {
   const known = new Set(config.models.dirs.map((d) => resolve(expandHome(d))));
   const fresh = [...new Set(dirs.map((d) => resolve(expandHome(d))))].filter((d) => !known.has(d));
   if (!fresh.length) return [];
-  const text = await Deno.readTextFile(ctx.paths.configFile).catch(() => "");
-  const doc = parseDocument(text);
-  doc.setIn(["models", "dirs"], [...config.models.dirs, ...fresh]);
-  parseConfig(doc.toJS(), ctx.paths.configFile);
-  await Deno.mkdir(dirname(ctx.paths.configFile), { recursive: true });
-  await writeFileAtomic(ctx.paths.configFile, doc.toString());
+  await setConfigValue(ctx.paths.configFile, ["models", "dirs"], [...config.models.dirs, ...fresh]);
   return fresh;
 }
 
