@@ -1,7 +1,7 @@
 /**
  * The command table: every command, in the order `llama-mgr --help` lists them, with its module loaded only
  * when it runs or its help is asked for. Loading every command's modules for each run cost every command
- * (the daemon most, which runs for weeks) about 5 MB of memory for code it never runs.
+ * (the daemon most, which runs for weeks) megabytes of memory for code it never runs.
  *
  * @module
  */

@@ -2,9 +2,9 @@
  * Simultaneous generation requests reach llama-server together, as they would straight from the clients.
  *
  * The daemon prepares requests one at a time on its one JavaScript thread (read and validate the body, find
- * the model, take a runner: 0.2 to 0.7 ms each on the 2-core test machine), so four requests that arrive at
- * once would be sent up to 1.5 ms apart. llama-server starts decoding the first one the moment it arrives, and
- * the others then wait a whole decode step (8 to 15 ms on a CPU) for the next batch. So a prepared request
+ * the model, take a runner: a fraction of a millisecond each), so requests that arrive at once would be sent
+ * apart. llama-server starts decoding the first one the moment it arrives, and the others then wait a whole
+ * decode step (several milliseconds on a CPU) for the next batch. So a prepared request
  * whose companions are still being prepared is held until they are ready too (at most `maxHoldMs`), and they
  * are all sent in the same turn. A request that arrives alone is never held.
  *

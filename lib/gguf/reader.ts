@@ -139,7 +139,8 @@ export const DEFAULT_LIMITS: GgufLimits = {
   maxString: 64 * 1024 * 1024,
   maxArray: 1 << 27,
   // Real models carry a few dozen keys and at most a few thousand tensors (a 405B model: 1,138); each tensor
-  // info costs ~100 bytes as an object, so 4 M of them (a 100 MB sparse file) took 5 s and 530 MB.
+  // info costs about 100 bytes as an object, so a sparse file claiming millions of them costs seconds and
+  // hundreds of MB before it could be refused.
   maxKv: 1 << 16,
   maxTensors: 1 << 16,
   maxDepth: 8,

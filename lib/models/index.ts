@@ -221,7 +221,7 @@ function mergeParts(first: ModelFacts, rest: ModelFacts[]): ModelFacts {
 }
 
 /** Plain code-unit order: the same in every locale, and no localeCompare, whose first call sets up ICU's
- * collator (about 30 ms of every fresh `llama-mgr models`). */
+ * collator (a noticeable part of every fresh `llama-mgr models`). */
 function byText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }

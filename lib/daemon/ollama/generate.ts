@@ -165,7 +165,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
  * Ollama's `context` for a templated generate: the conversation's tokens (the templated prompt and the answer),
  * which a client sends back to go on from there. Given one (`given`), the prompt to run is that conversation
  * (as text) followed by this turn through the chat template (`prompt`). Without one, the turn is rendered once
- * the answer has begun (`begin`: rendered beside the prompt's processing, it made the first token 1.5 ms later).
+ * the answer has begun (`begin`: rendered beside the prompt's processing, it would delay the first token).
  * `finish` gives the final line's `context`.
  */
 async function conversation(
