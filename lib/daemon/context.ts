@@ -4,9 +4,16 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import type { Arrivals } from "./arrivals.ts";
-import { type Catalog, type CatalogModel, isValidModelName, ModelNotFoundError } from "../models/mod.ts";
+import {
+  type Catalog,
+  type CatalogModel,
+  digestFileName,
+  isValidModelName,
+  ModelNotFoundError,
+} from "../models/mod.ts";
 import type { Scheduler } from "./runners/scheduler.ts";
 import { HttpError } from "./http.ts";
 import type { Message } from "./types.ts";
@@ -99,4 +106,19 @@ export function modelMessages<M extends { role?: unknown }>(
     out.unshift({ role: "system", content: s.system } as unknown as M);
   }
   return out;
+}
+
+/**
+ * Where the blob of a digest is kept (in the catalogue's blob store); a malformed digest is a 400 (naming
+ * `what` the digest was given for, if said). Only a valid digest ever becomes a path.
+ *
+ * @example
+ * ```ts
+ * const path = blobPath(ctx, "sha256:" + "a".repeat(64));
+ * ```
+ */
+export function blobPath(ctx: DaemonContext, digest: string, what?: string): string {
+  const file = digestFileName(digest);
+  if (!file) throw new HttpError(400, `invalid digest format '${digest}'${what ? ` for ${what}` : ""}`);
+  return join(ctx.catalog.blobsDir, file);
 }

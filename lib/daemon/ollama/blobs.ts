@@ -7,20 +7,9 @@
  */
 import { join } from "node:path";
 import { createHash } from "node:crypto";
-import type { DaemonContext } from "../context.ts";
+import { blobPath, type DaemonContext } from "../context.ts";
 import { HttpError } from "../http.ts";
-import { digestFileName } from "../../models/names.ts";
 import { exists } from "../../util/fs.ts";
-
-/**
- * Where the blob of a digest is kept (in the catalogue's blob store); a malformed digest is a 400 (naming
- * `what` the digest was given for, if said).
- */
-export function blobPath(ctx: DaemonContext, digest: string, what?: string): string {
-  const file = digestFileName(digest);
-  if (!file) throw new HttpError(400, `invalid digest format '${digest}'${what ? ` for ${what}` : ""}`);
-  return join(ctx.catalog.blobsDir, file);
-}
 
 /**
  * `HEAD /api/blobs/:digest`: 200 when present, 404 when absent, 400 for a malformed digest.

@@ -6,10 +6,9 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
-import { findModel } from "../context.ts";
+import { blobPath, findModel } from "../context.ts";
 import { HttpError, jsonResponse, ndjsonResponse, readJsonBody } from "../http.ts";
 import { isValidModelName } from "../../models/names.ts";
-import { blobPath } from "./blobs.ts";
 import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullRequestSchema } from "../types.ts";
 import type { ModelSettings, NameRecord } from "../../models/catalog.ts";
 import { checkParameters } from "../options.ts";
