@@ -7,7 +7,7 @@ import { defaultKeepAlive, parseGoDuration, parseKeepAlive } from "../lib/daemon
 import { digestFileName, isValidModelName, normalizeName, parseModelName } from "../lib/models/names.ts";
 import { loadFlags, parseOptions } from "../lib/daemon/options.ts";
 import { allowedOrigins, checkAccess, hostAllowed, originAllowed } from "../lib/daemon/security.ts";
-import { parseOllamaHost } from "../lib/daemon/daemon.ts";
+import { parseOllamaHost } from "../lib/daemon/settings.ts";
 import { responseFormat, thinkFields, toOpenAIMessages } from "../lib/daemon/ollama/to_llama.ts";
 import { formatParameterCount } from "../lib/daemon/ollama/details.ts";
 import { UserError } from "../lib/util/errors.ts";

@@ -1,10 +1,8 @@
 /**
- * Starting and stopping the daemon: resolve host, port, keep-alive and origins from flags, environment
- * (`OLLAMA_HOST`, `OLLAMA_KEEP_ALIVE`, `OLLAMA_ORIGINS`, `OLLAMA_CONTEXT_LENGTH`, `OLLAMA_NUM_PARALLEL`,
- * `OLLAMA_MAX_LOADED_MODELS`, `OLLAMA_MAX_QUEUE`, `OLLAMA_FLASH_ATTENTION`, `OLLAMA_KV_CACHE_TYPE`,
- * `OLLAMA_LOAD_TIMEOUT`; `OLLAMA_API_KEY` is the
- * client's, the daemon's key is `LLAMA_MGR_API_KEY` or the config) and config; clean up servers orphaned by a daemon that was killed; serve
- * the routes on `Deno.serve`; on close, stop every llama-server this daemon started.
+ * Starting and stopping the daemon: the wiring. Its settings (flags, `OLLAMA_*` variables, config) are read by
+ * `daemonSettings` (settings.ts); this starts the launcher (which cleans up servers orphaned by a daemon that
+ * was killed), the scheduler, the catalogue and the routes, serves them on `Deno.serve` with the memory
+ * trimmer and log rotation, and on close stops every llama-server this daemon started.
  *
  * @module
  */
@@ -13,7 +11,6 @@ import type { Config } from "../config/schema.ts";
 import { startMemoryTrimmer } from "../util/memory.ts";
 import { Arrivals, isGeneration } from "./arrivals.ts";
 import { UserError } from "../util/errors.ts";
-import { OLLAMA_API_VERSION } from "../version.ts";
 import {
   type CatalogModel,
   createCatalog,
@@ -22,12 +19,11 @@ import {
   presetForModel,
 } from "../models/mod.ts";
 import type { DaemonContext } from "./context.ts";
-import { defaultKeepAlive } from "./keep_alive.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./runners/scheduler.ts";
-import { CACHE_TYPES, serverLauncher } from "./runners/launcher.ts";
+import { serverLauncher } from "./runners/launcher.ts";
 import { dropAllConnections, dropConnections } from "./upstream/client.ts";
-import { allowedOrigins } from "./security.ts";
+import { daemonSettings } from "./settings.ts";
 import { startLogRotation } from "../server/logs.ts";
 
 /** Options for {@linkcode startDaemon}. */
@@ -80,64 +76,6 @@ export interface DaemonHandle {
 }
 
 /**
- * Reads `OLLAMA_HOST` as Ollama does: `host`, `host:port`, `:port`, `scheme://host[:port]`; a bare host gets
- * port 11434 (http:// without a port means 80, https:// 443).
- *
- * @example
- * ```ts
- * parseOllamaHost("0.0.0.0"); // { host: "0.0.0.0", port: 11434 }
- * ```
- */
-export function parseOllamaHost(value: string): { host: string; port: number } {
-  let s = value.trim();
-  let defaultPort = 11434;
-  const scheme = s.match(/^([a-z]+):\/\//i);
-  if (scheme) {
-    if (scheme[1].toLowerCase() === "http") defaultPort = 80;
-    if (scheme[1].toLowerCase() === "https") defaultPort = 443;
-    s = s.slice(scheme[0].length);
-  }
-  s = s.replace(/\/.*$/, "");
-  let host = s;
-  let port = defaultPort;
-  const v6 = s.match(/^\[([^\]]+)\](?::(\d+))?$/);
-  if (v6) {
-    host = v6[1];
-    if (v6[2]) port = Number(v6[2]);
-  } else if (s.includes(":")) {
-    const i = s.lastIndexOf(":");
-    host = s.slice(0, i);
-    port = Number(s.slice(i + 1));
-  }
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new UserError(`OLLAMA_HOST '${value}' has an invalid port`, { hint: "use e.g. 127.0.0.1:11434" });
-  }
-  return { host: host || "127.0.0.1", port };
-}
-
-/** A positive integer from the environment; unset or empty is undefined, anything else an error. */
-function positiveEnv(env: Record<string, string | undefined>, name: string): number | undefined {
-  const raw = env[name]?.trim();
-  if (!raw) return undefined;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) {
-    throw new UserError(`${name}='${raw}' is not a positive whole number`, {
-      hint: `set e.g. ${name}=2, or unset it for the default`,
-    });
-  }
-  return n;
-}
-
-/** A boolean from the environment as Go's strconv.ParseBool reads it; unset or empty is undefined. */
-function boolEnv(env: Record<string, string | undefined>, name: string): boolean | undefined {
-  const raw = env[name]?.trim();
-  if (!raw) return undefined;
-  if (["1", "t", "T", "true", "TRUE", "True"].includes(raw)) return true;
-  if (["0", "f", "F", "false", "FALSE", "False"].includes(raw)) return false;
-  throw new UserError(`${name}='${raw}' is not a boolean`, { hint: `set ${name}=1 or ${name}=0` });
-}
-
-/**
  * Starts the daemon.
  *
  * @example
@@ -148,64 +86,32 @@ function boolEnv(env: Record<string, string | undefined>, name: string): boolean
  * ```
  */
 export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle> {
-  const env = options.env ?? Deno.env.toObject();
-  const cfg = options.config.daemon;
   const log = options.log ?? ((line: string) => console.error(`[daemon] ${line}`));
-  const fromEnv = env.OLLAMA_HOST ? parseOllamaHost(env.OLLAMA_HOST) : undefined;
-  const host = options.host ?? fromEnv?.host ?? cfg.host;
-  const port = options.port ?? fromEnv?.port ?? cfg.port;
-  const keepAliveMs = defaultKeepAlive(env.OLLAMA_KEEP_ALIVE || cfg.keep_alive);
-  const origins = allowedOrigins([
-    ...(env.OLLAMA_ORIGINS ? env.OLLAMA_ORIGINS.split(",") : []),
-    ...cfg.origins,
-  ]);
-  const apiKey = env.LLAMA_MGR_API_KEY || cfg.api_key;
-  const parallel = positiveEnv(env, "OLLAMA_NUM_PARALLEL") ?? cfg.num_parallel;
-  const maxLoaded = positiveEnv(env, "OLLAMA_MAX_LOADED_MODELS") ?? cfg.max_loaded_models;
-  // Ollama queues up to OLLAMA_MAX_QUEUE requests (default 512) beyond those its runners take; here the
-  // runners' part is their slots (OLLAMA_NUM_PARALLEL, else llama-server's 4) for each model that may load.
-  const maxQueue = positiveEnv(env, "OLLAMA_MAX_QUEUE") ?? cfg.max_queue;
-  const flashAttention = boolEnv(env, "OLLAMA_FLASH_ATTENTION") ?? cfg.flash_attention;
-  let cacheType = env.OLLAMA_KV_CACHE_TYPE?.trim().toLowerCase() || cfg.kv_cache_type;
-  if (cacheType && !CACHE_TYPES.includes(cacheType)) {
-    throw new UserError(
-      `KV cache type '${cacheType}' (OLLAMA_KV_CACHE_TYPE, daemon.kv_cache_type) is unknown`,
-      {
-        hint: `use one of ${CACHE_TYPES.join(", ")} (Ollama's are f16, q8_0, q4_0)`,
-      },
-    );
-  }
-  if (cacheType && !["f16", "f32", "bf16"].includes(cacheType) && flashAttention === false) {
-    // As Ollama does: a quantized V cache needs flash attention.
-    log(`OLLAMA_KV_CACHE_TYPE=${cacheType} needs flash attention, which is off: using f16`);
-    cacheType = undefined;
-  }
-  // OLLAMA_LOAD_TIMEOUT as Ollama reads it (a duration or seconds, like OLLAMA_KEEP_ALIVE); 0 or negative is
-  // no limit (a day).
-  const rawLoadTimeout = env.OLLAMA_LOAD_TIMEOUT?.trim();
-  const loadTimeout = rawLoadTimeout ? defaultKeepAlive(rawLoadTimeout) : undefined;
-  const readyTimeoutMs = loadTimeout === undefined || (loadTimeout > 0 && Number.isFinite(loadTimeout))
-    ? loadTimeout
-    : 24 * 3600_000;
+  const settings = daemonSettings({
+    config: options.config.daemon,
+    env: options.env ?? Deno.env.toObject(),
+    flags: { host: options.host, port: options.port },
+  });
+  for (const line of settings.warnings) log(line);
+  const { host, port } = settings;
 
   const launcher = options.launcher ?? await serverLauncher({
     paths: options.paths,
     config: options.config,
     instance: options.instance,
     log,
-    parallel,
-    flashAttention,
-    cacheType,
-    readyTimeoutMs,
+    parallel: settings.parallel,
+    flashAttention: settings.flashAttention,
+    cacheType: settings.cacheType,
+    readyTimeoutMs: settings.readyTimeoutMs,
     onStopped: dropConnections,
   });
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
-  const ctxEnv = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
   const scheduler = createScheduler({
     launcher,
-    maxLoaded,
-    maxInFlight: maxQueue + (parallel ?? 4) * maxLoaded,
-    defaultCtx: Number.isInteger(ctxEnv) && ctxEnv > 0 ? ctxEnv : undefined,
+    maxLoaded: settings.maxLoaded,
+    maxInFlight: settings.maxInFlight,
+    defaultCtx: settings.defaultCtx,
     log,
   });
   const catalog = createCatalog({ paths: options.paths, listModels, aliases: options.config.models.aliases });
@@ -213,8 +119,8 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     paths: options.paths,
     catalog,
     scheduler,
-    defaultKeepAliveMs: keepAliveMs,
-    version: options.config.daemon.ollama_version ?? OLLAMA_API_VERSION,
+    defaultKeepAliveMs: settings.keepAliveMs,
+    version: settings.ollamaVersion,
     log,
     arrivals: new Arrivals(),
   };
@@ -226,7 +132,12 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
       ...(p?.ngl !== undefined ? { num_gpu: p.ngl } : {}),
     };
   };
-  const app = createRoutes(ctx, { listenHost: host, origins, apiKey, parameters });
+  const app = createRoutes(ctx, {
+    listenHost: host,
+    origins: settings.origins,
+    apiKey: settings.apiKey,
+    parameters,
+  });
 
   // Busy while a request is being answered: until its handler returns, and for a streamed answer until it is
   // written (its runner lease is held till then).

@@ -14,7 +14,13 @@
  *
  * @module
  */
-export { type DaemonHandle, type DaemonOptions, parseOllamaHost, startDaemon } from "./daemon.ts";
+export { type DaemonHandle, type DaemonOptions, startDaemon } from "./daemon.ts";
+export {
+  type DaemonSettings,
+  daemonSettings,
+  type DaemonSettingsInput,
+  parseOllamaHost,
+} from "./settings.ts";
 export {
   type AcquireRequest,
   BUSY_MESSAGE,

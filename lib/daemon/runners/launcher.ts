@@ -25,7 +25,7 @@ export interface ServerLauncherOptions {
   instance?: string;
   /** Log sink. */
   log?: (line: string) => void;
-  /** How long a server may take to become ready (default 180 s). */
+  /** How long a server may take to become ready (default {@linkcode DEFAULT_LOAD_TIMEOUT_MS}). */
   readyTimeoutMs?: number;
   /** Parallel requests per model, each with the full context (`-np N`, context x N); unset: llama-server's. */
   parallel?: number;
@@ -36,6 +36,9 @@ export interface ServerLauncherOptions {
   /** Called with a server's address once it has stopped (the daemon drops its kept-alive connections to it). */
   onStopped?: (url: string) => void;
 }
+
+/** How long a model may take to load when `OLLAMA_LOAD_TIMEOUT` is unset: 3 minutes. */
+export const DEFAULT_LOAD_TIMEOUT_MS = 180_000;
 
 /** KV cache types llama-server accepts (`--cache-type-k`). */
 export const CACHE_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"];
@@ -156,7 +159,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         ngl: spec.load.ngl,
         args,
         env: preset?.env,
-        readyTimeoutMs: options.readyTimeoutMs ?? 180_000,
+        readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       });
