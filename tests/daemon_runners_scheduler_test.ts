@@ -372,6 +372,21 @@ Deno.test("scheduler: keep-alive expiry unloads idle models on time", async (t) 
     assertEquals(sched.list()[0].expiresAt, Infinity);
   });
 
+  await t.step("a keep-alive past setTimeout's limit (720h) unloads on time, not later", async () => {
+    const { clock, launcher, sched } = setup();
+    const a = model("a");
+    const keep = 720 * 3_600_000; // more than 2^31-1 ms
+    (await sched.acquire({ model: a, keepAliveMs: keep })).release();
+    const expiresAt = clock.now() + keep;
+    clock.advance(keep - 1);
+    await settle();
+    assertEquals(launcher.calls, ["start a"]);
+    assertEquals(sched.list()[0].expiresAt, expiresAt, "re-arming the timer does not move the expiry");
+    clock.advance(1);
+    await settle();
+    assertEquals(launcher.calls, ["start a", "stop a"]);
+  });
+
   await t.step("expire() unloads an idle model now, a busy one after its last release", async () => {
     const { launcher, sched } = setup();
     const [a, b] = [model("a"), model("b")];
