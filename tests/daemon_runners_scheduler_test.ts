@@ -247,6 +247,43 @@ Deno.test("scheduler: a busy model is never evicted; a new model waits for a rel
   lc.release();
 });
 
+Deno.test("scheduler: a model being stopped counts against maxLoaded until its server has stopped", async () => {
+  const { clock, launcher, sched } = setup({ maxLoaded: 1 });
+  const [a, b, c] = [model("a"), model("b"), model("c")];
+  launcher.holdStops = true;
+
+  // Expired by keep-alive: b waits for a's server to be gone.
+  (await sched.acquire({ model: a, keepAliveMs: 1000 })).release();
+  clock.advance(1000);
+  const pb = sched.acquire({ model: b, keepAliveMs: KEEP });
+  assertEquals(await done(pb), false, "b waits while a stops");
+  assertEquals(launcher.calls, ["start a", "stop a"]);
+  launcher.finishStop();
+  const lb = await pb;
+  assertEquals(launcher.calls, ["start a", "stop a", "start b"]);
+
+  // Evicted for another request: a third model asking meanwhile does not start beside it either.
+  const pa = sched.acquire({ model: a, keepAliveMs: KEEP });
+  const pc = sched.acquire({ model: c, keepAliveMs: KEEP });
+  await settle();
+  lb.release(); // b is evicted for a (or c); the other waits
+  await settle();
+  assertEquals(launcher.calls.slice(3), ["stop b"], "nothing starts while b stops");
+  launcher.finishStop();
+  await settle();
+  assertEquals(launcher.calls.length, 5);
+  assertEquals(sched.list().length, 1, "one model at a time");
+  launcher.holdStops = false;
+  const winner = await Promise.race([
+    pa.then((lease) => ({ lease, other: pc })),
+    pc.then((lease) => ({ lease, other: pa })),
+  ]);
+  winner.lease.release();
+  (await winner.other).release();
+  assertEquals(launcher.starts(), 4);
+  assertEquals(sched.list().length, 1);
+});
+
 Deno.test("scheduler: changed load options reload a model once its requests finish; the same options reuse it", async () => {
   const { launcher, sched } = setup();
   const a = model("a");

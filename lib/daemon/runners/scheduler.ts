@@ -351,9 +351,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         await unload(r);
         continue;
       }
-      const active = [...runners.values()].filter((x) => x.state !== "unloading");
-      if (active.length >= options.maxLoaded) {
-        const idle = active.filter((x) => x.refs === 0 && x.state === "ready").sort((a, b) =>
+      // A runner being unloaded still holds its memory: it counts until its server has stopped.
+      if (runners.size >= options.maxLoaded) {
+        const idle = [...runners.values()].filter((x) => x.refs === 0 && x.state === "ready").sort((a, b) =>
           a.lastUsed - b.lastUsed
         );
         if (idle.length) {
