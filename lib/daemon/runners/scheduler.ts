@@ -247,17 +247,19 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       return;
     }
     r.expiresAt = clock.now() + r.keepAliveMs;
-    if (Number.isFinite(r.keepAliveMs)) {
-      // setTimeout caps at 2^31-1 ms; longer waits re-arm.
-      const wait = Math.min(r.keepAliveMs, 2_147_483_647);
-      r.timer = clock.setTimeout(() => {
-        r.timer = undefined;
-        if (r.refs === 0 && r.state === "ready") {
-          if (clock.now() >= r.expiresAt - 5) void unload(r);
-          else scheduleExpiry(r);
-        }
-      }, wait);
-    }
+    if (Number.isFinite(r.keepAliveMs)) armExpiry(r);
+  };
+
+  // setTimeout caps at 2^31-1 ms: a longer keep-alive re-arms for the time left, keeping its expiry.
+  const armExpiry = (r: Runner) => {
+    const wait = Math.min(Math.max(r.expiresAt - clock.now(), 0), 2_147_483_647);
+    r.timer = clock.setTimeout(() => {
+      r.timer = undefined;
+      if (r.refs === 0 && r.state === "ready") {
+        if (clock.now() >= r.expiresAt - 5) void unload(r);
+        else armExpiry(r);
+      }
+    }, wait);
   };
 
   // Requests holding a lease or waiting for one (OLLAMA_MAX_QUEUE counts them).
@@ -349,9 +351,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         await unload(r);
         continue;
       }
-      const active = [...runners.values()].filter((x) => x.state !== "unloading");
-      if (active.length >= options.maxLoaded) {
-        const idle = active.filter((x) => x.refs === 0 && x.state === "ready").sort((a, b) =>
+      // A runner being unloaded still holds its memory: it counts until its server has stopped.
+      if (runners.size >= options.maxLoaded) {
+        const idle = [...runners.values()].filter((x) => x.refs === 0 && x.state === "ready").sort((a, b) =>
           a.lastUsed - b.lastUsed
         );
         if (idle.length) {
