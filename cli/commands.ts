@@ -65,6 +65,36 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import("./server.ts")).serverCommand,
   },
   {
+    name: "list",
+    summary: "list the models the daemon serves (as `ollama list`)",
+    load: async () => (await import("./ollama_verbs.ts")).listCommand,
+  },
+  {
+    name: "ps",
+    summary: "list the models loaded now (as `ollama ps`)",
+    load: async () => (await import("./ollama_verbs.ts")).psCommand,
+  },
+  {
+    name: "show",
+    summary: "show a model's facts, or its Modelfile, parameters, template, system prompt or license",
+    load: async () => (await import("./ollama_verbs.ts")).showCommand,
+  },
+  {
+    name: "stop",
+    summary: "unload a running model (as `ollama stop`)",
+    load: async () => (await import("./ollama_verbs.ts")).stopCommand,
+  },
+  {
+    name: "cp",
+    summary: "copy a model to another name (as `ollama cp`)",
+    load: async () => (await import("./ollama_verbs.ts")).cpCommand,
+  },
+  {
+    name: "rm",
+    summary: "delete models (names made with cp/create, and files llama-mgr wrote; never another tool's)",
+    load: async () => (await import("./ollama_verbs.ts")).rmCommand,
+  },
+  {
     name: "daemon",
     summary: "serve the Ollama API (and OpenAI's /v1) on top of llama-server",
     load: async () => (await import("./daemon.ts")).daemonCommand,
