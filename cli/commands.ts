@@ -65,6 +65,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import("./server.ts")).serverCommand,
   },
   {
+    name: "run",
+    summary: "chat with a model (pulled first when missing), or answer one prompt (as `ollama run`)",
+    load: async () => (await import("./run.ts")).runCommand,
+  },
+  {
     name: "list",
     summary: "list the models the daemon serves (as `ollama list`)",
     load: async () => (await import("./ollama_verbs.ts")).listCommand,

@@ -191,7 +191,8 @@ export const stopCommand: Command = {
   },
 };
 
-interface ShowResponse {
+/** What `/api/show` answers, as far as the CLI prints it. */
+export interface ShowResponse {
   modelfile?: string;
   parameters?: string;
   template?: string;
@@ -239,8 +240,8 @@ export const showCommand: Command = {
   },
 };
 
-/** The sections `ollama show` prints. */
-function showSummary(res: ShowResponse, license: string): string {
+/** The sections `ollama show` prints (also `/show info` in `run`). */
+export function showSummary(res: ShowResponse, license: string): string {
   const info = res.model_info ?? {};
   const arch = String(info["general.architecture"] ?? res.details?.family ?? "");
   const rows: [string, unknown][] = [
