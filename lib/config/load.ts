@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+import { parseYaml } from "../deps.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
 import { UserError } from "../util/errors.ts";
 

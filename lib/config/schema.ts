@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../deps.ts";
 
 /** Python environment options shared by `install` and `convert`. */
 export const PythonSchema = z.strictObject({

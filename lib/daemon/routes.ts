@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Handler, Hono } from "hono";
+import { type Handler, Hono } from "../deps.ts";
 import type { DaemonContext } from "./context.ts";
 import { checkAccess } from "./security.ts";
 import { VERSION } from "../version.ts";
