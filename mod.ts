@@ -2,34 +2,186 @@
  * llama-mgr as a library: build llama.cpp instances, read GGUF files, index models, supervise llama-server and
  * serve the Ollama API, each usable without the CLI.
  *
+ * The surface is chosen: what a program needs to do what the CLI does. Helpers the CLI and the daemon share
+ * (file writes, locks, progress bars, `/proc` readers, the process runner, cmake arguments) stay in `lib/`.
+ *
  * @example
- * ```ts
- * import { getInstance, resolvePaths } from "./mod.ts";
- * const inst = await getInstance(resolvePaths());
- * console.log(inst.binDir);
+ * ```ts ignore
+ * import { getInstance, loadConfig, resolveModel, resolvePaths, startServer } from "./mod.ts";
+ * const paths = resolvePaths();
+ * const config = await loadConfig(paths.configFile);
+ * const model = await resolveModel(paths, config, "qwen3:4b");
+ * const server = await startServer(paths, {
+ *   name: "chat",
+ *   modelPath: model.path,
+ *   instance: await getInstance(paths),
+ *   ctx: 8192,
+ * });
+ * console.log(server.url);
  * ```
  *
  * @module
  */
-export * from "./lib/config/paths.ts";
-export * from "./lib/config/schema.ts";
-export * from "./lib/config/load.ts";
-export * from "./lib/util/errors.ts";
-export * from "./lib/util/run.ts";
-export * from "./lib/llamacpp/instances.ts";
-export * from "./lib/llamacpp/install.ts";
-export * from "./lib/llamacpp/build.ts";
-export * from "./lib/llamacpp/cmake.ts";
-export * from "./lib/llamacpp/source.ts";
-export * from "./lib/llamacpp/detect.ts";
-export * from "./lib/llamacpp/doctor.ts";
-export * from "./lib/util/fs.ts";
-export * from "./lib/util/lock.ts";
-export * from "./lib/util/process.ts";
-export * from "./lib/util/progress.ts";
-export * from "./lib/python/venv.ts";
-export * from "./lib/convert/mod.ts";
-export * from "./lib/server/mod.ts";
-export * from "./lib/gguf/mod.ts";
-export * from "./lib/models/mod.ts";
-export * from "./lib/daemon/mod.ts";
+
+// Where things live, and the config file.
+export { type PathOptions, type Paths, resolvePaths } from "./lib/config/paths.ts";
+export { loadConfig, parseConfig } from "./lib/config/load.ts";
+export { setConfigValue } from "./lib/config/edit.ts";
+export type {
+  BuildConfig,
+  Config,
+  DaemonConfig,
+  ModelsConfig,
+  ModelSourcesConfig,
+  Preset,
+  PythonOptions,
+} from "./lib/config/schema.ts";
+
+// What was wrong and what to do (the model and build errors below extend it); an external tool that failed;
+// the progress display long operations report to (only its interface: the terminal bars stay in lib/).
+export { UserError } from "./lib/util/errors.ts";
+export { CommandError } from "./lib/util/run.ts";
+export type { Progress } from "./lib/util/progress.ts";
+
+// llama.cpp instances: install (fetch, build, verify), list, choose, remove; the GPU and the build tools.
+export {
+  type Arch,
+  ARCHES,
+  binaryPath,
+  defaultInstanceName,
+  getInstance,
+  type InstanceRecord,
+  listBinaries,
+  listInstances,
+  removeInstance,
+  setDefaultInstance,
+} from "./lib/llamacpp/instances.ts";
+export { installInstance, type InstallOptions, type InstallResult } from "./lib/llamacpp/install.ts";
+export { BuildStepError } from "./lib/llamacpp/build.ts";
+export { type Detected, detectGpu } from "./lib/llamacpp/detect.ts";
+export { type Check, type InstallHints, platformHint, runDoctor } from "./lib/llamacpp/doctor.ts";
+
+// GGUF files: the header, what it says about the model, and the memory it needs.
+export {
+  DEFAULT_LIMITS,
+  GgufError,
+  type GgufErrorKind,
+  type GgufHeader,
+  type GgufLimits,
+  ggufTypeName,
+  type GgufValue,
+  parseGgufHeader,
+  readGgufHeader,
+  type ReadOptions,
+  type SkippedArray,
+  type TensorInfo,
+} from "./lib/gguf/reader.ts";
+export { ggmlTypeName } from "./lib/gguf/types.ts";
+export {
+  type Capability,
+  describeModel,
+  estimateMemory,
+  type EstimateOptions,
+  type MemoryEstimate,
+  type ModelFacts,
+} from "./lib/gguf/facts.ts";
+
+// Models: the index of every GGUF on the machine, Ollama-style names, the one resolve, presets, capabilities,
+// and the daemon's catalogue.
+export {
+  listModels,
+  type ModelEntry,
+  modelFromFile,
+  scanModels,
+  type ScanOptions,
+  type ScanResult,
+} from "./lib/models/index.ts";
+export { type ModelSource, type SourceOptions } from "./lib/models/sources.ts";
+export {
+  closestNames,
+  isValidModelName,
+  type ModelName,
+  modelName,
+  normalizeName,
+  parseModelName,
+} from "./lib/models/names.ts";
+export { resolveModel } from "./lib/models/resolve.ts";
+export { findPreset, presetForModel, type PresetTarget } from "./lib/models/presets.ts";
+export { modelCapabilities } from "./lib/models/capabilities.ts";
+export { ForeignModelError, ModelNotFoundError, ModelStoreError } from "./lib/models/errors.ts";
+export {
+  type Catalog,
+  type CatalogModel,
+  type CatalogOptions,
+  createCatalog,
+  type ModelSettings,
+  type NameRecord,
+} from "./lib/models/catalog.ts";
+
+// Supervised llama-server processes.
+export {
+  followServerLog,
+  listServers,
+  readServerLog,
+  removeServer,
+  restartServer,
+  type ServerSpec,
+  type ServerStatus,
+  serverStatus,
+  startServer,
+  stopAllServers,
+  stopServer,
+  waitReady,
+  type WaitResult,
+} from "./lib/server/supervisor.ts";
+export type { ServerOwner, ServerState, StoredSpec } from "./lib/server/state.ts";
+export { findFreePort } from "./lib/server/ports.ts";
+
+// The Python environment of an instance (convert_hf_to_gguf.py and friends).
+export { ensureVenv, type VenvInfo, type VenvOptions } from "./lib/python/venv.ts";
+
+// Hugging Face to GGUF, quantization and importance matrices, writing only complete files.
+export { convertModel, type ConvertOptions, OUTTYPES } from "./lib/convert/convert.ts";
+export { quantizeModel, type QuantizeOptions, type QuantType, quantTypes } from "./lib/convert/quantize.ts";
+export { computeImatrix, type ImatrixOptions } from "./lib/convert/imatrix.ts";
+
+// The Ollama-compatible daemon: the whole thing, or its parts (routes, scheduler, launcher) to assemble another.
+export {
+  type AccessOptions,
+  type AcquireRequest,
+  allowedOrigins,
+  BUSY_MESSAGE,
+  checkAccess,
+  createDaemonRoutes,
+  createScheduler,
+  DaemonArrivals,
+  type DaemonContext,
+  type DaemonHandle,
+  type DaemonOptions,
+  type DaemonRouteOptions,
+  type DaemonRoutes,
+  daemonWire,
+  defaultKeepAlive,
+  hostAllowed,
+  type KeepAliveMs,
+  type Launched,
+  type Launcher,
+  type LaunchSpec,
+  type Lease,
+  LoadFailedError,
+  ollamaLoadFlags,
+  type OllamaLoadOptions,
+  originAllowed,
+  parseGoDuration,
+  parseKeepAlive,
+  parseOllamaHost,
+  type PresetParameters,
+  QueueFullError,
+  type RunnerInfo,
+  type Scheduler,
+  type SchedulerClock,
+  type SchedulerOptions,
+  serverLauncher,
+  type ServerLauncherOptions,
+  startDaemon,
+} from "./lib/daemon/mod.ts";

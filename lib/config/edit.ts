@@ -5,7 +5,7 @@
  * @module
  */
 import { dirname } from "node:path";
-import { parseDocument } from "yaml";
+import { parseDocument } from "../deps.ts";
 import { parseConfig } from "./load.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 

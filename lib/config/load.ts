@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+import { parseYaml } from "../deps.ts";
 import { type Config, ConfigSchema } from "./schema.ts";
 import { UserError } from "../util/errors.ts";
 
@@ -31,7 +31,16 @@ export function parseConfig(value: unknown, file = "<config>"): Config {
   });
 }
 
-/** Reads and validates the config file; a missing file gives the defaults. */
+/**
+ * Reads and validates the config file; a missing file gives the defaults.
+ *
+ * @example
+ * ```ts ignore
+ * import { resolvePaths } from "./paths.ts";
+ * const config = await loadConfig(resolvePaths().configFile);
+ * console.log(config.daemon.port); // 11434 unless the file says otherwise
+ * ```
+ */
 export async function loadConfig(file: string): Promise<Config> {
   let text: string;
   try {

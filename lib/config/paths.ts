@@ -10,7 +10,15 @@
 import { join } from "node:path";
 import { expandHome } from "../util/fs.ts";
 
-/** Every path llama-mgr uses, derived from the data dir and the config file. */
+/**
+ * Every path llama-mgr uses, derived from the data dir and the config file.
+ *
+ * @example
+ * ```ts
+ * const paths: Paths = resolvePaths({ dataDir: "/tmp/llm" });
+ * console.log(paths.serversDir); // /tmp/llm/servers
+ * ```
+ */
 export interface Paths {
   /** Root of all data. */
   dataDir: string;
@@ -32,7 +40,15 @@ export interface Paths {
   indexFile: string;
 }
 
-/** Overrides for {@linkcode resolvePaths}. */
+/**
+ * Overrides for {@linkcode resolvePaths}.
+ *
+ * @example
+ * ```ts
+ * const options: PathOptions = { configFile: "./llama-mgr.yaml", env: { HOME: "/home/me" } };
+ * resolvePaths(options).dataDir; // /home/me/.local/share/llama-mgr
+ * ```
+ */
 export interface PathOptions {
   /** Data dir (the `--data-dir` flag). */
   dataDir?: string;

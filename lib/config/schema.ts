@@ -1,64 +1,242 @@
 /**
- * The configuration file's schema (zod). Every section is strict: an unknown key is an error that names it.
+ * The configuration file's schema (zod) and the types of a validated config. Every section is strict: an
+ * unknown key is an error that names it. The types are written out (with the defaults the schema fills in)
+ * and checked against the schema at compile time.
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../deps.ts";
+import { exactly } from "../util/zod.ts";
 
-/** Python environment options shared by `install` and `convert`. */
-export const PythonSchema = z.strictObject({
-  /** How torch is chosen: `cpu` (PyTorch CPU index), `auto` (the requirement as written), `system`
-   * (reuse the interpreter's installed torch), or `skip`. */
-  torch: z.enum(["cpu", "auto", "system", "skip"]).default("cpu"),
+/**
+ * Python environment options shared by `install` and `convert` (the config's `python` section).
+ *
+ * @example
+ * ```ts
+ * const python: PythonOptions = { torch: "cpu", offline: false, torch_version: "2.8.0" };
+ * ```
+ */
+export interface PythonOptions {
+  /** How torch is chosen: `cpu` (PyTorch CPU index, the default), `auto` (the requirement as written),
+   * `system` (reuse the interpreter's installed torch), or `skip`. */
+  torch: "cpu" | "auto" | "system" | "skip";
   /** Version (or PEP 440 spec) of torch to install instead of llama.cpp's pin, e.g. `2.13.0`. */
-  torch_version: z.string().optional(),
+  torch_version?: string;
   /** Extra index URL for torch and friends (a private mirror). */
-  index_url: z.string().optional(),
+  index_url?: string;
   /** A directory or URL of wheels for uv's `--find-links` (a local torch wheel). */
-  find_links: z.string().optional(),
+  find_links?: string;
   /** The Python interpreter uv uses (default: uv's choice). */
-  python: z.string().optional(),
-  /** Do not touch the network (uv `--offline`). */
-  offline: z.boolean().default(false),
-});
+  python?: string;
+  /** Do not touch the network (uv `--offline`; default false). */
+  offline: boolean;
+}
 
-/** A named way to run a model: `llama-mgr server start <preset>` and the daemon's per-model settings. */
-export const PresetSchema = z.strictObject({
+/**
+ * A named way to run a model: `llama-mgr server start <preset>` and the daemon's per-model settings.
+ *
+ * @example
+ * ```ts
+ * const chat: Preset = { model: "qwen3:4b", ctx: 16384, ngl: 99, args: ["--jinja"], env: {} };
+ * ```
+ */
+export interface Preset {
   /** Model name, alias or path. */
-  model: z.string(),
+  model: string;
   /** Instance to run it with (default: the default instance). */
-  instance: z.string().optional(),
+  instance?: string;
   /** Context size. */
-  ctx: z.number().int().positive().optional(),
-  /** GPU layers. */
-  ngl: z.number().int().min(-1).optional(),
+  ctx?: number;
+  /** GPU layers (-1: all). */
+  ngl?: number;
   /** Port, or `auto`. */
-  port: z.union([z.number().int().min(1).max(65535), z.literal("auto")]).optional(),
-  /** Extra llama-server flags. */
-  args: z.array(z.string()).default([]),
-  /** Environment for the server process, e.g. CUDA_VISIBLE_DEVICES. */
-  env: z.record(z.string(), z.string()).default({}),
-});
+  port?: number | "auto";
+  /** Extra llama-server flags (default none). */
+  args: string[];
+  /** Environment for the server process, e.g. CUDA_VISIBLE_DEVICES (default none). */
+  env: Record<string, string>;
+}
 
-/** The whole config file. */
-export const ConfigSchema = z.strictObject({
+/**
+ * The config's `build` section: how instances are built.
+ *
+ * @example
+ * ```ts
+ * const build: BuildConfig = { parallel: 8, ccache: true, cmake_args: ["-DGGML_NATIVE=ON"] };
+ * ```
+ */
+export interface BuildConfig {
+  /** Build jobs (default: number of CPUs). */
+  parallel?: number;
+  /** Use ccache when present (default true). */
+  ccache: boolean;
+  /** cmake args added to every build (default none). */
+  cmake_args: string[];
+}
+
+/**
+ * The config's `models.sources` section: which other tools' stores are read besides the folders (each
+ * default true).
+ *
+ * @example
+ * ```ts
+ * const sources: ModelSourcesConfig = { huggingface: true, ollama: false, lmstudio: true, llamacpp: true };
+ * ```
+ */
+export interface ModelSourcesConfig {
+  /** The Hugging Face hub cache. */
+  huggingface: boolean;
+  /** Ollama's model store. */
+  ollama: boolean;
+  /** LM Studio's models folder. */
+  lmstudio: boolean;
+  /** llama.cpp's own download cache (`-hf`). */
+  llamacpp: boolean;
+}
+
+/**
+ * The config's `models` section: where models are found and their short names.
+ *
+ * @example
+ * ```ts
+ * const models: ModelsConfig = {
+ *   dirs: ["~/models"],
+ *   aliases: { chat: "qwen3:4b" },
+ *   sources: { huggingface: true, ollama: true, lmstudio: true, llamacpp: true },
+ * };
+ * ```
+ */
+export interface ModelsConfig {
+  /** Folders scanned recursively for GGUF files (default none). */
+  dirs: string[];
+  /** Short names: alias -> model name or path (default none). */
+  aliases: Record<string, string>;
+  /** Which stores to read besides the folders. */
+  sources: ModelSourcesConfig;
+}
+
+/**
+ * The config's `daemon` section: the Ollama-compatible daemon (each field has an `OLLAMA_*` variable that
+ * overrides it).
+ *
+ * @example
+ * ```ts
+ * const daemon: DaemonConfig = {
+ *   host: "127.0.0.1",
+ *   port: 11434,
+ *   keep_alive: "5m",
+ *   origins: [],
+ *   max_loaded_models: 3,
+ *   max_queue: 512,
+ * };
+ * ```
+ */
+export interface DaemonConfig {
+  /** Address to listen on (default 127.0.0.1; OLLAMA_HOST). */
+  host: string;
+  /** Port (default 11434; OLLAMA_HOST). */
+  port: number;
+  /** Default keep_alive, as Ollama's OLLAMA_KEEP_ALIVE (`5m`, the default; `-1`; `0`). */
+  keep_alive: string | number;
+  /** Extra allowed origins (OLLAMA_ORIGINS; default none). */
+  origins: string[];
+  /** When set, requests must send `Authorization: Bearer <key>`. */
+  api_key?: string;
+  /** How many models may be loaded at once (OLLAMA_MAX_LOADED_MODELS; default 3). */
+  max_loaded_models: number;
+  /** Requests one model answers at once, each with the full context (OLLAMA_NUM_PARALLEL); unset:
+   * llama-server's own choice (4 slots sharing one context). */
+  num_parallel?: number;
+  /** Requests waiting beyond the models' slots before new ones get a 503 (OLLAMA_MAX_QUEUE; default 512). */
+  max_queue: number;
+  /** Flash attention for chat models (OLLAMA_FLASH_ATTENTION); unset: llama-server's `auto`. */
+  flash_attention?: boolean;
+  /** KV cache type for chat models, e.g. `q8_0` (OLLAMA_KV_CACHE_TYPE); unset: f16. */
+  kv_cache_type?: string;
+  /** The Ollama version `/api/version` reports (clients check it); unset: the one the daemon follows. */
+  ollama_version?: string;
+}
+
+/**
+ * The validated configuration: the config file with every default filled in.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "./load.ts";
+ * const config: Config = parseConfig({ daemon: { port: 11500 } });
+ * console.log(config.daemon.port, config.daemon.keep_alive); // 11500 "5m"
+ * ```
+ */
+export interface Config {
   /** Instance used when `-i` is not given (overrides `instances default`). */
+  default_instance?: string;
+  /** How instances are built. */
+  build: BuildConfig;
+  /** The Python environment of `install` and `convert`. */
+  python: PythonOptions;
+  /** Where models are found and their short names. */
+  models: ModelsConfig;
+  /** Named server presets (default none). */
+  presets: Record<string, Preset>;
+  /** The Ollama-compatible daemon. */
+  daemon: DaemonConfig;
+}
+
+/**
+ * The `python` section's schema.
+ *
+ * @example
+ * ```ts
+ * PythonSchema.parse({ torch: "system" }); // { torch: "system", offline: false }
+ * ```
+ */
+export const PythonSchema: z.ZodType<PythonOptions> = exactly<PythonOptions>()(z.strictObject({
+  torch: z.enum(["cpu", "auto", "system", "skip"]).default("cpu"),
+  torch_version: z.string().optional(),
+  index_url: z.string().optional(),
+  find_links: z.string().optional(),
+  python: z.string().optional(),
+  offline: z.boolean().default(false),
+}));
+
+/**
+ * A preset's schema.
+ *
+ * @example
+ * ```ts
+ * PresetSchema.parse({ model: "qwen3:4b", ctx: 8192 }); // { model: "qwen3:4b", ctx: 8192, args: [], env: {} }
+ * ```
+ */
+export const PresetSchema: z.ZodType<Preset> = exactly<Preset>()(z.strictObject({
+  model: z.string(),
+  instance: z.string().optional(),
+  ctx: z.number().int().positive().optional(),
+  ngl: z.number().int().min(-1).optional(),
+  port: z.union([z.number().int().min(1).max(65535), z.literal("auto")]).optional(),
+  args: z.array(z.string()).default([]),
+  env: z.record(z.string(), z.string()).default({}),
+}));
+
+/**
+ * The whole config file's schema ({@linkcode parseConfig} gives its errors one line each).
+ *
+ * @example
+ * ```ts
+ * const r = ConfigSchema.safeParse({ daemon: { prot: 1 } });
+ * console.log(r.success); // false: unknown key "prot"
+ * ```
+ */
+export const ConfigSchema: z.ZodType<Config> = exactly<Config>()(z.strictObject({
   default_instance: z.string().optional(),
   build: z.strictObject({
-    /** Build jobs (default: number of CPUs). */
     parallel: z.number().int().positive().optional(),
-    /** Use ccache when present (default true). */
     ccache: z.boolean().default(true),
-    /** cmake args added to every build. */
     cmake_args: z.array(z.string()).default([]),
   }).prefault({}),
   python: PythonSchema.prefault({}),
   models: z.strictObject({
-    /** Folders scanned recursively for GGUF files. */
     dirs: z.array(z.string()).default([]),
-    /** Short names: alias -> model name or path. */
     aliases: z.record(z.string(), z.string()).default({}),
-    /** Which stores to read besides the folders. */
     sources: z.strictObject({
       huggingface: z.boolean().default(true),
       ollama: z.boolean().default(true),
@@ -66,36 +244,18 @@ export const ConfigSchema = z.strictObject({
       llamacpp: z.boolean().default(true),
     }).prefault({}),
   }).prefault({}),
-  /** Named server presets. */
   presets: z.record(z.string(), PresetSchema).default({}),
   daemon: z.strictObject({
     host: z.string().default("127.0.0.1"),
     port: z.number().int().min(1).max(65535).default(11434),
-    /** Default keep_alive, as Ollama's OLLAMA_KEEP_ALIVE (`5m`, `-1`, `0`). */
     keep_alive: z.union([z.string(), z.number()]).default("5m"),
-    /** Extra allowed origins (OLLAMA_ORIGINS). */
     origins: z.array(z.string()).default([]),
-    /** When set, requests must send `Authorization: Bearer <key>`. */
     api_key: z.string().optional(),
-    /** How many models may be loaded at once (OLLAMA_MAX_LOADED_MODELS). */
     max_loaded_models: z.number().int().positive().default(3),
-    /** Requests one model answers at once, each with the full context (OLLAMA_NUM_PARALLEL); unset:
-     * llama-server's own choice (4 slots sharing one context). */
     num_parallel: z.number().int().positive().optional(),
-    /** Requests waiting beyond the models' slots before new ones get a 503 (OLLAMA_MAX_QUEUE). */
     max_queue: z.number().int().positive().default(512),
-    /** Flash attention for chat models (OLLAMA_FLASH_ATTENTION); unset: llama-server's `auto`. */
     flash_attention: z.boolean().optional(),
-    /** KV cache type for chat models, e.g. `q8_0` (OLLAMA_KV_CACHE_TYPE); unset: f16. */
     kv_cache_type: z.string().optional(),
-    /** The Ollama version `/api/version` reports (clients check it); unset: the one the daemon follows. */
     ollama_version: z.string().regex(/^\d+\.\d+\.\d+$/, "a version like 0.33.0").optional(),
   }).prefault({}),
-});
-
-/** The validated configuration. */
-export type Config = z.infer<typeof ConfigSchema>;
-/** A validated preset. */
-export type Preset = z.infer<typeof PresetSchema>;
-/** Validated Python options. */
-export type PythonOptions = z.infer<typeof PythonSchema>;
+}));

@@ -15,7 +15,14 @@ import { UserError } from "../util/errors.ts";
 import { CommandError, run, toolFailure } from "../util/run.ts";
 import { writeThroughTemp } from "./output.ts";
 
-/** Output types convert_hf_to_gguf.py writes. */
+/**
+ * Output types convert_hf_to_gguf.py writes.
+ *
+ * @example
+ * ```ts
+ * OUTTYPES.includes("bf16"); // true
+ * ```
+ */
 export const OUTTYPES = ["f32", "f16", "bf16", "q8_0", "tq1_0", "tq2_0", "auto"];
 
 /**
@@ -76,7 +83,19 @@ export function convertedName(folder: string, outtype: string, name?: string): s
   return `${base}-${outtype === "auto" ? "auto" : outtype}.gguf`;
 }
 
-/** Options for {@linkcode convertModel}. */
+/**
+ * Options for {@linkcode convertModel}.
+ *
+ * @example
+ * ```ts ignore
+ * const options: ConvertOptions = {
+ *   instance: await getInstance(paths),
+ *   source: "hf:Qwen/Qwen2.5-0.5B-Instruct",
+ *   outtype: "bf16",
+ *   python: config.python,
+ * };
+ * ```
+ */
 export interface ConvertOptions {
   /** The instance whose scripts and environment convert. */
   instance: InstanceRecord;

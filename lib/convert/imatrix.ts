@@ -14,7 +14,20 @@ import { UserError } from "../util/errors.ts";
 import { CommandError, run, toolFailure } from "../util/run.ts";
 import { writeThroughTemp } from "./output.ts";
 
-/** Options for {@linkcode computeImatrix}. */
+/**
+ * Options for {@linkcode computeImatrix}.
+ *
+ * @example
+ * ```ts ignore
+ * const options: ImatrixOptions = {
+ *   instance: await getInstance(paths),
+ *   paths,
+ *   model: "/models/Qwen3-4B-F16.gguf",
+ *   data: "calibration.txt",
+ *   chunks: 100,
+ * };
+ * ```
+ */
 export interface ImatrixOptions {
   /** The instance whose `llama-imatrix` runs. */
   instance: InstanceRecord;

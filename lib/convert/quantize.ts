@@ -12,7 +12,14 @@ import { UserError } from "../util/errors.ts";
 import { CommandError, run, toolFailure } from "../util/run.ts";
 import { freeBytes, writeThroughTemp } from "./output.ts";
 
-/** A quantization type this llama-quantize supports. */
+/**
+ * A quantization type this llama-quantize supports.
+ *
+ * @example
+ * ```ts ignore
+ * for (const t of await quantTypes(inst)) console.log(t.name.padEnd(8), t.description);
+ * ```
+ */
 export interface QuantType {
   /** Its name, e.g. `Q4_K_M`. */
   name: string;
@@ -34,7 +41,14 @@ export function parseQuantTypes(help: string): QuantType[] {
   return out;
 }
 
-/** The types this instance's llama-quantize supports. */
+/**
+ * The types this instance's llama-quantize supports.
+ *
+ * @example
+ * ```ts ignore
+ * const names = (await quantTypes(await getInstance(paths))).map((t) => t.name); // ["Q4_0", ..., "COPY"]
+ * ```
+ */
 export async function quantTypes(instance: InstanceRecord): Promise<QuantType[]> {
   const bin = binaryPath(instance, "llama-quantize");
   if (!(await exists(bin))) {
@@ -97,7 +111,21 @@ export function quantizedName(inputPath: string, type: string): string {
   return `${stem}-${type.toUpperCase()}.gguf`;
 }
 
-/** Options for {@linkcode quantizeModel}. */
+/**
+ * Options for {@linkcode quantizeModel}.
+ *
+ * @example
+ * ```ts ignore
+ * const m = await resolveModel(paths, config, "qwen3:4b-f16");
+ * const options: QuantizeOptions = {
+ *   instance: await getInstance(paths),
+ *   input: m.path,
+ *   parameterCount: m.facts.parameterCount,
+ *   type: "Q4_K_M",
+ *   outDir: paths.modelsDir,
+ * };
+ * ```
+ */
 export interface QuantizeOptions {
   /** The instance whose llama-quantize runs. */
   instance: InstanceRecord;

@@ -11,7 +11,17 @@
  * @module
  */
 
-/** Requests being prepared, and prepared requests waiting for them. */
+/**
+ * Requests being prepared, and prepared requests waiting for them.
+ *
+ * @example
+ * ```ts ignore
+ * const arrivals = new Arrivals();
+ * arrivals.arrive(req); // when a generation request comes in
+ * // ... validate it, find the model, take a runner ...
+ * await arrivals.ready(req); // just before sending it to llama-server
+ * ```
+ */
 export class Arrivals {
   #preparing = new Set<Request>();
   #held: (() => void)[] = [];

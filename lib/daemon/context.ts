@@ -18,7 +18,22 @@ import type { Scheduler } from "./runners/scheduler.ts";
 import { HttpError } from "./http.ts";
 import type { Message } from "./types.ts";
 
-/** Shared state of a running daemon. */
+/**
+ * Shared state of a running daemon: what {@linkcode createRoutes} serves from.
+ *
+ * @example
+ * ```ts ignore
+ * const ctx: DaemonContext = {
+ *   paths,
+ *   catalog: createCatalog({ paths, listModels: () => listModels(paths, config) }),
+ *   scheduler: createScheduler({ launcher: await serverLauncher({ paths, config }), maxLoaded: 2 }),
+ *   defaultKeepAliveMs: defaultKeepAlive(config.daemon.keep_alive),
+ *   version: "0.33.0",
+ *   log: console.error,
+ *   arrivals: new DaemonArrivals(),
+ * };
+ * ```
+ */
 export interface DaemonContext {
   /** Data locations. */
   paths: Paths;

@@ -26,7 +26,14 @@ import { dropAllConnections, dropConnections } from "./upstream/client.ts";
 import { daemonSettings } from "./settings.ts";
 import { startLogRotation } from "../server/logs.ts";
 
-/** Options for {@linkcode startDaemon}. */
+/**
+ * Options for {@linkcode startDaemon}.
+ *
+ * @example
+ * ```ts ignore
+ * const options: DaemonOptions = { paths, config, host: "127.0.0.1", port: 0, log: () => {} };
+ * ```
+ */
 export interface DaemonOptions {
   /** Data locations. */
   paths: Paths;
@@ -59,7 +66,16 @@ export interface DaemonOptions {
   trimMemory?: boolean;
 }
 
-/** A running daemon. */
+/**
+ * A running daemon.
+ *
+ * @example
+ * ```ts ignore
+ * const daemon: DaemonHandle = await startDaemon({ paths, config, port: 0 });
+ * console.log(await (await fetch(`${daemon.url}/api/tags`)).json());
+ * await daemon.close();
+ * ```
+ */
 export interface DaemonHandle {
   /** Base URL, e.g. `http://127.0.0.1:11434`. */
   url: string;
@@ -79,7 +95,7 @@ export interface DaemonHandle {
  * Starts the daemon.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const d = await startDaemon({ paths, config, port: 0 });
  * console.log(d.url);
  * await d.close();

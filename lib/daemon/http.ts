@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { z } from "zod";
+import type { z } from "../deps.ts";
 import { describeZodError } from "./types.ts";
 import { UserError } from "../util/errors.ts";
 import { concatBytes } from "../util/bytes.ts";

@@ -8,7 +8,14 @@
  */
 import { UserError } from "../util/errors.ts";
 
-/** Milliseconds, or `Infinity` for "keep loaded forever". */
+/**
+ * Milliseconds, or `Infinity` for "keep loaded forever".
+ *
+ * @example
+ * ```ts
+ * const forever: KeepAliveMs = parseKeepAlive("-1s", 300_000); // Infinity
+ * ```
+ */
 export type KeepAliveMs = number;
 
 const UNITS: Record<string, number> = {

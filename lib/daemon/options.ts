@@ -7,7 +7,14 @@
  */
 import { UserError } from "../util/errors.ts";
 
-/** Options fixed when llama-server starts. */
+/**
+ * Options fixed when llama-server starts: a request that changes one reloads the model.
+ *
+ * @example
+ * ```ts
+ * const load: LoadOptions = { ctx: 8192, ngl: 99, mmap: false };
+ * ```
+ */
 export interface LoadOptions {
   /** `num_ctx` -> `-c`. */
   ctx?: number;

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { type Handler, Hono } from "hono";
+import { type Handler, Hono } from "../deps.ts";
 import type { DaemonContext } from "./context.ts";
 import { checkAccess } from "./security.ts";
 import { VERSION } from "../version.ts";
@@ -19,7 +19,14 @@ import { handleCopy, handleCreate, handleDelete, handlePull, handlePush } from "
 import { handleHeadBlob, handlePostBlob } from "./ollama/blobs.ts";
 import { handleOpenAIModel, handleOpenAIModels, proxyOpenAI, toOpenAIError } from "./openai/proxy.ts";
 
-/** Options for {@linkcode createRoutes}. */
+/**
+ * Options for {@linkcode createRoutes}.
+ *
+ * @example
+ * ```ts
+ * const options: RouteOptions = { listenHost: "127.0.0.1", origins: ["http://localhost:*"] };
+ * ```
+ */
 export interface RouteOptions {
   /** The address the daemon listens on (Host checks apply on loopback). */
   listenHost: string;
@@ -41,7 +48,16 @@ function pathPattern(path: string): RegExp {
   return new RegExp(`^${segments.join("/")}$`);
 }
 
-/** The daemon's HTTP API as one handler, what `Deno.serve` takes (built on Hono, which stays private). */
+/**
+ * The daemon's HTTP API as one handler, what `Deno.serve` takes (built on Hono, which stays private).
+ *
+ * @example
+ * ```ts ignore
+ * const routes: DaemonRoutes = createRoutes(ctx, { listenHost: "127.0.0.1", origins: allowedOrigins([]) });
+ * const r = await routes.fetch(new Request("http://127.0.0.1:11434/api/version"));
+ * console.log(await r.json()); // { version: "0.33.0" }
+ * ```
+ */
 export interface DaemonRoutes {
   /** Answers one request. */
   fetch(req: Request): Response | Promise<Response>;
@@ -51,7 +67,7 @@ export interface DaemonRoutes {
  * Builds the daemon's routes for a daemon context.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const app = createRoutes(ctx, { listenHost: "127.0.0.1", origins: allowedOrigins([]) });
  * Deno.serve({ port: 11434 }, app.fetch);
  * ```

@@ -29,18 +29,28 @@ const EXTENSION_SCHEMES = [
 ];
 
 /**
- * Reads `OLLAMA_ORIGINS`-style text (comma-separated) plus the config list into the allowed list.
+ * The allowed origins: the user's own (`OLLAMA_ORIGINS` split at commas, the config's list), then Ollama's
+ * defaults.
  *
  * @example
  * ```ts
- * allowedOrigins(["https://myapp.example"]); // [...DEFAULT_ORIGINS, "https://myapp.example"]
+ * allowedOrigins(["https://myapp.example"]); // ["https://myapp.example", ...DEFAULT_ORIGINS]
  * ```
  */
 export function allowedOrigins(extra: string[]): string[] {
   return [...extra.map((o) => o.trim()).filter(Boolean), ...DEFAULT_ORIGINS];
 }
 
-/** True when `origin` matches one of the patterns (`*` alone allows all; `*` inside is a wildcard). */
+/**
+ * True when `origin` matches one of the patterns (`*` alone allows all; `*` inside is a wildcard). Browser
+ * extensions are always allowed, as Ollama allows them.
+ *
+ * @example
+ * ```ts
+ * originAllowed("http://localhost:3000", ["http://localhost:*"]); // true
+ * originAllowed("https://evil.example", allowedOrigins([])); // false
+ * ```
+ */
 export function originAllowed(origin: string, patterns: string[]): boolean {
   if (EXTENSION_SCHEMES.some((s) => origin.startsWith(s))) return true;
   for (const p of patterns) {
@@ -146,7 +156,14 @@ export const CORS_ALLOW_HEADERS = [
   "x-stainless-timeout",
 ].join(", ");
 
-/** Options for {@linkcode checkAccess}. */
+/**
+ * Options for {@linkcode checkAccess}.
+ *
+ * @example
+ * ```ts
+ * const access: AccessOptions = { listenHost: "0.0.0.0", origins: allowedOrigins([]), apiKey: "s3cret" };
+ * ```
+ */
 export interface AccessOptions {
   /** The address the daemon listens on. */
   listenHost: string;
@@ -162,8 +179,9 @@ export interface AccessOptions {
  *
  * @example
  * ```ts
+ * const req = new Request("http://127.0.0.1:11434/api/tags", { headers: { host: "rebind.example" } });
  * const r = checkAccess(req, { listenHost: "127.0.0.1", origins: allowedOrigins([]) });
- * if (r instanceof Response) return r;
+ * if (r instanceof Response) console.log(r.status); // 403: a foreign Host on loopback
  * ```
  */
 export function checkAccess(req: Request, options: AccessOptions): Response | Record<string, string> {

@@ -7,10 +7,26 @@
 import type { GgufHeader, GgufValue } from "./reader.ts";
 import { FILE_TYPES, ggmlTypeName, tensorBytes, tensorElements } from "./types.ts";
 
-/** Things a model can do, as Ollama names them. */
+/**
+ * Things a model can do, as Ollama names them.
+ *
+ * @example
+ * ```ts ignore
+ * const caps: Capability[] = describeModel(header).capabilities;
+ * if (caps.includes("tools")) console.log("can call tools");
+ * ```
+ */
 export type Capability = "completion" | "embedding" | "vision" | "tools" | "thinking" | "insert";
 
-/** The facts about a model. */
+/**
+ * The facts about a model.
+ *
+ * @example
+ * ```ts ignore
+ * const facts: ModelFacts = describeModel(await readGgufHeader("model.gguf", { skipArraysOver: 256 }));
+ * console.log(facts.architecture, facts.fileType, facts.contextLength, facts.parameterCount);
+ * ```
+ */
 export interface ModelFacts {
   /** `general.architecture`, e.g. `llama`, `qwen3`, `bert`. */
   architecture: string;
@@ -349,7 +365,14 @@ export const CACHE_TYPE_BYTES: Record<string, number> = {
   iq4_nl: 18 / 32,
 };
 
-/** Options for {@linkcode estimateMemory}. */
+/**
+ * Options for {@linkcode estimateMemory}.
+ *
+ * @example
+ * ```ts
+ * const options: EstimateOptions = { ctx: 32768, cacheType: "q8_0", parallel: 1 };
+ * ```
+ */
 export interface EstimateOptions {
   /** Context size (tokens). */
   ctx: number;
@@ -368,7 +391,15 @@ export interface EstimateOptions {
   swaFull?: boolean;
 }
 
-/** A memory estimate, in bytes. */
+/**
+ * A memory estimate, in bytes.
+ *
+ * @example
+ * ```ts ignore
+ * const est: MemoryEstimate = estimateMemory(facts, { ctx: 8192 });
+ * console.log(`${(est.totalBytes / 2 ** 30).toFixed(1)} GiB, of which KV cache ${est.kvBytes} bytes`);
+ * ```
+ */
 export interface MemoryEstimate {
   /** Tensor data. */
   weightsBytes: number;

@@ -42,11 +42,28 @@ const SCALAR_SIZE: Record<number, number> = {
   12: 8,
 };
 
-/** A metadata value: numbers (64-bit integers as bigint when they do not fit a double exactly), strings,
- * booleans, arrays, or a summary of an array that was skipped. */
+/**
+ * A metadata value: numbers (64-bit integers as bigint when they do not fit a double exactly), strings,
+ * booleans, arrays, or a summary of an array that was skipped.
+ *
+ * @example
+ * ```ts
+ * const asText = (v: GgufValue): string =>
+ *   Array.isArray(v) ? `[${v.length} values]` : typeof v === "object" ? `[${v.length} skipped]` : String(v);
+ * ```
+ */
 export type GgufValue = number | bigint | string | boolean | GgufValue[] | SkippedArray;
 
-/** An array the reader did not materialise (see {@linkcode ReadOptions.skipArraysOver}). */
+/**
+ * An array the reader did not materialise (see {@linkcode ReadOptions.skipArraysOver}).
+ *
+ * @example
+ * ```ts ignore
+ * const h = await readGgufHeader("model.gguf", { skipArraysOver: 256 });
+ * const tokens = h.metadata["tokenizer.ggml.tokens"] as SkippedArray;
+ * console.log(tokens.skipped, tokens.itemType, tokens.length); // true STRING 151936
+ * ```
+ */
 export interface SkippedArray {
   /** Marks a skipped array. */
   skipped: true;
@@ -56,7 +73,16 @@ export interface SkippedArray {
   length: number;
 }
 
-/** One tensor's description. */
+/**
+ * One tensor's description.
+ *
+ * @example
+ * ```ts ignore
+ * for (const t of (await readGgufHeader("model.gguf")).tensors.slice(0, 3)) {
+ *   console.log(t.name, ggmlTypeName(t.type), t.dims.join("x"));
+ * }
+ * ```
+ */
 export interface TensorInfo {
   /** Tensor name. */
   name: string;
@@ -68,7 +94,15 @@ export interface TensorInfo {
   offset: number;
 }
 
-/** A parsed header. */
+/**
+ * A parsed header.
+ *
+ * @example
+ * ```ts ignore
+ * const h: GgufHeader = await readGgufHeader("model.gguf", { skipArraysOver: 256 });
+ * console.log(h.version, h.metadata["general.architecture"], h.tensors.length, h.dataOffset);
+ * ```
+ */
 export interface GgufHeader {
   /** GGUF version (1, 2 or 3). */
   version: number;
@@ -90,10 +124,28 @@ export interface GgufHeader {
   fileSize: number;
 }
 
-/** What went wrong. */
+/**
+ * What went wrong.
+ *
+ * @example
+ * ```ts
+ * const retryable = (kind: GgufErrorKind) => kind === "io";
+ * ```
+ */
 export type GgufErrorKind = "not-gguf" | "unsupported-version" | "truncated" | "corrupt" | "too-large" | "io";
 
-/** A file that is not a readable GGUF file: which file, what, and at which byte. */
+/**
+ * A file that is not a readable GGUF file: which file, what, and at which byte.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   parseGgufHeader(new TextEncoder().encode("not a model"), "notes.txt");
+ * } catch (err) {
+ *   if (err instanceof GgufError) console.log(err.kind, err.offset); // not-gguf 0
+ * }
+ * ```
+ */
 export class GgufError extends Error {
   /** The file. */
   file: string;
@@ -111,7 +163,15 @@ export class GgufError extends Error {
   }
 }
 
-/** Limits that keep a hostile file from exhausting memory or time. */
+/**
+ * Limits that keep a hostile file from exhausting memory or time.
+ *
+ * @example
+ * ```ts ignore
+ * const limits: Partial<GgufLimits> = { maxHeaderBytes: 16 * 1024 * 1024, maxTensors: 10_000 };
+ * await readGgufHeader("upload.gguf", { limits });
+ * ```
+ */
 export interface GgufLimits {
   /** Longest string (bytes). */
   maxString: number;
@@ -134,7 +194,14 @@ export interface GgufLimits {
   maxStringBytes: number;
 }
 
-/** The default limits. */
+/**
+ * The default limits.
+ *
+ * @example
+ * ```ts ignore
+ * await readGgufHeader("upload.gguf", { limits: { maxHeaderBytes: DEFAULT_LIMITS.maxHeaderBytes / 16 } });
+ * ```
+ */
 export const DEFAULT_LIMITS: GgufLimits = {
   maxString: 64 * 1024 * 1024,
   maxArray: 1 << 27,
@@ -150,7 +217,14 @@ export const DEFAULT_LIMITS: GgufLimits = {
   maxStringBytes: 128 * 1024 * 1024,
 };
 
-/** Options for {@linkcode readGgufHeader}. */
+/**
+ * Options for {@linkcode readGgufHeader}.
+ *
+ * @example
+ * ```ts
+ * const factsOnly: ReadOptions = { skipArraysOver: 256 }; // token lists summarised, not read
+ * ```
+ */
 export interface ReadOptions {
   /** Arrays with more elements than this are summarised, not materialised (default: never). Token lists
    * are the big ones: reading facts needs only their length. */
@@ -515,7 +589,14 @@ export async function readGgufHeader(path: string, options: ReadOptions = {}): P
   }
 }
 
-/** The name of a metadata value type id. */
+/**
+ * The name of a metadata value type id.
+ *
+ * @example
+ * ```ts
+ * ggufTypeName(8); // "STRING"
+ * ```
+ */
 export function ggufTypeName(type: number): string {
   return TYPE_NAMES[type] ?? `UNKNOWN(${type})`;
 }

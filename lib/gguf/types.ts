@@ -106,7 +106,14 @@ export function tensorBytes(dims: number[], type: number): number {
   return Math.ceil(tensorElements(dims) / t.blockSize) * t.typeSize;
 }
 
-/** Name of a ggml type id. */
+/**
+ * Name of a ggml type id.
+ *
+ * @example
+ * ```ts
+ * ggmlTypeName(12); // "Q4_K"
+ * ```
+ */
 export function ggmlTypeName(type: number): string {
   return GGML_TYPES[type]?.name ?? `TYPE_${type}`;
 }

@@ -32,7 +32,18 @@ const TARGET_ALIASES: Record<string, string[]> = {
   "rpc-server": ["ggml-rpc-server", "rpc-server"],
 };
 
-/** A build step that failed: which step, the last lines of its log and where the full log is. */
+/**
+ * A build step that failed: which step, the last lines of its log and where the full log is.
+ *
+ * @example
+ * ```ts ignore
+ * try {
+ *   await installInstance(paths, { name: "cuda", arch: "cuda" });
+ * } catch (err) {
+ *   if (err instanceof BuildStepError) console.error(`${err.step} failed; ${err.hint}`);
+ * }
+ * ```
+ */
 export class BuildStepError extends UserError {
   /** `configure`, `build` or `verify`. */
   step: string;

@@ -7,7 +7,15 @@
 import type { Arch } from "./instances.ts";
 import { run, which } from "../util/run.ts";
 
-/** The detected backend and targets, with how they were found. */
+/**
+ * The detected backend and targets, with how they were found.
+ *
+ * @example
+ * ```ts ignore
+ * const d: Detected = await detectGpu();
+ * console.log(d.arch, d.gpuTargets, d.reason); // cuda [ "8.6" ] nvidia-smi: 8.6
+ * ```
+ */
 export interface Detected {
   /** Best backend for this machine. */
   arch: Arch;

@@ -7,7 +7,19 @@
 import type { Arch } from "./instances.ts";
 import { run, which } from "../util/run.ts";
 
-/** How to install a tool on each platform. */
+/**
+ * How to install a tool on each platform.
+ *
+ * @example
+ * ```ts
+ * const cmake: InstallHints = {
+ *   debian: "sudo apt install cmake",
+ *   fedora: "sudo dnf install cmake",
+ *   arch: "sudo pacman -S cmake",
+ *   macos: "brew install cmake",
+ * };
+ * ```
+ */
 export interface InstallHints {
   /** Debian and Ubuntu. */
   debian: string;
@@ -19,7 +31,16 @@ export interface InstallHints {
   macos: string;
 }
 
-/** One checked tool. */
+/**
+ * One checked tool.
+ *
+ * @example
+ * ```ts ignore
+ * for (const c of await runDoctor("cpu")) {
+ *   console.log(c.ok ? "ok  " : "MISS", c.name, c.version ?? platformHint(c.install).command);
+ * }
+ * ```
+ */
 export interface Check {
   /** Short name, e.g. `cmake`. */
   name: string;
@@ -247,7 +268,15 @@ export async function runDoctor(arch: Arch): Promise<Check[]> {
   }));
 }
 
-/** The install line for this machine's platform (Debian-like when unknown). */
+/**
+ * The install line for this machine's platform (Debian-like when unknown).
+ *
+ * @example
+ * ```ts ignore
+ * const missing = (await runDoctor("vulkan")).filter((c) => c.required && !c.ok);
+ * for (const c of missing) console.log(platformHint(c.install).command);
+ * ```
+ */
 export function platformHint(hints: InstallHints): { platform: string; command: string } {
   if (Deno.build.os === "darwin") return { platform: "macOS", command: hints.macos };
   let osRelease = "";

@@ -26,7 +26,14 @@ import { which } from "../util/run.ts";
 import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
 
-/** Options for {@linkcode installInstance}. */
+/**
+ * Options for {@linkcode installInstance}.
+ *
+ * @example
+ * ```ts
+ * const options: InstallOptions = { name: "rocm", arch: "rocm", gpuTargets: ["gfx1100"], ref: "b6000" };
+ * ```
+ */
 export interface InstallOptions {
   /** Instance name. */
   name: string;
@@ -64,7 +71,15 @@ export interface InstallOptions {
   quiet?: boolean;
 }
 
-/** What {@linkcode installInstance} did. */
+/**
+ * What {@linkcode installInstance} did.
+ *
+ * @example
+ * ```ts ignore
+ * const r: InstallResult = await installInstance(paths, { name: "cpu", updateOnly: true });
+ * if (r.status === "up-to-date") console.log(`already at ${r.commit}`);
+ * ```
+ */
 export interface InstallResult {
   /** `installed` (new), `updated` (rebuilt), `up-to-date` (nothing to do), `pulled` (fetched only). */
   status: "installed" | "updated" | "up-to-date" | "pulled";

@@ -10,12 +10,35 @@ import type { Paths } from "../config/paths.ts";
 import { dirSize, readJson, removeAll, writeJsonAtomic } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 
-/** The GPU backends llama-mgr can build for. */
+/**
+ * The GPU backends llama-mgr can build for.
+ *
+ * @example
+ * ```ts
+ * const isArch = (s: string): s is Arch => (ARCHES as readonly string[]).includes(s);
+ * isArch("rocm"); // true
+ * ```
+ */
 export const ARCHES = ["cpu", "cuda", "rocm", "vulkan", "metal", "sycl"] as const;
-/** One of {@linkcode ARCHES}. */
+/**
+ * One of {@linkcode ARCHES}.
+ *
+ * @example
+ * ```ts
+ * const arch: Arch = "cuda";
+ * ```
+ */
 export type Arch = typeof ARCHES[number];
 
-/** What an instance records about itself. */
+/**
+ * What an instance records about itself.
+ *
+ * @example
+ * ```ts ignore
+ * const inst: InstanceRecord = await getInstance(paths, "cpu");
+ * console.log(`${inst.name}: llama.cpp ${inst.version} (${inst.commit.slice(0, 7)}) for ${inst.arch}`);
+ * ```
+ */
 export interface InstanceRecord {
   /** Instance name, e.g. `cpu`, `rocm`. */
   name: string;
@@ -84,7 +107,14 @@ export async function writeInstance(paths: Paths, record: InstanceRecord): Promi
   await writeJsonAtomic(instanceFile(paths, record.name), record);
 }
 
-/** All installed instances, sorted by name. */
+/**
+ * All installed instances, sorted by name.
+ *
+ * @example
+ * ```ts ignore
+ * for (const inst of await listInstances(paths)) console.log(inst.name, inst.arch, inst.builtAt);
+ * ```
+ */
 export async function listInstances(paths: Paths): Promise<InstanceRecord[]> {
   const out: InstanceRecord[] = [];
   try {
@@ -103,8 +133,15 @@ interface GlobalState {
   defaultInstance?: string;
 }
 
-/** The default instance's name: the config's `default_instance`, else the one set with `instances default`,
- * else the only one installed, else `cpu`/the first. Undefined when nothing is installed. */
+/**
+ * The default instance's name: the config's `default_instance`, else the one set with `instances default`,
+ * else the only one installed, else `cpu`/the first. Undefined when nothing is installed.
+ *
+ * @example
+ * ```ts ignore
+ * const name = await defaultInstanceName(paths, config.default_instance);
+ * ```
+ */
 export async function defaultInstanceName(paths: Paths, configured?: string): Promise<string | undefined> {
   if (configured) return configured;
   const state = await readJson<GlobalState>(paths.stateFile);
@@ -113,7 +150,14 @@ export async function defaultInstanceName(paths: Paths, configured?: string): Pr
   return all.find((i) => i.name === "default")?.name ?? all[0]?.name;
 }
 
-/** Sets the default instance (it must be installed). */
+/**
+ * Sets the default instance (it must be installed).
+ *
+ * @example
+ * ```ts ignore
+ * await setDefaultInstance(paths, "rocm");
+ * ```
+ */
 export async function setDefaultInstance(paths: Paths, name: string): Promise<void> {
   if (!(await readInstance(paths, name))) {
     throw new UserError(`instance '${name}' is not installed`, {
@@ -153,12 +197,26 @@ export async function getInstance(
   return rec;
 }
 
-/** Full path of a llama.cpp binary of an instance. */
+/**
+ * Full path of a llama.cpp binary of an instance.
+ *
+ * @example
+ * ```ts ignore
+ * const bench = binaryPath(await getInstance(paths), "llama-bench");
+ * ```
+ */
 export function binaryPath(instance: InstanceRecord, tool: string): string {
   return join(instance.binDir, tool);
 }
 
-/** Names of the binaries an instance has. */
+/**
+ * Names of the binaries an instance has.
+ *
+ * @example
+ * ```ts ignore
+ * const hasImatrix = (await listBinaries(inst)).includes("llama-imatrix");
+ * ```
+ */
 export async function listBinaries(instance: InstanceRecord): Promise<string[]> {
   const out: string[] = [];
   try {
@@ -172,7 +230,14 @@ export async function instanceSize(paths: Paths, name: string): Promise<number> 
   return await dirSize(instanceDir(paths, name));
 }
 
-/** Removes an instance's folder and, if it was the default, the default setting. */
+/**
+ * Removes an instance's folder and, if it was the default, the default setting.
+ *
+ * @example
+ * ```ts ignore
+ * await removeInstance(paths, "old-cuda");
+ * ```
+ */
 export async function removeInstance(paths: Paths, name: string): Promise<void> {
   validateInstanceName(name);
   await removeAll(instanceDir(paths, name));

@@ -17,7 +17,14 @@ import { normalizeName } from "./names.ts";
 import { findByName, resolveByName } from "./resolve.ts";
 import { ForeignModelError, ModelStoreError } from "./errors.ts";
 
-/** What `/api/create` sets on a name (a Modelfile's SYSTEM, PARAMETER, MESSAGE and LICENSE), as Ollama keeps it. */
+/**
+ * What `/api/create` sets on a name (a Modelfile's SYSTEM, PARAMETER, MESSAGE and LICENSE), as Ollama keeps it.
+ *
+ * @example
+ * ```ts
+ * const pirate: ModelSettings = { system: "Answer like a pirate.", parameters: { temperature: 0.2 } };
+ * ```
+ */
 export interface ModelSettings {
   /** The system prompt used when a request gives none. */
   system?: string;
@@ -29,7 +36,15 @@ export interface ModelSettings {
   license?: string[];
 }
 
-/** A model as the daemon serves it: the Ollama name and the entry behind it. */
+/**
+ * A model as the daemon serves it: the Ollama name and the entry behind it.
+ *
+ * @example
+ * ```ts ignore
+ * const m: CatalogModel = await catalog.get("pirate");
+ * console.log(m.name, m.entry.path, m.copy, m.settings?.system);
+ * ```
+ */
 export interface CatalogModel {
   /** The name clients see and use. */
   name: string;
@@ -43,7 +58,16 @@ export interface CatalogModel {
   from?: string;
 }
 
-/** A name made through the API: the file it stands for and what was set on it. */
+/**
+ * A name made through the API: the file it stands for and what was set on it.
+ *
+ * @example
+ * ```ts ignore
+ * const base = await catalog.get("qwen3:4b");
+ * const record: NameRecord = { ...catalog.recordOf(base), settings: { system: "Answer like a pirate." } };
+ * await catalog.create("pirate:latest", record);
+ * ```
+ */
 export interface NameRecord {
   /** The GGUF file. */
   path: string;
@@ -55,7 +79,16 @@ export interface NameRecord {
   from?: string;
 }
 
-/** The catalogue's operations. */
+/**
+ * The catalogue's operations.
+ *
+ * @example
+ * ```ts ignore
+ * const catalog: Catalog = createCatalog({ paths, listModels: () => listModels(paths, config) });
+ * await catalog.copy(await catalog.get("qwen3:4b"), "assistant:latest");
+ * console.log((await catalog.list()).map((m) => m.name));
+ * ```
+ */
 export interface Catalog {
   /** Every model, index entries first, then API-made names. */
   list(): Promise<CatalogModel[]>;
@@ -80,7 +113,19 @@ export interface Catalog {
   invalidate(): void;
 }
 
-/** Options for {@linkcode createCatalog}. */
+/**
+ * Options for {@linkcode createCatalog}.
+ *
+ * @example
+ * ```ts ignore
+ * const options: CatalogOptions = {
+ *   paths,
+ *   listModels: () => listModels(paths, config),
+ *   aliases: config.models.aliases,
+ *   cacheMs: 5_000,
+ * };
+ * ```
+ */
 export interface CatalogOptions {
   /** Data locations. */
   paths: Paths;
@@ -106,7 +151,7 @@ interface NamesFile {
  * Creates the catalogue.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const catalog = createCatalog({ paths, listModels: () => listModels(paths, config) });
  * const m = await catalog.find("smollm2:latest");
  * ```

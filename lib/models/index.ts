@@ -14,7 +14,16 @@ import { describeModel, type ModelFacts } from "../gguf/facts.ts";
 import { type Candidate, findCandidates, type ModelSource, type SourceOptions } from "./sources.ts";
 import { modelName } from "./names.ts";
 
-/** One model in the index. */
+/**
+ * One model in the index.
+ *
+ * @example
+ * ```ts ignore
+ * for (const m of await listModels(paths, config)) {
+ *   console.log(m.name, m.source, m.facts.fileType, m.sizeBytes, m.mmproj ? "vision" : "");
+ * }
+ * ```
+ */
 export interface ModelEntry {
   /** `name:tag`, lower case, unique. */
   name: string;
@@ -36,7 +45,16 @@ export interface ModelEntry {
   facts: ModelFacts;
 }
 
-/** What a scan found. */
+/**
+ * What a scan found.
+ *
+ * @example
+ * ```ts ignore
+ * const r: ScanResult = await scanModels(paths, config);
+ * console.log(`${r.models.length} models, ${r.added.length} new, ${r.filesRead} files read`);
+ * for (const u of r.unreadable) console.log(u.path, u.error);
+ * ```
+ */
 export interface ScanResult {
   /** Every model. */
   models: ModelEntry[];
@@ -124,7 +142,14 @@ function shortHash(s: string): string {
   return (h >>> 0).toString(16).padStart(8, "0").slice(0, 6);
 }
 
-/** Options for {@linkcode scanModels}. */
+/**
+ * Options for {@linkcode scanModels}.
+ *
+ * @example
+ * ```ts
+ * const options: ScanOptions = { onlyDirs: ["/srv/models"], noSave: true };
+ * ```
+ */
 export interface ScanOptions extends SourceOptions {
   /** Do not write the cache back (a read-only scan). */
   noSave?: boolean;
@@ -325,7 +350,14 @@ function buildModels(
   return entries.sort((a, b) => byText(a.name, b.name));
 }
 
-/** Every model (an incremental scan: fast when nothing changed). */
+/**
+ * Every model (an incremental scan: fast when nothing changed).
+ *
+ * @example
+ * ```ts ignore
+ * const names = (await listModels(paths, config)).map((m) => m.name);
+ * ```
+ */
 export async function listModels(
   paths: Paths,
   config: Config,
@@ -334,7 +366,15 @@ export async function listModels(
   return (await scanModels(paths, config, options)).models;
 }
 
-/** A model entry for one file given by path, read directly. */
+/**
+ * A model entry for one file given by path, read directly (not through the index).
+ *
+ * @example
+ * ```ts ignore
+ * const m = await modelFromFile("/tmp/download/model.gguf");
+ * console.log(m.name); // e.g. smollm2:135m-q4_1
+ * ```
+ */
 export async function modelFromFile(path: string): Promise<ModelEntry> {
   const info = await Deno.stat(path);
   const header = await readGgufHeader(path, { skipArraysOver: 256 });

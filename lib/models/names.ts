@@ -12,7 +12,15 @@
  */
 import type { ModelFacts } from "../gguf/facts.ts";
 
-/** A name split into its parts (missing parts are empty). */
+/**
+ * A name split into its parts (missing parts are empty).
+ *
+ * @example
+ * ```ts
+ * const n: ModelName | undefined = parseModelName("hf.co/unsloth/Qwen3-4B-GGUF:Q4_K_M");
+ * // { host: "hf.co", namespace: "unsloth", model: "Qwen3-4B-GGUF", tag: "Q4_K_M" }
+ * ```
+ */
 export interface ModelName {
   /** Registry host (may hold a port). */
   host: string;
@@ -69,7 +77,15 @@ export function parseModelName(name: string): ModelName | undefined {
   return { host, namespace, model, tag };
 }
 
-/** True when `name` is a valid Ollama model name. */
+/**
+ * True when `name` is a valid Ollama model name.
+ *
+ * @example
+ * ```ts
+ * isValidModelName("qwen3:4b"); // true
+ * isValidModelName("../etc/passwd"); // false
+ * ```
+ */
 export function isValidModelName(name: string): boolean {
   return parseModelName(name) !== undefined;
 }
@@ -157,7 +173,14 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** The names closest to `ref` (substring matches first, then by edit distance). */
+/**
+ * The names closest to `ref` (substring matches first, then by edit distance).
+ *
+ * @example
+ * ```ts
+ * closestNames("qwen3:4", ["qwen3:4b", "qwen3:8b", "llama3:8b"]); // ["qwen3:4b", "qwen3:8b"]
+ * ```
+ */
 export function closestNames(ref: string, names: string[], n = 3): string[] {
   const r = ref.toLowerCase();
   const scored = names.map((name) => {

@@ -9,7 +9,16 @@ import type { Config, Preset } from "../config/schema.ts";
 import { normalizeName } from "./names.ts";
 import type { CatalogModel } from "./catalog.ts";
 
-/** The names a model goes by, for matching a preset's `model`. */
+/**
+ * The names a model goes by, for matching a preset's `model`.
+ *
+ * @example
+ * ```ts ignore
+ * const m = await resolveModel(paths, config, "qwen3:4b");
+ * const target: PresetTarget = { name: m.name, path: m.path, aliases: m.aliases };
+ * const found = findPreset(config, { model: target });
+ * ```
+ */
 export interface PresetTarget {
   /** The name it was asked for by (a copy or a created name, for the daemon). */
   name: string;

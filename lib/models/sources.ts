@@ -9,10 +9,14 @@ import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
 import { expandHome } from "../util/fs.ts";
 
-/** Where a model was found. */
 /**
  * Where a model was found: a folder of the config (`dir`), the data dir's `models/`, another tool's store, or
  * (`api`) the daemon's blob store, for a model made from uploaded files.
+ *
+ * @example
+ * ```ts ignore
+ * const own = (await listModels(paths, config)).filter((m) => m.source === "dir" || m.source === "models");
+ * ```
  */
 export type ModelSource = "dir" | "models" | "huggingface" | "ollama" | "lmstudio" | "llamacpp" | "api";
 
@@ -38,7 +42,14 @@ export interface Candidate {
   mtimeMs: number;
 }
 
-/** Options for {@linkcode findCandidates}. */
+/**
+ * Which sources a scan reads (the base of {@linkcode ScanOptions}).
+ *
+ * @example
+ * ```ts
+ * const options: SourceOptions = { env: { HOME: "/home/me", OLLAMA_MODELS: "/srv/ollama/models" } };
+ * ```
+ */
 export interface SourceOptions {
   /** Environment to read HF_HOME, HF_HUB_CACHE, OLLAMA_MODELS, LLAMA_CACHE, HOME from (default: Deno.env). */
   env?: Record<string, string | undefined>;

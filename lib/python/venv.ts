@@ -13,7 +13,19 @@ import { UserError } from "../util/errors.ts";
 import { CommandError, run, which } from "../util/run.ts";
 import { withLock } from "../util/lock.ts";
 
-/** Options for {@linkcode ensureVenv}. */
+/**
+ * Options for {@linkcode ensureVenv}.
+ *
+ * @example
+ * ```ts ignore
+ * const inst = await getInstance(paths);
+ * const options: VenvOptions = {
+ *   venvDir: inst.venvDir!,
+ *   scriptsDir: inst.pythonDir!,
+ *   python: { torch: "cpu", offline: false },
+ * };
+ * ```
+ */
 export interface VenvOptions {
   /** Where the virtual environment lives. */
   venvDir: string;
@@ -39,7 +51,15 @@ export function uvPhase(line: string): number {
   return 0;
 }
 
-/** What {@linkcode ensureVenv} made. */
+/**
+ * What {@linkcode ensureVenv} made.
+ *
+ * @example
+ * ```ts ignore
+ * const env: VenvInfo = await ensureVenv(options);
+ * console.log(env.python, env.torch ?? "no torch", env.upToDate ? "(unchanged)" : "");
+ * ```
+ */
 export interface VenvInfo {
   /** The environment's python executable. */
   python: string;

@@ -9,7 +9,14 @@ import type { Paths } from "../config/paths.ts";
 import { readJson, writeJsonAtomic } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 
-/** The states a server goes through. `crashed` is never stored: it is what a dead `ready` process is. */
+/**
+ * The states a server goes through. `crashed` is never stored: it is what a dead `ready` process is.
+ *
+ * @example
+ * ```ts ignore
+ * const up = (await listServers(paths)).filter((s) => s.state === "ready");
+ * ```
+ */
 export type ServerState = "starting" | "ready" | "stopping" | "stopped" | "failed" | "crashed";
 
 /** Allowed transitions of the stored state. */
@@ -22,7 +29,14 @@ export const TRANSITIONS: Record<ServerState, ServerState[]> = {
   stopping: ["stopped"],
 };
 
-/** Who started a server: the CLI, or a daemon (which cleans up after a daemon that died). */
+/**
+ * Who started a server: the CLI, or a daemon (which cleans up after a daemon that died).
+ *
+ * @example
+ * ```ts ignore
+ * const mine = (await listServers(paths)).filter((s) => s.owner?.pid === Deno.pid);
+ * ```
+ */
 export interface ServerOwner {
   /** `cli` or `daemon`. */
   kind: "cli" | "daemon";
@@ -30,7 +44,15 @@ export interface ServerOwner {
   pid: number;
 }
 
-/** What is needed to start (or restart) a server. */
+/**
+ * What is needed to start (or restart) a server: what it was started with, as recorded.
+ *
+ * @example
+ * ```ts ignore
+ * const { spec } = await serverStatus(paths, "chat");
+ * console.log(spec.modelPath, spec.ctx, spec.args);
+ * ```
+ */
 export interface StoredSpec {
   /** Server name. */
   name: string;

@@ -40,7 +40,21 @@ import {
   writeRecord,
 } from "./state.ts";
 
-/** What to start. */
+/**
+ * What to start.
+ *
+ * @example
+ * ```ts ignore
+ * const spec: ServerSpec = {
+ *   name: "chat",
+ *   modelPath: "/models/qwen3-4b-q4_k_m.gguf",
+ *   instance: await getInstance(paths),
+ *   port: "auto",
+ *   ctx: 16384,
+ *   args: ["--jinja"],
+ * };
+ * ```
+ */
 export interface ServerSpec {
   /** A unique name (`chat`, `qwen3-4b`). */
   name: string;
@@ -74,7 +88,15 @@ export interface ServerSpec {
   signal?: AbortSignal;
 }
 
-/** A server as it is now. */
+/**
+ * A server as it is now.
+ *
+ * @example
+ * ```ts ignore
+ * const s: ServerStatus = await serverStatus(paths, "chat");
+ * if (s.state === "failed" || s.state === "crashed") console.log(s.exitReason, s.logFile);
+ * ```
+ */
 export interface ServerStatus {
   /** Name. */
   name: string;
@@ -113,7 +135,7 @@ export interface ServerStatus {
   /** The command line. */
   argv: string[];
   /** What it was started with (for restart). */
-  spec: ServerRecord["spec"];
+  spec: StoredSpec;
 }
 
 const RUNNING: ServerState[] = ["starting", "ready", "stopping"];
@@ -261,7 +283,15 @@ async function health(url: string): Promise<number | undefined> {
   return await probeHealth(url);
 }
 
-/** Why {@linkcode waitReady} gave up. */
+/**
+ * Whether {@linkcode waitReady} saw the server ready, and why it gave up when not.
+ *
+ * @example
+ * ```ts ignore
+ * const r: WaitResult = await waitReady(await serverStatus(paths, "chat"), 30_000);
+ * if (!r.ok && r.why === "exited") console.log((await readServerLog(paths, "chat", { lines: 20 })).join("\n"));
+ * ```
+ */
 export type WaitResult = { ok: true } | { ok: false; why: "exited" | "timeout" | "aborted" };
 
 /**
@@ -504,7 +534,15 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
   return { ok: false, why, logFile: failed.logFile };
 }
 
-/** The current status of one server (checked against the process). */
+/**
+ * The current status of one server (checked against the process).
+ *
+ * @example
+ * ```ts ignore
+ * const s = await serverStatus(paths, "chat");
+ * console.log(s.state, s.url, s.uptimeSeconds);
+ * ```
+ */
 export async function serverStatus(paths: Paths, name: string): Promise<ServerStatus> {
   const rec = await readRecord(paths, name);
   if (!rec) {
@@ -563,7 +601,14 @@ export async function stopServer(
   }, { wait: true, timeoutMs: 60_000 });
 }
 
-/** Stops every running server (those `filter` accepts); returns their names. */
+/**
+ * Stops every running server (those `filter` accepts); returns their names.
+ *
+ * @example
+ * ```ts ignore
+ * const stopped = await stopAllServers(paths, (s) => s.owner?.kind !== "daemon");
+ * ```
+ */
 export async function stopAllServers(
   paths: Paths,
   filter: (s: ServerStatus) => boolean = () => true,
@@ -573,7 +618,14 @@ export async function stopAllServers(
   return running.map((s) => s.name);
 }
 
-/** Restarts a server with what it was started with, on the same port. */
+/**
+ * Restarts a server with what it was started with, on the same port.
+ *
+ * @example
+ * ```ts ignore
+ * const s = await restartServer(paths, "chat", { readyTimeoutMs: 300_000 });
+ * ```
+ */
 export async function restartServer(
   paths: Paths,
   name: string,
@@ -591,7 +643,15 @@ export async function restartServer(
   });
 }
 
-/** Forgets a stopped server's record. */
+/**
+ * Forgets a stopped server's record (its log stays).
+ *
+ * @example
+ * ```ts ignore
+ * await stopServer(paths, "chat");
+ * await removeServer(paths, "chat");
+ * ```
+ */
 export async function removeServer(paths: Paths, name: string): Promise<void> {
   await serverStatus(paths, name); // a clear error for an unknown name
   await withServerLock(paths, name, `removal of server '${name}'`, async () => {
@@ -606,7 +666,14 @@ export async function removeServer(paths: Paths, name: string): Promise<void> {
   }, { wait: true, timeoutMs: 60_000 });
 }
 
-/** The last lines of a server's log. */
+/**
+ * The last lines of a server's log.
+ *
+ * @example
+ * ```ts ignore
+ * console.log((await readServerLog(paths, "chat", { lines: 50 })).join("\n"));
+ * ```
+ */
 export async function readServerLog(
   paths: Paths,
   name: string,
@@ -616,7 +683,16 @@ export async function readServerLog(
   return await tailLog(s.logFile, options.lines ?? 100);
 }
 
-/** Follows a server's log until the signal aborts. */
+/**
+ * Follows a server's log until the signal aborts.
+ *
+ * @example
+ * ```ts ignore
+ * const ac = new AbortController();
+ * setTimeout(() => ac.abort(), 60_000);
+ * await followServerLog(paths, "chat", (text) => Deno.stdout.write(new TextEncoder().encode(text)), ac.signal);
+ * ```
+ */
 export async function followServerLog(
   paths: Paths,
   name: string,

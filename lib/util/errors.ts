@@ -4,7 +4,20 @@
  * @module
  */
 
-/** An error caused by the user's input or machine state: what was wrong and what to do. */
+/**
+ * An error caused by the user's input or machine state: what was wrong and what to do. Every error of the
+ * library that the user can fix is one (model not found, instance not installed, invalid config...).
+ *
+ * @example
+ * ```ts ignore
+ * try {
+ *   await getInstance(paths, "rocm");
+ * } catch (err) {
+ *   if (err instanceof UserError) console.error(err.message, err.hint);
+ *   else throw err;
+ * }
+ * ```
+ */
 export class UserError extends Error {
   /** What the user can do about it. */
   hint?: string;

@@ -5,7 +5,16 @@
  * @module
  */
 
-/** A running progress display. */
+/**
+ * A running progress display.
+ *
+ * @example
+ * ```ts
+ * const silent: Progress = { update: () => {}, done: () => {} };
+ * silent.update(3, 10, "ggml.c");
+ * silent.done("built");
+ * ```
+ */
 export interface Progress {
   /** Report progress: `n` of `total` (total may be unknown), with a short status text. */
   update(n: number, total?: number, text?: string): void;

@@ -41,7 +41,18 @@ export interface RunResult {
   tail: string[];
 }
 
-/** A command that could not start or exited non-zero. */
+/**
+ * A command that could not start or exited non-zero.
+ *
+ * @example
+ * ```ts ignore
+ * try {
+ *   await quantizeModel(options);
+ * } catch (err) {
+ *   if (err instanceof CommandError) console.error(err.command, err.code, err.logFile);
+ * }
+ * ```
+ */
 export class CommandError extends Error {
   /** The command line as a shell would show it. */
   command: string;

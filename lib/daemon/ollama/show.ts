@@ -12,7 +12,17 @@ import { ggmlTypeName, type GgufHeader, type GgufValue, readGgufHeader } from ".
 import { modelDetails, modelInfo } from "./details.ts";
 import { modelCapabilities } from "../../models/mod.ts";
 
-/** Extra facts for `/api/show`: the options the preset a model runs with sets (`num_ctx`, `num_gpu`). */
+/**
+ * Extra facts for `/api/show`: the options the preset a model runs with sets (`num_ctx`, `num_gpu`).
+ *
+ * @example
+ * ```ts ignore
+ * const parameters: PresetParameters = (model) => {
+ *   const p = presetForModel(config, model);
+ *   return { ...(p?.ctx ? { num_ctx: p.ctx } : {}), ...(p?.ngl !== undefined ? { num_gpu: p.ngl } : {}) };
+ * };
+ * ```
+ */
 export type PresetParameters = (model: CatalogModel) => Record<string, unknown>;
 
 /**

@@ -5,7 +5,15 @@
  * @module
  */
 
-/** Ollama's answer when its queue is full (`server/sched.go`, ErrMaxQueue). */
+/**
+ * Ollama's answer when its queue is full (`server/sched.go`, ErrMaxQueue).
+ *
+ * @example
+ * ```ts ignore
+ * const r = await fetch("http://127.0.0.1:11434/api/chat", { method: "POST", body });
+ * if (r.status === 503 && (await r.json()).error === BUSY_MESSAGE) console.log("retry later");
+ * ```
+ */
 export const BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded";
 
 /**

@@ -15,7 +15,14 @@ import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/m
 import { loadFlags } from "../options.ts";
 import type { Launcher } from "./scheduler.ts";
 
-/** Options for {@linkcode serverLauncher}. */
+/**
+ * Options for {@linkcode serverLauncher}.
+ *
+ * @example
+ * ```ts ignore
+ * const options: ServerLauncherOptions = { paths, config, instance: "rocm", parallel: 2, cacheType: "q8_0" };
+ * ```
+ */
 export interface ServerLauncherOptions {
   /** Data locations. */
   paths: Paths;
@@ -96,7 +103,7 @@ function indexEstimate(
  * A launcher on top of lib/server. Cleans up orphans first.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const launcher = await serverLauncher({ paths, config });
  * ```
  */

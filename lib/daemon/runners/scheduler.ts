@@ -16,7 +16,21 @@ import { loadKey } from "../options.ts";
 import { LoadFailedError, QueueFullError } from "./errors.ts";
 import { UserError } from "../../util/errors.ts";
 
-/** What the scheduler asks a launcher to start. */
+/**
+ * What the scheduler asks a launcher to start.
+ *
+ * @example
+ * ```ts ignore
+ * const launcher: Launcher = {
+ *   async start(spec: LaunchSpec) {
+ *     console.log(spec.serverName, spec.model.entry.path, spec.load.ctx, spec.embedding);
+ *     return { url: "http://127.0.0.1:8080" };
+ *   },
+ *   async stop() {},
+ *   alive: () => true,
+ * };
+ * ```
+ */
 export interface LaunchSpec {
   /** Unique server name for this runner. */
   serverName: string;
@@ -28,7 +42,14 @@ export interface LaunchSpec {
   embedding: boolean;
 }
 
-/** A started server. */
+/**
+ * A started server.
+ *
+ * @example
+ * ```ts
+ * const launched: Launched = { url: "http://127.0.0.1:41234", pid: 4242, sizeBytes: 2_500_000_000 };
+ * ```
+ */
 export interface Launched {
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
   url: string;
@@ -43,6 +64,17 @@ export interface Launched {
 /**
  * Starts and stops llama-servers: lib/server in the daemon (./launcher.ts), a fake in the scheduler's unit
  * tests. Only the scheduler calls it.
+ *
+ * @example
+ * ```ts ignore
+ * // Every model on one llama-server that is already running (a router, a remote machine...).
+ * const remote: Launcher = {
+ *   start: async () => ({ url: "http://gpu-box:8080" }),
+ *   stop: async () => {},
+ *   alive: () => true,
+ * };
+ * const scheduler = createScheduler({ launcher: remote, maxLoaded: 1 });
+ * ```
  */
 export interface Launcher {
   /** Starts a server and resolves when it answers `/health`. */
@@ -55,7 +87,16 @@ export interface Launcher {
   defaults?(model: CatalogModel): { ctx?: number; ngl?: number };
 }
 
-/** The scheduler's clock: tests pass a fake one to step through keep-alive expiry in no time. */
+/**
+ * The scheduler's clock: tests pass a fake one to step through keep-alive expiry in no time.
+ *
+ * @example
+ * ```ts
+ * let now = 0;
+ * const clock: Clock = { now: () => now, setTimeout: () => 0, clearTimeout: () => {} };
+ * now += 60_000;
+ * ```
+ */
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
@@ -71,7 +112,14 @@ const systemClock: Clock = {
   clearTimeout: (h) => clearTimeout(h as number),
 };
 
-/** A loaded (or loading) model as `/api/ps` shows it. */
+/**
+ * A loaded (or loading) model as `/api/ps` shows it.
+ *
+ * @example
+ * ```ts ignore
+ * for (const r of scheduler.list()) console.log(r.name, r.state, r.refs, new Date(r.expiresAt));
+ * ```
+ */
 export interface RunnerInfo {
   /** Name it was loaded under. */
   name: string;
@@ -99,7 +147,19 @@ export interface RunnerInfo {
   embedding: boolean;
 }
 
-/** A runner handed to one request. */
+/**
+ * A runner handed to one request.
+ *
+ * @example
+ * ```ts ignore
+ * const lease: Lease = await scheduler.acquire({ model, keepAliveMs: 300_000 });
+ * try {
+ *   await fetch(`${lease.url}/completion`, { method: "POST", body: JSON.stringify({ prompt: "hi" }) });
+ * } finally {
+ *   lease.release();
+ * }
+ * ```
+ */
 export interface Lease {
   /** llama-server's base URL. */
   url: string;
@@ -111,7 +171,14 @@ export interface Lease {
   release(): void;
 }
 
-/** What a request asks for. */
+/**
+ * What a request asks for.
+ *
+ * @example
+ * ```ts ignore
+ * const req: AcquireRequest = { model: await catalog.get("all-minilm"), embedding: true, keepAliveMs: 0 };
+ * ```
+ */
 export interface AcquireRequest {
   /** The model. */
   model: CatalogModel;
@@ -123,7 +190,16 @@ export interface AcquireRequest {
   keepAliveMs: number;
 }
 
-/** The scheduler's operations. */
+/**
+ * The scheduler's operations.
+ *
+ * @example
+ * ```ts ignore
+ * const scheduler: Scheduler = createScheduler({ launcher, maxLoaded: 2 });
+ * await scheduler.expire(await catalog.get("qwen3:4b")); // unload it once idle
+ * await scheduler.stopAll();
+ * ```
+ */
 export interface Scheduler {
   /** Gets a ready runner for a model, loading or reloading it as needed. */
   acquire(req: AcquireRequest): Promise<Lease>;
@@ -137,7 +213,14 @@ export interface Scheduler {
   stopAll(): Promise<void>;
 }
 
-/** Options for {@linkcode createScheduler}. */
+/**
+ * Options for {@linkcode createScheduler}.
+ *
+ * @example
+ * ```ts ignore
+ * const options: SchedulerOptions = { launcher, maxLoaded: 3, defaultCtx: 4096, maxInFlight: 512 };
+ * ```
+ */
 export interface SchedulerOptions {
   /** Starts and stops servers. */
   launcher: Launcher;
@@ -200,7 +283,7 @@ function loadFailed(model: string, err: unknown): LoadFailedError {
  * Creates a scheduler.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const sched = createScheduler({ launcher, maxLoaded: 3 });
  * const lease = await sched.acquire({ model, keepAliveMs: 300_000 });
  * try { await fetch(lease.url + "/health"); } finally { lease.release(); }
