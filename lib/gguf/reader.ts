@@ -552,6 +552,43 @@ export function parseGgufHeader(
   }
 }
 
+/** What {@linkcode parseGgufHeaderPrefix} needs when the bytes it was given end inside the header. */
+export interface NeedMoreBytes {
+  /** How many bytes from the start of the file the parse needs (at least) to go on. */
+  needBytes: number;
+}
+
+/**
+ * Parses a GGUF header from the first bytes of a file whose full size is known (a file read over the network
+ * in growing pieces): the header, or how many bytes it needs at least when `prefix` ends inside it. A file
+ * that is truly too short, corrupt or over the limits throws {@linkcode GgufError} as for a file on disk.
+ *
+ * @example
+ * ```ts ignore
+ * let bytes = await firstBytes(512 * 1024);
+ * let r = parseGgufHeaderPrefix(bytes, size, url);
+ * while ("needBytes" in r) r = parseGgufHeaderPrefix(bytes = await firstBytes(r.needBytes * 2), size, url);
+ * ```
+ */
+export function parseGgufHeaderPrefix(
+  prefix: Uint8Array,
+  fileSize: number,
+  file = "<bytes>",
+  options: ReadOptions = {},
+): GgufHeader | NeedMoreBytes {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  try {
+    return parse(prefix, fileSize, file, options, limits);
+  } catch (err) {
+    if (!(err instanceof NeedMore)) throw err;
+    // The same cap a file read has: a hostile header cannot make the caller fetch without end.
+    if (err.need > limits.maxHeaderBytes) {
+      throw new GgufError(file, prefix.length, "too-large", `header is over ${limits.maxHeaderBytes} bytes`);
+    }
+    return { needBytes: err.need };
+  }
+}
+
 /**
  * Reads a GGUF file's header: only the header's bytes are read, in growing chunks.
  *

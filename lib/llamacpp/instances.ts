@@ -79,6 +79,11 @@ export function instanceDir(paths: Paths, name: string): string {
   return join(paths.instancesDir, name);
 }
 
+/** An instance's llama.cpp source checkout (what it was built from). */
+export function instanceSourceDir(paths: Paths, name: string): string {
+  return join(instanceDir(paths, name), "src");
+}
+
 /** Path of an instance's record. */
 export function instanceFile(paths: Paths, name: string): string {
   return join(instanceDir(paths, name), "instance.json");

@@ -11,7 +11,13 @@ import type { Config } from "../config/schema.ts";
 import { expandHome, writeFileAtomic } from "../util/fs.ts";
 import { GgufError, readGgufHeader } from "../gguf/reader.ts";
 import { describeModel, type ModelFacts } from "../gguf/facts.ts";
-import { type Candidate, findCandidates, type ModelSource, type SourceOptions } from "./sources.ts";
+import {
+  type Candidate,
+  findCandidates,
+  type ModelSource,
+  type OllamaLayerFiles,
+  type SourceOptions,
+} from "./sources.ts";
 import { modelName } from "./names.ts";
 
 /**
@@ -37,6 +43,8 @@ export interface ModelEntry {
   mmproj?: string;
   /** Where it was found. */
   source: ModelSource;
+  /** For a model from an Ollama manifest: its other layers (template, parameters, system prompt...). */
+  ollamaLayers?: OllamaLayerFiles;
   /** Bytes on disk (all parts). */
   sizeBytes: number;
   /** Latest modification time of its parts. */
@@ -271,12 +279,13 @@ function buildModels(
   }
   const order: Record<ModelSource, number> = {
     models: 0,
-    dir: 1,
-    ollama: 2,
-    huggingface: 3,
-    lmstudio: 4,
-    llamacpp: 5,
-    api: 6,
+    pulled: 1,
+    dir: 2,
+    ollama: 3,
+    huggingface: 4,
+    lmstudio: 5,
+    llamacpp: 6,
+    api: 7,
   };
   const entries: ModelEntry[] = [];
   for (const parts of groups.values()) {
@@ -326,6 +335,9 @@ function buildModels(
       files: parts.map((p) => p.path),
       mmproj,
       source: first.source,
+      ...(first.ollamaLayers && Object.keys(first.ollamaLayers).length
+        ? { ollamaLayers: first.ollamaLayers }
+        : {}),
       sizeBytes: parts.reduce((a, p) => a + p.size, 0),
       mtimeMs: Math.max(...parts.map((p) => p.mtimeMs)),
       facts: capabilities === f.capabilities ? f : { ...f, capabilities },

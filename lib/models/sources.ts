@@ -1,6 +1,7 @@
 /**
  * Where GGUF files are on a machine: configured folders (recursive), the Hugging Face cache, Ollama's store
- * (manifests resolved to blobs), LM Studio's folder and llama.cpp's download cache.
+ * (manifests resolved to blobs), LM Studio's folder, llama.cpp's download cache, and the store of models
+ * `llama-mgr pull` fetched from an Ollama registry (`<data>/ollama/`, Ollama's own layout).
  *
  * @module
  */
@@ -10,15 +11,40 @@ import type { Config } from "../config/schema.ts";
 import { expandHome } from "../util/fs.ts";
 
 /**
- * Where a model was found: a folder of the config (`dir`), the data dir's `models/`, another tool's store, or
- * (`api`) the daemon's blob store, for a model made from uploaded files.
+ * Where a model was found: a folder of the config (`dir`), the data dir's `models/`, another tool's store,
+ * (`pulled`) llama-mgr's own store of models pulled from an Ollama registry, or (`api`) the daemon's blob
+ * store, for a model made from uploaded files.
  *
  * @example
  * ```ts ignore
  * const own = (await listModels(paths, config)).filter((m) => m.source === "dir" || m.source === "models");
  * ```
  */
-export type ModelSource = "dir" | "models" | "huggingface" | "ollama" | "lmstudio" | "llamacpp" | "api";
+export type ModelSource =
+  | "dir"
+  | "models"
+  | "pulled"
+  | "huggingface"
+  | "ollama"
+  | "lmstudio"
+  | "llamacpp"
+  | "api";
+
+/** The blobs an Ollama manifest lists beside the model: what `ollama show` reads its settings from. */
+export interface OllamaLayerFiles {
+  /** The Go template (`application/vnd.ollama.image.template`), text. */
+  template?: string;
+  /** Default parameters (`.params`), a JSON object. */
+  params?: string;
+  /** The system prompt (`.system`), text. */
+  system?: string;
+  /** Messages put before every chat (`.messages`), a JSON array. */
+  messages?: string;
+  /** License texts (`.license`), one blob each. */
+  license?: string[];
+  /** LoRA adapters (`.adapter`), GGUF. */
+  adapters?: string[];
+}
 
 /** A GGUF file found on disk. */
 export interface Candidate {
@@ -34,6 +60,8 @@ export interface Candidate {
   ollamaAliases?: string[];
   /** The projector blob an Ollama manifest pairs with it. */
   ollamaProjector?: string;
+  /** The manifest's other layers (template, parameters, system prompt...), as blob paths. */
+  ollamaLayers?: OllamaLayerFiles;
   /** `org/name` of a Hugging Face cache repo. */
   hfRepo?: string;
   /** Size in bytes. */
@@ -168,6 +196,19 @@ export function llamaCacheDir(env: Record<string, string | undefined>): string {
   return join(env.XDG_CACHE_HOME || join(env.HOME ?? "/", ".cache"), "llama.cpp");
 }
 
+/**
+ * The store `llama-mgr pull` writes models from Ollama registries to: `<data>/ollama/`, laid out as Ollama's
+ * own (`manifests/<host>/<namespace>/<model>/<tag>` and `blobs/sha256-<hex>`), never Ollama's store itself.
+ *
+ * @example
+ * ```ts ignore
+ * ollamaPullDir(paths); // "/home/me/.local/share/llama-mgr/ollama"
+ * ```
+ */
+export function ollamaPullDir(paths: Paths): string {
+  return join(paths.dataDir, "ollama");
+}
+
 /** Ollama's display name for a manifest path below `manifests/`. */
 export function ollamaNameFromManifest(rel: string[]): string | undefined {
   if (rel.length !== 4) return undefined;
@@ -176,9 +217,12 @@ export function ollamaNameFromManifest(rel: string[]): string | undefined {
   return `${host}/${ns}/${model}:${tag}`;
 }
 
+const LAYER = "application/vnd.ollama.image.";
+
 async function ollamaCandidates(
   root: string,
   push: (c: Omit<Candidate, "realPath">) => Promise<void>,
+  source: "ollama" | "pulled" = "ollama",
 ): Promise<void> {
   const manifests = join(root, "manifests");
   const visit = async (dir: string, rel: string[]) => {
@@ -200,20 +244,32 @@ async function ollamaCandidates(
         } catch {
           continue;
         }
-        const blob = (mediaType: string) => {
-          const d = manifest.layers?.find((l) => l.mediaType === mediaType)?.digest;
-          const m = d?.match(OLLAMA_DIGEST);
-          return m ? join(root, "blobs", `sha256-${m[1].toLowerCase()}`) : undefined;
-        };
-        const model = blob("application/vnd.ollama.image.model");
+        const blobs = (kind: string) =>
+          (manifest.layers ?? []).filter((l) => l.mediaType === LAYER + kind).flatMap((l) => {
+            const m = l.digest?.match(OLLAMA_DIGEST);
+            return m ? [join(root, "blobs", `sha256-${m[1].toLowerCase()}`)] : [];
+          });
+        const blob = (kind: string) => blobs(kind)[0];
+        const model = blob("model");
         if (!model) continue;
         const info = await stat(model);
         if (!info?.isFile) continue;
+        const layers: OllamaLayerFiles = {
+          template: blob("template"),
+          params: blob("params"),
+          system: blob("system"),
+          messages: blob("messages"),
+          license: blobs("license"),
+          adapters: blobs("adapter"),
+        };
         await push({
           path: model,
-          source: "ollama",
+          source,
           ollamaName: name,
-          ollamaProjector: blob("application/vnd.ollama.image.projector"),
+          ollamaProjector: blob("projector"),
+          ollamaLayers: Object.fromEntries(
+            Object.entries(layers).filter(([, v]) => v !== undefined && v.length !== 0),
+          ),
           size: info.size,
           mtimeMs: info.mtime?.getTime() ?? 0,
         });
@@ -274,6 +330,8 @@ export async function findCandidates(
     return [...out.values()];
   }
   await walk(paths.modelsDir, fromDir("models"));
+  // Models llama-mgr pulled are its own, like `models/`: listed whatever `models.sources` says of Ollama's.
+  await ollamaCandidates(ollamaPullDir(paths), push, "pulled");
   for (const d of config.models.dirs) await walk(expandHome(d), fromDir("dir"));
   const src = config.models.sources;
   if (src.ollama) { for (const d of ollamaDirs(env)) await ollamaCandidates(d, push); }
