@@ -19,6 +19,7 @@ import {
   type SourceOptions,
 } from "./sources.ts";
 import { modelName } from "./names.ts";
+import { pickModelFile, quantTag } from "./hf_files.ts";
 
 /**
  * One model in the index.
@@ -259,6 +260,35 @@ function byText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+interface HfModel {
+  entry: ModelEntry;
+  repo: string;
+  /** The path in the repo. */
+  path: string;
+}
+
+/**
+ * Per Hugging Face repo: a quant the file names claim is dropped from the other models' metadata aliases, and
+ * the model llama.cpp's `-hf repo` would load from the cache (`Q4_K_M`, else `Q8_0`, else the first) is also
+ * `hf.co/org/repo` (`:latest`), the name a pull without a quant prints.
+ */
+function hfRepoAliases(models: HfModel[]): void {
+  const byRepo = new Map<string, HfModel[]>();
+  for (const m of models) byRepo.set(m.repo, [...(byRepo.get(m.repo) ?? []), m]);
+  for (const [repo, list] of byRepo) {
+    const named = new Map<string, ModelEntry>();
+    for (const m of list) {
+      const tag = quantTag(m.path);
+      if (tag) named.set(`hf.co/${repo}:${tag}`.toLowerCase(), m.entry);
+    }
+    for (const m of list) {
+      m.entry.aliases = m.entry.aliases.filter((a) => (named.get(a) ?? m.entry) === m.entry);
+    }
+    const best = pickModelFile([...list].sort((a, b) => byText(a.path, b.path)));
+    best?.entry.aliases.push(`hf.co/${repo}:latest`.toLowerCase());
+  }
+}
+
 function buildModels(
   candidates: Candidate[],
   facts: Map<string, ModelFacts>,
@@ -288,6 +318,7 @@ function buildModels(
     api: 7,
   };
   const entries: ModelEntry[] = [];
+  const hfModels: HfModel[] = [];
   for (const parts of groups.values()) {
     parts.sort((a, b) => byText(a.path, b.path));
     const first = parts.find((p) => /-00001-of-\d{5}\.gguf$/i.test(p.path)) ?? parts[0];
@@ -316,7 +347,14 @@ function buildModels(
     const aliases: string[] = [];
     // Ollama shows `hf.co/Org/Repo:Q4_K_M` in mixed case; names here are lower case, lookups ignore case.
     for (const n of [first.ollamaName, ...(first.ollamaAliases ?? [])]) if (n) aliases.push(n.toLowerCase());
-    if (first.hfRepo) aliases.push(`hf.co/${first.hfRepo}:${f.fileType}`.toLowerCase());
+    if (first.hfRepo) {
+      // The quant in the file's name is the one `-hf repo:QUANT` and a pull go by; the file type in its metadata
+      // can differ (`UD-Q4_K_XL` files say Q4_K_M inside) and is a name too, unless another file's name claims it.
+      const tag = quantTag(first.hfPath ?? basename(first.path));
+      for (const q of new Set([tag, f.fileType.toUpperCase()])) {
+        if (q) aliases.push(`hf.co/${first.hfRepo}:${q}`.toLowerCase());
+      }
+    }
     let mmproj = first.ollamaProjector;
     if (!mmproj) {
       const near = projectors.filter((p) => dirname(p.path) === dirname(first.path));
@@ -328,7 +366,7 @@ function buildModels(
     const capabilities: ModelFacts["capabilities"] = mmproj && !f.capabilities.includes("vision")
       ? [...f.capabilities, "vision"]
       : f.capabilities;
-    entries.push({
+    const entry: ModelEntry = {
       name: first.ollamaName?.toLowerCase() ?? modelName(f, first.path),
       aliases,
       path: first.path,
@@ -341,8 +379,13 @@ function buildModels(
       sizeBytes: parts.reduce((a, p) => a + p.size, 0),
       mtimeMs: Math.max(...parts.map((p) => p.mtimeMs)),
       facts: capabilities === f.capabilities ? f : { ...f, capabilities },
-    });
+    };
+    entries.push(entry);
+    if (first.hfRepo) {
+      hfModels.push({ entry, repo: first.hfRepo, path: first.hfPath ?? basename(first.path) });
+    }
   }
+  hfRepoAliases(hfModels);
   entries.sort((a, b) => order[a.source] - order[b.source] || byText(a.path, b.path));
   const seen = new Set<string>();
   for (const e of entries) {

@@ -64,6 +64,8 @@ export interface Candidate {
   ollamaLayers?: OllamaLayerFiles;
   /** `org/name` of a Hugging Face cache repo. */
   hfRepo?: string;
+  /** The file's path in that repo (below `snapshots/<rev>/`). */
+  hfPath?: string;
   /** Size in bytes. */
   size: number;
   /** Modification time. */
@@ -182,11 +184,21 @@ function hfRefs(dir: string, out = new Set<string>(), depth = 0): Set<string> {
   return out;
 }
 
-/** The Hugging Face hub cache directory. */
+/**
+ * The Hugging Face hub cache directory, found as huggingface_hub finds it: `$HF_HUB_CACHE` (or the older
+ * `$HUGGINGFACE_HUB_CACHE`), else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
+ * `~/.cache/huggingface/hub`.
+ *
+ * @example
+ * ```ts
+ * hfHubDir({ HOME: "/home/me" }); // "/home/me/.cache/huggingface/hub"
+ * ```
+ */
 export function hfHubDir(env: Record<string, string | undefined>): string {
-  if (env.HF_HUB_CACHE) return expandHome(env.HF_HUB_CACHE);
+  const hub = env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE;
+  if (hub) return expandHome(hub);
   if (env.HF_HOME) return join(expandHome(env.HF_HOME), "hub");
-  return join(env.HOME ?? "/", ".cache", "huggingface", "hub");
+  return join(env.XDG_CACHE_HOME || join(env.HOME ?? "/", ".cache"), "huggingface", "hub");
 }
 
 /** llama.cpp's download cache directory. */
@@ -363,6 +375,7 @@ export async function findCandidates(
           path: f.path,
           source: "huggingface",
           hfRepo,
+          hfPath: f.rel,
           size: f.info.size,
           mtimeMs: f.info.mtime?.getTime() ?? 0,
         });
