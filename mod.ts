@@ -96,7 +96,7 @@ export {
   type ScanOptions,
   type ScanResult,
 } from "./lib/models/index.ts";
-export { type ModelSource, type SourceOptions } from "./lib/models/sources.ts";
+export { type ModelSource, type OllamaLayerFiles, type SourceOptions } from "./lib/models/sources.ts";
 export {
   closestNames,
   isValidModelName,

@@ -30,7 +30,14 @@ export type ModelSource =
   | "llamacpp"
   | "api";
 
-/** The blobs an Ollama manifest lists beside the model: what `ollama show` reads its settings from. */
+/**
+ * The blobs an Ollama manifest lists beside the model: what `ollama show` reads its settings from.
+ *
+ * @example
+ * ```ts ignore
+ * const system = entry.ollamaLayers?.system && await Deno.readTextFile(entry.ollamaLayers.system);
+ * ```
+ */
 export interface OllamaLayerFiles {
   /** The Go template (`application/vnd.ollama.image.template`), text. */
   template?: string;
