@@ -117,7 +117,7 @@ Deno.test({
       await t.step("multi-line input, history, /show, /clear and /save", async () => {
         await tmux("send-keys", "-t", "s", "/set parameter num_predict 4", "Enter");
         await tmux("send-keys", "-t", "s", '"""Line one', "Enter");
-        await waitFor("the continuation prompt", async () => (await screen()).includes("... "));
+        await waitFor("the continuation prompt", async () => /^\.\.\.\s*$/m.test(await screen()));
         await tmux("send-keys", "-t", "s", 'line two"""', "Enter");
         await waitFor("an answer to the multi-line message", async () => {
           const s = (await screen()).split('line two"""')[1] ?? "";
