@@ -65,6 +65,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import("./server.ts")).serverCommand,
   },
   {
+    name: "pull",
+    summary: "get a model from Hugging Face, an Ollama registry or a URL (as `ollama pull`)",
+    load: async () => (await import("./pull.ts")).pullCommand,
+  },
+  {
     name: "run",
     summary: "chat with a model (pulled first when missing), or answer one prompt (as `ollama run`)",
     load: async () => (await import("./run.ts")).runCommand,

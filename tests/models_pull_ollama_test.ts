@@ -6,7 +6,8 @@
  * architecture refused from its header alone; corrupt blobs fetched once more, then refused.
  */
 import { assert, assertEquals, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
-import { sha256File, sha256Hex, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
+import { sha256File, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
+import { Registry } from "./_registry.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { exists } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
@@ -16,7 +17,6 @@ import { checkHeaderSupport, readLlamaSupport } from "../lib/llamacpp/support.ts
 import { parseGgufHeader } from "../lib/gguf/reader.ts";
 import { resolveModel, scanModels } from "../lib/models/mod.ts";
 import {
-  MANIFEST_MEDIA_TYPE,
   ollamaPullDir,
   type OllamaPullProgress,
   pullOllama,
@@ -69,119 +69,6 @@ function gguf(kvs: Kv[], tensors: Tensor[]): Uint8Array<ArrayBuffer> {
 }
 
 const te = new TextEncoder();
-
-/** One layer of a manifest, with its bytes. */
-interface Layer {
-  mediaType: string;
-  bytes: Uint8Array<ArrayBuffer>;
-}
-
-/**
- * A registry as Ollama's answers: `/v2/<ns>/<model>/manifests/<tag>`, and `/v2/<ns>/<model>/blobs/<digest>`
- * redirected (307) to `/cdn/sha256-<hex>`, which serves ranges. It counts what it served.
- */
-class Registry {
-  manifests = new Map<string, Uint8Array<ArrayBuffer>>();
-  blobs = new Map<string, Uint8Array<ArrayBuffer>>();
-  /** Bytes of each blob (by hex) sent from the CDN path. */
-  served = new Map<string, number>();
-  /** Requests for each blob (by hex) that covered its first byte: one per whole download. */
-  fromStart = new Map<string, number>();
-  /** Serve this many more responses of a blob (by hex) with its first byte flipped. */
-  corrupt = new Map<string, number>();
-  /** Every request, as `METHOD path [range]`. */
-  log: string[] = [];
-  #server: Deno.HttpServer<Deno.NetAddr>;
-
-  constructor() {
-    this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (req) => this.#answer(req),
-    );
-  }
-
-  get host(): string {
-    return `127.0.0.1:${this.#server.addr.port}`;
-  }
-
-  /** Publishes `ns/model:tag` with these layers and a config blob; returns the layers' digests. */
-  async publish(repo: string, layers: Layer[]): Promise<{ manifest: Uint8Array; digests: string[] }> {
-    const entry = async (l: Layer) => {
-      const hex = await sha256Hex(l.bytes);
-      this.blobs.set(hex, l.bytes);
-      return { mediaType: l.mediaType, digest: `sha256:${hex}`, size: l.bytes.length };
-    };
-    const config = await entry({
-      mediaType: "application/vnd.docker.container.image.v1+json",
-      bytes: te.encode(JSON.stringify({ model_format: "gguf", model_family: "llama", file_type: "Q4_1" })),
-    });
-    const entries = [];
-    for (const l of layers) entries.push(await entry(l));
-    const manifest = te.encode(JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MANIFEST_MEDIA_TYPE,
-      config,
-      layers: entries,
-    }));
-    this.manifests.set(repo, manifest);
-    return { manifest, digests: [...entries.map((e) => e.digest), config.digest] };
-  }
-
-  #answer(req: Request): Response {
-    const url = new URL(req.url);
-    const range = req.headers.get("range");
-    this.log.push(`${req.method} ${url.pathname}${range ? ` ${range}` : ""}`);
-    const manifest = url.pathname.match(/^\/v2\/([^/]+\/[^/]+)\/manifests\/([^/]+)$/);
-    if (manifest) {
-      const body = this.manifests.get(`${manifest[1]}:${manifest[2]}`);
-      if (!body) {
-        return Response.json({
-          errors: [{ code: "MANIFEST_UNKNOWN", message: "manifest unknown", detail: { Tag: manifest[2] } }],
-        }, { status: 404 });
-      }
-      return new Response(body, { headers: { "content-type": MANIFEST_MEDIA_TYPE } });
-    }
-    const blob = url.pathname.match(/^\/v2\/[^/]+\/[^/]+\/blobs\/sha256:([0-9a-f]{64})$/);
-    if (blob) {
-      if (!this.blobs.has(blob[1])) {
-        return Response.json({ errors: [{ code: "BLOB_UNKNOWN", message: "blob unknown" }] }, {
-          status: 404,
-        });
-      }
-      // The real registry sends blobs to its CDN with a signed URL.
-      return new Response(null, { status: 307, headers: { location: `/cdn/sha256-${blob[1]}?sig=abc` } });
-    }
-    const cdn = url.pathname.match(/^\/cdn\/sha256-([0-9a-f]{64})$/);
-    const bytes = cdn && this.blobs.get(cdn[1]);
-    if (!cdn || !bytes) return new Response("not found", { status: 404 });
-    const hex = cdn[1];
-    const m = range?.match(/^bytes=(\d+)-(\d*)$/);
-    const from = m ? Number(m[1]) : 0;
-    const to = m && m[2] ? Math.min(Number(m[2]), bytes.length - 1) : bytes.length - 1;
-    let body = bytes.slice(from, to + 1);
-    if (from === 0 && req.method === "GET") {
-      this.fromStart.set(hex, (this.fromStart.get(hex) ?? 0) + 1);
-      const bad = this.corrupt.get(hex) ?? 0;
-      if (bad > 0) {
-        this.corrupt.set(hex, bad - 1);
-        body[0] ^= 0xff;
-      }
-    }
-    if (req.method === "HEAD") body = new Uint8Array(0);
-    this.served.set(hex, (this.served.get(hex) ?? 0) + body.length);
-    const headers: Record<string, string> = {
-      "accept-ranges": "bytes",
-      "content-length": String(m ? to - from + 1 : bytes.length),
-    };
-    if (!m) return new Response(req.method === "HEAD" ? null : body, { headers });
-    headers["content-range"] = `bytes ${from}-${to}/${bytes.length}`;
-    return new Response(req.method === "HEAD" ? null : body, { status: 206, headers });
-  }
-
-  async close(): Promise<void> {
-    await this.#server.shutdown();
-  }
-}
 
 const MT = "application/vnd.ollama.image.";
 const TEMPLATE = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}{{ .Prompt }}";

@@ -15,6 +15,7 @@ import {
   ModelNotFoundError,
 } from "../models/mod.ts";
 import type { Scheduler } from "./runners/scheduler.ts";
+import type { PullOptions, PullResult } from "../models/pull/mod.ts";
 import { HttpError } from "./http.ts";
 import type { Message } from "./types.ts";
 
@@ -31,6 +32,7 @@ import type { Message } from "./types.ts";
  *   version: "0.33.0",
  *   log: console.error,
  *   arrivals: new DaemonArrivals(),
+ *   pull: (ref, options) => pullModel(paths, config, ref, options),
  * };
  * ```
  */
@@ -49,6 +51,11 @@ export interface DaemonContext {
   log: (line: string) => void;
   /** Generation requests being prepared: handlers call `ready(req)` just before sending one upstream. */
   arrivals: Arrivals;
+  /** Gets a model the catalogue does not have (`/api/pull`); unset, pulls are refused. */
+  pull?: (
+    ref: string,
+    options: Pick<PullOptions, "insecure" | "onProgress" | "signal">,
+  ) => Promise<PullResult>;
 }
 
 /**

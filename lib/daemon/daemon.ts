@@ -19,6 +19,7 @@ import {
   presetForModel,
 } from "../models/mod.ts";
 import type { DaemonContext } from "./context.ts";
+import { pullModel } from "../models/pull/mod.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./runners/scheduler.ts";
 import { serverLauncher } from "./runners/launcher.ts";
@@ -139,6 +140,12 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     version: settings.ollamaVersion,
     log,
     arrivals: new Arrivals(),
+    pull: (ref, pullOptions) =>
+      pullModel(options.paths, options.config, ref, {
+        ...pullOptions,
+        instance: options.instance,
+        env: options.env ?? Deno.env.toObject(),
+      }),
   };
   // /api/show's parameters: what the model's preset sets (the preset the launcher loads it with).
   const parameters = (model: CatalogModel): Record<string, number> => {

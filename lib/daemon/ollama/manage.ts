@@ -13,6 +13,7 @@ import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullReques
 import type { ModelSettings, NameRecord } from "../../models/catalog.ts";
 import { checkParameters } from "../options.ts";
 import { modelFromFile } from "../../models/mod.ts";
+import { type PullEvent, pullKind, verifyModel } from "../../models/pull/mod.ts";
 import { exists } from "../../util/fs.ts";
 
 /**
@@ -67,23 +68,67 @@ export async function handleDelete(ctx: DaemonContext, req: Request): Promise<Re
  */
 export async function handlePull(ctx: DaemonContext, req: Request): Promise<Response> {
   const body = await readJsonBody(req, PullRequestSchema);
-  const name = body.model || body.name || "";
-  if (!isValidModelName(name)) throw new HttpError(400, `invalid model name '${name}'`);
-  const m = await ctx.catalog.find(name);
-  if (!m) {
-    throw new HttpError(
-      404,
-      `model '${name}' not found locally; llama-mgr's daemon does not download from registry.ollama.ai: ` +
-        "put the GGUF in a folder listed in models.dirs (or use Hugging Face / LM Studio / Ollama) and it appears in /api/tags",
-    );
+  const name = (body.model || body.name || "").trim();
+  if (!name) throw new HttpError(400, "model is required");
+  const local = await ctx.catalog.find(name);
+  if (!local && pullKind(name) === undefined) throw new HttpError(400, `invalid model name '${name}'`);
+  if (!local && !ctx.pull) {
+    throw new HttpError(404, `model '${name}' not found, and this daemon does not pull`);
   }
-  const lines = [{ status: "pulling manifest" }, { status: "verifying sha256 digest" }, {
-    status: "success",
-  }];
-  if (body.stream === false) return jsonResponse({ status: "success" });
+  // The work runs on its own and reports through a queue of lines, so that a client that stops reading does not
+  // stop a pull another client may be waiting for too.
+  const lines: Record<string, unknown>[] = [];
+  let wake: (() => void) | undefined;
+  let finished = false;
+  const push = (line: Record<string, unknown>) => {
+    lines.push(line);
+    wake?.();
+  };
+  let lastPercent = "";
+  const onProgress = (e: PullEvent) => {
+    // Progress lines for one file are thinned to whole percents: a large file would otherwise send thousands.
+    if (e.total && e.completed !== undefined && e.completed < e.total) {
+      const pct = `${e.digest} ${Math.floor((e.completed / e.total) * 100)}`;
+      if (pct === lastPercent) return;
+      lastPercent = pct;
+    }
+    if (e.status !== "success") push({ ...e });
+  };
+  const work = (async () => {
+    if (local) {
+      // Here already: check it against the digests its store names its files by (none for a plain folder).
+      await verifyModel(local.entry, onProgress);
+    } else {
+      onProgress({ status: "pulling manifest" });
+      await ctx.pull!(name, { insecure: body.insecure ?? undefined, onProgress });
+      ctx.catalog.invalidate();
+    }
+  })().then(
+    () => push({ status: "success" }),
+    (err) => push({ error: err instanceof Error ? err.message : String(err) }),
+  ).finally(() => {
+    finished = true;
+    wake?.();
+  });
+  if (body.stream === false) {
+    await work;
+    const error = lines.find((l) => "error" in l);
+    if (error) throw new HttpError(errorStatusOf(error.error as string), error.error as string);
+    return jsonResponse({ status: "success" });
+  }
   return await ndjsonResponse((async function* () {
-    yield* lines;
+    for (;;) {
+      while (lines.length) yield lines.shift()!;
+      if (finished) return;
+      await new Promise<void>((r) => wake = r);
+      wake = undefined;
+    }
   })());
+}
+
+/** A failed pull without streaming: a missing model is a 404, anything else a 500 (as Ollama answers). */
+function errorStatusOf(message: string): number {
+  return /not found|does not exist|manifest unknown/i.test(message) ? 404 : 500;
 }
 
 /**
