@@ -45,6 +45,8 @@ interface Behaviour {
   corruptions?: number;
   /** Bytes per second per response (unthrottled when absent). */
   bytesPerSecond?: number;
+  /** Bytes per second of responses that start at byte 0 (the first part). */
+  firstPartBytesPerSecond?: number;
 }
 
 interface TestServer {
@@ -133,9 +135,8 @@ function startServer(b: Behaviour, redirectTo?: string): TestServer {
           piece[bad - pos] ^= 0xff;
           if (srv.b.corruptions !== Infinity) srv.b.corruptions!--;
         }
-        if (srv.b.bytesPerSecond) {
-          await new Promise((r) => setTimeout(r, piece.length / srv.b.bytesPerSecond! * 1000));
-        }
+        const rate = (start === 0 && srv.b.firstPartBytesPerSecond) || srv.b.bytesPerSecond;
+        if (rate) await new Promise((r) => setTimeout(r, piece.length / rate * 1000));
         pos += piece.length;
         sent += piece.length;
         srv.served += piece.length;
@@ -198,6 +199,21 @@ Deno.test("parallel ranged parts make an identical file", async () => {
   assertEquals(ranged(t.server).length, SIZE / (2 * MiB));
   assert(t.server.mostAtOnce >= 3, `parts in flight at once: ${t.server.mostAtOnce}`);
   assertEquals(t.server.served, SIZE + 1);
+});
+
+Deno.test("parts far ahead of a slow first part are written, then hashed from disk in order", async () => {
+  // The first part comes at 4 MiB/s, the rest at full speed: more than MAX_HELD (16 MiB) arrives ahead.
+  await using t = await setup({ firstPartBytesPerSecond: 4 * MiB });
+  const { sha } = file();
+  const r = await download({
+    url: `${t.server.url}/file`,
+    dest: t.dest,
+    sha256: sha,
+    parallel: 4,
+    chunkSize: 4 * MiB,
+  });
+  assertEquals(r.sha256, sha);
+  assertEquals(r.fetchedBytes, SIZE);
 });
 
 Deno.test("an abort half way keeps the partial file, and the next run fetches only the rest", async () => {
@@ -293,13 +309,31 @@ Deno.test("bytes corrupted every time end in a DownloadError and no file at all"
 });
 
 Deno.test("a dropped connection is retried from where it stopped", async () => {
-  await using t = await setup({ drops: 2, dropAfter: 5 * MiB });
+  // Mid-block: the bytes read before the drop are hashed from disk.
+  await using t = await setup({ drops: 2, dropAfter: 5.5 * MiB });
   const { sha } = file();
   const r = await download({ url: `${t.server.url}/file`, dest: t.dest, sha256: sha, retryDelayMs: 50 });
   assertEquals(r.sha256, sha);
   const gets = ranged(t.server).map((q) => q.range);
   assertEquals(gets.length, 3, `requests: ${gets.join(", ")}`);
+  assertEquals(r.fetchedBytes, SIZE);
   assert(t.server.served <= SIZE + 1 + 2 * 64 * 1024, `served ${t.server.served}`);
+});
+
+Deno.test("dropped connections of parallel parts are retried from where they stopped", async () => {
+  await using t = await setup({ drops: 5, dropAfter: 1.25 * MiB });
+  const { sha } = file();
+  const r = await download({
+    url: `${t.server.url}/file`,
+    dest: t.dest,
+    sha256: sha,
+    parallel: 4,
+    chunkSize: 4 * MiB,
+    retryDelayMs: 50,
+  });
+  assertEquals(r.sha256, sha);
+  assertEquals(r.fetchedBytes, SIZE);
+  assertEquals(ranged(t.server).length, SIZE / (4 * MiB) + 5);
 });
 
 Deno.test("a file whose ETag changed between runs is fetched again from zero", async () => {
@@ -414,4 +448,28 @@ Deno.test("a refusal is a DownloadError with the HTTP status", async () => {
   );
   assertEquals(e404.status, 404);
   assert(!(await exists(t.dest)));
+});
+
+Deno.test("an injected fetch is used, even one whose bodies are not byte streams", async () => {
+  await using t = await setup();
+  const { sha } = file();
+  let calls = 0;
+  const wrapped: typeof fetch = async (input, init) => {
+    calls++;
+    const res = await fetch(input, init);
+    // A default (not byte) stream: no BYOB reader, so the engine copies.
+    return new Response(res.body?.pipeThrough(new TransformStream()), {
+      status: res.status,
+      headers: res.headers,
+    });
+  };
+  const r = await download({
+    url: `${t.server.url}/file`,
+    dest: t.dest,
+    sha256: sha,
+    parallel: 2,
+    fetch: wrapped,
+  });
+  assertEquals(r.sha256, sha);
+  assertEquals(calls, t.server.requests.length);
 });

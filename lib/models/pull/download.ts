@@ -2,7 +2,8 @@
  * The download engine of `llama-mgr pull`: one file from an http(s) URL to a path.
  *
  * - Large files come in ranged parts fetched in parallel. The sha256 is computed while the bytes arrive, in
- *   order: parts ahead of the hasher are held in memory for it, at most {@linkcode MAX_HELD} bytes in all.
+ *   order: parts ahead of the hasher are held in memory for it, at most {@linkcode MAX_HELD} bytes in all
+ *   (beyond that they are only written, and the hasher reads them back from the page cache).
  * - The bytes go to `<dest>.partial`, beside a small JSON sidecar (`<dest>.partial.json`) that records which
  *   ranges are on disk and the server's validator (ETag, Last-Modified). A run after Ctrl-C, `kill -9` or a
  *   dropped connection fetches only what is missing; a file that changed on the server starts from zero.
@@ -24,10 +25,13 @@ const MiB = 1024 * 1024;
 const PARALLEL_OVER = 64 * MiB;
 const DEFAULT_PARALLEL = 4;
 /**
- * Bytes fetched ahead of the hasher and held in memory for it, all parts together; a part that would go over
- * waits (the server then waits on TCP), except the part the hasher is at.
+ * Bytes fetched ahead of the hasher and held in memory for it, all parts together: 4 parts of 6 MiB in
+ * flight lead it by up to 18 MiB when they go at one speed. Past it a part's bytes are written but not held,
+ * and the hasher reads them back (from the page cache) when it gets there; pausing that part instead would
+ * leave megabytes in its socket buffers, lost on a kill. The bound keeps a pull's resident memory small
+ * (bench/pull.ts measures it).
  */
-export const MAX_HELD = 32 * MiB;
+export const MAX_HELD = 16 * MiB;
 /** Retries of a failed request that made no progress (one that made progress starts the count again). */
 const RETRIES = 5;
 /** A connection that delivers nothing for this long is dropped and retried. */
@@ -63,7 +67,7 @@ export interface DownloadRequest {
   signal?: AbortSignal;
   /** The fetch to use (default `globalThis.fetch`). */
   fetch?: typeof fetch;
-  /** Size of the ranged parts (default 1 to 8 MiB, from the size and `parallel`). */
+  /** Size of the ranged parts (default 1 to 6 MiB, from the size and `parallel`). */
   chunkSize?: number;
   /** Free bytes of the folder holding `dest` (default: from `df`); tests inject their own. */
   freeBytes?: (dir: string) => Promise<number | undefined>;
@@ -303,13 +307,26 @@ async function fetchOnce(ctx: Ctx): Promise<Fetched> {
 // ---------------------------------------------------------------------------------------------------------
 // Ranged parts, fetched in parallel, hashed in order.
 
+/**
+ * Bytes are read into blocks of this size (a BYOB read straight into our buffer: no garbage per network
+ * chunk, which kept 30 MB more resident before a GC came), filled before they go to the hasher.
+ */
+const BLOCK = MiB;
+
+/** Bytes waiting for the hasher: in a block of memory, or only on disk (at `at`) when none was free. */
+interface Held {
+  buffer?: ArrayBuffer;
+  at: number;
+  length: number;
+}
+
 interface Part {
   start: number;
   end: number;
   /** Bytes from `start` on disk (this run). */
   received: number;
-  /** Pieces on disk not yet hashed, in order; `next` is the first the hasher has not taken. */
-  held: Uint8Array[];
+  /** Blocks on disk not yet hashed, in order; `next` is the first the hasher has not taken. */
+  held: Held[];
   next: number;
 }
 
@@ -339,29 +356,40 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
   if (ctx.req.signal?.aborted) onAbort();
   let failure: unknown;
   let hasherWake: (() => void) | undefined;
-  let roomWaiters: (() => void)[] = [];
   const wakeHasher = () => {
     const w = hasherWake;
     hasherWake = undefined;
     w?.();
   };
-  const wakeRoom = () => {
-    const w = roomWaiters;
-    roomWaiters = [];
-    for (const f of w) f();
-  };
   const fail = (err: unknown) => {
     failure ??= err;
     run.abort(err);
     wakeHasher();
-    wakeRoom();
   };
 
+  // Blocks in use (being filled or waiting for the hasher) count against MAX_HELD; free ones are reused.
+  const pool: ArrayBuffer[] = [];
   let held = 0;
+  const take = () => {
+    held += BLOCK;
+    return pool.pop() ?? new ArrayBuffer(BLOCK);
+  };
+  const give = (b: ArrayBuffer) => {
+    held -= BLOCK;
+    if (!b.detached && b.byteLength === BLOCK) pool.push(b);
+  };
+  const hold = (part: Part, h: Held) => {
+    const last = part.held[part.held.length - 1];
+    if (!h.buffer && last && part.next < part.held.length && !last.buffer && last.at + last.length === h.at) {
+      last.length += h.length;
+    } else part.held.push(h);
+    wakeHasher();
+  };
+
   let current: Part | undefined;
   const haveBytes = covered(have);
   let completed = haveBytes;
-  const saveEvery = Math.min(16 * MiB, Math.max(256 * 1024, Math.floor(size / 100)));
+  const saveEvery = Math.min(4 * MiB, Math.max(256 * 1024, Math.floor(size / 256)));
   let savedAtBytes = 0;
   let savedAtTime = performance.now();
   const save = () => {
@@ -380,44 +408,48 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
 
   const hash = createHash("sha256");
   const hasher = async () => {
-    const disk = have.length ? await Deno.open(ctx.partial, { read: true }) : undefined;
-    const buf = new Uint8Array(MiB);
+    let disk: Deno.FsFile | undefined;
+    let buf: Uint8Array | undefined;
+    // Bytes of an earlier run, or written while no block was free: read back once, in order.
+    const hashFromDisk = async (start: number, end: number) => {
+      disk ??= await Deno.open(ctx.partial, { read: true });
+      buf ??= new Uint8Array(BLOCK);
+      await disk.seek(start, Deno.SeekMode.Start);
+      for (let pos = start; pos < end;) {
+        run.signal.throwIfAborted();
+        const n = await disk.read(buf.subarray(0, Math.min(buf.length, end - pos)));
+        if (n === null) throw new RemoteChanged(); // shorter than its state says: start over
+        hash.update(buf.subarray(0, n));
+        pos += n;
+      }
+    };
     try {
       for (const seg of segments) {
         if (!seg.part) {
-          // Bytes of an earlier run: read back once, in order.
-          await disk!.seek(seg.start, Deno.SeekMode.Start);
-          for (let pos = seg.start; pos < seg.end;) {
-            run.signal.throwIfAborted();
-            const n = await disk!.read(buf.subarray(0, Math.min(buf.length, seg.end - pos)));
-            if (n === null) throw new RemoteChanged(); // shorter than its state says: start over
-            hash.update(buf.subarray(0, n));
-            pos += n;
-          }
+          await hashFromDisk(seg.start, seg.end);
           continue;
         }
         const part = current = seg.part;
-        wakeRoom();
         const len = part.end - part.start;
         let hashed = 0;
         while (hashed < len) {
           run.signal.throwIfAborted();
           if (part.next < part.held.length) {
-            const piece = part.held[part.next];
-            part.held[part.next++] = EMPTY;
-            hash.update(piece);
-            hashed += piece.length;
-            held -= piece.length;
+            const h = part.held[part.next++];
+            if (h.buffer) {
+              hash.update(new Uint8Array(h.buffer, 0, h.length));
+              give(h.buffer);
+            } else await hashFromDisk(h.at, h.at + h.length);
+            hashed += h.length;
             continue;
           }
           part.held = [];
           part.next = 0;
-          if (roomWaiters.length && held < MAX_HELD) wakeRoom();
           await new Promise<void>((r) => hasherWake = r);
         }
       }
     } finally {
-      disk?.close();
+      (disk as Deno.FsFile | undefined)?.close();
     }
   };
 
@@ -436,6 +468,10 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
       let moved = false;
       const flight = { ac: new AbortController(), last: performance.now() };
       inFlight.add(flight);
+      let block: ArrayBuffer | undefined;
+      let filled = 0;
+      let at = from;
+      let spill = false;
       try {
         const signal = AbortSignal.any([run.signal, flight.ac.signal]);
         const res = await request(
@@ -462,33 +498,38 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
           throw new RemoteChanged();
         }
         file.seekSync(from, Deno.SeekMode.Start);
-        const reader = res.body!.getReader();
+        const body = bodyReader(res);
         try {
-          // Read to the end of the body (not just to the part's last byte) so the connection goes back to
-          // the pool.
-          while (true) {
-            while (held >= MAX_HELD && part !== current && !run.signal.aborted) {
-              await new Promise<void>((r) => roomWaiters.push(r));
+          while (part.start + part.received < part.end) {
+            if (!block) {
+              // The part the hasher is at always gets a block: its bytes are hashed at once.
+              spill = held >= MAX_HELD && part !== current;
+              block = spill ? (scratch.pop() ?? new ArrayBuffer(BLOCK)) : take();
+              filled = 0;
+              at = part.start + part.received;
             }
-            const { value, done } = await reader.read();
-            if (done) break;
-            const room = part.end - part.start - part.received;
-            if (room === 0) break; // more than was asked for
-            const piece = value.length > room ? value.subarray(0, room) : value;
-            writeAll(file, piece);
+            const want = Math.min(BLOCK - filled, part.end - part.start - part.received);
+            const got = await body.read(new Uint8Array(block, filled, want));
+            block = got.buffer as ArrayBuffer;
+            if (!got.length) break;
+            writeAll(file, got);
             flight.last = performance.now();
-            part.received += piece.length;
-            ctx.fetched += piece.length;
-            completed += piece.length;
+            filled += got.length;
+            part.received += got.length;
+            ctx.fetched += got.length;
+            completed += got.length;
             moved = true;
-            part.held.push(piece);
-            held += piece.length;
-            wakeHasher();
+            if (filled === BLOCK || part.start + part.received === part.end) {
+              release(part, block, at, filled, spill);
+              block = undefined;
+            }
             if (completed - savedAtBytes >= saveEvery || flight.last - savedAtTime >= 1000) save();
             ctx.report(completed, size);
           }
+          // Read to the end of the body, so the connection goes back to the pool.
+          if (part.start + part.received === part.end) await body.finish();
         } finally {
-          await reader.cancel().catch(() => {});
+          await body.cancel();
         }
         if (part.start + part.received < part.end) throw new Error("the connection closed early");
       } catch (err) {
@@ -501,8 +542,20 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         await sleep((ctx.req.retryDelayMs ?? 250) * 2 ** (failures - 1), run.signal);
       } finally {
         inFlight.delete(flight);
+        // What a broken-off request did deliver is on disk and counted: the hasher takes it too.
+        if (block) release(part, block, at, filled, spill);
       }
     }
+  };
+
+  /** Spare blocks for bytes that are only written. */
+  const scratch: ArrayBuffer[] = [];
+  const release = (part: Part, block: ArrayBuffer, at: number, length: number, spill: boolean) => {
+    if (!spill && !block.detached && length) return hold(part, { buffer: block, at, length });
+    if (!spill) give(block);
+    else if (!block.detached) scratch.push(block);
+    // A BYOB read that failed took its buffer with it: those bytes are on disk only.
+    if (length) hold(part, { at, length });
   };
 
   let nextPart = 0;
@@ -534,12 +587,69 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
   return { size, sha256: hash.digest("hex"), resumed: haveBytes > 0 };
 }
 
-const EMPTY = new Uint8Array();
-
-/** Parts of 1 to 8 MiB: several per worker, small enough that the bytes held for the hasher stay bounded. */
+/**
+ * Parts of 1 to 6 MiB: several per worker, and small enough that what the other parts fetch while the
+ * hasher's part finishes mostly fits in MAX_HELD. Each costs a request (a round trip of idle connection).
+ */
 function chunkSizeFor(size: number, parallel: number): number {
   const per = Math.ceil(size / (parallel * 8) / MiB) * MiB;
-  return Math.min(8 * MiB, Math.max(MiB, per));
+  return Math.min(6 * MiB, Math.max(MiB, per));
+}
+
+/** Reads a body into buffers of ours: BYOB where the body is a byte stream (fetch's is), else copying. */
+function bodyReader(res: Response): {
+  /**
+   * Fills some of `into`; returns the bytes read, a view of `into`'s memory (whose buffer a BYOB read
+   * transfers: use the returned view's buffer from then on). An empty view means the body has ended.
+   */
+  read(into: Uint8Array): Promise<Uint8Array>;
+  /** Reads on to the end (cancelling if the server sends more than was asked for). */
+  finish(): Promise<void>;
+  cancel(): Promise<void>;
+} {
+  const stream = res.body;
+  let byob: ReadableStreamBYOBReader | undefined;
+  let plain: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  try {
+    byob = stream?.getReader({ mode: "byob" });
+  } catch {
+    plain = stream?.getReader();
+  }
+  let rest: Uint8Array | undefined;
+  let ended = !stream;
+  const read = async (into: Uint8Array): Promise<Uint8Array> => {
+    if (ended) return into.subarray(0, 0);
+    if (byob) {
+      const { value, done } = await byob.read(into);
+      if (done) ended = true;
+      if (!value) throw new Error("the response body was cancelled");
+      return value;
+    }
+    if (!rest?.length) {
+      const { value, done } = await plain!.read();
+      if (done) {
+        ended = true;
+        return into.subarray(0, 0);
+      }
+      rest = value;
+    }
+    const n = Math.min(into.length, rest.length);
+    into.set(rest.subarray(0, n));
+    rest = rest.subarray(n);
+    return into.subarray(0, n);
+  };
+  return {
+    read,
+    finish: async () => {
+      const extra = await read(new Uint8Array(1));
+      if (extra.length) await (byob ?? plain)?.cancel().catch(() => {});
+      ended = true;
+    },
+    cancel: async () => {
+      if (!ended) await (byob ?? plain)?.cancel().catch(() => {});
+      ended = true;
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -548,28 +658,34 @@ function chunkSizeFor(size: number, parallel: number): number {
 async function fetchWhole(ctx: Ctx, remote: Remote, first: Response): Promise<Fetched> {
   let res: Response | undefined = first;
   let failures = 0;
+  let buffer = new ArrayBuffer(BLOCK);
   while (true) {
     const file = await Deno.open(ctx.partial, { write: true, create: true, truncate: true });
     const hash = createHash("sha256");
     let got = 0;
     let moved = false;
+    let body: ReturnType<typeof bodyReader> | undefined;
     try {
       res ??= (await request(ctx, remote.url, remote.headers, {}, ctx.req.signal)).response;
+      body = bodyReader(res);
       if (res.status !== 200) {
-        await res.body?.cancel().catch(() => {});
+        await body.cancel();
         throw httpError(ctx, res);
       }
       const length = Number(res.headers.get("content-length") ?? NaN);
       const size = Number.isFinite(length) ? length : undefined;
       if (size !== undefined && ctx.req.size !== undefined && size !== ctx.req.size) {
-        await res.body?.cancel().catch(() => {});
+        await body.cancel();
         throw new DownloadError(`${ctx.name}: the server's file is ${size} bytes, expected ${ctx.req.size}`, {
           url: ctx.req.url,
         });
       }
-      if (size !== undefined && !moved) await checkSpace(ctx, size);
+      if (size !== undefined) await checkSpace(ctx, size);
       ctx.report(0, size ?? 0, true);
-      for await (const piece of res.body ?? []) {
+      while (true) {
+        const piece = await body.read(new Uint8Array(buffer));
+        buffer = piece.buffer as ArrayBuffer;
+        if (!piece.length) break;
         writeAll(file, piece);
         hash.update(piece);
         got += piece.length;
@@ -581,6 +697,8 @@ async function fetchWhole(ctx: Ctx, remote: Remote, first: Response): Promise<Fe
       ctx.report(got, got, true);
       return { size: got, sha256: hash.digest("hex"), resumed: false };
     } catch (err) {
+      await body?.cancel();
+      if (buffer.detached) buffer = new ArrayBuffer(BLOCK);
       if (ctx.req.signal?.aborted) {
         // Without Range support there is nothing to resume from.
         file.close();
@@ -600,7 +718,6 @@ async function fetchWhole(ctx: Ctx, remote: Remote, first: Response): Promise<Fe
     }
   }
 }
-
 // ---------------------------------------------------------------------------------------------------------
 // HTTP: redirects, the probe, errors.
 
