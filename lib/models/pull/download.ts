@@ -2,7 +2,7 @@
  * The download engine of `llama-mgr pull`: one file from an http(s) URL to a path.
  *
  * - Large files come in ranged parts fetched in parallel. The sha256 is computed while the bytes arrive, in
- *   order: parts ahead of the hasher are held in memory for it, at most {@linkcode MAX_HELD} bytes in all
+ *   order: parts ahead of the hasher are held in memory for it, at most 16 MiB in all
  *   (beyond that they are only written, and the hasher reads them back from the page cache).
  * - The bytes go to `<dest>.partial`, beside a small JSON sidecar (`<dest>.partial.json`) that records which
  *   ranges are on disk and the server's validator (ETag, Last-Modified). A run after Ctrl-C, `kill -9` or a
@@ -31,7 +31,7 @@ const DEFAULT_PARALLEL = 4;
  * leave megabytes in its socket buffers, lost on a kill. The bound keeps a pull's resident memory small
  * (bench/pull.ts measures it).
  */
-export const MAX_HELD = 16 * MiB;
+const MAX_HELD = 16 * MiB;
 /** Retries of a failed request that made no progress (one that made progress starts the count again). */
 const RETRIES = 5;
 /** A connection that delivers nothing for this long is dropped and retried. */
@@ -308,8 +308,9 @@ async function fetchOnce(ctx: Ctx): Promise<Fetched> {
 // Ranged parts, fetched in parallel, hashed in order.
 
 /**
- * Bytes are read into blocks of this size (a BYOB read straight into our buffer: no garbage per network
- * chunk, which kept 30 MB more resident before a GC came), filled before they go to the hasher.
+ * Bytes are read into blocks of this size, BYOB, straight into buffers of ours that are used again: the
+ * default reader's fresh buffer per network chunk leaves tens of MB waiting for a GC. A block is filled
+ * before it goes to the hasher.
  */
 const BLOCK = MiB;
 
@@ -408,7 +409,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
 
   const hash = createHash("sha256");
   const hasher = async () => {
-    let disk: Deno.FsFile | undefined;
+    let disk = undefined as Deno.FsFile | undefined;
     let buf: Uint8Array | undefined;
     // Bytes of an earlier run, or written while no block was free: read back once, in order.
     const hashFromDisk = async (start: number, end: number) => {
@@ -449,7 +450,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         }
       }
     } finally {
-      (disk as Deno.FsFile | undefined)?.close();
+      disk?.close();
     }
   };
 
