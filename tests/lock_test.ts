@@ -43,3 +43,21 @@ Deno.test("locks admit one holder at a time, name a live holder, and take over a
     await d.cleanup();
   }
 });
+
+Deno.test("a waiter stops waiting when its signal aborts", async () => {
+  const d = await tempDir();
+  const lock = `${d.path}/x.lock`;
+  try {
+    await withLock(lock, "holder", async () => {
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error("stop")), 100);
+      await assertRejects(
+        () => withLock(lock, "waiter", () => Promise.resolve(), { wait: true, signal: ac.signal }),
+        Error,
+        "stop",
+      );
+    });
+  } finally {
+    await d.cleanup();
+  }
+});

@@ -26,6 +26,8 @@ export interface LockOptions {
   timeoutMs?: number;
   /** Called once when we start waiting. */
   onWait?: (holder: LockInfo) => void;
+  /** Stop waiting when this aborts (rejecting with its reason). */
+  signal?: AbortSignal;
 }
 
 async function tryAcquire(path: string, info: LockInfo): Promise<LockInfo | undefined> {
@@ -84,6 +86,7 @@ export async function withLock<T>(
   const deadline = Date.now() + (options.timeoutMs ?? 3_600_000);
   let told = false;
   while (true) {
+    options.signal?.throwIfAborted();
     const holder = await tryAcquire(path, info);
     if (!holder) break;
     if (holder.pid === 0) continue; // stale lock removed
