@@ -45,9 +45,13 @@ Deno.test({
           assert(sawBytes, "no progress with total and completed");
           const tags = await client.list();
           assert(tags.models.some((m) => m.name.toLowerCase() === name.toLowerCase()), JSON.stringify(tags));
-          const answer = await client.generate({ model: name, prompt: "Say hi", options: { num_predict: 4 } });
+          const answer = await client.generate({
+            model: name,
+            prompt: "Say hi",
+            options: { num_predict: 4 },
+          });
           assert(answer.done);
-          assert(answer.response.length > 0);
+          assert((answer.response ?? "").length > 0, JSON.stringify(answer));
         });
 
         await t.step("pulling it again verifies what is on disk, and finds a damaged blob", async () => {
@@ -109,7 +113,8 @@ Deno.test({
         `${tmp}/config.yaml`,
         "models:\n  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }\n",
       );
-      const run = (...args: string[]) => cli(["-d", `${tmp}/data`, "--config", `${tmp}/config.yaml`, ...args]);
+      const run = (...args: string[]) =>
+        cli(["-d", `${tmp}/data`, "--config", `${tmp}/config.yaml`, ...args]);
       const name = `${reg.host}/library/smol:latest`;
       const refused = await run("pull", name);
       assertEquals(refused.code, 1);
