@@ -99,7 +99,9 @@ export class Registry {
     const from = m ? Number(m[1]) : 0;
     const to = m && m[2] ? Math.min(Number(m[2]), bytes.length - 1) : bytes.length - 1;
     let body = bytes.slice(from, to + 1);
-    if (from === 0 && req.method === "GET") {
+    // A one-byte request at the start is a download engine's probe for the size and validator, not a download.
+    const probe = m !== null && m !== undefined && from === 0 && to === 0;
+    if (from === 0 && req.method === "GET" && !probe) {
       this.fromStart.set(hex, (this.fromStart.get(hex) ?? 0) + 1);
       const bad = this.corrupt.get(hex) ?? 0;
       if (bad > 0) {

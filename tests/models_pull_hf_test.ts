@@ -218,7 +218,10 @@ function startHub(repos: HubRepo[]) {
     const end = range?.[2] ? Math.min(Number(range[2]), data.length - 1) : data.length - 1;
     if (start > end && data.length) return new Response(null, { status: 416 });
     const body = data.subarray(start, end + 1);
-    if (req.method === "GET" && cdn) cdnBytes += body.length;
+    // The download engine's first request asks for one byte (`bytes=0-0`) to learn the size and validator; the
+    // count is of the file's content fetched, so that probe is left out.
+    const probe = range?.[1] === "0" && range?.[2] === "0";
+    if (req.method === "GET" && cdn && !probe) cdnBytes += body.length;
     return new Response(req.method === "HEAD" ? null : body, {
       status: range ? 206 : 200,
       headers: {
