@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { post, readNdjson, withDaemon } from "./clients/harness.ts";
+import { post, readNdjson, withDaemon } from "./_daemon.ts";
 import {
   ChatResponseSchema,
   EmbedResponseSchema,
