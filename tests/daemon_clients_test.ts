@@ -6,7 +6,7 @@
 import { Ollama } from "ollama";
 import OpenAI from "openai";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { runPythonClient, TOOLS_TEMPLATE, withDaemon } from "./clients/harness.ts";
+import { runPythonClient, TOOLS_TEMPLATE, withDaemon } from "./_daemon.ts";
 import { smolModelPath } from "./_fixtures.ts";
 
 const presets = {

@@ -7,7 +7,7 @@ import OpenAI from "openai";
 import { assert, assertEquals } from "./_assert.ts";
 import { minilmDir, minilmGguf } from "./_fixtures.ts";
 import { testVenv } from "./_python.ts";
-import { withDaemon } from "./clients/harness.ts";
+import { withDaemon } from "./_daemon.ts";
 import { run } from "../lib/util/run.ts";
 import { cosine } from "./_vectors.ts";
 

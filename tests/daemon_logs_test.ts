@@ -3,7 +3,7 @@
  * `.1` and emptied in place while the server runs, and the server goes on logging into the same file.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { post, withDaemon } from "./clients/harness.ts";
+import { post, withDaemon } from "./_daemon.ts";
 import { serverLogPath } from "../lib/server/logs.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 

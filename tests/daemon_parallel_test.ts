@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { pidAlive, pidRss } from "../lib/util/process.ts";
 import { listServers } from "../lib/server/mod.ts";
-import { post, withDaemon } from "./clients/harness.ts";
+import { post, withDaemon } from "./_daemon.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { startDaemon } from "../lib/daemon/daemon.ts";
 import { resolvePaths } from "../lib/config/paths.ts";

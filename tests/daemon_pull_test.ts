@@ -8,7 +8,7 @@ import { Ollama } from "ollama";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { cli, smolModelPath, testInstance } from "./_fixtures.ts";
 import { Registry } from "./_registry.ts";
-import { post, readNdjson, withDaemon } from "./clients/harness.ts";
+import { post, readNdjson, withDaemon } from "./_daemon.ts";
 
 const te = new TextEncoder();
 const MT = "application/vnd.ollama.image.";

@@ -97,7 +97,7 @@ interface IndexFile {
 }
 
 const INDEX_VERSION = 6; // bumped whenever describeModel's output changes (new fields, new rules): old caches are rebuilt;
-// tests/gguf_index_test.ts records it with a hash of facts.ts and fails when one changes without the other
+// tests/models_index_test.ts records it with a hash of facts.ts and fails when one changes without the other
 
 type StoredFacts = Omit<ModelFacts, "chatTemplate"> & { chatTemplate?: string; templateId?: string };
 

@@ -104,13 +104,20 @@ Deno.test({
         },
       );
 
-      await t.step("--update-only with nothing new does nothing, in seconds", async () => {
+      await t.step("--update-only with nothing new does nothing: no build, the same binaries", async () => {
+        const before = (await instances(data))[0];
+        const server = `${before.binDir}/llama-server`;
+        const built = (await Deno.stat(server)).mtime?.getTime();
         const t0 = performance.now();
         const r = await cli([...base, "install", "--update-only"]);
-        const secs = (performance.now() - t0) / 1000;
+        console.log(`--update-only with nothing new: ${((performance.now() - t0) / 1000).toFixed(1)}s`);
         assertEquals(r.code, 0, r.stderr);
         assertStringIncludes(r.stdout, "already up to date");
-        assert(secs < 10, `took ${secs}s`);
+        assert(!/build: \[\d+\/\d+\]/.test(r.stderr), `it built:\n${r.stderr}`);
+        const after = (await instances(data))[0];
+        assertEquals(after.builtAt, before.builtAt, "the instance was rebuilt");
+        assertEquals(after.binDir, before.binDir);
+        assertEquals((await Deno.stat(server)).mtime?.getTime(), built, "llama-server was rebuilt");
       });
 
       await t.step(

@@ -1,5 +1,5 @@
 /**
- * Test harness for the daemon: a real daemon on 127.0.0.1 on a free port, its data dir in a temp dir, models
+ * The daemon for tests: a real daemon on 127.0.0.1 on a free port, its data dir in a temp dir, models
  * in a temp folder (links to the real fixture files, each with a config alias named after its file, e.g.
  * `smol`), llama-servers from the shared test build; always closed
  * with its servers. Also the Python client environment (uv venv with PyPI `ollama` and `openai` under the
@@ -8,14 +8,14 @@
  * @module
  */
 import { join } from "node:path";
-import { fixturesDir, smolModelPath, testInstance } from "../_fixtures.ts";
-import { resolvePaths } from "../../lib/config/paths.ts";
-import { parseConfig } from "../../lib/config/load.ts";
-import { type DaemonHandle, startDaemon } from "../../lib/daemon/daemon.ts";
-import { run } from "../../lib/util/run.ts";
+import { fixturesDir, smolModelPath, testInstance } from "./_fixtures.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { parseConfig } from "../lib/config/load.ts";
+import { type DaemonHandle, startDaemon } from "../lib/daemon/daemon.ts";
+import { run } from "../lib/util/run.ts";
 
 /** The template file that gives SmolLM2 a tool-call format llama-server parses (Qwen 2.5's). */
-export const TOOLS_TEMPLATE: string = new URL("./qwen2.5-tools.jinja", import.meta.url).pathname;
+export const TOOLS_TEMPLATE: string = new URL("./clients/qwen2.5-tools.jinja", import.meta.url).pathname;
 
 /** Options for {@linkcode withDaemon}. */
 export interface HarnessOptions {
@@ -136,7 +136,7 @@ export async function pythonClients(): Promise<string> {
 /** Runs one of the Python client scripts against a daemon; returns its JSON output. */
 export async function runPythonClient(script: string, url: string, args: string[] = []): Promise<any> {
   const python = await pythonClients();
-  const path = new URL(`./${script}`, import.meta.url).pathname;
+  const path = new URL(`./clients/${script}`, import.meta.url).pathname;
   const r = await run([python, path, url, ...args], {
     env: { OLLAMA_HOST: url, PYTHONUNBUFFERED: "1" },
     check: false,
