@@ -868,7 +868,6 @@ Deno.test("daemon HTTP API against a real llama-server", async (t) => {
             { model: "x", from: "smol", quantize: "q4_K_M" },
             "quantization is only supported for F16, BF16 and F32 models",
           ],
-          [{ model: "x", from: "smol", adapters: { "a.gguf": digest } }, "is not a LoRA adapter"],
           [{ model: "x", files: { "a.gguf": `sha256:${"a".repeat(64)}` } }, "upload it first"],
           [{ model: "x", files: { "../a.gguf": digest } }, "file path must be relative"],
           [{ model: "x", files: { "a.gguf": `sha256:${textHex}` } }, "not in GGUF format"],

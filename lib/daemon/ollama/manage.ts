@@ -309,7 +309,9 @@ export async function handleCreate(ctx: DaemonContext, req: Request): Promise<Re
     });
     push({ status: "writing manifest" });
   };
-  return await streamWork(body.stream, work);
+  // Without a quantization the work is quick: done before answering, so that a client that does not read the
+  // lines still finds the name made, and an error is the answer's status.
+  return await streamWork(quantizeFrom ? body.stream : false, work, body.stream !== false);
 }
 
 /** The digest Ollama's progress lines for a quantization carry. */
@@ -330,11 +332,13 @@ async function writeTextAtomic(path: string, text: string): Promise<void> {
 
 /**
  * Runs a create's work: streamed as progress lines, the last `success` (or `error`: the work runs on even when
- * the client stops reading); with `stream: false`, one answer once done, a failure as its status.
+ * the client stops reading); with `stream: false`, one answer once done, a failure as its status (with
+ * `linesAfter`, the lines of the finished work then).
  */
 async function streamWork(
   stream: boolean | null | undefined,
   work: (push: (line: Record<string, unknown>) => void) => Promise<void>,
+  linesAfter = false,
 ): Promise<Response> {
   const lines: Record<string, unknown>[] = [];
   let wake: (() => void) | undefined;
@@ -355,7 +359,7 @@ async function streamWork(
   });
   if (stream === false) {
     await done;
-    return jsonResponse({ status: "success" });
+    if (!linesAfter) return jsonResponse({ status: "success" });
   }
   done.catch(() => {});
   return await ndjsonResponse((async function* () {
