@@ -117,6 +117,14 @@ export {
   type ModelSettings,
   type NameRecord,
 } from "./lib/models/catalog.ts";
+// Getting models: Hugging Face, Ollama registries and URLs, with resumable verified downloads.
+export {
+  type PullEvent,
+  pullModel,
+  type PullOptions,
+  type PullResult,
+  verifyModel,
+} from "./lib/models/pull/mod.ts";
 
 // Supervised llama-server processes.
 export {

@@ -65,6 +65,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import("./server.ts")).serverCommand,
   },
   {
+    name: "create",
+    summary: "make a model from a Modelfile through the daemon (as `ollama create`)",
+    load: async () => (await import("./create.ts")).createCommand,
+  },
+  {
     name: "pull",
     summary: "get a model from Hugging Face, an Ollama registry or a URL (as `ollama pull`)",
     load: async () => (await import("./pull.ts")).pullCommand,

@@ -285,8 +285,11 @@ Deno.test("daemon: copy, delete, blobs and create", async (t) => {
             { model: "x", from: "smol", parameters: { top_k: 1.5 } },
             'parameter "top_k" must be of type integer',
           ],
-          [{ model: "x", from: "smol", template: "{{ .Prompt }}" }, "TEMPLATE is not supported"],
-          [{ model: "x", from: "smol", quantize: "q4_K_M" }, "llama-mgr quantize"],
+          [{ model: "x", from: "smol", template: "{{ with .System }}{{ . }}{{ end }}" }, "{{ with }}"],
+          [
+            { model: "x", from: "smol", quantize: "q4_K_M" },
+            "quantization is only supported for F16, BF16 and F32 models",
+          ],
           [{ model: "x", files: { "a.gguf": `sha256:${"a".repeat(64)}` } }, "upload it first"],
           [{ model: "x", files: { "../a.gguf": digest } }, "file path must be relative"],
           [{ model: "x", files: { "a.gguf": `sha256:${textHex}` } }, "not in GGUF format"],

@@ -64,6 +64,8 @@ export interface DaemonClient {
   json<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T>;
   /** Sends a request and yields each NDJSON line; a last `{"error"}` line throws DaemonApiError. */
   lines<T = Record<string, unknown>>(path: string, body: unknown, signal?: AbortSignal): AsyncGenerator<T>;
+  /** Uploads a file as the blob `digest` (`POST /api/blobs/:digest`), unless the daemon has it already. */
+  uploadBlob(digest: string, file: string): Promise<void>;
 }
 
 /**
@@ -117,6 +119,34 @@ export function createDaemonClient(options: DaemonClientOptions): DaemonClient {
         return res.ok && text.includes("is running");
       } catch {
         return false;
+      }
+    },
+    async uploadBlob(digest, file) {
+      const head = await f(`${url}/api/blobs/${digest}`, { method: "HEAD", headers: headers(false) }).catch(
+        () => null,
+      );
+      if (head?.ok) return;
+      const data = await Deno.open(file);
+      let res: Response;
+      try {
+        res = await f(`${url}/api/blobs/${digest}`, {
+          method: "POST",
+          headers: headers(false),
+          body: data.readable,
+        });
+      } catch (err) {
+        throw new DaemonApiError(
+          0,
+          `could not upload ${file} to the daemon at ${url}: ${(err as Error).message}`,
+        );
+      }
+      const text = await res.text();
+      if (res.status >= 400) {
+        let message = text.trim() || `HTTP ${res.status}`;
+        try {
+          message = JSON.parse(text).error ?? message;
+        } catch { /* not JSON */ }
+        throw new DaemonApiError(res.status, message);
       }
     },
     async json<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -56,6 +56,16 @@ export interface DaemonContext {
     ref: string,
     options: Pick<PullOptions, "insecure" | "onProgress" | "signal">,
   ) => Promise<PullResult>;
+  /**
+   * Quantizes a GGUF model to `type` with the instance's llama-quantize into `output` (`/api/create`'s
+   * `quantize`); `onProgress` hears tensor n of N. Unset, quantize is refused.
+   */
+  quantize?: (
+    input: string,
+    output: string,
+    type: string,
+    options: { parameterCount: number; onProgress?: (n: number, total: number) => void },
+  ) => Promise<void>;
 }
 
 /**

@@ -20,6 +20,8 @@ import {
 } from "../models/mod.ts";
 import type { DaemonContext } from "./context.ts";
 import { pullModel } from "../models/pull/mod.ts";
+import { quantizeModel } from "../convert/quantize.ts";
+import { getInstance } from "../llamacpp/instances.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./runners/scheduler.ts";
 import { serverLauncher } from "./runners/launcher.ts";
@@ -146,6 +148,19 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
         instance: options.instance,
         env: options.env ?? Deno.env.toObject(),
       }),
+    quantize: async (input, output, type, q) => {
+      const instance = await getInstance(options.paths, options.instance, options.config.default_instance);
+      await quantizeModel({
+        instance,
+        input,
+        output,
+        outDir: options.paths.modelsDir,
+        type,
+        parameterCount: q.parameterCount,
+        force: true,
+        onProgress: q.onProgress && ((n, total) => q.onProgress!(n, total)),
+      });
+    },
   };
   // /api/show's parameters: what the model's preset sets (the preset the launcher loads it with).
   const parameters = (model: CatalogModel): Record<string, number> => {

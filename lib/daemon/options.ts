@@ -40,7 +40,16 @@ export interface ParsedOptions {
   sampling: Record<string, unknown>;
 }
 
-type Kind = "int" | "float" | "bool" | "strings";
+/**
+ * The type of one of Ollama's options: what a Modelfile's `PARAMETER` value is read as.
+ *
+ * @example
+ * ```ts
+ * const kind: OptionKind | undefined = optionKind("temperature"); // "float"
+ * ```
+ */
+export type OptionKind = "int" | "float" | "bool" | "strings";
+type Kind = OptionKind;
 
 const KINDS: Record<string, Kind> = {
   // runner (load time)
@@ -76,6 +85,18 @@ const KINDS: Record<string, Kind> = {
   tfs_z: "float",
   stop: "strings",
 };
+
+/**
+ * The type of an option Ollama knows; undefined for an unknown one.
+ *
+ * @example
+ * ```ts
+ * optionKind("stop"); // "strings"
+ * ```
+ */
+export function optionKind(key: string): OptionKind | undefined {
+  return Object.hasOwn(KINDS, key) ? KINDS[key] : undefined;
+}
 
 /** Ollama's defaults for sampling, sent on every request so results match Ollama's, not llama-server's. */
 export const OLLAMA_SAMPLING_DEFAULTS: Readonly<Record<string, unknown>> = {

@@ -223,7 +223,7 @@ export interface GenerateRequest {
   suffix?: string | null;
   /** System prompt, instead of the model's. */
   system?: string | null;
-  /** Prompt template (Go templates are refused). */
+  /** Prompt template: an Ollama Go template (translated to Jinja for llama-server). */
   template?: string | null;
   /** An earlier response's `context`. */
   context?: number[] | null;
@@ -565,15 +565,15 @@ export interface CreateRequest {
   files?: Record<string, string> | null;
   /** Stream progress lines (default true). */
   stream?: boolean | null;
-  /** Quantization (refused: use `llama-mgr quantize`). */
+  /** Quantize to this type (from an F16, BF16 or F32 model), e.g. `Q4_K_M`. */
   quantize?: string | null;
   /** Quantization (older spelling). */
   quantization?: string | null;
-  /** LoRA adapters (refused). */
+  /** One LoRA adapter uploaded as a blob: file name -> `sha256:<digest>`. */
   adapters?: Record<string, string> | null;
   /** System prompt. */
   system?: string | null;
-  /** Prompt template (Go templates are refused). */
+  /** Prompt template: an Ollama Go template (translated to Jinja for llama-server). */
   template?: string | null;
   /** License text(s). */
   license?: string | string[] | null;

@@ -34,6 +34,12 @@ export interface ModelSettings {
   messages?: Record<string, unknown>[];
   /** License texts. */
   license?: string[];
+  /** The Modelfile's TEMPLATE as given (an Ollama Go template), for `/api/show`. */
+  template?: string;
+  /** Its Jinja translation, the file llama-server is given with `--chat-template-file`. */
+  chatTemplateFile?: string;
+  /** LoRA adapters (GGUF), each given to llama-server with `--lora`. */
+  adapters?: string[];
 }
 
 /**

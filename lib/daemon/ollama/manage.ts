@@ -15,6 +15,9 @@ import { checkParameters } from "../options.ts";
 import { modelFromFile } from "../../models/mod.ts";
 import { type PullEvent, pullKind, verifyModel } from "../../models/pull/mod.ts";
 import { exists } from "../../util/fs.ts";
+import { join } from "node:path";
+import { quantizedName } from "../../convert/quantize.ts";
+import { goTemplateToJinja, TemplateError } from "./template.ts";
 
 /**
  * `POST /api/copy`: 200 with an empty body; 400 for a bad name; 404 for an unknown source.
@@ -172,8 +175,8 @@ async function modelFromBlobs(
     if (facts.type === "adapter") {
       throw new HttpError(
         400,
-        `${file} is a LoRA adapter, not a model: llama-mgr's /api/create does not apply adapters (give ` +
-          "llama-server --lora through a preset's args instead)",
+        `${file} is a LoRA adapter, not a model: give it as an adapter (ADAPTER in a Modelfile, \`adapters\` in ` +
+          "/api/create)",
       );
     }
     if (facts.splitCount > 1) {
@@ -201,9 +204,11 @@ async function modelFromBlobs(
 /**
  * `POST /api/create`: a new name `from` an existing model or from uploaded GGUF files (`files`, blob digests as
  * the Ollama CLI sends them for `FROM ./model.gguf`), with a system prompt, parameters (checked now, used as
- * each request's defaults), messages and a license, as Ollama keeps them. Built on `from`, the base's settings
- * carry over: a new system prompt or messages replace the base's, parameters are merged (the new ones win).
- * `quantize`, `adapters` and a Go `template` are 400s that say what to do instead.
+ * each request's defaults), messages and a license, as Ollama keeps them; a Go `template` (translated to Jinja
+ * for llama-server, 400 naming a construct that has no translation), one LoRA `adapters` blob (served with
+ * `--lora`) and `quantize` (llama-quantize from an F16, BF16 or F32 model into the blob store). Built on `from`,
+ * the base's settings carry over: a new system prompt, template, adapter or messages replace the base's,
+ * parameters are merged (the new ones win).
  *
  * @example
  * ```ts
@@ -214,29 +219,18 @@ export async function handleCreate(ctx: DaemonContext, req: Request): Promise<Re
   const body = await readJsonBody(req, CreateRequestSchema);
   const name = body.model || body.name || "";
   if (!isValidModelName(name)) throw new HttpError(400, `invalid model name '${name}'`);
-  if (body.quantize || body.quantization) {
-    throw new HttpError(
-      400,
-      "quantize is not supported by llama-mgr's /api/create: run `llama-mgr quantize MODEL TYPE` and create " +
-        "from its output (or put it in a models folder)",
-    );
-  }
-  if (body.adapters && Object.keys(body.adapters).length) {
-    throw new HttpError(
-      400,
-      "adapters are not supported by llama-mgr's /api/create: give llama-server --lora through a preset's args",
-    );
-  }
-  if (body.template) {
-    throw new HttpError(
-      400,
-      "TEMPLATE is not supported: llama-server applies the model's own Jinja chat template (from the GGUF), not " +
-        "Ollama's Go templates; to use another, give a preset `args: [--chat-template-file, FILE]`",
-    );
-  }
   const parameters = checkParameters(body.parameters ?? {});
+  let jinja: string | undefined;
+  if (body.template) {
+    try {
+      jinja = goTemplateToJinja(body.template);
+    } catch (err) {
+      if (!(err instanceof TemplateError)) throw err;
+      throw new HttpError(400, `template error: ${err.message}`);
+    }
+  }
   let base: NameRecord;
-  const lines: { status: string }[] = [];
+  const lines: Record<string, unknown>[] = [];
   if (body.from) {
     base = ctx.catalog.recordOf(await findModel(ctx, body.from, { emptyStatus: 400 }));
     lines.push({ status: "using existing layers" });
@@ -246,21 +240,164 @@ export async function handleCreate(ctx: DaemonContext, req: Request): Promise<Re
   } else {
     throw new HttpError(400, "neither 'from' or 'files' was specified");
   }
-  const was = base.settings ?? {};
-  const license = typeof body.license === "string" ? [body.license] : body.license ?? [];
-  const settings: ModelSettings = {
-    ...was,
-    ...(body.system ? { system: body.system } : {}),
-    ...(Object.keys(parameters).length ? { parameters: { ...was.parameters, ...parameters } } : {}),
-    ...(body.messages?.length ? { messages: body.messages.map(withoutNulls) } : {}),
-    ...(license.length ? { license: [...(was.license ?? []), ...license.filter(Boolean)] } : {}),
+  const adapters = body.adapters && Object.keys(body.adapters).length
+    ? await adaptersFromBlobs(ctx, body.adapters)
+    : undefined;
+  const quantize = (body.quantize || body.quantization || "").toUpperCase();
+  let quantizeFrom: string | undefined;
+  let parameterCount = 0;
+  if (quantize) {
+    const facts = (await modelFromFile(base.path)).facts;
+    if (!["F16", "BF16", "F32"].includes(facts.fileType.toUpperCase())) {
+      throw new HttpError(400, "quantization is only supported for F16, BF16 and F32 models");
+    }
+    if (!ctx.quantize) throw new HttpError(400, "this daemon does not quantize");
+    if (facts.fileType.toUpperCase() !== quantize) quantizeFrom = facts.fileType.toUpperCase();
+    parameterCount = Number(facts.parameterCount ?? 0);
+  }
+
+  const work = async (push: (line: Record<string, unknown>) => void) => {
+    for (const l of lines) push(l);
+    if (quantizeFrom) {
+      const status = `quantizing ${quantizeFrom} model to ${quantize}`;
+      const size = (await Deno.stat(base.path)).size;
+      const output = join(
+        ctx.catalog.blobsDir,
+        `${quantizedName(base.path, quantize).replace(/\.gguf$/, "")}-${
+          (await sha256Hex(base.path)).slice(0, 12)
+        }.gguf`,
+      );
+      if (!(await exists(output))) {
+        let last = -1;
+        push({ status, digest: ZERO_DIGEST, total: size, completed: 0 });
+        await ctx.quantize!(base.path, output, quantize, {
+          parameterCount,
+          onProgress: (n, total) => {
+            const pct = Math.floor((n / total) * 100);
+            if (pct === last) return;
+            last = pct;
+            push({ status, digest: ZERO_DIGEST, total: size, completed: Math.round((size * n) / total) });
+          },
+        });
+      }
+      push({ status, digest: ZERO_DIGEST, total: size, completed: size });
+      base = { ...base, path: output };
+    }
+    const was = base.settings ?? {};
+    const license = typeof body.license === "string" ? [body.license] : body.license ?? [];
+    let chatTemplateFile = was.chatTemplateFile;
+    if (jinja !== undefined) {
+      const dir = join(ctx.catalog.blobsDir, "..", "templates");
+      chatTemplateFile = join(dir, `${(await sha256Hex(jinja)).slice(0, 24)}.jinja`);
+      if (!(await exists(chatTemplateFile))) {
+        await Deno.mkdir(dir, { recursive: true });
+        await writeTextAtomic(chatTemplateFile, jinja);
+      }
+    }
+    const settings: ModelSettings = {
+      ...was,
+      ...(body.system ? { system: body.system } : {}),
+      ...(Object.keys(parameters).length ? { parameters: { ...was.parameters, ...parameters } } : {}),
+      ...(body.messages?.length ? { messages: body.messages.map(withoutNulls) } : {}),
+      ...(license.length ? { license: [...(was.license ?? []), ...license.filter(Boolean)] } : {}),
+      ...(jinja !== undefined ? { template: body.template!, chatTemplateFile } : {}),
+      ...(adapters ? { adapters } : {}),
+    };
+    await ctx.catalog.create(name, {
+      ...base,
+      settings: Object.keys(settings).length ? settings : undefined,
+    });
+    push({ status: "writing manifest" });
   };
-  await ctx.catalog.create(name, { ...base, settings: Object.keys(settings).length ? settings : undefined });
-  lines.push({ status: "writing manifest" }, { status: "success" });
-  if (body.stream === false) return jsonResponse({ status: "success" });
+  // Without a quantization the work is quick: done before answering, so that a client that does not read the
+  // lines still finds the name made, and an error is the answer's status.
+  return await streamWork(quantizeFrom ? body.stream : false, work, body.stream !== false);
+}
+
+/** The digest Ollama's progress lines for a quantization carry. */
+const ZERO_DIGEST = "0000000000000000000";
+
+/** The SHA-256 (hex) of a string. */
+async function sha256Hex(s: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s));
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Writes a file through a temporary one, so a reader never sees half of it. */
+async function writeTextAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+/**
+ * Runs a create's work: streamed as progress lines, the last `success` (or `error`: the work runs on even when
+ * the client stops reading); with `stream: false`, one answer once done, a failure as its status (with
+ * `linesAfter`, the lines of the finished work then).
+ */
+async function streamWork(
+  stream: boolean | null | undefined,
+  work: (push: (line: Record<string, unknown>) => void) => Promise<void>,
+  linesAfter = false,
+): Promise<Response> {
+  const lines: Record<string, unknown>[] = [];
+  let wake: (() => void) | undefined;
+  let finished = false;
+  const push = (line: Record<string, unknown>) => {
+    lines.push(line);
+    wake?.();
+  };
+  const done = work(push).then(
+    () => push({ status: "success" }),
+    (err) => {
+      if (stream === false) throw err;
+      push({ error: err instanceof Error ? err.message : String(err) });
+    },
+  ).finally(() => {
+    finished = true;
+    wake?.();
+  });
+  if (stream === false) {
+    await done;
+    if (!linesAfter) return jsonResponse({ status: "success" });
+  }
+  done.catch(() => {});
   return await ndjsonResponse((async function* () {
-    yield* lines;
+    for (;;) {
+      while (lines.length) yield lines.shift()!;
+      if (finished) return;
+      await new Promise<void>((r) => wake = r);
+      wake = undefined;
+    }
   })());
+}
+
+/** The uploaded LoRA adapter (`adapters`: file name -> blob digest): one, a GGUF of type adapter. */
+async function adaptersFromBlobs(ctx: DaemonContext, files: Record<string, string>): Promise<string[]> {
+  const entries = Object.entries(files);
+  if (entries.length > 1) throw new HttpError(400, "only one adapter is currently supported");
+  const out: string[] = [];
+  for (const [file, digest] of entries) {
+    if (!validFilePath(file)) throw new HttpError(400, "file path must be relative");
+    const path = blobPath(ctx, digest, file);
+    if (!(await exists(path))) {
+      throw new HttpError(
+        400,
+        `blob ${digest} (${file}) not found: upload it first with POST /api/blobs/${digest}`,
+      );
+    }
+    let facts;
+    try {
+      facts = (await modelFromFile(path)).facts;
+    } catch (err) {
+      throw new HttpError(400, `supplied file was not in GGUF format: ${file}: ${(err as Error).message}`);
+    }
+    if (facts.type !== "adapter") {
+      throw new HttpError(400, `${file} is not a LoRA adapter (a GGUF with general.type "adapter")`);
+    }
+    out.push(path);
+  }
+  return out;
 }
 
 /** An object without its null and undefined fields. */

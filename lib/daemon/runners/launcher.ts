@@ -148,6 +148,13 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       // The daemon keeps connections to llama-server alive (stream_client.ts); llama-server's HTTP server holds
       // a thread per open connection, so give it enough that idle kept-alive connections never starve new ones.
       if (!has("--threads-http")) args.push("--threads-http", "64");
+      // What /api/create set on the name: a TEMPLATE (translated to Jinja) unless the preset gives its own, and
+      // ADAPTER LoRAs.
+      const made = spec.model.settings;
+      if (!spec.embedding && made?.chatTemplateFile && !has("--chat-template-file", "--chat-template")) {
+        args.push("--chat-template-file", made.chatTemplateFile);
+      }
+      for (const lora of made?.adapters ?? []) args.push("--lora", lora);
       if (spec.embedding) {
         args.push("--embeddings", "-b", String(ctx), "-ub", String(ctx));
         if (!embeddingOnly(spec.model.entry)) args.push("--pooling", "mean");

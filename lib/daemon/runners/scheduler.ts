@@ -250,6 +250,21 @@ interface Runner extends RunnerInfo {
 }
 
 /**
+ * What one llama-server serves: the model file, and the chat template and LoRA adapters a created name gives it
+ * (they are llama-server flags, so names that differ in them need servers of their own).
+ *
+ * @example
+ * ```ts ignore
+ * runnerKey(model); // "/models/smol.gguf" or "/models/smol.gguf|template=/data/daemon/templates/1a2b.jinja"
+ * ```
+ */
+export function runnerKey(model: CatalogModel): string {
+  const s = model.settings;
+  return model.entry.path + (s?.chatTemplateFile ? `|template=${s.chatTemplateFile}` : "") +
+    (s?.adapters?.length ? `|lora=${s.adapters.join(",")}` : "");
+}
+
+/**
  * The llama-server name of a model's runner: file-name-safe, from the model's file.
  *
  * @example
@@ -261,7 +276,7 @@ export function runnerServerName(model: CatalogModel, embedding: boolean): strin
   const slug = model.entry.path.split("/").pop()!.replace(/\.gguf$/i, "").replace(/[^A-Za-z0-9_.-]+/g, "-")
     .slice(0, 40);
   let h = 0;
-  for (const c of model.entry.path) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  for (const c of runnerKey(model)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
   return `daemon-${slug}-${h.toString(16)}${embedding ? "-e" : ""}`;
 }
 
@@ -392,7 +407,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const acquireRunner = async (req: AcquireRequest): Promise<Lease> => {
     const embedding = req.embedding ?? false;
     const load = effective(req);
-    const key = req.model.entry.path;
+    const key = runnerKey(req.model);
     const want = loadKey(load) + (embedding ? "+embed" : "");
     const t0 = performance.now();
     while (true) {
@@ -499,7 +514,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   return {
     acquire,
     async expire(model) {
-      const r = runners.get(model.entry.path);
+      const r = runners.get(runnerKey(model));
       if (!r) return;
       r.expireWhenIdle = true;
       r.keepAliveMs = 0;

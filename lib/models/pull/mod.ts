@@ -21,7 +21,14 @@ import { parseHfRef, pullHuggingFace } from "./huggingface.ts";
 import { pullOllama } from "./ollama.ts";
 import { download } from "./download.ts";
 
-/** One progress line, as Ollama's `/api/pull` streams them. */
+/**
+ * One progress line, as Ollama's `/api/pull` streams them.
+ *
+ * @example
+ * ```ts
+ * const line: PullEvent = { status: "pulling 3f1a2b3c4d5e", digest: "sha256:3f1a...", total: 100, completed: 40 };
+ * ```
+ */
 export interface PullEvent {
   /** `pulling manifest`, `pulling <12 hex>`, `verifying sha256 digest`, `writing manifest`, `success`. */
   status: string;
@@ -33,7 +40,14 @@ export interface PullEvent {
   completed?: number;
 }
 
-/** Options for {@linkcode pullModel}. */
+/**
+ * Options for {@linkcode pullModel}.
+ *
+ * @example
+ * ```ts
+ * const options: PullOptions = { insecure: true, onProgress: (e) => console.log(e.status) };
+ * ```
+ */
 export interface PullOptions {
   /** Plain HTTP to a registry (Ollama's `--insecure`). */
   insecure?: boolean;
@@ -51,7 +65,14 @@ export interface PullOptions {
   fetch?: typeof fetch;
 }
 
-/** What a pull got. */
+/**
+ * What a pull got.
+ *
+ * @example
+ * ```ts ignore
+ * const { name, files } = await pullModel(paths, config, "qwen3:4b");
+ * ```
+ */
 export interface PullResult {
   /** The name to use the model by. */
   name: string;
@@ -63,7 +84,15 @@ export interface PullResult {
   fetchedBytes: number;
 }
 
-/** What kind of reference `ref` is: a Hugging Face one, a URL of a file, an Ollama name, or none. */
+/**
+ * What kind of reference `ref` is: a Hugging Face one, a URL of a file, an Ollama name, or none.
+ *
+ * @example
+ * ```ts
+ * pullKind("hf.co/org/repo:Q4_K_M"); // "huggingface"
+ * pullKind("qwen3:4b"); // "ollama"
+ * ```
+ */
 export function pullKind(
   ref: string,
   env: Record<string, string | undefined> = {},
