@@ -76,6 +76,27 @@ Deno.test({
           assertEquals(whole.status, 500);
         });
 
+        await t.step(
+          "deleting a pulled model removes its manifest and the blobs nothing else uses",
+          async () => {
+            const copy = await post(`${url}/api/copy`, { source: name, destination: "kept" });
+            assertEquals(copy.status, 200);
+            const del = await fetch(`${url}/api/delete`, {
+              method: "DELETE",
+              body: JSON.stringify({ model: name }),
+            });
+            assertEquals(del.status, 200, await del.text());
+            const tags = await (await fetch(`${url}/api/tags`)).json();
+            const names = tags.models.map((m: { name: string }) => m.name);
+            assert(!names.includes(name.toLowerCase()), names.join(", "));
+            assertEquals(await Array.fromAsync(Deno.readDir(`${dataDir}/ollama/manifests`)), []);
+            // The copy stands on the model blob, which stays; the system prompt's blob goes.
+            const left = (await Array.fromAsync(Deno.readDir(`${dataDir}/ollama/blobs`))).map((e) => e.name);
+            assertEquals(left.length, 1, left.join(", "));
+            assert(names.includes("kept:latest"), names.join(", "));
+          },
+        );
+
         await t.step("an unknown tag ends the stream with an error line; stream false is a 404", async () => {
           const lines = await readNdjson(
             await post(`${url}/api/pull`, { model: `${reg.host}/library/smol:nope`, insecure: true }),

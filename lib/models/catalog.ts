@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import { readJson, writeJsonAtomic } from "../util/fs.ts";
 import { type ModelEntry, modelFromFile } from "./index.ts";
+import { ollamaPullDir, removeFromOllamaStore } from "./sources.ts";
 import { normalizeName } from "./names.ts";
 import { findByName, resolveByName } from "./resolve.ts";
 import { ForeignModelError, ModelStoreError } from "./errors.ts";
@@ -166,6 +167,7 @@ export function createCatalog(options: CatalogOptions): Catalog {
   const namesFile = join(options.paths.dataDir, "daemon", "names.json");
   const blobsDir = join(options.paths.dataDir, "daemon", "blobs");
   const inBlobs = (path: string) => path.startsWith(blobsDir + "/");
+  const inPulled = (path: string) => path.startsWith(join(ollamaPullDir(options.paths), "blobs") + "/");
   // Models made from uploaded files: their blobs never change (they are named by their content), so each is
   // read once.
   const blobEntries = new Map<string, Promise<ModelEntry | undefined>>();
@@ -242,7 +244,10 @@ export function createCatalog(options: CatalogOptions): Catalog {
     const names = await readNames();
     const made: CatalogModel[] = [];
     for (const [name, rec] of Object.entries(names.names)) {
-      const entry = inBlobs(rec.path) ? await blobEntry(rec.path) : all.find((e) => e.path === rec.path);
+      // A name on a pulled model's blob outlives the model's own name (the blob stays while a name uses it):
+      // blobs are named by their content, so they are read once, like uploaded ones.
+      const entry = inBlobs(rec.path) ? await blobEntry(rec.path) : all.find((e) => e.path === rec.path) ??
+        (inPulled(rec.path) ? await blobEntry(rec.path) : undefined);
       if (!entry) continue;
       const mmproj = rec.mmproj ?? entry.mmproj;
       made.push({
@@ -349,6 +354,16 @@ export function createCatalog(options: CatalogOptions): Catalog {
           blobEntries.delete(file);
           await Deno.remove(file).catch(() => {});
         }
+        return;
+      }
+      if (model.entry.source === "pulled") {
+        // llama-mgr's own store of pulled models: the manifest goes, and the blobs nothing else uses (blobs a
+        // name made through the API stands on stay).
+        const keep = new Set(Object.values(names.names).flatMap((r) => [r.path, r.mmproj ?? ""]));
+        if (!await removeFromOllamaStore(ollamaPullDir(options.paths), model.entry.name, keep)) {
+          throw new ModelStoreError(`no manifest for '${model.name}' in ${ollamaPullDir(options.paths)}`);
+        }
+        invalidate();
         return;
       }
       const modelsDir = options.paths.modelsDir.replace(/\/+$/, "") + "/";

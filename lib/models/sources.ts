@@ -228,6 +228,65 @@ export function ollamaPullDir(paths: Paths): string {
   return join(paths.dataDir, "ollama");
 }
 
+/**
+ * Removes a model from an Ollama-layout store that llama-mgr owns (the pulled store): its manifest, then every
+ * blob no remaining manifest lists and `keep` does not name (as Ollama prunes unused layers). Returns false
+ * when no manifest has that name.
+ *
+ * @example
+ * ```ts ignore
+ * await removeFromOllamaStore(ollamaPullDir(paths), "smol:latest");
+ * ```
+ */
+export async function removeFromOllamaStore(
+  root: string,
+  name: string,
+  keep: ReadonlySet<string> = new Set(),
+): Promise<boolean> {
+  const manifests = join(root, "manifests");
+  const all: { rel: string[]; full: string }[] = [];
+  const visit = async (dir: string, rel: string[]) => {
+    for await (const e of Deno.readDir(dir)) {
+      const full = join(dir, e.name);
+      if (e.isDirectory && rel.length < 3) await visit(full, [...rel, e.name]);
+      else if (e.isFile && rel.length === 3) all.push({ rel: [...rel, e.name], full });
+    }
+  };
+  await visit(manifests, []).catch(() => {});
+  const target = all.find((m) => ollamaNameFromManifest(m.rel)?.toLowerCase() === name.toLowerCase());
+  if (!target) return false;
+  await Deno.remove(target.full);
+  // Empty folders up to manifests/ go too.
+  for (let depth = 3; depth >= 1; depth--) {
+    await Deno.remove(join(manifests, ...target.rel.slice(0, depth))).catch(() => {});
+  }
+  const used = new Set<string>();
+  for (const m of all) {
+    if (m === target) continue;
+    try {
+      const manifest = JSON.parse(await Deno.readTextFile(m.full)) as {
+        config?: { digest?: string };
+        layers?: { digest?: string }[];
+      };
+      for (const d of [manifest.config?.digest, ...(manifest.layers ?? []).map((l) => l.digest)]) {
+        const hex = d?.match(OLLAMA_DIGEST)?.[1];
+        if (hex) used.add(`sha256-${hex.toLowerCase()}`);
+      }
+    } catch {
+      // An unreadable manifest: keep every blob rather than risk one it needs.
+      return true;
+    }
+  }
+  const blobs = await Array.fromAsync(Deno.readDir(join(root, "blobs"))).catch(() => []);
+  for (const e of blobs) {
+    const path = join(root, "blobs", e.name);
+    if (e.isFile && /^sha256-[0-9a-f]{64}$/.test(e.name) && !used.has(e.name) && !keep.has(path)) {
+      await Deno.remove(path).catch(() => {});
+    }
+  }
+  return true;
+}
+
 /** Ollama's display name for a manifest path below `manifests/`. */
 export function ollamaNameFromManifest(rel: string[]): string | undefined {
   if (rel.length !== 4) return undefined;
