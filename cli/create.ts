@@ -7,6 +7,7 @@
  * @module
  */
 import { dirname, isAbsolute, join, resolve } from "node:path";
+import { createHash } from "node:crypto";
 import type { Command } from "./command.ts";
 import { str } from "./args.ts";
 import { connect } from "./connect.ts";
@@ -22,9 +23,11 @@ function expandPath(p: string, relativeTo: string): string {
 
 /** The SHA-256 digest of a file, as the blob store names it. */
 async function fileDigest(path: string): Promise<string> {
-  // Read whole: Web Crypto has no streaming digest.
-  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return "sha256:" + [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  // Streamed: a model of many gigabytes is never held in memory.
+  const hash = createHash("sha256");
+  const f = await Deno.open(path);
+  for await (const chunk of f.readable) hash.update(chunk);
+  return "sha256:" + hash.digest("hex");
 }
 
 /** The `create` command. */
