@@ -70,7 +70,12 @@ function stats(l: ChatLine): string {
 }
 
 /** Makes sure the daemon has the model, pulling it when it does not; returns its capabilities. */
-async function ensureModel(ctx: Context, client: DaemonClient, model: string): Promise<string[]> {
+async function ensureModel(
+  ctx: Context,
+  client: DaemonClient,
+  model: string,
+  insecure = false,
+): Promise<string[]> {
   try {
     return (await client.json<{ capabilities?: string[] }>("POST", "/api/show", { model })).capabilities ??
       [];
@@ -80,7 +85,10 @@ async function ensureModel(ctx: Context, client: DaemonClient, model: string): P
   ctx.info(`pulling ${model}`);
   let last = "";
   for await (
-    const l of client.lines<{ status?: string; total?: number; completed?: number }>("/api/pull", { model })
+    const l of client.lines<{ status?: string; total?: number; completed?: number }>("/api/pull", {
+      model,
+      ...(insecure ? { insecure } : {}),
+    })
   ) {
     const line = l.total
       ? `${l.status} ${Math.floor(((l.completed ?? 0) / l.total) * 100)}%`
@@ -369,7 +377,9 @@ async function interactive(ctx: Context, client: DaemonClient, s: Session): Prom
 export const runCommand: Command = {
   name: "run",
   summary: "chat with a model (pulled first when missing), or answer one prompt (as `ollama run`)",
-  usage: ["run MODEL [PROMPT...] [--format json] [--think|--nothink] [--verbose] [--keepalive 5m]"],
+  usage: [
+    "run MODEL [PROMPT...] [--format json] [--think|--nothink] [--verbose] [--keepalive 5m] [--insecure]",
+  ],
   examples: [
     "llama-mgr run qwen3:4b",
     'llama-mgr run qwen3:4b "Why is the sky blue?"',
@@ -393,6 +403,10 @@ export const runCommand: Command = {
       value: "DURATION",
       description: "how long the model stays loaded (e.g. 5m)",
     },
+    insecure: {
+      type: "boolean",
+      description: "pull over plain HTTP from a registry (when the model is missing)",
+    },
   },
   async run(ctx: Context, args: ParsedArgs) {
     const [model, ...words] = args.positionals;
@@ -406,7 +420,7 @@ export const runCommand: Command = {
       think: bool(args, "think") ? true : bool(args, "nothink") ? false : undefined,
       verbose: bool(args, "verbose"),
       keepAlive: str(args, "keepalive"),
-      capabilities: await ensureModel(ctx, client, model),
+      capabilities: await ensureModel(ctx, client, model, bool(args, "insecure")),
     };
     const piped = !Deno.stdin.isTerminal();
     if (words.length || piped) {

@@ -8,6 +8,8 @@ import { Ollama } from "ollama";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { cli, smolModelPath, testInstance } from "./_fixtures.ts";
 import { Registry } from "./_registry.ts";
+import { findFreePort } from "../lib/server/ports.ts";
+import { pidAlive } from "../lib/util/process.ts";
 import { post, readNdjson, withDaemon } from "./_daemon.ts";
 
 const te = new TextEncoder();
@@ -151,6 +153,53 @@ Deno.test({
       assertEquals(models.code, 0, models.stderr);
       assertStringIncludes(models.stdout, name.toLowerCase());
     } finally {
+      await reg.close();
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "llama-mgr run of a model the daemon lacks pulls it through the daemon, then answers",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const { paths: shared } = await testInstance();
+    const reg = await registry();
+    const tmp = await Deno.makeTempDir({ prefix: "llama-mgr-run-pull-" });
+    const data = `${tmp}/data`;
+    const config = `${tmp}/config.yaml`;
+    const port = findFreePort();
+    try {
+      await Deno.mkdir(`${data}/instances`, { recursive: true });
+      await Deno.symlink(`${shared.instancesDir}/cpu`, `${data}/instances/cpu`);
+      await Deno.writeTextFile(
+        config,
+        "models:\n  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }\n",
+      );
+      const name = `${reg.host}/library/smol:latest`;
+      const r = await cli(
+        ["-d", data, "--config", config, "-i", "cpu", "run", "--insecure", name, "Say hi"],
+        {
+          env: { OLLAMA_HOST: `127.0.0.1:${port}` },
+        },
+      );
+      assertEquals(r.code, 0, r.stderr);
+      assertStringIncludes(r.stderr, `pulling ${name}`);
+      assertStringIncludes(r.stderr, "success");
+      assert(r.stdout.trim().length > 0, "no answer");
+      const tags = await (await fetch(`http://127.0.0.1:${port}/api/tags`)).json();
+      assert(tags.models.some((m: { name: string }) => m.name === name.toLowerCase()), JSON.stringify(tags));
+    } finally {
+      const pids = new TextDecoder().decode(
+        (await new Deno.Command("pgrep", { args: ["-f", `${data} --config ${config} -i cpu daemon`] })
+          .output())
+          .stdout,
+      ).trim().split("\n").map(Number).filter((p) => p && p !== Deno.pid);
+      for (const pid of pids) Deno.kill(pid, "SIGTERM");
+      for (const pid of pids) {
+        for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      }
       await reg.close();
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
