@@ -75,6 +75,11 @@ export async function main(argv: string[]): Promise<number> {
       console.log(target ? commandHelp(await target.load()) : mainHelp());
       return 0;
     }
+    if (name === "__complete") {
+      // Hidden: the completion scripts' source of instance and model names.
+      const args = parseFlags(after, {}, name, { leading: before });
+      return await (await import("./completion.ts")).complete(createContext(args), args.positionals[0]);
+    }
     const entry = COMMANDS.find((c) => c.name === name);
     if (!entry) {
       const guess = closest(name, COMMANDS.map((c) => c.name));
