@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { Context } from "./command.ts";
 import { bool, int, type ParsedArgs, str } from "./args.ts";
 import { selfCommand } from "./self.ts";
@@ -82,9 +82,14 @@ export async function installService(ctx: Context, args: ParsedArgs): Promise<nu
   if (host) argv.push("--host", host);
   if (port !== undefined) argv.push("--port", String(port));
   const runAs = env.SUDO_USER || env.USER;
+  const serviceVars = serviceEnv(env);
+  // The `deno install` shim runs `deno` from PATH, which a service's PATH may not hold.
+  if (argv[0] !== Deno.execPath() && /^deno(\.exe)?$/.test(basename(Deno.execPath()))) {
+    serviceVars.PATH = `${dirname(Deno.execPath())}:/usr/local/bin:/usr/bin:/bin`;
+  }
   const spec: ServiceSpec = {
     argv,
-    env: serviceEnv(env),
+    env: serviceVars,
     user,
     runAs: runAs && runAs !== "root" ? runAs : undefined,
     logFile: join(ctx.paths.logsDir, "daemon.log"),
