@@ -34,7 +34,10 @@ export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
   json: { type: "boolean", description: "print data as JSON" },
   quiet: { type: "boolean", short: "q", description: "print only results and errors" },
   help: { type: "boolean", short: "h", description: "show help" },
-  version: { type: "boolean", description: "print llama-mgr's version" },
+  version: {
+    type: "boolean",
+    description: "print llama-mgr's version (with -v, each instance's llama.cpp too)",
+  },
 };
 
 /** Parsed command line. */

@@ -66,9 +66,9 @@ export function createContext(args: ParsedArgs, env?: Record<string, string | un
     instance: typeof args.flags.instance === "string" ? args.flags.instance : undefined,
     print: (text) => console.log(text),
     info: (text) => {
-      if (!quiet) console.error(text);
+      if (!quiet) console.error(useColor("stderr") ? paint.cyan(text) : text);
     },
-    warn: (text) => console.error(`warning: ${text}`),
+    warn: (text) => console.error(`${useColor("stderr") ? paint.yellow("warning:") : "warning:"} ${text}`),
   };
 }
 
@@ -96,9 +96,33 @@ export function commandHelp(cmd: Command): string {
   return out.join("\n");
 }
 
-/** Renders rows as an aligned text table. */
-export function table(headers: string[], rows: string[][]): string {
+/**
+ * Whether to colour what goes to a stream: only a terminal, and not with `NO_COLOR` set to anything
+ * (no-color.org) or `TERM=dumb`. Piped output stays plain, byte for byte what it was.
+ */
+export function useColor(
+  stream: "stdout" | "stderr",
+  options: { env?: Record<string, string | undefined>; isTerminal?: boolean } = {},
+): boolean {
+  const env = options.env ?? { NO_COLOR: Deno.env.get("NO_COLOR"), TERM: Deno.env.get("TERM") };
+  if (env.NO_COLOR || env.TERM === "dumb") return false;
+  return options.isTerminal ?? (stream === "stdout" ? Deno.stdout : Deno.stderr).isTerminal();
+}
+
+const sgr = (open: number, close: number) => (text: string) => `\x1b[${open}m${text}\x1b[${close}m`;
+
+/** ANSI styles, for text {@linkcode useColor} said may be coloured. */
+export const paint = {
+  bold: sgr(1, 22),
+  red: sgr(31, 39),
+  yellow: sgr(33, 39),
+  cyan: sgr(36, 39),
+};
+
+/** Renders rows as an aligned text table; the header bold when stdout is a terminal (see {@linkcode useColor}). */
+export function table(headers: string[], rows: string[][], options: { color?: boolean } = {}): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd();
-  return [line(headers), ...rows.map(line)].join("\n");
+  const head = line(headers);
+  return [(options.color ?? useColor("stdout")) ? paint.bold(head) : head, ...rows.map(line)].join("\n");
 }

@@ -129,4 +129,9 @@ export const COMMANDS: CommandEntry[] = [
     summary: "compute an importance matrix (llama-imatrix with good defaults) for quantize --imatrix",
     load: async () => (await import("./imatrix.ts")).imatrixCommand,
   },
+  {
+    name: "completion",
+    summary: "print a shell completion script (bash, zsh or fish)",
+    load: async () => (await import("./completion.ts")).completionCommand,
+  },
 ];

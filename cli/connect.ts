@@ -5,30 +5,16 @@
  *
  * @module
  */
-import { basename, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import type { Context } from "./command.ts";
 import { createDaemonClient, type DaemonClient, daemonUrl, ensureDaemon } from "../lib/daemon/client.ts";
-import { DAEMON_V8_FLAGS } from "../lib/version.ts";
+import { selfCommand } from "./self.ts";
 
 /** The command line that runs this program's daemon: `deno run ... cli/main.ts daemon`, or the compiled binary. */
 function daemonArgv(ctx: Context): string[] {
   const globals = ["-d", ctx.paths.dataDir, "--config", ctx.paths.configFile];
   if (ctx.instance) globals.push("-i", ctx.instance);
-  const exe = Deno.execPath();
-  const main = new URL("./main.ts", import.meta.url);
-  if (main.protocol === "file:" && /^deno(\.exe)?$/.test(basename(exe))) {
-    return [
-      exe,
-      "run",
-      "-A",
-      `--v8-flags=${DAEMON_V8_FLAGS.join(",")}`,
-      fileURLToPath(main),
-      ...globals,
-      "daemon",
-    ];
-  }
-  return [exe, ...globals, "daemon"];
+  return [...selfCommand(), ...globals, "daemon"];
 }
 
 /**

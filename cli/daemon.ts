@@ -1,22 +1,31 @@
 /**
  * `llama-mgr daemon`: serve the Ollama API (and OpenAI's) on top of llama-server until SIGINT/SIGTERM, then stop
- * every llama-server it started.
+ * every llama-server it started. `daemon install-service` and `uninstall-service` make it a systemd or launchd
+ * service.
  *
  * @module
  */
 import type { Command } from "./command.ts";
 import { int, str } from "./args.ts";
 import { startDaemon } from "../lib/daemon/daemon.ts";
+import { UserError } from "../lib/util/errors.ts";
+import { installService, uninstallService } from "./service.ts";
 
 /** The `daemon` command. */
 export const daemonCommand: Command = {
   name: "daemon",
   summary: "serve the Ollama API (and OpenAI's /v1) on top of llama-server",
-  usage: ["daemon [--host ADDR] [--port N]"],
+  usage: [
+    "daemon [--host ADDR] [--port N]",
+    "daemon install-service [--user] [--print] [--host ADDR] [--port N]",
+    "daemon uninstall-service [--user]",
+  ],
   examples: [
     "llama-mgr daemon",
     "llama-mgr daemon --port 11500",
     "OLLAMA_HOST=0.0.0.0:11434 llama-mgr daemon",
+    "llama-mgr daemon install-service --user",
+    "llama-mgr daemon install-service --print",
     'curl localhost:11434/api/chat -d \'{"model":"qwen3:4b","messages":[{"role":"user","content":"hi"}]}\'',
   ],
   details: [
@@ -26,12 +35,29 @@ export const daemonCommand: Command = {
     "Environment: OLLAMA_HOST (listen address), OLLAMA_KEEP_ALIVE (default keep_alive), OLLAMA_ORIGINS",
     "(extra allowed browser origins), LLAMA_MGR_API_KEY (require `Authorization: Bearer <key>`).",
     "Config: the `daemon` section (host, port, keep_alive, origins, api_key, max_loaded_models).",
+    "",
+    "install-service writes a systemd unit (~/.config/systemd/user/llama-mgr.service with --user, else",
+    "/etc/systemd/system/llama-mgr.service) or on macOS a launchd plist, running this same program with",
+    "the data dir, config, host, port and the OLLAMA_* variables set now; then enables and starts it when",
+    "systemctl works, or says what to run. uninstall-service stops, disables and removes it.",
   ].join("\n"),
   flags: {
     host: { type: "string", value: "ADDR", description: "address to listen on (default 127.0.0.1)" },
     port: { type: "string", short: "p", value: "N", description: "port (default 11434)" },
+    user: { type: "boolean", description: "install-service: a user service instead of a system one" },
+    print: { type: "boolean", description: "install-service: print the service file instead of writing it" },
   },
   async run(ctx, args) {
+    const [sub, ...extra] = args.positionals;
+    if (sub !== undefined) {
+      if (extra.length) throw new UserError(`daemon ${sub}: unexpected argument '${extra[0]}'`);
+      if (sub === "install-service") return await installService(ctx, args);
+      if (sub === "uninstall-service") return await uninstallService(ctx, args);
+      throw new UserError(`daemon: unknown subcommand '${sub}'`, {
+        hint: "use `llama-mgr daemon`, `daemon install-service` or `daemon uninstall-service`",
+        exitCode: 2,
+      });
+    }
     const config = await ctx.config();
     const daemon = await startDaemon({
       paths: ctx.paths,

@@ -5,7 +5,7 @@
  * @module
  */
 import { parseFlags } from "./args.ts";
-import { type Command, commandHelp, createContext } from "./command.ts";
+import { type Command, commandHelp, createContext, paint, useColor } from "./command.ts";
 import { COMMANDS } from "./commands.ts";
 import { formatError, UserError } from "../lib/util/errors.ts";
 import { CommandError } from "../lib/util/run.ts";
@@ -42,6 +42,32 @@ function closest(word: string, names: string[]): string | undefined {
   return bestD <= 2 ? best : undefined;
 }
 
+/** `--version -v`: llama-mgr's version, then each instance's llama.cpp version (build and commit) and backend. */
+async function versions(before: string[]): Promise<number> {
+  const { listInstances } = await import("../lib/llamacpp/instances.ts");
+  const args = parseFlags(before.filter((a) => a !== "-v" && a !== "--verbose"), {}, "--version");
+  const ctx = createContext(args);
+  const instances = await listInstances(ctx.paths);
+  if (ctx.json) {
+    ctx.print(JSON.stringify({
+      version: VERSION,
+      instances: instances.map((i) => ({
+        name: i.name,
+        version: i.version,
+        commit: i.commit,
+        backend: i.arch,
+      })),
+    }));
+    return 0;
+  }
+  ctx.print(`llama-mgr ${VERSION}`);
+  if (!instances.length) ctx.print("no llama.cpp instances installed");
+  for (const i of instances) {
+    ctx.print(`${i.name}: llama.cpp ${i.version || "unknown"}, backend ${i.arch}`);
+  }
+  return 0;
+}
+
 /**
  * Runs the CLI with the given arguments and returns the exit code.
  *
@@ -64,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (name === undefined) {
       if (before.includes("--version")) {
+        if (before.includes("-v") || before.includes("--verbose")) return await versions(before);
         console.log(VERSION);
         return 0;
       }
@@ -74,6 +101,11 @@ export async function main(argv: string[]): Promise<number> {
       const target = COMMANDS.find((c) => c.name === after[0]);
       console.log(target ? commandHelp(await target.load()) : mainHelp());
       return 0;
+    }
+    if (name === "__complete") {
+      // Hidden: the completion scripts' source of instance and model names.
+      const args = parseFlags(after, {}, name, { leading: before });
+      return await (await import("./completion.ts")).complete(createContext(args), args.positionals[0]);
     }
     const entry = COMMANDS.find((c) => c.name === name);
     if (!entry) {
@@ -100,7 +132,12 @@ export async function main(argv: string[]): Promise<number> {
     const code = await cmd.run(ctx, args);
     return code ?? 0;
   } catch (err) {
-    console.error(formatError(err));
+    const text = formatError(err);
+    console.error(
+      useColor("stderr")
+        ? text.replace(/^error:/, paint.red(paint.bold("error:"))).replace(/^hint:/m, paint.cyan("hint:"))
+        : text,
+    );
     if (err instanceof UserError) return err.exitCode;
     if (err instanceof CommandError) return 1;
     if (!(err instanceof Error) || Deno.env.get("LLAMA_MGR_DEBUG")) console.error(err);
