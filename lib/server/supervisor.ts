@@ -78,6 +78,11 @@ export interface ServerSpec {
   args?: string[];
   /** Environment for the process (e.g. CUDA_VISIBLE_DEVICES). */
   env?: Record<string, string>;
+  /**
+   * API key llama-server requires on every request but `/health` and `/models`. Given to it as `LLAMA_API_KEY`
+   * in its environment, never on its command line (which `ps` shows to every user) nor in its record.
+   */
+  apiKey?: string;
   /** How long to wait for `/health` (default 120 s). */
   readyTimeoutMs?: number;
   /** Who starts it. */
@@ -346,6 +351,9 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "
 /** llama-server flags the supervisor sets itself; passed through they would make its records lie. */
 const OWNED_FLAGS = ["-m", "--model", "--port", "--host"];
 
+/** The variable llama-server reads as `--api-key` (common/arg.cpp). */
+const API_KEY_ENV = "LLAMA_API_KEY";
+
 const BIND_FAILURE = /couldn't bind|address already in use/i;
 
 /**
@@ -475,7 +483,7 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
     // Detached in its own session, output appended to the log: it outlives this process and the terminal.
     child = new Deno.Command("sh", {
       args: ["-c", 'log="$1"; shift; exec "$@" >>"$log" 2>&1 </dev/null', "sh", logFile, ...argv],
-      env: spec.env,
+      env: spec.apiKey === undefined ? spec.env : { ...spec.env, [API_KEY_ENV]: spec.apiKey },
       detached: true,
       stdin: "null",
       stdout: "null",
