@@ -242,6 +242,20 @@ export function setUpstreamKey(base: string, key: string | undefined, ifKey?: st
   else keys.set(host, key);
 }
 
+/**
+ * The header that authorises a request to the llama-server at `base` (empty when it has no key): for callers
+ * that talk to a runner without this client, such as tests reading `/props` or `/slots`.
+ *
+ * @example
+ * ```ts
+ * await fetch("http://127.0.0.1:8080/props", { headers: upstreamAuth("http://127.0.0.1:8080") });
+ * ```
+ */
+export function upstreamAuth(base: string): Record<string, string> {
+  const key = keys.get(new URL(base).host);
+  return key === undefined ? {} : { authorization: `Bearer ${key}` };
+}
+
 /** Closes every pooled connection to `base`, and any being opened (when its server stops). */
 export function dropConnections(base: string): void {
   dropHost(new URL(base).host);
