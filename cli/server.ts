@@ -81,6 +81,7 @@ async function start(ctx: Context, args: ParsedArgs): Promise<number> {
       ngl: int(args, "ngl", "server start") ?? preset?.ngl,
       args: [...(preset?.args ?? []), ...args.rest],
       env: preset?.env,
+      apiKey: str(args, "api-key"),
       alias: entry?.name,
       readyTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,
       signal: ac.signal,
@@ -150,11 +151,11 @@ export const serverCommand: Command = {
   name: "server",
   summary: "start, list, inspect and stop supervised llama-server processes",
   usage: [
-    "server start MODEL|PRESET [--name N] [--port auto|N] [--ctx N] [--ngl N] [-i INSTANCE] [-- LLAMA-SERVER FLAGS]",
+    "server start MODEL|PRESET [--name N] [--port auto|N] [--ctx N] [--ngl N] [--api-key KEY] [-i INSTANCE] [-- LLAMA-SERVER FLAGS]",
     "server list [--json]",
     "server status NAME [--json]",
     "server logs NAME [-f] [-n LINES]",
-    "server restart NAME",
+    "server restart NAME [--api-key KEY]",
     "server stop NAME | --all",
     "server rm NAME",
   ],
@@ -187,6 +188,12 @@ export const serverCommand: Command = {
     follow: { type: "boolean", short: "f", description: "logs: keep printing new lines" },
     lines: { type: "string", short: "n", value: "N", description: "logs: how many lines (default 100)" },
     all: { type: "boolean", description: "stop: every running server" },
+    "api-key": {
+      type: "string",
+      value: "KEY",
+      description:
+        "start, restart: require this key (given through LLAMA_API_KEY, never on the command line)",
+    },
   },
   async run(ctx, args) {
     const [sub, name] = args.positionals;
@@ -255,7 +262,7 @@ export const serverCommand: Command = {
       }
       case "restart": {
         if (!name) throw new UserError("server restart needs a name");
-        const s = await restartServer(ctx.paths, name);
+        const s = await restartServer(ctx.paths, name, { apiKey: str(args, "api-key") });
         ctx.print(`restarted '${s.name}' at ${s.url} (pid ${s.pid})`);
         return 0;
       }

@@ -13,6 +13,7 @@ import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { type DaemonHandle, startDaemon } from "../lib/daemon/daemon.ts";
 import { run } from "../lib/util/run.ts";
+import { upstreamAuth } from "../lib/daemon/upstream/client.ts";
 
 /** The template file that gives SmolLM2 a tool-call format llama-server parses (Qwen 2.5's). */
 export const TOOLS_TEMPLATE: string = new URL("./clients/qwen2.5-tools.jinja", import.meta.url).pathname;
@@ -105,6 +106,23 @@ export async function readNdjson(res: Response): Promise<Record<string, any>[]> 
   const lines = text.slice(0, -1).split("\n");
   for (const l of lines) if (l.trim() === "") throw new Error("NDJSON body has a blank line");
   return lines.map((l) => JSON.parse(l));
+}
+
+/**
+ * A request straight to one of the daemon's llama-servers (`base` from `daemon.ctx.scheduler.list()`), with the
+ * API key the daemon gave it; a body other than a string is sent as JSON with POST.
+ *
+ * @example
+ * ```ts
+ * const props = await (await runnerFetch(runner.url!, "/props")).json();
+ * ```
+ */
+export function runnerFetch(base: string, path: string, body?: unknown): Promise<Response> {
+  const headers: Record<string, string> = { ...upstreamAuth(base) };
+  if (body === undefined) return fetch(base + path, { headers });
+  headers["content-type"] = "application/json";
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  return fetch(base + path, { method: "POST", headers, body: text });
 }
 
 /** POSTs JSON and returns the response. */

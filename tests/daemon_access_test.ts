@@ -62,11 +62,10 @@ Deno.test("daemon: bad requests, oversized bodies, foreign hosts and origins are
           {
             model: "smol",
             messages: [{ role: "user", content: "x" }],
-            logprobs: true,
             tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }],
           },
           400,
-          "leave out logprobs or tools",
+          '"smol" does not support tools',
         ],
       ];
       for (const [path, body, status, text] of cases) {

@@ -4,7 +4,7 @@
  * too), JSON-schema formats, and `/v1` with its `[DONE]` and OpenAI-shaped errors.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
-import { post, readNdjson, withDaemon } from "./_daemon.ts";
+import { post, readNdjson, runnerFetch, withDaemon } from "./_daemon.ts";
 import {
   ChatResponseSchema,
   GenerateResponseSchema,
@@ -46,7 +46,7 @@ Deno.test("daemon: /api/chat and the OpenAI endpoints against a real llama-serve
         const server = daemon.ctx.scheduler.list().find((r) => !r.embedding);
         assert(server?.url, "no llama-server loaded");
         const events = async (path: string, body: unknown) => {
-          const text = await (await post(`${server.url}${path}`, { ...(body as object), stream: true }))
+          const text = await (await runnerFetch(server.url!, path, { ...(body as object), stream: true }))
             .text();
           return text.split("\n").filter((l) => l.startsWith("data: {")).map((l) => l.slice(6));
         };

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { minilmGguf, sha256File, smolModelPath } from "./_fixtures.ts";
-import { withDaemon } from "./_daemon.ts";
+import { runnerFetch, withDaemon } from "./_daemon.ts";
 import { testVenv } from "./_python.ts";
 import { run } from "../lib/util/run.ts";
 import { listServers } from "../lib/server/mod.ts";
@@ -39,11 +39,12 @@ Deno.test("create: a ChatML TEMPLATE becomes llama-server's chat template and th
     assert(chat.message.content.length > 0, JSON.stringify(chat));
     const server = (await servers(dataDir)).find((s) => s.state === "ready");
     assert(server, "a llama-server runs");
-    const props = await (await fetch(`${server.url}/props`)).json();
+    const props = await (await runnerFetch(server.url!, "/props")).json();
     assertStringIncludes(props.chat_template, '{{- "<|im_start|>" -}}');
-    const tpl =
-      await (await post(`${server.url}/apply-template`, { messages: [{ role: "user", content: "Q" }] }))
-        .json();
+    const tpl = await (await runnerFetch(server.url!, "/apply-template", {
+      messages: [{ role: "user", content: "Q" }],
+    }))
+      .json();
     assertEquals(tpl.prompt, "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n");
     // A template without a translation is a 400 that names it.
     const bad = await post(`${url}/api/create`, { model: "x", from: "smol", template: '{{ template "t" }}' });
@@ -102,7 +103,7 @@ Deno.test("create: an ADAPTER blob is served with --lora, and a model is refused
       assertEquals(gen.done, true);
       const server = (await servers(dataDir)).find((s) => s.state === "ready");
       assert(server);
-      const adapters = await (await fetch(`${server.url}/lora-adapters`)).json();
+      const adapters = await (await runnerFetch(server.url!, "/lora-adapters")).json();
       assertEquals(adapters.length, 1);
       assertStringIncludes(adapters[0].path, digest.replace(":", "-"));
       const model = `sha256:${await sha256File(await smolModelPath())}`;

@@ -4,7 +4,7 @@
  * ends the NDJSON with an `{error}` line (the status is already 200).
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { post, withDaemon } from "./_daemon.ts";
+import { post, runnerFetch, withDaemon } from "./_daemon.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
 
@@ -15,7 +15,9 @@ Deno.test("daemon: a client that goes away, and a llama-server that dies mid-ans
       const busy = async () => {
         const server = daemon.ctx.scheduler.list().find((r) => !r.embedding);
         assert(server?.url, "no llama-server loaded");
-        const slots = (await (await fetch(`${server.url}/slots`)).json()) as { is_processing: boolean }[];
+        const slots = (await (await runnerFetch(server.url!, "/slots")).json()) as {
+          is_processing: boolean;
+        }[];
         return slots.filter((s) => s.is_processing).length;
       };
       const requests: [string, unknown][] = [

@@ -4,7 +4,7 @@
  * context that a next request goes on from.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
-import { post, readNdjson, withDaemon } from "./_daemon.ts";
+import { post, readNdjson, runnerFetch, withDaemon } from "./_daemon.ts";
 import { GenerateResponseSchema } from "../lib/daemon/types.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
@@ -44,7 +44,7 @@ Deno.test("daemon: /api/generate against a real llama-server", async (t) => {
         assert(Array.isArray(context) && context.every(Number.isInteger), JSON.stringify(one));
         // The tokens are the templated prompt and the answer, as the model's own llama-server reads them.
         const server = daemon.ctx.scheduler.list().find((r) => !r.embedding)!;
-        const text = (await (await post(`${server.url}/detokenize`, { tokens: context })).json())
+        const text = (await (await runnerFetch(server.url!, "/detokenize", { tokens: context })).json())
           .content as string;
         assertStringIncludes(text, "My name is Ada.");
         assert(

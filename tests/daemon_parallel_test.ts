@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { pidAlive, pidRss } from "../lib/util/process.ts";
 import { listServers } from "../lib/server/mod.ts";
-import { post, withDaemon } from "./_daemon.ts";
+import { post, runnerFetch, withDaemon } from "./_daemon.ts";
 import { smolModelPath, tempDir } from "./_fixtures.ts";
 import { startDaemon } from "../lib/daemon/daemon.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
@@ -33,7 +33,7 @@ Deno.test({
       const ps = await (await fetch(url + "/api/ps")).json();
       assertEquals(ps.models[0].context_length, 1024);
       const runner = daemon.ctx.scheduler.list()[0];
-      const props = await (await fetch(runner.url! + "/props")).json();
+      const props = await (await runnerFetch(runner.url!, "/props")).json();
       assertEquals(props.total_slots, 2);
       assertEquals(props.default_generation_settings.n_ctx, 1024, "each slot has the whole context");
       // Both slots answer.

@@ -12,8 +12,10 @@ import {
   type CatalogModel,
   digestFileName,
   isValidModelName,
+  modelCapabilities,
   ModelNotFoundError,
 } from "../models/mod.ts";
+import type { Capability } from "../gguf/mod.ts";
 import type { Scheduler } from "./runners/scheduler.ts";
 import type { PullOptions, PullResult } from "../models/pull/mod.ts";
 import { HttpError } from "./http.ts";
@@ -56,6 +58,10 @@ export interface DaemonContext {
     ref: string,
     options: Pick<PullOptions, "insecure" | "onProgress" | "signal">,
   ) => Promise<PullResult>;
+  /**
+   * What a model can do as served (a preset's chat template can give it tools); unset: what its file says.
+   */
+  capabilities?: (model: CatalogModel) => Promise<Capability[]>;
   /**
    * Quantizes a GGUF model to `type` with the instance's llama-quantize into `output` (`/api/create`'s
    * `quantize`); `onProgress` hears tensor n of N. Unset, quantize is refused.
@@ -153,4 +159,16 @@ export function blobPath(ctx: DaemonContext, digest: string, what?: string): str
   const file = digestFileName(digest);
   if (!file) throw new HttpError(400, `invalid digest format '${digest}'${what ? ` for ${what}` : ""}`);
   return join(ctx.catalog.blobsDir, file);
+}
+
+/**
+ * What a model can do as this daemon serves it: {@linkcode DaemonContext.capabilities}, else the file's.
+ *
+ * @example
+ * ```ts ignore
+ * if (!(await capabilitiesOf(ctx, model)).includes("tools")) throw new HttpError(400, "no tools");
+ * ```
+ */
+export async function capabilitiesOf(ctx: DaemonContext, model: CatalogModel): Promise<Capability[]> {
+  return ctx.capabilities ? await ctx.capabilities(model) : modelCapabilities(model.entry);
 }

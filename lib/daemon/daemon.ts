@@ -17,6 +17,7 @@ import {
   listModels as indexedModels,
   type ModelEntry,
   presetForModel,
+  servedCapabilities,
 } from "../models/mod.ts";
 import type { DaemonContext } from "./context.ts";
 import { pullModel } from "../models/pull/mod.ts";
@@ -148,6 +149,8 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
         instance: options.instance,
         env: options.env ?? Deno.env.toObject(),
       }),
+    // A preset's chat template (the one the launcher gives llama-server) decides whether it can call tools.
+    capabilities: (model) => servedCapabilities(model, presetForModel(options.config, model)),
     quantize: async (input, output, type, q) => {
       const instance = await getInstance(options.paths, options.instance, options.config.default_instance);
       await quantizeModel({

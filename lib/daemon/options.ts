@@ -98,7 +98,11 @@ export function optionKind(key: string): OptionKind | undefined {
   return Object.hasOwn(KINDS, key) ? KINDS[key] : undefined;
 }
 
-/** Ollama's defaults for sampling, sent on every request so results match Ollama's, not llama-server's. */
+/**
+ * Ollama's defaults for sampling (`DefaultOptions` in its api/types.go), under llama-server's names, sent on
+ * every request so results match Ollama's, not llama-server's or a preset's. repeat_penalty is 1 (off): Ollama
+ * dropped its 1.1 in v0.32.10. `min_p` is not set there, so it is Go's zero value. Seed -1 is random.
+ */
 export const OLLAMA_SAMPLING_DEFAULTS: Readonly<Record<string, unknown>> = {
   temperature: 0.8,
   top_k: 40,
@@ -107,7 +111,11 @@ export const OLLAMA_SAMPLING_DEFAULTS: Readonly<Record<string, unknown>> = {
   typical_p: 1,
   repeat_last_n: 64,
   repeat_penalty: 1,
+  presence_penalty: 0,
+  frequency_penalty: 0,
+  n_predict: -1,
   n_keep: 4,
+  seed: -1,
 };
 
 function check(key: string, kind: Kind, v: unknown): unknown {

@@ -76,6 +76,8 @@ export interface StoredSpec {
   args: string[];
   /** Extra environment. */
   env: Record<string, string>;
+  /** Started with an API key; the key itself is not recorded (a restart takes it from the running process). */
+  keyed?: boolean;
   /** Name the server reports for its model (`--alias`). */
   alias?: string;
   /** Who started it. */

@@ -78,6 +78,11 @@ export interface ServerSpec {
   args?: string[];
   /** Environment for the process (e.g. CUDA_VISIBLE_DEVICES). */
   env?: Record<string, string>;
+  /**
+   * API key llama-server requires on every request but `/health` and `/models`. Given to it as `LLAMA_API_KEY`
+   * in its environment, never on its command line (which `ps` shows to every user) nor in its record.
+   */
+  apiKey?: string;
   /** How long to wait for `/health` (default 120 s). */
   readyTimeoutMs?: number;
   /** Who starts it. */
@@ -346,6 +351,36 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "
 /** llama-server flags the supervisor sets itself; passed through they would make its records lie. */
 const OWNED_FLAGS = ["-m", "--model", "--port", "--host"];
 
+/** The variable llama-server reads as `--api-key` (common/arg.cpp). */
+const API_KEY_ENV = "LLAMA_API_KEY";
+
+/**
+ * The spec with an API key given as `--api-key K` in its flags or `LLAMA_API_KEY` in its environment (a
+ * preset's) moved to `apiKey`, so that it reaches llama-server through its environment only: not on the
+ * command line `ps` shows, not in the record. An explicit `apiKey` wins.
+ */
+function keyOutOfSight(spec: ServerSpec): ServerSpec {
+  const args: string[] = [];
+  let fromArgs: string | undefined;
+  const given = spec.args ?? [];
+  for (let i = 0; i < given.length; i++) {
+    if (given[i] === "--api-key" && i + 1 < given.length) fromArgs = given[++i];
+    else if (given[i].startsWith("--api-key=")) fromArgs = given[i].slice("--api-key=".length);
+    else args.push(given[i]);
+  }
+  const { [API_KEY_ENV]: fromEnv, ...env } = spec.env ?? {};
+  const apiKey = spec.apiKey ?? fromArgs ?? fromEnv;
+  return { ...spec, args, env, apiKey: apiKey || undefined };
+}
+
+/** The API key a running llama-server was given through its environment (Linux: /proc/PID/environ). */
+async function runningKey(pid: number | undefined): Promise<string | undefined> {
+  if (pid === undefined) return undefined;
+  const environ = await Deno.readTextFile(`/proc/${pid}/environ`).catch(() => "");
+  const entry = environ.split("\0").find((e) => e.startsWith(`${API_KEY_ENV}=`));
+  return entry?.slice(API_KEY_ENV.length + 1);
+}
+
 const BIND_FAILURE = /couldn't bind|address already in use/i;
 
 /**
@@ -362,6 +397,7 @@ const BIND_FAILURE = /couldn't bind|address already in use/i;
  */
 export async function startServer(paths: Paths, spec: ServerSpec): Promise<ServerStatus> {
   const name = validateServerName(spec.name);
+  spec = keyOutOfSight(spec);
   const auto = spec.port === undefined || spec.port === "auto";
   for (let attempt = 1;; attempt++) {
     const r = await startOnce(paths, spec, name);
@@ -447,6 +483,7 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
       ngl: spec.ngl,
       args: spec.args ?? [],
       env: spec.env ?? {},
+      ...(spec.apiKey ? { keyed: true } : {}),
       alias: spec.alias,
       owner: spec.owner ?? { kind: "cli", pid: Deno.pid },
     };
@@ -475,7 +512,7 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
     // Detached in its own session, output appended to the log: it outlives this process and the terminal.
     child = new Deno.Command("sh", {
       args: ["-c", 'log="$1"; shift; exec "$@" >>"$log" 2>&1 </dev/null', "sh", logFile, ...argv],
-      env: spec.env,
+      env: spec.apiKey === undefined ? spec.env : { ...spec.env, [API_KEY_ENV]: spec.apiKey },
       detached: true,
       stdin: "null",
       stdout: "null",
@@ -629,16 +666,25 @@ export async function stopAllServers(
 export async function restartServer(
   paths: Paths,
   name: string,
-  options: { readyTimeoutMs?: number } = {},
+  options: { readyTimeoutMs?: number; apiKey?: string } = {},
 ): Promise<ServerStatus> {
   const before = await serverStatus(paths, name);
   // Everything the new start needs is checked before the running server is stopped.
   const instance = await getInstance(paths, before.spec.instance);
+  // The key is not recorded: a keyed server keeps the key its running process has.
+  const { keyed, ...spec } = before.spec;
+  const apiKey = options.apiKey ?? (keyed ? await runningKey(before.pid) : undefined);
+  if (keyed && !apiKey) {
+    throw new UserError(`server '${name}' was started with an API key, which is not recorded`, {
+      hint: `give it again: llama-mgr server restart ${name} --api-key KEY`,
+    });
+  }
   await stopServer(paths, name);
   return await startServer(paths, {
-    ...before.spec,
+    ...spec,
     port: before.port,
     instance,
+    apiKey,
     readyTimeoutMs: options.readyTimeoutMs,
   });
 }

@@ -6,12 +6,12 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
-import { findModel, modelMessages, modelOptions } from "../context.ts";
+import { capabilitiesOf, findModel, modelMessages, modelOptions } from "../context.ts";
 import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { ChatRequestSchema } from "../types.ts";
-import { embeddingOnly, modelCapabilities } from "../../models/mod.ts";
+import { embeddingOnly } from "../../models/mod.ts";
 import { checkCapabilities } from "./capabilities.ts";
 import {
   logprobFields,
@@ -40,6 +40,12 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   const { load, sampling } = parseOptions(modelOptions(model, body.options));
   const top = logprobsWanted(body);
   if (embeddingOnly(model.entry)) throw new HttpError(400, `"${body.model}" does not support chat`);
+  const caps = await capabilitiesOf(ctx, model);
+  // As Ollama: checked before anything loads, also for an empty `messages`; `tools: []` (which the Python
+  // client always sends) asks for nothing.
+  if (body.tools?.length && !caps.includes("tools")) {
+    throw new HttpError(400, `"${body.model}" does not support tools`);
+  }
   const messages = body.messages ?? [];
   const base = { model: body.model, message: { role: "assistant", content: "" } };
   if (messages.length === 0) {
@@ -51,7 +57,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     lease.release();
     return loadAnswer(base, "load");
   }
-  checkCapabilities(body.model, modelCapabilities(model.entry), {
+  checkCapabilities(body.model, caps, {
     think: body.think,
     images: messages.some((m) => m.images?.length),
   });

@@ -4,13 +4,12 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
-import { findModel } from "../context.ts";
+import { capabilitiesOf, findModel } from "../context.ts";
 import { jsonResponse, readJsonBody } from "../http.ts";
 import { ShowRequestSchema, type ShowResponse } from "../types.ts";
 import type { CatalogModel } from "../../models/catalog.ts";
 import { ggmlTypeName, type GgufHeader, type GgufValue, readGgufHeader } from "../../gguf/mod.ts";
 import { modelDetails, modelInfo } from "./details.ts";
-import { modelCapabilities } from "../../models/mod.ts";
 
 /**
  * Extra facts for `/api/show`: the options the preset a model runs with sets (`num_ctx`, `num_gpu`).
@@ -81,7 +80,7 @@ export async function handleShow(
     ...(header
       ? { tensors: header.tensors.map((t) => ({ name: t.name, type: ggmlTypeName(t.type), shape: t.dims })) }
       : {}),
-    capabilities: modelCapabilities(m.entry),
+    capabilities: await capabilitiesOf(ctx, m),
     modified_at: new Date(m.entry.mtimeMs).toISOString(),
   };
   if (m.entry.mmproj) {

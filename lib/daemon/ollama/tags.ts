@@ -4,10 +4,10 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
+import { capabilitiesOf } from "../context.ts";
 import { jsonResponse } from "../http.ts";
 import type { ListModel } from "../types.ts";
 import { modelDetails, modelDigest } from "./details.ts";
-import { modelCapabilities } from "../../models/mod.ts";
 
 /**
  * Lists the models as `{"models": [...]}` (an empty list when there are none).
@@ -26,7 +26,7 @@ export async function handleTags(ctx: DaemonContext): Promise<Response> {
     size: m.entry.sizeBytes,
     digest: await modelDigest(m),
     details: modelDetails(m),
-    capabilities: modelCapabilities(m.entry),
+    capabilities: await capabilitiesOf(ctx, m),
   })));
   out.sort((a, b) => b.modified_at.localeCompare(a.modified_at));
   return jsonResponse({ models: out });

@@ -13,6 +13,7 @@ import { listServers, processAlive, removeServer, startServer, stopServer } from
 import { estimateMemory } from "../../gguf/mod.ts";
 import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
 import { loadFlags } from "../options.ts";
+import { setUpstreamKey } from "../upstream/client.ts";
 import type { Launcher } from "./scheduler.ts";
 
 /**
@@ -70,6 +71,13 @@ export async function stopOrphans(paths: Paths): Promise<string[]> {
   return stopped;
 }
 
+/** 32 random bytes as hex: a runner's API key. */
+function newApiKey(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
 /**
  * Memory a loaded model needs: the weights plus an f16 KV cache for `ctx` tokens (2 x layers x ctx x KV width
  * x 2 bytes), from the facts the index keeps; undefined when the facts are missing.
@@ -115,7 +123,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
     log(`stopped ${orphans.length} server(s) left by a daemon that died: ${orphans.join(", ")}`);
   }
   // Each running server's address and pid: its address is reported when it stops, its pid says it is alive.
-  const running = new Map<string, { url: string; pid?: number }>();
+  const running = new Map<string, { url: string; pid?: number; apiKey: string }>();
   return {
     defaults(model) {
       const p = presetForModel(config, model);
@@ -161,6 +169,9 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       } else {
         args.push("--jinja");
       }
+      // A key of its own, so that nothing on this machine reaches the runner around the daemon (its Host and
+      // Origin checks, its queue, its options). llama-server leaves /health open, so readiness still works.
+      const apiKey = newApiKey();
       const status = await startServer(paths, {
         name: spec.serverName,
         modelPath: spec.model.entry.path,
@@ -173,6 +184,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         ngl: spec.load.ngl,
         args,
         env: preset?.env,
+        apiKey,
         readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
@@ -186,7 +198,8 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       }) ?? estimateBytes(spec.model, totalCtx) ??
         spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
-      running.set(spec.serverName, { url: status.url, pid: status.pid });
+      setUpstreamKey(status.url, apiKey);
+      running.set(spec.serverName, { url: status.url, pid: status.pid, apiKey });
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
     },
     async stop(name) {
@@ -196,7 +209,10 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       } finally {
         const server = running.get(name);
         running.delete(name);
-        if (server) options.onStopped?.(server.url);
+        if (server) {
+          setUpstreamKey(server.url, undefined, server.apiKey);
+          options.onStopped?.(server.url);
+        }
       }
     },
     alive(name) {

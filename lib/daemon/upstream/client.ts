@@ -223,6 +223,39 @@ function dropHost(key: string): void {
   pool.delete(key);
 }
 
+/** Each runner's API key, by host (`127.0.0.1:PORT`): sent as `Authorization: Bearer` on every request. */
+const keys = new Map<string, string>();
+
+/**
+ * Sets the API key the daemon sends to the llama-server at `base` (undefined forgets it). A key given with
+ * `ifKey` is forgotten only while it is still the one set, so a late stop cannot drop a newer server's key.
+ *
+ * @example
+ * ```ts
+ * setUpstreamKey("http://127.0.0.1:8080", "3f2a...");
+ * ```
+ */
+export function setUpstreamKey(base: string, key: string | undefined, ifKey?: string): void {
+  const host = new URL(base).host;
+  if (ifKey !== undefined && keys.get(host) !== ifKey) return;
+  if (key === undefined) keys.delete(host);
+  else keys.set(host, key);
+}
+
+/**
+ * The header that authorises a request to the llama-server at `base` (empty when it has no key): for callers
+ * that talk to a runner without this client, such as tests reading `/props` or `/slots`.
+ *
+ * @example
+ * ```ts
+ * await fetch("http://127.0.0.1:8080/props", { headers: upstreamAuth("http://127.0.0.1:8080") });
+ * ```
+ */
+export function upstreamAuth(base: string): Record<string, string> {
+  const key = keys.get(new URL(base).host);
+  return key === undefined ? {} : { authorization: `Bearer ${key}` };
+}
+
 /** Closes every pooled connection to `base`, and any being opened (when its server stops). */
 export function dropConnections(base: string): void {
   dropHost(new URL(base).host);
@@ -289,9 +322,11 @@ export async function openUpstream(base: string, path: string, body: string): Pr
   const u = new URL(base);
   const key = u.host;
   const payload = enc.encode(body);
+  const apiKey = keys.get(key);
+  const auth = apiKey === undefined ? "" : `Authorization: Bearer ${apiKey}\r\n`;
   const request = concatBytes([
     enc.encode(
-      `POST ${path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n` +
+      `POST ${path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n${auth}` +
         `Content-Length: ${payload.length}\r\nConnection: keep-alive\r\n\r\n`,
     ),
     payload,
