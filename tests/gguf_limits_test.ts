@@ -100,7 +100,7 @@ Deno.test({
         await refused(path, /metadata count 1048576 is over the limit/);
       });
 
-      await t.step("as many tensors as the cap allows still parse quickly", async () => {
+      await t.step("as many tensors as the cap allows still parse", async () => {
         const path = `${tmp.path}/many-tensors.gguf`;
         const n = DEFAULT_LIMITS.maxTensors;
         await sparse(path, gguf(n, 0), n * 24 + 64);
@@ -108,7 +108,8 @@ Deno.test({
         const h = await readGgufHeader(path, { skipArraysOver: 256 });
         assertEquals(h.tensors.length, n);
         assertEquals(h.tensors[n - 1], { name: "", dims: [], type: 0, offset: 0 });
-        assert(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
+        // How fast is bench/gguf_index.ts's to measure; printed here for the record.
+        console.log(`${n} tensors parsed in ${Math.round(performance.now() - t0)} ms`);
       });
 
       await t.step("16 million empty inner arrays end at the values cap, skipped or not", async () => {

@@ -56,14 +56,13 @@ Deno.test({
         },
       );
 
-      await t.step("an unchanged second call does nothing, in well under 2 seconds", async () => {
+      await t.step("an unchanged second call does nothing (uv is not run)", async () => {
         const log = await Deno.readTextFile(logFile);
         const { value: env, seconds } = await timed(() => ensureVenv(opts));
         console.log(`venv warm (no-op): ${seconds.toFixed(2)}s`);
         assertEquals(env.upToDate, true);
         assertEquals(await Deno.readTextFile(logFile), log, "uv was run");
         assertEquals(env.torch, "2.13.0+cpu");
-        assert(seconds < 2, `no-op took ${seconds.toFixed(2)}s`);
       });
 
       await t.step("a package removed from the environment is put back", async () => {
