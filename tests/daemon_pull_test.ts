@@ -96,6 +96,13 @@ Deno.test({
             const left = (await Array.fromAsync(Deno.readDir(`${dataDir}/ollama/blobs`))).map((e) => e.name);
             assertEquals(left.length, 1, left.join(", "));
             assert(names.includes("kept:latest"), names.join(", "));
+            // The copy was the last user of the model blob: deleting it prunes the blob.
+            const delCopy = await fetch(`${url}/api/delete`, {
+              method: "DELETE",
+              body: JSON.stringify({ model: "kept" }),
+            });
+            assertEquals(delCopy.status, 200, await delCopy.text());
+            assertEquals(await Array.fromAsync(Deno.readDir(`${dataDir}/ollama/blobs`)), []);
           },
         );
 

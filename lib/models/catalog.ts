@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import { readJson, writeJsonAtomic } from "../util/fs.ts";
 import { type ModelEntry, modelFromFile } from "./index.ts";
-import { ollamaPullDir, removeFromOllamaStore } from "./sources.ts";
+import { ollamaPullDir, pruneOllamaStore, removeFromOllamaStore } from "./sources.ts";
 import { normalizeName } from "./names.ts";
 import { findByName, resolveByName } from "./resolve.ts";
 import { ForeignModelError, ModelStoreError } from "./errors.ts";
@@ -342,8 +342,10 @@ export function createCatalog(options: CatalogOptions): Catalog {
         // A blob no other name uses goes with its last name, as Ollama prunes unused layers (decided on the
         // names as written, after this one is gone).
         let unused: string[] = [];
+        let removed: NameRecord | undefined;
         await writeNames((n) => {
           const rec = n[own];
+          removed = rec;
           delete n[own];
           const left = Object.values(n);
           unused = [rec?.path, rec?.mmproj].filter((f): f is string =>
@@ -354,6 +356,12 @@ export function createCatalog(options: CatalogOptions): Catalog {
           blobEntries.delete(file);
           await Deno.remove(file).catch(() => {});
         }
+        // A pulled model's blob that this name stood on goes too once no manifest and no other name uses it.
+        const gone = removed as NameRecord | undefined;
+        const pulled = [gone?.path, gone?.mmproj].filter((f): f is string => !!f && inPulled(f));
+        const keep = new Set(Object.values(names.names).flatMap((r) => [r.path, r.mmproj ?? ""]));
+        for (const f of pulled) blobEntries.delete(f);
+        await pruneOllamaStore(ollamaPullDir(options.paths), pulled, keep);
         return;
       }
       if (model.entry.source === "pulled") {

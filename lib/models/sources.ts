@@ -255,36 +255,66 @@ export async function removeFromOllamaStore(
   await visit(manifests, []).catch(() => {});
   const target = all.find((m) => ollamaNameFromManifest(m.rel)?.toLowerCase() === name.toLowerCase());
   if (!target) return false;
+  const listed = await manifestBlobs(root, target.full);
   await Deno.remove(target.full);
   // Empty folders up to manifests/ go too.
   for (let depth = 3; depth >= 1; depth--) {
     await Deno.remove(join(manifests, ...target.rel.slice(0, depth))).catch(() => {});
   }
-  const used = new Set<string>();
-  for (const m of all) {
-    if (m === target) continue;
-    try {
-      const manifest = JSON.parse(await Deno.readTextFile(m.full)) as {
-        config?: { digest?: string };
-        layers?: { digest?: string }[];
-      };
-      for (const d of [manifest.config?.digest, ...(manifest.layers ?? []).map((l) => l.digest)]) {
-        const hex = d?.match(OLLAMA_DIGEST)?.[1];
-        if (hex) used.add(`sha256-${hex.toLowerCase()}`);
-      }
-    } catch {
-      // An unreadable manifest: keep every blob rather than risk one it needs.
-      return true;
-    }
-  }
-  const blobs = await Array.fromAsync(Deno.readDir(join(root, "blobs"))).catch(() => []);
-  for (const e of blobs) {
-    const path = join(root, "blobs", e.name);
-    if (e.isFile && /^sha256-[0-9a-f]{64}$/.test(e.name) && !used.has(e.name) && !keep.has(path)) {
-      await Deno.remove(path).catch(() => {});
-    }
-  }
+  await pruneOllamaStore(root, listed ?? [], keep);
   return true;
+}
+
+/** The blob paths a manifest lists (config and layers); undefined when it cannot be read. */
+async function manifestBlobs(root: string, manifest: string): Promise<string[] | undefined> {
+  try {
+    const m = JSON.parse(await Deno.readTextFile(manifest)) as {
+      config?: { digest?: string };
+      layers?: { digest?: string }[];
+    };
+    return [m.config?.digest, ...(m.layers ?? []).map((l) => l.digest)].flatMap((d) => {
+      const hex = d?.match(OLLAMA_DIGEST)?.[1];
+      return hex ? [join(root, "blobs", `sha256-${hex.toLowerCase()}`)] : [];
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Removes those of `candidates` (blob paths of an Ollama-layout store) that no manifest lists and `keep` does not
+ * name, as Ollama prunes a deleted model's layers. Only candidates are looked at, so a blob a pull has just
+ * fetched (its manifest not written yet) is never touched. An unreadable manifest keeps every blob.
+ *
+ * @example
+ * ```ts ignore
+ * await pruneOllamaStore(ollamaPullDir(paths), [blob], new Set());
+ * ```
+ */
+export async function pruneOllamaStore(
+  root: string,
+  candidates: readonly string[],
+  keep: ReadonlySet<string> = new Set(),
+): Promise<void> {
+  if (!candidates.length) return;
+  const manifests: string[] = [];
+  const visit = async (dir: string, depth: number) => {
+    for await (const e of Deno.readDir(dir)) {
+      const full = join(dir, e.name);
+      if (e.isDirectory && depth < 3) await visit(full, depth + 1);
+      else if (e.isFile && depth === 3) manifests.push(full);
+    }
+  };
+  await visit(join(root, "manifests"), 0).catch(() => {});
+  const used = new Set<string>();
+  for (const m of manifests) {
+    const blobs = await manifestBlobs(root, m);
+    if (!blobs) return;
+    for (const b of blobs) used.add(b);
+  }
+  for (const path of candidates) {
+    if (!used.has(path) && !keep.has(path)) await Deno.remove(path).catch(() => {});
+  }
 }
 
 /** Ollama's display name for a manifest path below `manifests/`. */
