@@ -52,8 +52,31 @@ const rows: Row[] = [
       readyTimeoutMs: DEFAULT_LOAD_TIMEOUT_MS,
       defaultCtx: undefined,
       ollamaVersion: OLLAMA_API_VERSION,
+      logLevel: "info",
+      logFormat: "text",
       warnings: [],
     },
+  },
+
+  // Logging: flag > LLAMA_MGR_LOG_LEVEL / LLAMA_MGR_LOG_FORMAT > info, text.
+  { name: "LLAMA_MGR_LOG_LEVEL", env: { LLAMA_MGR_LOG_LEVEL: " DEBUG " }, expect: { logLevel: "debug" } },
+  {
+    name: "--log-level beats LLAMA_MGR_LOG_LEVEL",
+    env: { LLAMA_MGR_LOG_LEVEL: "debug" },
+    flags: { logLevel: "warn" },
+    expect: { logLevel: "warn" },
+  },
+  {
+    name: "an unknown log level names where it came from",
+    env: { LLAMA_MGR_LOG_LEVEL: "loud" },
+    error: "LLAMA_MGR_LOG_LEVEL 'loud' is not a log level",
+  },
+  { name: "--log-format json", flags: { logFormat: "json" }, expect: { logFormat: "json" } },
+  { name: "LLAMA_MGR_LOG_FORMAT", env: { LLAMA_MGR_LOG_FORMAT: "json" }, expect: { logFormat: "json" } },
+  {
+    name: "an unknown log format",
+    flags: { logFormat: "xml" },
+    error: "--log-format 'xml' is not a log format",
   },
 
   // Host and port: flag > OLLAMA_HOST > config.

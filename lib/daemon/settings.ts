@@ -10,6 +10,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import { UserError } from "../util/errors.ts";
+import { type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../util/log.ts";
 import { OLLAMA_API_VERSION } from "../version.ts";
 import { defaultKeepAlive, type KeepAliveMs } from "./keep_alive.ts";
 import { CACHE_TYPES, DEFAULT_LOAD_TIMEOUT_MS } from "./runners/launcher.ts";
@@ -27,6 +28,10 @@ export interface DaemonSettingsInput {
     host?: string;
     /** `--port`: the port (0 picks a free one). */
     port?: number;
+    /** `--log-level`. */
+    logLevel?: string;
+    /** `--log-format`. */
+    logFormat?: string;
   };
 }
 
@@ -60,6 +65,10 @@ export interface DaemonSettings {
   defaultCtx?: number;
   /** The Ollama version `/api/version` reports. */
   ollamaVersion: string;
+  /** The daemon's log level: `--log-level`, else `LLAMA_MGR_LOG_LEVEL`, else info. */
+  logLevel: LogLevel;
+  /** The daemon's log lines: `--log-format`, else `LLAMA_MGR_LOG_FORMAT`, else text. */
+  logFormat: LogFormat;
   /** Lines to log: settings that were read but changed (a quantized KV cache without flash attention). */
   warnings: string[];
 }
@@ -216,6 +225,12 @@ export function daemonSettings(input: DaemonSettingsInput): DaemonSettings {
     readyTimeoutMs: loadTimeoutEnv(env),
     defaultCtx: contextLengthEnv(env),
     ollamaVersion: cfg.ollama_version ?? OLLAMA_API_VERSION,
+    logLevel: flags.logLevel !== undefined
+      ? parseLogLevel(flags.logLevel, "--log-level")
+      : parseLogLevel(envVar(env, "LLAMA_MGR_LOG_LEVEL") ?? "info", "LLAMA_MGR_LOG_LEVEL"),
+    logFormat: flags.logFormat !== undefined
+      ? parseLogFormat(flags.logFormat, "--log-format")
+      : parseLogFormat(envVar(env, "LLAMA_MGR_LOG_FORMAT") ?? "text", "LLAMA_MGR_LOG_FORMAT"),
     warnings,
   };
 }
