@@ -103,7 +103,7 @@ Deno.test("daemon request log: text lines read as time, level, message, key=valu
   assert(line, logs.join("\n"));
   assertMatch(
     line,
-    /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  request method=GET path=\/api\/tags status=200 duration_ms=[\d.]+$/,
+    /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}request method=GET path=\/api\/tags status=200 duration_ms=[\d.]+$/,
   );
 });
 

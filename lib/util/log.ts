@@ -7,14 +7,14 @@
  */
 import { UserError } from "./errors.ts";
 
-/** The levels, least severe first. */
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 /** A log level. */
-export type LogLevel = typeof LOG_LEVELS[number];
-/** The line formats. */
-export const LOG_FORMATS = ["text", "json"] as const;
+export type LogLevel = "debug" | "info" | "warn" | "error";
+/** The levels, least severe first. */
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 /** A line format: `text` (readable) or `json` (one object per line). */
-export type LogFormat = typeof LOG_FORMATS[number];
+export type LogFormat = "text" | "json";
+/** The line formats. */
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
 /** Fields of a line; undefined ones are left out. */
 export type LogFields = Record<string, string | number | boolean | undefined>;
 
