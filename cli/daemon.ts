@@ -9,6 +9,7 @@ import type { Command } from "./command.ts";
 import { int, str } from "./args.ts";
 import { startDaemon } from "../lib/daemon/daemon.ts";
 import { UserError } from "../lib/util/errors.ts";
+import type { LogFormat, LogLevel } from "../lib/util/log.ts";
 import { installService, uninstallService } from "./service.ts";
 
 /** The `daemon` command. */
@@ -16,7 +17,7 @@ export const daemonCommand: Command = {
   name: "daemon",
   summary: "serve the Ollama API (and OpenAI's /v1) on top of llama-server",
   usage: [
-    "daemon [--host ADDR] [--port N]",
+    "daemon [--host ADDR] [--port N] [--log-level LEVEL] [--log-format text|json]",
     "daemon install-service [--user] [--print] [--host ADDR] [--port N]",
     "daemon uninstall-service [--user]",
   ],
@@ -33,7 +34,8 @@ export const daemonCommand: Command = {
     "(with the instance and preset configured for it) and keep_alive unloads it (default 5m).",
     "",
     "Environment: OLLAMA_HOST (listen address), OLLAMA_KEEP_ALIVE (default keep_alive), OLLAMA_ORIGINS",
-    "(extra allowed browser origins), LLAMA_MGR_API_KEY (require `Authorization: Bearer <key>`).",
+    "(extra allowed browser origins), LLAMA_MGR_API_KEY (require `Authorization: Bearer <key>`),",
+    "LLAMA_MGR_LOG_LEVEL and LLAMA_MGR_LOG_FORMAT (as --log-level and --log-format).",
     "Config: the `daemon` section (host, port, keep_alive, origins, api_key, max_loaded_models).",
     "",
     "install-service writes a systemd unit (~/.config/systemd/user/llama-mgr.service with --user, else",
@@ -46,6 +48,16 @@ export const daemonCommand: Command = {
     port: { type: "string", short: "p", value: "N", description: "port (default 11434)" },
     user: { type: "boolean", description: "install-service: a user service instead of a system one" },
     print: { type: "boolean", description: "install-service: print the service file instead of writing it" },
+    "log-level": {
+      type: "string",
+      value: "LEVEL",
+      description: "debug, info (default: a line per request), warn or error",
+    },
+    "log-format": {
+      type: "string",
+      value: "FORMAT",
+      description: "text (default) or json: an object per line",
+    },
   },
   async run(ctx, args) {
     const [sub, ...extra] = args.positionals;
@@ -65,7 +77,9 @@ export const daemonCommand: Command = {
       host: str(args, "host"),
       port: int(args, "port", "daemon"),
       instance: ctx.instance,
-      log: (line) => ctx.info(`[daemon] ${line}`),
+      // --quiet keeps warnings and errors only, unless a level is asked for.
+      logLevel: str(args, "log-level") as LogLevel | undefined ?? (ctx.quiet ? "warn" : undefined),
+      logFormat: str(args, "log-format") as LogFormat | undefined,
     });
     ctx.info(`llama-mgr daemon listening on ${daemon.url} (Ollama API, OpenAI API at ${daemon.url}/v1)`);
     if (ctx.json) ctx.print(JSON.stringify({ url: daemon.url, host: daemon.host, port: daemon.port }));

@@ -13,6 +13,7 @@ import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { type DaemonHandle, startDaemon } from "../lib/daemon/daemon.ts";
 import { run } from "../lib/util/run.ts";
+import type { LogFormat, LogLevel } from "../lib/util/log.ts";
 import { upstreamAuth } from "../lib/daemon/upstream/client.ts";
 
 /** The template file that gives SmolLM2 a tool-call format llama-server parses (Qwen 2.5's). */
@@ -26,8 +27,12 @@ export interface HarnessOptions {
   config?: Record<string, unknown>;
   /** Environment the daemon reads (default: none of the user's OLLAMA_* variables). */
   env?: Record<string, string>;
-  /** Collect log lines here. */
+  /** Collect the daemon's log lines here, formatted (text: `time LEVEL message key=value ...`). */
   logs?: string[];
+  /** The daemon's log level (default info). */
+  logLevel?: LogLevel;
+  /** The daemon's log format (default text). */
+  logFormat?: LogFormat;
   /** Log rotation settings passed to the daemon. */
   logRotation?: { everyMs: number; maxBytes: number };
 }
@@ -86,6 +91,8 @@ export async function withDaemon<T>(options: HarnessOptions, fn: (h: Harness) =>
     env: options.env ?? {},
     instance: instance.name,
     log: (line) => options.logs?.push(line),
+    logLevel: options.logLevel,
+    logFormat: options.logFormat,
     logRotateMs: options.logRotation?.everyMs,
     logMaxBytes: options.logRotation?.maxBytes,
   });

@@ -30,8 +30,8 @@ interface Row {
 const DAY = 24 * 3600_000;
 const NOT_POSITIVE = (name: string, value: string) => `${name}='${value}' is not a positive whole number`;
 const NOT_BOOL = (name: string, value: string) => `${name}='${value}' is not a boolean`;
-const FA_OFF = (type: string) =>
-  `OLLAMA_KV_CACHE_TYPE=${type} needs flash attention, which is off: using f16`;
+const FA_OFF = (type: string, from = "OLLAMA_KV_CACHE_TYPE") =>
+  `${from}=${type} needs flash attention, which is off: using f16`;
 
 const rows: Row[] = [
   // The defaults.
@@ -52,8 +52,31 @@ const rows: Row[] = [
       readyTimeoutMs: DEFAULT_LOAD_TIMEOUT_MS,
       defaultCtx: undefined,
       ollamaVersion: OLLAMA_API_VERSION,
+      logLevel: "info",
+      logFormat: "text",
       warnings: [],
     },
+  },
+
+  // Logging: flag > LLAMA_MGR_LOG_LEVEL / LLAMA_MGR_LOG_FORMAT > info, text.
+  { name: "LLAMA_MGR_LOG_LEVEL", env: { LLAMA_MGR_LOG_LEVEL: " DEBUG " }, expect: { logLevel: "debug" } },
+  {
+    name: "--log-level beats LLAMA_MGR_LOG_LEVEL",
+    env: { LLAMA_MGR_LOG_LEVEL: "debug" },
+    flags: { logLevel: "warn" },
+    expect: { logLevel: "warn" },
+  },
+  {
+    name: "an unknown log level names where it came from",
+    env: { LLAMA_MGR_LOG_LEVEL: "loud" },
+    error: "LLAMA_MGR_LOG_LEVEL 'loud' is not a log level",
+  },
+  { name: "--log-format json", flags: { logFormat: "json" }, expect: { logFormat: "json" } },
+  { name: "LLAMA_MGR_LOG_FORMAT", env: { LLAMA_MGR_LOG_FORMAT: "json" }, expect: { logFormat: "json" } },
+  {
+    name: "an unknown log format",
+    flags: { logFormat: "xml" },
+    error: "--log-format 'xml' is not a log format",
   },
 
   // Host and port: flag > OLLAMA_HOST > config.
@@ -148,6 +171,16 @@ const rows: Row[] = [
     hint: "use e.g. 127.0.0.1:11434",
   },
   {
+    name: "OLLAMA_HOST host: with an empty port is an error, as in Ollama",
+    env: { OLLAMA_HOST: "localhost:" },
+    error: "OLLAMA_HOST 'localhost:' has an invalid port",
+  },
+  {
+    name: "OLLAMA_HOST [::1]: with an empty port is an error",
+    env: { OLLAMA_HOST: "[::1]:" },
+    error: "OLLAMA_HOST '[::1]:' has an invalid port",
+  },
+  {
     name: "a bad OLLAMA_HOST is an error even when --host and --port are given",
     env: { OLLAMA_HOST: "localhost:99999" },
     flags: { host: "127.0.0.1", port: 11434 },
@@ -170,6 +203,28 @@ const rows: Row[] = [
     config: { keep_alive: "10m" },
     env: { OLLAMA_KEEP_ALIVE: "" },
     expect: { keepAliveMs: 600_000 },
+  },
+  {
+    name: "a whitespace-only OLLAMA_KEEP_ALIVE is unset, as Ollama trims it",
+    config: { keep_alive: "10m" },
+    env: { OLLAMA_KEEP_ALIVE: "  " },
+    expect: { keepAliveMs: 600_000 },
+  },
+  {
+    name: "OLLAMA_KEEP_ALIVE loses surrounding spaces and quotes",
+    env: { OLLAMA_KEEP_ALIVE: ' "1h" ' },
+    expect: { keepAliveMs: 3_600_000 },
+  },
+  {
+    name: "a whitespace-only OLLAMA_HOST is unset",
+    config: { host: "0.0.0.0", port: 9001 },
+    env: { OLLAMA_HOST: " " },
+    expect: { host: "0.0.0.0", port: 9001 },
+  },
+  {
+    name: "a whitespace-only OLLAMA_NUM_PARALLEL, OLLAMA_ORIGINS, OLLAMA_CONTEXT_LENGTH is unset",
+    env: { OLLAMA_NUM_PARALLEL: " ", OLLAMA_ORIGINS: "  ", OLLAMA_CONTEXT_LENGTH: " " },
+    expect: { parallel: undefined, origins: [...DEFAULT_ORIGINS], defaultCtx: undefined },
   },
   {
     name: "OLLAMA_KEEP_ALIVE bare seconds",
@@ -399,13 +454,13 @@ const rows: Row[] = [
   {
     name: "OLLAMA_KV_CACHE_TYPE unknown",
     env: { OLLAMA_KV_CACHE_TYPE: "q3_k" },
-    error: "KV cache type 'q3_k' (OLLAMA_KV_CACHE_TYPE, daemon.kv_cache_type) is unknown",
+    error: "KV cache type 'q3_k' (OLLAMA_KV_CACHE_TYPE) is unknown",
     hint: `use one of ${CACHE_TYPES.join(", ")} (Ollama's are f16, q8_0, q4_0)`,
   },
   {
     name: "config kv_cache_type unknown",
     config: { kv_cache_type: "fp8" },
-    error: "KV cache type 'fp8' (OLLAMA_KV_CACHE_TYPE, daemon.kv_cache_type) is unknown",
+    error: "KV cache type 'fp8' (daemon.kv_cache_type) is unknown",
   },
   {
     name: "an unknown type is an error before the flash-attention fallback",
@@ -420,7 +475,24 @@ const rows: Row[] = [
   {
     name: "the fallback from the config's settings too",
     config: { kv_cache_type: "q4_0", flash_attention: false },
-    expect: { cacheType: undefined, warnings: [FA_OFF("q4_0")] },
+    expect: { cacheType: undefined, warnings: [FA_OFF("q4_0", "daemon.kv_cache_type")] },
+  },
+  {
+    name: "the fallback warning names the variable when the variable set the type",
+    config: { kv_cache_type: "q4_0", flash_attention: false },
+    env: { OLLAMA_KV_CACHE_TYPE: "q8_0" },
+    expect: { cacheType: undefined, warnings: [FA_OFF("q8_0")] },
+  },
+  {
+    name: "config kv_cache_type is lower-cased like the variable",
+    config: { kv_cache_type: "Q8_0" },
+    expect: { cacheType: "q8_0" },
+  },
+  {
+    name: "a blank OLLAMA_KV_CACHE_TYPE is unset",
+    config: { kv_cache_type: "q4_0" },
+    env: { OLLAMA_KV_CACHE_TYPE: "  " },
+    expect: { cacheType: "q4_0" },
   },
   ...["f16", "f32", "bf16"].map((type): Row => ({
     name: `${type} needs no flash attention`,

@@ -20,6 +20,8 @@ import type { Scheduler } from "./runners/scheduler.ts";
 import type { PullOptions, PullResult } from "../models/pull/mod.ts";
 import { HttpError } from "./http.ts";
 import type { Message } from "./types.ts";
+import type { Logger } from "../util/log.ts";
+import type { RequestLog } from "./request_log.ts";
 
 /**
  * Shared state of a running daemon: what {@linkcode createRoutes} serves from.
@@ -49,8 +51,12 @@ export interface DaemonContext {
   defaultKeepAliveMs: number;
   /** The Ollama version `/api/version` reports (see OLLAMA_API_VERSION). */
   version: string;
-  /** Log line sink. */
+  /** Logs a line at info level. */
   log: (line: string) => void;
+  /** The logger behind `log`, for other levels; unset: errors go to `log` too. */
+  logger?: Logger;
+  /** The request log, for handlers to add the model and token counts; unset: requests are not logged. */
+  requests?: RequestLog;
   /** Generation requests being prepared: handlers call `ready(req)` just before sending one upstream. */
   arrivals: Arrivals;
   /** Gets a model the catalogue does not have (`/api/pull`); unset, pulls are refused. */

@@ -29,6 +29,8 @@ import { serverLauncher } from "./runners/launcher.ts";
 import { dropAllConnections, dropConnections } from "./upstream/client.ts";
 import { daemonSettings } from "./settings.ts";
 import { startLogRotation } from "../server/logs.ts";
+import { createLogger, type LogFormat, type LogLevel } from "../util/log.ts";
+import { createRequestLog } from "./request_log.ts";
 
 /**
  * Options for {@linkcode startDaemon}.
@@ -53,8 +55,12 @@ export interface DaemonOptions {
   launcher?: Launcher;
   /** Lists the models (default: the model index). */
   listModels?: () => Promise<ModelEntry[]>;
-  /** Log lines (default: stderr). */
+  /** Where the daemon's log lines go, formatted, without a newline (default: stderr). */
   log?: (line: string) => void;
+  /** `--log-level` (default `LLAMA_MGR_LOG_LEVEL`, else info): requests are logged at info. */
+  logLevel?: LogLevel;
+  /** `--log-format` (default `LLAMA_MGR_LOG_FORMAT`, else text): `json` writes one object per line. */
+  logFormat?: LogFormat;
   /** Instance name to use when no preset names one (the `-i` flag). */
   instance?: string;
   /** How often the logs of this daemon's llama-servers are checked for rotation (default 60 s). */
@@ -106,13 +112,21 @@ export interface DaemonHandle {
  * ```
  */
 export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle> {
-  const log = options.log ?? ((line: string) => console.error(`[daemon] ${line}`));
   const settings = daemonSettings({
     config: options.config.daemon,
     env: options.env ?? Deno.env.toObject(),
-    flags: { host: options.host, port: options.port },
+    flags: {
+      host: options.host,
+      port: options.port,
+      logLevel: options.logLevel,
+      logFormat: options.logFormat,
+    },
   });
-  for (const line of settings.warnings) log(line);
+  const logger = createLogger({ level: settings.logLevel, format: settings.logFormat, write: options.log });
+  const log = (line: string) => logger.info(line);
+  for (const line of settings.warnings) logger.warn(line);
+  // Off below info: then the handler does no bookkeeping at all.
+  const requests = logger.enabled("info") ? createRequestLog(logger) : undefined;
   const { host, port } = settings;
 
   const launcher = options.launcher ?? await serverLauncher({
@@ -142,6 +156,8 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     defaultKeepAliveMs: settings.keepAliveMs,
     version: settings.ollamaVersion,
     log,
+    logger,
+    requests,
     arrivals: new Arrivals(),
     pull: (ref, pullOptions) =>
       pullModel(options.paths, options.config, ref, {
@@ -197,9 +213,19 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     handling++;
     const generation = isGeneration(req);
     if (generation) arrivals.arrive(req);
-    return Promise.resolve(app.fetch(req)).finally(() => {
+    const logged = requests?.begin(req);
+    const done = () => {
       handling--;
       if (generation) arrivals.done(req);
+    };
+    return Promise.resolve(app.fetch(req)).then((res) => {
+      done();
+      logged?.(res.status);
+      return res;
+    }, (err) => {
+      done();
+      logged?.(500);
+      throw err;
     });
   };
   const abort = new AbortController();

@@ -40,6 +40,15 @@ export {
 } from "./runners/mod.ts";
 export { defaultKeepAlive, type KeepAliveMs, parseGoDuration, parseKeepAlive } from "./keep_alive.ts";
 export { type DaemonContext, findModel as findDaemonModel } from "./context.ts";
+export { createRequestLog, type RequestLog } from "./request_log.ts";
+export {
+  createLogger,
+  type LogFields,
+  type LogFormat,
+  type Logger,
+  type LoggerOptions,
+  type LogLevel,
+} from "../util/log.ts";
 export { Arrivals as DaemonArrivals } from "./arrivals.ts";
 export type { PresetParameters } from "./ollama/show.ts";
 export {

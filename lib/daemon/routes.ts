@@ -91,7 +91,10 @@ export function createRoutes(ctx: DaemonContext, options: RouteOptions): DaemonR
   });
 
   app.onError((err, c) => {
-    if (!(err instanceof Error && err.name === "HttpError")) ctx.log(`error: ${c.req.path}: ${String(err)}`);
+    if (!(err instanceof Error && err.name === "HttpError")) {
+      if (ctx.logger) ctx.logger.error(String(err), { path: c.req.path });
+      else ctx.log(`error: ${c.req.path}: ${String(err)}`);
+    }
     return c.req.path.startsWith("/v1/") ? toOpenAIError(err) : toErrorResponse(err);
   });
   app.notFound((c) => {

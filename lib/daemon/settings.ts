@@ -10,6 +10,7 @@
  */
 import type { Config } from "../config/schema.ts";
 import { UserError } from "../util/errors.ts";
+import { type LogFormat, type LogLevel, parseLogFormat, parseLogLevel } from "../util/log.ts";
 import { OLLAMA_API_VERSION } from "../version.ts";
 import { defaultKeepAlive, type KeepAliveMs } from "./keep_alive.ts";
 import { CACHE_TYPES, DEFAULT_LOAD_TIMEOUT_MS } from "./runners/launcher.ts";
@@ -27,6 +28,10 @@ export interface DaemonSettingsInput {
     host?: string;
     /** `--port`: the port (0 picks a free one). */
     port?: number;
+    /** `--log-level`. */
+    logLevel?: string;
+    /** `--log-format`. */
+    logFormat?: string;
   };
 }
 
@@ -60,6 +65,10 @@ export interface DaemonSettings {
   defaultCtx?: number;
   /** The Ollama version `/api/version` reports. */
   ollamaVersion: string;
+  /** The daemon's log level: `--log-level`, else `LLAMA_MGR_LOG_LEVEL`, else info. */
+  logLevel: LogLevel;
+  /** The daemon's log lines: `--log-format`, else `LLAMA_MGR_LOG_FORMAT`, else text. */
+  logFormat: LogFormat;
   /** Lines to log: settings that were read but changed (a quantized KV cache without flash attention). */
   warnings: string[];
 }
@@ -88,24 +97,36 @@ export function parseOllamaHost(value: string): { host: string; port: number } {
   s = s.replace(/\/.*$/, "");
   let host = s;
   let port = defaultPort;
-  const v6 = s.match(/^\[([^\]]+)\](?::(\d+))?$/);
+  const v6 = s.match(/^\[([^\]]+)\](?::(.*))?$/);
+  // A colon with nothing after it (`host:`) is no port at all: Go's strconv reads "" as an error, and so
+  // does Ollama's envconfig.Host(); Number("") would be 0, a random port.
+  let portText: string | undefined;
   if (v6) {
     host = v6[1];
-    if (v6[2]) port = Number(v6[2]);
+    portText = v6[2];
   } else if (s.includes(":")) {
     const i = s.lastIndexOf(":");
     host = s.slice(0, i);
-    port = Number(s.slice(i + 1));
+    portText = s.slice(i + 1);
   }
+  if (portText !== undefined) port = /^\d+$/.test(portText) ? Number(portText) : NaN;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new UserError(`OLLAMA_HOST '${value}' has an invalid port`, { hint: "use e.g. 127.0.0.1:11434" });
   }
   return { host: host || "127.0.0.1", port };
 }
 
-/** A positive integer from the environment; unset or empty is undefined, anything else an error. */
+/**
+ * A variable's value as Ollama's envconfig reads it: without surrounding spaces and quotes; blank is unset
+ * (undefined).
+ */
+function envVar(env: Record<string, string | undefined>, name: string): string | undefined {
+  return env[name]?.trim().replace(/^["']+|["']+$/g, "").trim() || undefined;
+}
+
+/** A positive integer from the environment; unset or blank is undefined, anything else an error. */
 function positiveEnv(env: Record<string, string | undefined>, name: string): number | undefined {
-  const raw = env[name]?.trim();
+  const raw = envVar(env, name);
   if (!raw) return undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) {
@@ -118,7 +139,7 @@ function positiveEnv(env: Record<string, string | undefined>, name: string): num
 
 /** A boolean from the environment as Go's strconv.ParseBool reads it; unset or empty is undefined. */
 function boolEnv(env: Record<string, string | undefined>, name: string): boolean | undefined {
-  const raw = env[name]?.trim();
+  const raw = envVar(env, name);
   if (!raw) return undefined;
   if (["1", "t", "T", "true", "TRUE", "True"].includes(raw)) return true;
   if (["0", "f", "F", "false", "FALSE", "False"].includes(raw)) return false;
@@ -130,7 +151,7 @@ function boolEnv(env: Record<string, string | undefined>, name: string): boolean
  * value is 5 minutes); 0 or negative is no limit (a day); unset or empty is the launcher's default.
  */
 function loadTimeoutEnv(env: Record<string, string | undefined>): number {
-  const raw = env.OLLAMA_LOAD_TIMEOUT?.trim();
+  const raw = envVar(env, "OLLAMA_LOAD_TIMEOUT");
   if (!raw) return DEFAULT_LOAD_TIMEOUT_MS;
   const ms = defaultKeepAlive(raw);
   return ms > 0 && Number.isFinite(ms) ? ms : NO_LOAD_LIMIT_MS;
@@ -141,7 +162,7 @@ function loadTimeoutEnv(env: Record<string, string | undefined>): number {
  * `envconfig.Uint` logs a bad value and uses the default): a bad value is ignored, not an error.
  */
 function contextLengthEnv(env: Record<string, string | undefined>): number | undefined {
-  const n = Number(env.OLLAMA_CONTEXT_LENGTH ?? "");
+  const n = Number(envVar(env, "OLLAMA_CONTEXT_LENGTH") ?? "");
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
@@ -159,14 +180,13 @@ function contextLengthEnv(env: Record<string, string | undefined>): number | und
 export function daemonSettings(input: DaemonSettingsInput): DaemonSettings {
   const { config: cfg, env, flags = {} } = input;
   const warnings: string[] = [];
-  const fromEnv = env.OLLAMA_HOST ? parseOllamaHost(env.OLLAMA_HOST) : undefined;
+  const hostVar = envVar(env, "OLLAMA_HOST");
+  const fromEnv = hostVar ? parseOllamaHost(hostVar) : undefined;
   const host = flags.host ?? fromEnv?.host ?? cfg.host;
   const port = flags.port ?? fromEnv?.port ?? cfg.port;
-  const keepAliveMs = defaultKeepAlive(env.OLLAMA_KEEP_ALIVE || cfg.keep_alive);
-  const origins = allowedOrigins([
-    ...(env.OLLAMA_ORIGINS ? env.OLLAMA_ORIGINS.split(",") : []),
-    ...cfg.origins,
-  ]);
+  const keepAliveMs = defaultKeepAlive(envVar(env, "OLLAMA_KEEP_ALIVE") ?? cfg.keep_alive);
+  const originsVar = envVar(env, "OLLAMA_ORIGINS");
+  const origins = allowedOrigins([...(originsVar ? originsVar.split(",") : []), ...cfg.origins]);
   const apiKey = env.LLAMA_MGR_API_KEY || cfg.api_key;
   const parallel = positiveEnv(env, "OLLAMA_NUM_PARALLEL") ?? cfg.num_parallel;
   const maxLoaded = positiveEnv(env, "OLLAMA_MAX_LOADED_MODELS") ?? cfg.max_loaded_models;
@@ -174,10 +194,12 @@ export function daemonSettings(input: DaemonSettingsInput): DaemonSettings {
   // runners' part is their slots (OLLAMA_NUM_PARALLEL, else llama-server's 4) for each model that may load.
   const maxQueue = positiveEnv(env, "OLLAMA_MAX_QUEUE") ?? cfg.max_queue;
   const flashAttention = boolEnv(env, "OLLAMA_FLASH_ATTENTION") ?? cfg.flash_attention;
-  let cacheType = env.OLLAMA_KV_CACHE_TYPE?.trim().toLowerCase() || cfg.kv_cache_type || undefined;
+  const cacheTypeVar = envVar(env, "OLLAMA_KV_CACHE_TYPE");
+  const cacheTypeFrom = cacheTypeVar ? "OLLAMA_KV_CACHE_TYPE" : "daemon.kv_cache_type";
+  let cacheType = (cacheTypeVar ?? cfg.kv_cache_type?.trim())?.toLowerCase() || undefined;
   if (cacheType && !CACHE_TYPES.includes(cacheType)) {
     throw new UserError(
-      `KV cache type '${cacheType}' (OLLAMA_KV_CACHE_TYPE, daemon.kv_cache_type) is unknown`,
+      `KV cache type '${cacheType}' (${cacheTypeFrom}) is unknown`,
       {
         hint: `use one of ${CACHE_TYPES.join(", ")} (Ollama's are f16, q8_0, q4_0)`,
       },
@@ -185,7 +207,7 @@ export function daemonSettings(input: DaemonSettingsInput): DaemonSettings {
   }
   if (cacheType && !["f16", "f32", "bf16"].includes(cacheType) && flashAttention === false) {
     // As Ollama does: a quantized V cache needs flash attention.
-    warnings.push(`OLLAMA_KV_CACHE_TYPE=${cacheType} needs flash attention, which is off: using f16`);
+    warnings.push(`${cacheTypeFrom}=${cacheType} needs flash attention, which is off: using f16`);
     cacheType = undefined;
   }
   return {
@@ -203,6 +225,12 @@ export function daemonSettings(input: DaemonSettingsInput): DaemonSettings {
     readyTimeoutMs: loadTimeoutEnv(env),
     defaultCtx: contextLengthEnv(env),
     ollamaVersion: cfg.ollama_version ?? OLLAMA_API_VERSION,
+    logLevel: flags.logLevel !== undefined
+      ? parseLogLevel(flags.logLevel, "--log-level")
+      : parseLogLevel(envVar(env, "LLAMA_MGR_LOG_LEVEL") ?? "info", "LLAMA_MGR_LOG_LEVEL"),
+    logFormat: flags.logFormat !== undefined
+      ? parseLogFormat(flags.logFormat, "--log-format")
+      : parseLogFormat(envVar(env, "LLAMA_MGR_LOG_FORMAT") ?? "text", "LLAMA_MGR_LOG_FORMAT"),
     warnings,
   };
 }

@@ -130,6 +130,8 @@ export interface RunOptions {
   finish?: (text: string) => Promise<Record<string, unknown>>;
   /** Called once, when the answer's first bytes arrive from llama-server (the prompt has been processed). */
   begun?: () => void;
+  /** Hears the final counters (for the request log). */
+  counted?: (metrics: Metrics) => void;
 }
 
 /**
@@ -182,6 +184,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
           else if (ev.kind === "thinking") all.thinking += ev.text;
           else if (ev.kind === "tools") all.tools.push(...ev.calls);
           else if (ev.kind === "done") {
+            o.counted?.(ev.metrics);
             const extra = o.finish ? await o.finish(all.text) : {};
             return jsonResponse({ ...o.shape.final(all, ev.reason, totals(ev.metrics)), ...extra });
           }
@@ -219,6 +222,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     return enc.encode(JSON.stringify(shape.partial({ tools: ev.calls })) + "\n");
   };
   const finalLine = async (ev: GenEvent & { kind: "done" }): Promise<Uint8Array> => {
+    o.counted?.(ev.metrics);
     const last = shape.final({ text: "", thinking: "", tools: [] }, ev.reason, totals(ev.metrics));
     return enc.encode(JSON.stringify(o.finish ? { ...last, ...await o.finish(text) } : last) + "\n");
   };

@@ -6,6 +6,7 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
+import { countsFor } from "../request_log.ts";
 import { capabilitiesOf, findModel, modelMessages, modelOptions } from "../context.ts";
 import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
@@ -36,6 +37,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   const startedAt = performance.now();
   const body = await readJsonBody(req, ChatRequestSchema);
   const model = await findModel(ctx, body.model, { emptyStatus: 400, emptyMessage: "model is required" });
+  ctx.requests?.note(req, { model: body.model });
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
   const { load, sampling } = parseOptions(modelOptions(model, body.options));
   const top = logprobsWanted(body);
@@ -91,12 +93,13 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
   await ctx.arrivals.ready(req);
   return await runGeneration({
-    lease,
+    lease: ctx.requests?.hold(req, lease) ?? lease,
     path: "/v1/chat/completions",
     body: upstream,
     events: () => new ChatEventParser(top),
     shape,
     stream: body.stream !== false,
     startedAt,
+    counted: countsFor(ctx.requests, req),
   });
 }

@@ -72,6 +72,7 @@ export async function handleEmbed(ctx: DaemonContext, req: Request): Promise<Res
   const startedAt = performance.now();
   const body = await readJsonBody(req, EmbedRequestSchema);
   const inputs = embedInputs(body.input);
+  ctx.requests?.note(req, { model: body.model });
   const model = await findModel(ctx, body.model, {
     emptyStatus: 404,
     emptyMessage: `model '${body.model}' not found`,
@@ -85,6 +86,7 @@ export async function handleEmbed(ctx: DaemonContext, req: Request): Promise<Res
       truncate: body.truncate !== false,
       dimensions: body.dimensions ?? undefined,
     });
+    ctx.requests?.note(req, { prompt_eval_count: tokens });
     return jsonResponse({
       model: body.model,
       embeddings,
@@ -107,6 +109,7 @@ export async function handleEmbed(ctx: DaemonContext, req: Request): Promise<Res
  */
 export async function handleEmbeddings(ctx: DaemonContext, req: Request): Promise<Response> {
   const body = await readJsonBody(req, EmbeddingsRequestSchema);
+  ctx.requests?.note(req, { model: body.model });
   const model = await findModel(ctx, body.model, { emptyStatus: 400, emptyMessage: "model is required" });
   const keepAliveMs = parseKeepAlive(body.keep_alive, ctx.defaultKeepAliveMs);
   const { load } = parseOptions(modelOptions(model, body.options));

@@ -6,6 +6,7 @@
  * @module
  */
 import type { DaemonContext } from "../context.ts";
+import { countsFor } from "../request_log.ts";
 import { findModel, modelOptions } from "../context.ts";
 import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
@@ -39,6 +40,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   const startedAt = performance.now();
   const body = await readJsonBody(req, GenerateRequestSchema);
   const top = logprobsWanted(body);
+  ctx.requests?.note(req, { model: body.model });
   const model = await findModel(ctx, body.model, {
     emptyStatus: 404,
     emptyMessage: `model '${body.model}' not found`,
@@ -142,7 +144,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   }
   try {
     return await runGeneration({
-      lease,
+      lease: ctx.requests?.hold(req, lease) ?? lease,
       path,
       body: upstream,
       events,
@@ -151,6 +153,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       startedAt,
       finish,
       begun: begin,
+      counted: countsFor(ctx.requests, req),
     });
   } catch (err) {
     // llama-server answers 501 when the model has no fill-in-the-middle tokens; Ollama says it this way.

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { LogFields } from "../../util/log.ts";
 import type { DaemonContext } from "../context.ts";
 import { findModel, modelMessages } from "../context.ts";
 import { errorStatus, HttpError, readBodyText } from "../http.ts";
@@ -49,6 +50,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
     throw new HttpError(400, "request body must be a JSON object");
   }
   if (typeof body.model !== "string") throw new HttpError(400, "model is required");
+  ctx.requests?.note(req, { model: body.model });
   const model = await findModel(ctx, body.model);
   const embedding = path === "/v1/embeddings";
   let load: LoadOptions | undefined;
@@ -71,7 +73,13 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
     }
     send = JSON.stringify(body);
   }
-  const lease = await ctx.scheduler.acquire({ model, keepAliveMs: ctx.defaultKeepAliveMs, embedding, load });
+  const acquired = await ctx.scheduler.acquire({
+    model,
+    keepAliveMs: ctx.defaultKeepAliveMs,
+    embedding,
+    load,
+  });
+  const lease = ctx.requests?.hold(req, acquired) ?? acquired;
   let up: UpstreamStream;
   try {
     await ctx.arrivals.ready(req);
@@ -80,11 +88,17 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
     lease.release();
     throw err;
   }
+  // For the request log: the last two pieces of the answer, where llama-server writes its `usage` (at the end
+  // of a JSON answer, in the last event of a stream); kept by reference, read once at the end.
+  const requests = ctx.requests;
+  let last: Uint8Array | undefined;
+  let before: Uint8Array | undefined;
   let released = false;
   const release = () => {
     if (!released) {
       released = true;
       up.close();
+      if (requests && last) requests.note(req, usageCounts(before, last));
       lease.release();
     }
   };
@@ -95,7 +109,13 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
         if (done) {
           ctrl.close();
           release();
-        } else ctrl.enqueue(value);
+        } else {
+          if (requests) {
+            before = last;
+            last = value;
+          }
+          ctrl.enqueue(value);
+        }
       } catch (err) {
         release();
         ctrl.error(err);
@@ -111,6 +131,23 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
     if (v) headers.set(h, v);
   }
   return new Response(out, { status: up.status, headers });
+}
+
+const dec = new TextDecoder();
+
+/** The token counts in the `usage` of llama-server's OpenAI answer (its last bytes), as Ollama names them. */
+function usageCounts(before: Uint8Array | undefined, last: Uint8Array): LogFields {
+  const tail = (before ? dec.decode(before.subarray(Math.max(0, before.length - 4096))) : "") +
+    dec.decode(last);
+  const at = tail.lastIndexOf('"usage"');
+  if (at < 0) return {};
+  const usage = tail.slice(at);
+  const prompt = usage.match(/"prompt_tokens":\s*(\d+)/);
+  const completion = usage.match(/"completion_tokens":\s*(\d+)/);
+  return {
+    prompt_eval_count: prompt ? Number(prompt[1]) : undefined,
+    eval_count: completion ? Number(completion[1]) : undefined,
+  };
 }
 
 function ownedBy(name: string): string {
