@@ -88,6 +88,44 @@ Deno.test("daemon /v1/messages and /v1/responses with a key", async (t) => {
       assertStringIncludes(text, "event: message_stop");
     });
 
+    await t.step("a made model's system prompt and parameters apply on /v1/messages and /v1/responses", async () => {
+      const pirate = "You are a pirate. Always answer like a pirate.";
+      const made = await post(`${url}/api/create`, {
+        model: "pirate",
+        from: "smol",
+        system: pirate,
+        parameters: { temperature: 0, top_k: 1, num_predict: 5 },
+        stream: false,
+      }, withKey);
+      assertEquals(made.status, 200, await made.clone().text());
+      await made.body?.cancel();
+      const message = async (body: Record<string, unknown>) => {
+        const res = await post(`${url}/v1/messages`, { messages: hello, ...body }, withKey);
+        assertEquals(res.status, 200);
+        const m = await res.json();
+        return { text: m.content[0].text, out: m.usage.output_tokens };
+      };
+      const viaModel = await message({ model: "pirate" });
+      assertEquals(viaModel.out, 5); // num_predict stands for the max_tokens left out
+      assertEquals(viaModel, await message({ model: "smol", system: pirate, max_tokens: 5, temperature: 0 }));
+      const response = async (body: Record<string, unknown>) => {
+        const res = await post(`${url}/v1/responses`, { input: "Say hello.", ...body }, withKey);
+        assertEquals(res.status, 200);
+        return (await res.json()).output.find((o: { type: string }) => o.type === "message").content[0].text;
+      };
+      assertEquals(
+        await response({ model: "pirate" }),
+        await response({ model: "smol", instructions: pirate, max_output_tokens: 5, temperature: 0 }),
+      );
+      const gone = await fetch(`${url}/api/delete`, {
+        method: "DELETE",
+        headers: withKey.headers,
+        body: JSON.stringify({ model: "pirate" }),
+      });
+      assertEquals(gone.status, 200);
+      await gone.body?.cancel();
+    });
+
     await t.step("PyPI anthropic: create, stream, system, stop_sequences, count_tokens, 404, 401", async () => {
       const r = await runPythonClient("anthropic_client.py", url, [KEY]);
       const c = r.create;
