@@ -88,76 +88,89 @@ Deno.test("daemon /v1/messages and /v1/responses with a key", async (t) => {
       assertStringIncludes(text, "event: message_stop");
     });
 
-    await t.step("a made model's system prompt and parameters apply on /v1/messages and /v1/responses", async () => {
-      const pirate = "You are a pirate. Always answer like a pirate.";
-      const made = await post(`${url}/api/create`, {
-        model: "pirate",
-        from: "smol",
-        system: pirate,
-        parameters: { temperature: 0, top_k: 1, num_predict: 5 },
-        stream: false,
-      }, withKey);
-      assertEquals(made.status, 200, await made.clone().text());
-      await made.body?.cancel();
-      const message = async (body: Record<string, unknown>) => {
-        const res = await post(`${url}/v1/messages`, { messages: hello, ...body }, withKey);
-        assertEquals(res.status, 200);
-        const m = await res.json();
-        return { text: m.content[0].text, out: m.usage.output_tokens };
-      };
-      const viaModel = await message({ model: "pirate" });
-      assertEquals(viaModel.out, 5); // num_predict stands for the max_tokens left out
-      assertEquals(viaModel, await message({ model: "smol", system: pirate, max_tokens: 5, temperature: 0 }));
-      const response = async (body: Record<string, unknown>) => {
-        const res = await post(`${url}/v1/responses`, { input: "Say hello.", ...body }, withKey);
-        assertEquals(res.status, 200);
-        return (await res.json()).output.find((o: { type: string }) => o.type === "message").content[0].text;
-      };
-      assertEquals(
-        await response({ model: "pirate" }),
-        await response({ model: "smol", instructions: pirate, max_output_tokens: 5, temperature: 0 }),
-      );
-      const gone = await fetch(`${url}/api/delete`, {
-        method: "DELETE",
-        headers: withKey.headers,
-        body: JSON.stringify({ model: "pirate" }),
-      });
-      assertEquals(gone.status, 200);
-      await gone.body?.cancel();
-    });
+    await t.step(
+      "a made model's system prompt and parameters apply on /v1/messages and /v1/responses",
+      async () => {
+        const pirate = "You are a pirate. Always answer like a pirate.";
+        const made = await post(`${url}/api/create`, {
+          model: "pirate",
+          from: "smol",
+          system: pirate,
+          parameters: { temperature: 0, top_k: 1, num_predict: 5 },
+          stream: false,
+        }, withKey);
+        assertEquals(made.status, 200, await made.clone().text());
+        await made.body?.cancel();
+        const message = async (body: Record<string, unknown>) => {
+          const res = await post(`${url}/v1/messages`, { messages: hello, ...body }, withKey);
+          assertEquals(res.status, 200);
+          const m = await res.json();
+          return { text: m.content[0].text, out: m.usage.output_tokens };
+        };
+        const viaModel = await message({ model: "pirate" });
+        assertEquals(viaModel.out, 5); // num_predict stands for the max_tokens left out
+        assertEquals(
+          viaModel,
+          await message({ model: "smol", system: pirate, max_tokens: 5, temperature: 0 }),
+        );
+        const response = async (body: Record<string, unknown>) => {
+          const res = await post(`${url}/v1/responses`, { input: "Say hello.", ...body }, withKey);
+          assertEquals(res.status, 200);
+          return (await res.json()).output.find((o: { type: string }) => o.type === "message").content[0]
+            .text;
+        };
+        assertEquals(
+          await response({ model: "pirate" }),
+          await response({ model: "smol", instructions: pirate, max_output_tokens: 5, temperature: 0 }),
+        );
+        const gone = await fetch(`${url}/api/delete`, {
+          method: "DELETE",
+          headers: withKey.headers,
+          body: JSON.stringify({ model: "pirate" }),
+        });
+        assertEquals(gone.status, 200);
+        await gone.body?.cancel();
+      },
+    );
 
-    await t.step("PyPI anthropic: create, stream, system, stop_sequences, count_tokens, 404, 401", async () => {
-      const r = await runPythonClient("anthropic_client.py", url, [KEY]);
-      const c = r.create;
-      assertEquals([c.type, c.role], ["message", "assistant"]);
-      assertEquals(c.content_types, ["text"]);
-      assert(c.text.length > 0);
-      assertEquals(c.stop_reason, "max_tokens");
-      assertEquals(c.output_tokens, 8);
-      assert(c.input_tokens > 0);
-      const s = r.stream;
-      assertEquals(s.types[0], "message_start");
-      assertEquals(s.types.at(-1), "message_stop");
-      assert(s.types.includes("content_block_delta"));
-      assertEquals(s.text, c.text);
-      assertEquals(s.stop_reason, "max_tokens");
-      assertEquals(r.helper.text, c.text);
-      assertEquals(r.helper.final_text, c.text);
-      // The system prompt reaches the model (in place of the template's default one): another prompt and answer,
-      // counted the same by count_tokens.
-      assert(r.system.input_tokens !== c.input_tokens && r.system.text !== c.text, JSON.stringify(r.system));
-      assertEquals(r.count, c.input_tokens);
-      assertEquals(r.count_system, r.system.input_tokens);
-      const st = r.stop;
-      // llama-server names the stop sequence but answers stop_reason "end_turn" (server-task.cpp), not Anthropic's
-      // "stop_sequence"; the daemon passes its answer through unchanged.
-      assertEquals(st.stop_reason, "end_turn", JSON.stringify(st));
-      assertEquals(st.stop_sequence, st.stop);
-      assert(!st.text.includes(st.stop), JSON.stringify(st));
-      assert(st.long_text.startsWith(st.text), JSON.stringify(st));
-      assertEquals(r.unknown, { status: 404, type: "not_found_error" });
-      assertEquals(r.wrong_key, { status: 401, type: "authentication_error" });
-    });
+    await t.step(
+      "PyPI anthropic: create, stream, system, stop_sequences, count_tokens, 404, 401",
+      async () => {
+        const r = await runPythonClient("anthropic_client.py", url, [KEY]);
+        const c = r.create;
+        assertEquals([c.type, c.role], ["message", "assistant"]);
+        assertEquals(c.content_types, ["text"]);
+        assert(c.text.length > 0);
+        assertEquals(c.stop_reason, "max_tokens");
+        assertEquals(c.output_tokens, 8);
+        assert(c.input_tokens > 0);
+        const s = r.stream;
+        assertEquals(s.types[0], "message_start");
+        assertEquals(s.types.at(-1), "message_stop");
+        assert(s.types.includes("content_block_delta"));
+        assertEquals(s.text, c.text);
+        assertEquals(s.stop_reason, "max_tokens");
+        assertEquals(r.helper.text, c.text);
+        assertEquals(r.helper.final_text, c.text);
+        // The system prompt reaches the model (in place of the template's default one): another prompt and answer,
+        // counted the same by count_tokens.
+        assert(
+          r.system.input_tokens !== c.input_tokens && r.system.text !== c.text,
+          JSON.stringify(r.system),
+        );
+        assertEquals(r.count, c.input_tokens);
+        assertEquals(r.count_system, r.system.input_tokens);
+        const st = r.stop;
+        // llama-server names the stop sequence but answers stop_reason "end_turn" (server-task.cpp), not Anthropic's
+        // "stop_sequence"; the daemon passes its answer through unchanged.
+        assertEquals(st.stop_reason, "end_turn", JSON.stringify(st));
+        assertEquals(st.stop_sequence, st.stop);
+        assert(!st.text.includes(st.stop), JSON.stringify(st));
+        assert(st.long_text.startsWith(st.text), JSON.stringify(st));
+        assertEquals(r.unknown, { status: 404, type: "not_found_error" });
+        assertEquals(r.wrong_key, { status: 401, type: "authentication_error" });
+      },
+    );
 
     await t.step("PyPI openai: responses.create, streamed and not, with instructions, 404", async () => {
       const r = await runPythonClient("responses_client.py", url, [KEY]);
