@@ -2,8 +2,8 @@
  * The daemon for tests: a real daemon on 127.0.0.1 on a free port, its data dir in a temp dir, models
  * in a temp folder (links to the real fixture files, each with a config alias named after its file, e.g.
  * `smol`), llama-servers from the shared test build; always closed
- * with its servers. Also the Python client environment (uv venv with PyPI `ollama` and `openai` under the
- * fixtures cache).
+ * with its servers. Also the Python client environment (uv venv with PyPI `ollama`, `openai` and `anthropic`
+ * under the fixtures cache).
  *
  * @module
  */
@@ -143,18 +143,18 @@ export function post(url: string, body: unknown, init: RequestInit = {}): Promis
 }
 
 /**
- * The Python interpreter of a venv with PyPI `ollama` and `openai`, made with uv under the fixtures cache on
- * first use.
+ * The Python interpreter of a venv with PyPI `ollama`, `openai` and `anthropic` (2.x), made with uv under the
+ * fixtures cache on first use (a venv from before `anthropic` gets it added).
  */
 export async function pythonClients(): Promise<string> {
   const venv = join(fixturesDir(), "venvs", "daemon-clients");
   const python = join(venv, "bin", "python");
   try {
-    await run([python, "-c", "import ollama, openai"]);
+    await run([python, "-c", "import ollama, openai, anthropic"]);
     return python;
   } catch { /* create it */ }
   await run(["uv", "venv", "--allow-existing", venv]);
-  await run(["uv", "pip", "install", "--python", python, "ollama", "openai"]);
+  await run(["uv", "pip", "install", "--python", python, "ollama", "openai", "anthropic>=2,<3"]);
   return python;
 }
 

@@ -140,7 +140,7 @@ export interface DaemonConfig {
   keep_alive: string | number;
   /** Extra allowed origins (OLLAMA_ORIGINS; default none). */
   origins: string[];
-  /** When set, requests must send `Authorization: Bearer <key>`. */
+  /** When set, requests must send `Authorization: Bearer <key>` (or `x-api-key: <key>`). */
   api_key?: string;
   /** How many models may be loaded at once (OLLAMA_MAX_LOADED_MODELS; default 3). */
   max_loaded_models: number;

@@ -1,6 +1,6 @@
 /**
  * The route table: every endpoint in one screen, with the cross-cutting middleware (Host/Origin/API-key
- * checks, error bodies in Ollama's or OpenAI's shape, 404 and 405 as Ollama answers them).
+ * checks, error bodies in Ollama's, OpenAI's or Anthropic's shape, 404 and 405 as Ollama answers them).
  *
  * @module
  */
@@ -18,6 +18,7 @@ import { handleEmbed, handleEmbeddings } from "./ollama/embed.ts";
 import { handleCopy, handleCreate, handleDelete, handlePull, handlePush } from "./ollama/manage.ts";
 import { handleHeadBlob, handlePostBlob } from "./ollama/blobs.ts";
 import { handleOpenAIModel, handleOpenAIModels, proxyOpenAI, toOpenAIError } from "./openai/proxy.ts";
+import { toAnthropicError } from "./anthropic/errors.ts";
 
 /**
  * Options for {@linkcode createRoutes}.
@@ -95,7 +96,12 @@ export function createRoutes(ctx: DaemonContext, options: RouteOptions): DaemonR
       if (ctx.logger) ctx.logger.error(String(err), { path: c.req.path });
       else ctx.log(`error: ${c.req.path}: ${String(err)}`);
     }
-    return c.req.path.startsWith("/v1/") ? toOpenAIError(err) : toErrorResponse(err);
+    const path = c.req.path;
+    return path.startsWith("/v1/messages")
+      ? toAnthropicError(err)
+      : path.startsWith("/v1/")
+      ? toOpenAIError(err)
+      : toErrorResponse(err);
   });
   app.notFound((c) => {
     if (known.some((p) => p.test(c.req.path))) return new Response("405 method not allowed", { status: 405 });
@@ -137,5 +143,8 @@ export function createRoutes(ctx: DaemonContext, options: RouteOptions): DaemonR
   route("post", "/v1/chat/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/chat/completions"));
   route("post", "/v1/completions", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/completions"));
   route("post", "/v1/embeddings", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/embeddings"));
+  route("post", "/v1/responses", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/responses"));
+  route("post", "/v1/messages", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/messages"));
+  route("post", "/v1/messages/count_tokens", (c) => proxyOpenAI(ctx, c.req.raw, "/v1/messages/count_tokens"));
   return app;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { hostname } from "node:os";
+import { anthropicErrorBody } from "./anthropic/errors.ts";
 
 /** Origins allowed by default (Ollama's list), before the user's own. */
 export const DEFAULT_ORIGINS: readonly string[] = [
@@ -134,9 +135,13 @@ export function hostAllowed(hostHeader: string): boolean {
   return [".localhost", ".local", ".internal"].some((tld) => host.endsWith(tld));
 }
 
-/** Headers a browser may send (Ollama's list, with the OpenAI SDK's). */
+/** Headers a browser may send (Ollama's list, with the OpenAI and Anthropic SDKs'). */
 export const CORS_ALLOW_HEADERS = [
   "Authorization",
+  "x-api-key",
+  "anthropic-version",
+  "anthropic-beta",
+  "anthropic-dangerous-direct-browser-access",
   "Content-Type",
   "User-Agent",
   "Accept",
@@ -169,7 +174,7 @@ export interface AccessOptions {
   listenHost: string;
   /** Allowed origin patterns. */
   origins: string[];
-  /** Required bearer key, if any. */
+  /** Required key, if any (sent as `Authorization: Bearer <key>` or `x-api-key: <key>`). */
   apiKey?: string;
 }
 
@@ -213,21 +218,22 @@ export function checkAccess(req: Request, options: AccessOptions): Response | Re
   }
   const exempt = url.pathname === "/" && (req.method === "GET" || req.method === "HEAD");
   if (options.apiKey && !exempt) {
-    const auth = req.headers.get("authorization") ?? "";
-    const m = auth.match(/^Bearer\s+(.+)$/i);
-    if (!m || !timingSafeEqual(m[1].trim(), options.apiKey)) {
-      const openai = url.pathname.startsWith("/v1/");
-      const body = openai
-        ? {
-          error: {
-            message: "invalid or missing API key",
-            type: "invalid_request_error",
-            param: null,
-            code: "invalid_api_key",
-          },
-        }
-        : { error: "unauthorized: send the daemon's API key as `Authorization: Bearer <key>`" };
-      return new Response(JSON.stringify(body), {
+    // `Authorization: Bearer` as Ollama's and OpenAI's clients send it, `x-api-key` as Anthropic's do.
+    const bearer = (req.headers.get("authorization") ?? "").match(/^Bearer\s+(.+)$/i)?.[1].trim();
+    const given = [bearer, req.headers.get("x-api-key")?.trim()];
+    if (!given.some((k) => k && timingSafeEqual(k, options.apiKey!))) {
+      const message = "invalid or missing API key";
+      const body = url.pathname.startsWith("/v1/messages")
+        ? anthropicErrorBody(401, message)
+        : url.pathname.startsWith("/v1/")
+        ? JSON.stringify({
+          error: { message, type: "invalid_request_error", param: null, code: "invalid_api_key" },
+        })
+        : JSON.stringify({
+          error:
+            "unauthorized: send the daemon's API key as `Authorization: Bearer <key>` or `x-api-key: <key>`",
+        });
+      return new Response(body, {
         status: 401,
         headers: { ...extra, "content-type": "application/json", "www-authenticate": "Bearer" },
       });

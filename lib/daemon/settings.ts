@@ -45,7 +45,7 @@ export interface DaemonSettings {
   keepAliveMs: KeepAliveMs;
   /** Allowed browser origins: the user's (environment, then config), then Ollama's defaults. */
   origins: string[];
-  /** When set, requests must send `Authorization: Bearer <key>`. */
+  /** When set, requests must send `Authorization: Bearer <key>` (or `x-api-key: <key>`). */
   apiKey?: string;
   /** Requests one model answers at once, each with the full context; unset: llama-server's 4 shared slots. */
   parallel?: number;

@@ -1,15 +1,16 @@
 /**
- * The OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions` and `/v1/embeddings` are routed by
- * their `model` to that model's llama-server and streamed through byte for byte (llama-server speaks this API
- * itself; a model made by `/api/create` adds its parameters, system prompt and messages); `/v1/models` and
- * `/v1/models/:id` list the catalogue. Errors use OpenAI's body
- * (`{"error": {"message", "type", "param", "code"}}`).
+ * The `/v1` endpoints llama-server speaks itself: OpenAI's `/v1/chat/completions`, `/v1/completions`,
+ * `/v1/embeddings` and `/v1/responses`, Anthropic's `/v1/messages` and `/v1/messages/count_tokens`. Each is routed
+ * by its `model` to that model's llama-server and streamed through byte for byte (a model made by `/api/create`
+ * adds its parameters, system prompt and messages); `/v1/models` and `/v1/models/:id` list the catalogue. Errors
+ * use OpenAI's body (`{"error": {"message", "type", "param", "code"}}`), Anthropic's on `/v1/messages*`.
  *
  * @module
  */
 import type { LogFields } from "../../util/log.ts";
 import type { DaemonContext } from "../context.ts";
 import { findModel, modelMessages } from "../context.ts";
+import type { CatalogModel } from "../../models/catalog.ts";
 import { errorStatus, HttpError, readBodyText } from "../http.ts";
 import { openUpstream, type UpstreamStream } from "../upstream/client.ts";
 import { type LoadOptions, parseOptions } from "../options.ts";
@@ -30,7 +31,7 @@ export function toOpenAIError(err: unknown): Response {
 }
 
 /**
- * Proxies one OpenAI request to the model's llama-server.
+ * Proxies one OpenAI or Anthropic request to the model's llama-server.
  *
  * @example
  * ```ts
@@ -60,17 +61,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
     // go before a chat's own (as Ollama's OpenAI endpoints go through its chat handler).
     const own = parseOptions(model.settings.parameters);
     load = own.load;
-    if (!embedding) {
-      for (const [key, value] of Object.entries(own.sampling)) {
-        const given = key === "n_predict"
-          ? body.n_predict ?? body.max_tokens ?? body.max_completion_tokens
-          : body[key];
-        if (given === undefined || given === null) body[key] = value;
-      }
-      if (path === "/v1/chat/completions" && Array.isArray(body.messages)) {
-        body.messages = modelMessages(model, body.messages as Record<string, unknown>[], toOpenAIMessages);
-      }
-    }
+    if (!embedding) applyModel(model, body, own.sampling, path);
     send = JSON.stringify(body);
   }
   const acquired = await ctx.scheduler.acquire({
@@ -148,6 +139,53 @@ function usageCounts(before: Uint8Array | undefined, last: Uint8Array): LogField
     prompt_eval_count: prompt ? Number(prompt[1]) : undefined,
     eval_count: completion ? Number(completion[1]) : undefined,
   };
+}
+
+/**
+ * A made model's parameters as the request's defaults, its system prompt and messages before the request's own,
+ * each in the field the path's API has for them.
+ */
+function applyModel(
+  model: CatalogModel,
+  body: Record<string, unknown>,
+  sampling: Record<string, unknown>,
+  path: string,
+): void {
+  const s = model.settings!;
+  const anthropic = path.startsWith("/v1/messages");
+  for (const [key, value] of Object.entries(sampling)) {
+    // Anthropic's fields: llama-server reads max_tokens, stop_sequences, temperature, top_p and top_k of them.
+    const field = !anthropic
+      ? key
+      : key === "n_predict"
+      ? "max_tokens"
+      : key === "stop"
+      ? "stop_sequences"
+      : key;
+    const given = key === "n_predict" && !anthropic
+      ? body.n_predict ?? body.max_tokens ?? body.max_completion_tokens ?? body.max_output_tokens
+      : body[field];
+    if ((given === undefined || given === null) && !(anthropic && field === "max_tokens" && value === -1)) {
+      body[field] = value;
+    }
+  }
+  // Only text turns: the Messages and Responses APIs take a string as a message's content.
+  const turns = (s.messages ?? []).map((m) => ({ role: m.role, content: m.content }));
+  if (path === "/v1/chat/completions" && Array.isArray(body.messages)) {
+    body.messages = modelMessages(model, body.messages as Record<string, unknown>[], toOpenAIMessages);
+  } else if (anthropic) {
+    if (s.system && !body.system) body.system = s.system;
+    // Anthropic has no system turn: a made model's system messages join its system prompt's place.
+    if (Array.isArray(body.messages) && turns.length) {
+      body.messages = [...turns.filter((m) => m.role === "user" || m.role === "assistant"), ...body.messages];
+    }
+  } else if (path === "/v1/responses") {
+    if (s.system && !body.instructions) body.instructions = s.system;
+    if (turns.length && (typeof body.input === "string" || Array.isArray(body.input))) {
+      const input = typeof body.input === "string" ? [{ role: "user", content: body.input }] : body.input;
+      body.input = [...turns, ...input];
+    }
+  }
 }
 
 function ownedBy(name: string): string {
