@@ -3,12 +3,14 @@
  * in a temp folder (links to the real fixture files, each with a config alias named after its file, e.g.
  * `smol`), llama-servers from the shared test build; always closed
  * with its servers. Also the Python client environment (uv venv with PyPI `ollama`, `openai` and `anthropic`
- * under the fixtures cache).
+ * under the fixtures cache), and `cliWorld`: a data dir for CLI tests whose commands start a daemon.
  *
  * @module
  */
 import { join } from "node:path";
-import { fixturesDir, smolModelPath, testInstance } from "./_fixtures.ts";
+import { cli, fixturesDir, smolModelPath, testInstance } from "./_fixtures.ts";
+import { findFreePort } from "../lib/server/ports.ts";
+import { pidAlive } from "../lib/util/process.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { type DaemonHandle, startDaemon } from "../lib/daemon/daemon.ts";
@@ -169,4 +171,77 @@ export async function runPythonClient(script: string, url: string, args: string[
   });
   if (r.code !== 0) throw new Error(`${script} failed (${r.code}):\n${r.stderr}\n${r.stdout}`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!);
+}
+
+/** A data dir for the command line as a user has one: the shared test build as instance `cpu`, a config. */
+export interface CliWorld {
+  /** The data dir. */
+  data: string;
+  /** The config file. */
+  config: string;
+  /** The folder of models the config lists (holds SmolLM2 when asked for). */
+  modelsDir: string;
+  /** The daemon's address the commands use (OLLAMA_HOST), on a free port. */
+  url: string;
+  /** The environment the commands run with. */
+  env: Record<string, string>;
+  /** Runs `llama-mgr -d DATA --config CONFIG -i cpu ARGS...` (stdin when given). */
+  run(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Pids of daemons started in the background for this data dir. */
+  daemonPids(): Promise<number[]>;
+  /** Stops those daemons (SIGTERM, waiting for them) and removes everything. */
+  close(): Promise<void>;
+}
+
+/**
+ * A fresh data dir and config for CLI tests whose commands start a daemon in the background.
+ *
+ * @example
+ * ```ts ignore
+ * const w = await cliWorld({ smol: true });
+ * try { await w.run(["list"]); } finally { await w.close(); }
+ * ```
+ */
+export async function cliWorld(options: { smol?: boolean } = {}): Promise<CliWorld> {
+  const { paths: shared } = await testInstance();
+  const root = await Deno.makeTempDir({ prefix: "llama-mgr-cli-" });
+  const data = join(root, "data");
+  const modelsDir = join(root, "models");
+  await Deno.mkdir(join(data, "instances"), { recursive: true });
+  await Deno.symlink(join(shared.instancesDir, "cpu"), join(data, "instances", "cpu"));
+  await Deno.mkdir(modelsDir);
+  if (options.smol) {
+    await Deno.symlink(await smolModelPath(), join(modelsDir, "SmolLM2-135M-Instruct.Q4_1.gguf"));
+  }
+  const config = join(root, "config.yaml");
+  await Deno.writeTextFile(
+    config,
+    `models:\n  dirs: [${modelsDir}]\n  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }\n`,
+  );
+  const port = findFreePort();
+  const env = { OLLAMA_HOST: `127.0.0.1:${port}` };
+  const daemonPids = async () => {
+    const out = await new Deno.Command("pgrep", { args: ["-f", `${data} --config ${config} -i cpu daemon`] })
+      .output();
+    return new TextDecoder().decode(out.stdout).trim().split("\n").map(Number).filter((p) =>
+      p && p !== Deno.pid
+    );
+  };
+  return {
+    data,
+    config,
+    modelsDir,
+    url: `http://127.0.0.1:${port}`,
+    env,
+    run: (args, stdin) => cli(["-d", data, "--config", config, "-i", "cpu", ...args], { env, stdin }),
+    daemonPids,
+    async close() {
+      const pids = await daemonPids();
+      for (const pid of pids) Deno.kill(pid, "SIGTERM");
+      for (const pid of pids) {
+        for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      }
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    },
+  };
 }

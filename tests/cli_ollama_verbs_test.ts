@@ -4,8 +4,7 @@
  * cp, ps, stop, rm, with tables by default, JSON with --json, and a hint naming the closest model on a miss.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { cli, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
-import { findFreePort } from "../lib/server/ports.ts";
+import { cliWorld } from "./_daemon.ts";
 import { pidAlive } from "../lib/util/process.ts";
 
 const MODEL = "smollm2:135m-q4_1";
@@ -15,22 +14,9 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { paths: shared } = await testInstance();
-    const tmp = await tempDir();
-    const data = `${tmp.path}/data`;
-    await Deno.mkdir(`${data}/instances`, { recursive: true });
-    await Deno.symlink(`${shared.instancesDir}/cpu`, `${data}/instances/cpu`);
-    await Deno.mkdir(`${tmp.path}/models`);
-    await Deno.symlink(await smolModelPath(), `${tmp.path}/models/SmolLM2-135M-Instruct.Q4_1.gguf`);
-    const config = `${tmp.path}/config.yaml`;
-    await Deno.writeTextFile(
-      config,
-      `models:\n  dirs: [${tmp.path}/models]\n  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }\n`,
-    );
-    const port = findFreePort();
-    const url = `http://127.0.0.1:${port}`;
-    const env = { OLLAMA_HOST: `127.0.0.1:${port}` };
-    const run = (...args: string[]) => cli(["-d", data, "--config", config, "-i", "cpu", ...args], { env });
+    const w = await cliWorld({ smol: true });
+    const { url } = w;
+    const run = (...args: string[]) => w.run(args);
     let daemonPid: number | undefined;
     try {
       // Nothing runs yet: ps shows an empty table without starting a daemon; stop says nothing runs.
@@ -107,16 +93,15 @@ Deno.test({
       assertStringIncludes(usage.stderr, "cp needs a source and a destination");
 
       // The daemon was started in a session of its own and outlives the commands; find it to stop it.
-      const ps2 = new Deno.Command("pgrep", { args: ["-f", `${data} --config ${config} -i cpu daemon`] });
-      const out = new TextDecoder().decode((await ps2.output()).stdout).trim().split("\n").filter(Boolean);
-      daemonPid = Number(out.find((p) => Number(p) !== Deno.pid));
-      assert(daemonPid && pidAlive(daemonPid), `no daemon process found (${out.join(",")})`);
+      const pids = await w.daemonPids();
+      daemonPid = pids[0];
+      assert(pids.length === 1 && pidAlive(daemonPid), `not one daemon process (${pids.join(",")})`);
     } finally {
       if (daemonPid) {
         Deno.kill(daemonPid, "SIGTERM");
         for (let i = 0; i < 100 && pidAlive(daemonPid); i++) await new Promise((r) => setTimeout(r, 100));
       }
-      await tmp.cleanup();
+      await w.close();
     }
     assert(!daemonPid || !pidAlive(daemonPid), "the daemon did not stop on SIGTERM");
   },

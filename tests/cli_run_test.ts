@@ -5,9 +5,7 @@
  * /show, /clear, /save, /bye and Ctrl-D.
  */
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
-import { cli, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
-import { findFreePort } from "../lib/server/ports.ts";
-import { pidAlive } from "../lib/util/process.ts";
+import { cliWorld } from "./_daemon.ts";
 
 const MODEL = "smollm2:135m-q4_1";
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
@@ -31,23 +29,11 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    const { paths: shared } = await testInstance();
-    const tmp = await tempDir();
-    const data = `${tmp.path}/data`;
-    await Deno.mkdir(`${data}/instances`, { recursive: true });
-    await Deno.symlink(`${shared.instancesDir}/cpu`, `${data}/instances/cpu`);
-    await Deno.mkdir(`${tmp.path}/models`);
-    await Deno.symlink(await smolModelPath(), `${tmp.path}/models/SmolLM2-135M-Instruct.Q4_1.gguf`);
-    const config = `${tmp.path}/config.yaml`;
-    await Deno.writeTextFile(
-      config,
-      `models:\n  dirs: [${tmp.path}/models]\n  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }\n`,
-    );
-    const port = findFreePort();
-    const url = `http://127.0.0.1:${port}`;
-    const env = { OLLAMA_HOST: `127.0.0.1:${port}` };
+    const w = await cliWorld({ smol: true });
+    const { data, config, url } = w;
+    const port = Number(new URL(url).port);
     const globals = ["-d", data, "--config", config, "-i", "cpu"];
-    const run = (args: string[], stdin?: string) => cli([...globals, "run", MODEL, ...args], { env, stdin });
+    const run = (args: string[], stdin?: string) => w.run(["run", MODEL, ...args], stdin);
     const socket = `llama-mgr-test-${port}`;
     const tmux = (...args: string[]) => sh("tmux", ["-L", socket, ...args]);
     const screen = () => tmux("capture-pane", "-p", "-t", "s", "-S", "-200");
@@ -73,8 +59,7 @@ Deno.test({
           }),
         });
         assertEquals(created.status, 200, await created.text());
-        const short = (args: string[], stdin?: string) =>
-          cli([...globals, "run", "smol-short", ...args], { env, stdin });
+        const short = (args: string[], stdin?: string) => w.run(["run", "smol-short", ...args], stdin);
         const piped = await short([], "What is the capital of France?");
         assertEquals(piped.code, 0, piped.stderr);
         assert(piped.stdout.trim().length > 0, "no answer to piped input");
@@ -163,13 +148,7 @@ Deno.test({
       });
     } finally {
       await tmux("kill-server").catch(() => "");
-      const pids = (await sh("pgrep", ["-f", `${data} --config ${config} -i cpu daemon`])).trim().split("\n")
-        .map(Number).filter((p) => p && p !== Deno.pid);
-      for (const pid of pids) Deno.kill(pid, "SIGTERM");
-      for (const pid of pids) {
-        for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-      }
-      await tmp.cleanup();
+      await w.close();
     }
   },
 });

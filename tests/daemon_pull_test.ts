@@ -6,11 +6,9 @@
  */
 import { Ollama } from "ollama";
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
-import { cli, smolModelPath, testInstance } from "./_fixtures.ts";
+import { smolModelPath } from "./_fixtures.ts";
 import { Registry } from "./_registry.ts";
-import { findFreePort } from "../lib/server/ports.ts";
-import { pidAlive } from "../lib/util/process.ts";
-import { post, readNdjson, withDaemon } from "./_daemon.ts";
+import { cliWorld, post, readNdjson, withDaemon } from "./_daemon.ts";
 
 const te = new TextEncoder();
 const MT = "application/vnd.ollama.image.";
@@ -133,18 +131,10 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { paths: shared } = await testInstance();
     const reg = await registry();
-    const tmp = await Deno.makeTempDir({ prefix: "llama-mgr-pull-" });
+    const w = await cliWorld();
     try {
-      await Deno.mkdir(`${tmp}/data/instances`, { recursive: true });
-      await Deno.symlink(`${shared.instancesDir}/cpu`, `${tmp}/data/instances/cpu`);
-      await Deno.writeTextFile(
-        `${tmp}/config.yaml`,
-        "models:\n  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }\n",
-      );
-      const run = (...args: string[]) =>
-        cli(["-d", `${tmp}/data`, "--config", `${tmp}/config.yaml`, ...args]);
+      const run = (...args: string[]) => w.run(args);
       const name = `${reg.host}/library/smol:latest`;
       const refused = await run("pull", name);
       assertEquals(refused.code, 1);
@@ -160,8 +150,8 @@ Deno.test({
       assertEquals(models.code, 0, models.stderr);
       assertStringIncludes(models.stdout, name.toLowerCase());
     } finally {
+      await w.close();
       await reg.close();
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
   },
 });
@@ -171,44 +161,20 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const { paths: shared } = await testInstance();
     const reg = await registry();
-    const tmp = await Deno.makeTempDir({ prefix: "llama-mgr-run-pull-" });
-    const data = `${tmp}/data`;
-    const config = `${tmp}/config.yaml`;
-    const port = findFreePort();
+    const w = await cliWorld();
     try {
-      await Deno.mkdir(`${data}/instances`, { recursive: true });
-      await Deno.symlink(`${shared.instancesDir}/cpu`, `${data}/instances/cpu`);
-      await Deno.writeTextFile(
-        config,
-        "models:\n  sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false }\n",
-      );
       const name = `${reg.host}/library/smol:latest`;
-      const r = await cli(
-        ["-d", data, "--config", config, "-i", "cpu", "run", "--insecure", name, "Say hi"],
-        {
-          env: { OLLAMA_HOST: `127.0.0.1:${port}` },
-        },
-      );
+      const r = await w.run(["run", "--insecure", name, "Say hi"]);
       assertEquals(r.code, 0, r.stderr);
       assertStringIncludes(r.stderr, `pulling ${name}`);
       assertStringIncludes(r.stderr, "success");
       assert(r.stdout.trim().length > 0, "no answer");
-      const tags = await (await fetch(`http://127.0.0.1:${port}/api/tags`)).json();
+      const tags = await (await fetch(`${w.url}/api/tags`)).json();
       assert(tags.models.some((m: { name: string }) => m.name === name.toLowerCase()), JSON.stringify(tags));
     } finally {
-      const pids = new TextDecoder().decode(
-        (await new Deno.Command("pgrep", { args: ["-f", `${data} --config ${config} -i cpu daemon`] })
-          .output())
-          .stdout,
-      ).trim().split("\n").map(Number).filter((p) => p && p !== Deno.pid);
-      for (const pid of pids) Deno.kill(pid, "SIGTERM");
-      for (const pid of pids) {
-        for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-      }
+      await w.close();
       await reg.close();
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
   },
 });
