@@ -12,7 +12,7 @@ import { isValidModelName } from "../../models/names.ts";
 import { CopyRequestSchema, CreateRequestSchema, DeleteRequestSchema, PullRequestSchema } from "../types.ts";
 import type { ModelSettings, NameRecord } from "../../models/catalog.ts";
 import { checkParameters } from "../options.ts";
-import { modelFromFile } from "../../models/mod.ts";
+import { type ModelEntry, modelFromFile } from "../../models/mod.ts";
 import { type PullEvent, pullKind, verifyModel } from "../../models/pull/mod.ts";
 import { exists } from "../../util/fs.ts";
 import { join } from "node:path";
@@ -147,6 +147,27 @@ function validFilePath(p: string): boolean {
     p.split("/").every((part) => part !== "" && part !== "." && part !== "..");
 }
 
+/** An uploaded file named in `files` or `adapters`: its blob, which must be there and be a GGUF. */
+async function uploadedGguf(
+  ctx: DaemonContext,
+  file: string,
+  digest: string,
+): Promise<{ path: string; facts: ModelEntry["facts"] }> {
+  if (!validFilePath(file)) throw new HttpError(400, "file path must be relative");
+  const path = blobPath(ctx, digest, file);
+  if (!(await exists(path))) {
+    throw new HttpError(
+      400,
+      `blob ${digest} (${file}) not found: upload it first with POST /api/blobs/${digest}`,
+    );
+  }
+  try {
+    return { path, facts: (await modelFromFile(path)).facts };
+  } catch (err) {
+    throw new HttpError(400, `supplied file was not in GGUF format: ${file}: ${(err as Error).message}`);
+  }
+}
+
 /**
  * The model (and vision projector) among uploaded files (`files`: file name -> blob digest), read from the
  * blob store: every file must be an uploaded GGUF; exactly one must be a model.
@@ -158,20 +179,7 @@ async function modelFromBlobs(
   const models: string[] = [];
   const projectors: string[] = [];
   for (const [file, digest] of Object.entries(files)) {
-    if (!validFilePath(file)) throw new HttpError(400, "file path must be relative");
-    const path = blobPath(ctx, digest, file);
-    if (!(await exists(path))) {
-      throw new HttpError(
-        400,
-        `blob ${digest} (${file}) not found: upload it first with POST /api/blobs/${digest}`,
-      );
-    }
-    let facts;
-    try {
-      facts = (await modelFromFile(path)).facts;
-    } catch (err) {
-      throw new HttpError(400, `supplied file was not in GGUF format: ${file}: ${(err as Error).message}`);
-    }
+    const { path, facts } = await uploadedGguf(ctx, file, digest);
     if (facts.type === "adapter") {
       throw new HttpError(
         400,
@@ -378,20 +386,7 @@ async function adaptersFromBlobs(ctx: DaemonContext, files: Record<string, strin
   if (entries.length > 1) throw new HttpError(400, "only one adapter is currently supported");
   const out: string[] = [];
   for (const [file, digest] of entries) {
-    if (!validFilePath(file)) throw new HttpError(400, "file path must be relative");
-    const path = blobPath(ctx, digest, file);
-    if (!(await exists(path))) {
-      throw new HttpError(
-        400,
-        `blob ${digest} (${file}) not found: upload it first with POST /api/blobs/${digest}`,
-      );
-    }
-    let facts;
-    try {
-      facts = (await modelFromFile(path)).facts;
-    } catch (err) {
-      throw new HttpError(400, `supplied file was not in GGUF format: ${file}: ${(err as Error).message}`);
-    }
+    const { path, facts } = await uploadedGguf(ctx, file, digest);
     if (facts.type !== "adapter") {
       throw new HttpError(400, `${file} is not a LoRA adapter (a GGUF with general.type "adapter")`);
     }
