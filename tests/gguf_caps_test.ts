@@ -5,37 +5,9 @@
  */
 import { assertEquals } from "./_assert.ts";
 import { describeModel, parseGgufHeader } from "../lib/gguf/mod.ts";
+import { ggufFile, type Kv } from "./_gguf.ts";
 
-type Kv = [string, "str" | "u32" | "f32", string | number];
-
-/** A little-endian GGUF v3 header with these keys and no tensors. */
-function header(kvs: Kv[]): Uint8Array {
-  const out: number[] = [0x47, 0x47, 0x55, 0x46];
-  const u32 = (v: number) => out.push(v & 255, (v >>> 8) & 255, (v >>> 16) & 255, (v >>> 24) & 255);
-  const u64 = (v: number) => (u32(v % 4294967296), u32(Math.floor(v / 4294967296)));
-  const str = (s: string) => {
-    const b = new TextEncoder().encode(s);
-    u64(b.length);
-    out.push(...b);
-  };
-  u32(3);
-  u64(0);
-  u64(kvs.length);
-  for (const [k, type, v] of kvs) {
-    str(k);
-    if (type === "str") (u32(8), str(v as string));
-    else if (type === "u32") (u32(4), u32(v as number));
-    else {
-      u32(6);
-      const b = new Uint8Array(4);
-      new DataView(b.buffer).setFloat32(0, v as number, true);
-      out.push(...b);
-    }
-  }
-  return new Uint8Array(out);
-}
-
-const caps = (kvs: Kv[]) => describeModel(parseGgufHeader(header(kvs), "caps.gguf")).capabilities;
+const caps = (kvs: Kv[]) => describeModel(parseGgufHeader(ggufFile(kvs), "caps.gguf")).capabilities;
 
 // Abridged from the models' own templates.
 const QWEN3_TEMPLATE = "{%- if tools %}<tools>{{ tool | tojson }}</tools>{%- endif %}" +

@@ -8,6 +8,7 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
 import { sha256File, smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
 import { Registry } from "./_registry.ts";
+import { ggufFile } from "./_gguf.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { exists } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
@@ -25,49 +26,6 @@ import {
   UnsupportedModelError,
 } from "../lib/models/pull/ollama.ts";
 
-type Kv = [string, "str" | "u32", string | number];
-interface Tensor {
-  name: string;
-  dims: number[];
-  /** ggml type id (0: F32). */
-  type: number;
-  /** Bytes of data. */
-  bytes: number;
-}
-
-/** A little-endian GGUF v3 file: these keys and tensors, zero-filled data aligned to 32 bytes. */
-function gguf(kvs: Kv[], tensors: Tensor[]): Uint8Array<ArrayBuffer> {
-  const out: number[] = [0x47, 0x47, 0x55, 0x46];
-  const u32 = (v: number) => out.push(v & 255, (v >>> 8) & 255, (v >>> 16) & 255, (v >>> 24) & 255);
-  const u64 = (v: number) => (u32(v % 4294967296), u32(Math.floor(v / 4294967296)));
-  const str = (s: string) => {
-    const b = new TextEncoder().encode(s);
-    u64(b.length);
-    out.push(...b);
-  };
-  u32(3);
-  u64(tensors.length);
-  u64(kvs.length);
-  for (const [k, type, v] of kvs) {
-    str(k);
-    if (type === "str") (u32(8), str(v as string));
-    else (u32(4), u32(v as number));
-  }
-  let offset = 0;
-  for (const t of tensors) {
-    str(t.name);
-    u32(t.dims.length);
-    t.dims.forEach(u64);
-    u32(t.type);
-    u64(offset);
-    offset += Math.ceil(t.bytes / 32) * 32;
-  }
-  const dataOffset = Math.ceil(out.length / 32) * 32;
-  const file = new Uint8Array(dataOffset + offset);
-  file.set(out);
-  return file;
-}
-
 const te = new TextEncoder();
 
 const MT = "application/vnd.ollama.image.";
@@ -77,14 +35,14 @@ const SYSTEM = "You are a small, helpful assistant.";
 const LICENSE = "Apache License 2.0";
 
 const projector = () =>
-  gguf([["general.architecture", "str", "clip"]], [{
+  ggufFile([["general.architecture", "str", "clip"]], [{
     name: "v.patch_embd.weight",
     dims: [16],
     type: 0,
     bytes: 64,
   }]);
 const tinyLlama = () =>
-  gguf([["general.architecture", "str", "llama"], ["llama.context_length", "u32", 2048]], [
+  ggufFile([["general.architecture", "str", "llama"], ["llama.context_length", "u32", 2048]], [
     { name: "token_embd.weight", dims: [64], type: 0, bytes: 256 },
   ]);
 
@@ -249,9 +207,12 @@ Deno.test({
       const store = `${tmp.path}/store`;
       const inst = await instance();
       // 8 MiB of weights behind a header of a few hundred bytes.
-      const weird = gguf([["general.architecture", "str", "zorblax"], ["zorblax.block_count", "u32", 2]], [
-        { name: "token_embd.weight", dims: [1024, 2048], type: 0, bytes: 8 << 20 },
-      ]);
+      const weird = ggufFile(
+        [["general.architecture", "str", "zorblax"], ["zorblax.block_count", "u32", 2]],
+        [
+          { name: "token_embd.weight", dims: [1024, 2048], type: 0, bytes: 8 << 20 },
+        ],
+      );
       const { digests } = await registry.publish("library/weird:latest", [
         { mediaType: `${MT}model`, bytes: weird },
         { mediaType: `${MT}params`, bytes: te.encode(PARAMS) },
@@ -293,7 +254,7 @@ Deno.test({
             "Q4_1 is read, Q4_2 was removed",
           );
           const header = parseGgufHeader(
-            gguf([["general.architecture", "str", "llama"]], [{
+            ggufFile([["general.architecture", "str", "llama"]], [{
               name: "blk.0.ffn_up.weight",
               dims: [32],
               type: 4,
