@@ -12,6 +12,8 @@ import { bool, type ParsedArgs, str } from "./args.ts";
 import { connect } from "./connect.ts";
 import { createLineEditor } from "./line_editor.ts";
 import { showSummary } from "./ollama_verbs.ts";
+import { pullDisplay } from "./pull.ts";
+import type { PullEvent } from "../lib/models/pull/mod.ts";
 import { DaemonApiError, type DaemonClient } from "../lib/daemon/client.ts";
 import { UserError } from "../lib/util/errors.ts";
 
@@ -83,20 +85,14 @@ async function ensureModel(
     if (!(err instanceof DaemonApiError) || err.status !== 404) throw err;
   }
   ctx.info(`pulling ${model}`);
-  let last = "";
-  for await (
-    const l of client.lines<{ status?: string; total?: number; completed?: number }>("/api/pull", {
-      model,
-      ...(insecure ? { insecure } : {}),
-    })
-  ) {
-    const line = l.total
-      ? `${l.status} ${Math.floor(((l.completed ?? 0) / l.total) * 100)}%`
-      : l.status ?? "";
-    if (line !== last && !ctx.quiet) Deno.stderr.writeSync(enc.encode(`\r\x1b[K${line}`));
-    last = line;
+  const tty = Deno.stderr.isTerminal();
+  const show = ctx.quiet
+    ? undefined
+    : pullDisplay({ tty, write: (s) => Deno.stderr.writeSync(enc.encode(s)) });
+  for await (const l of client.lines<PullEvent>("/api/pull", { model, ...(insecure ? { insecure } : {}) })) {
+    show?.(l);
   }
-  if (!ctx.quiet) Deno.stderr.writeSync(enc.encode("\n"));
+  if (show && tty) Deno.stderr.writeSync(enc.encode("\n"));
   return (await client.json<{ capabilities?: string[] }>("POST", "/api/show", { model })).capabilities ?? [];
 }
 
