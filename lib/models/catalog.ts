@@ -150,6 +150,11 @@ export interface CatalogOptions {
   lookupRefreshMs?: number;
 }
 
+/** The files the names made through the API stand on. */
+function namedFiles(names: NamesFile): Set<string> {
+  return new Set(Object.values(names.names).flatMap((r) => [r.path, ...(r.mmproj ? [r.mmproj] : [])]));
+}
+
 interface NamesFile {
   names: Record<string, NameRecord & { createdAt: string }>;
 }
@@ -342,33 +347,28 @@ export function createCatalog(options: CatalogOptions): Catalog {
         // A blob no other name uses goes with its last name, as Ollama prunes unused layers (decided on the
         // names as written, after this one is gone).
         let unused: string[] = [];
-        let removed: NameRecord | undefined;
+        let pulled: string[] = [];
         await writeNames((n) => {
           const rec = n[own];
-          removed = rec;
           delete n[own];
           const left = Object.values(n);
-          unused = [rec?.path, rec?.mmproj].filter((f): f is string =>
-            !!f && inBlobs(f) && !left.some((r) => r.path === f || r.mmproj === f)
-          );
+          const files = [rec?.path, rec?.mmproj].filter((f): f is string => !!f);
+          unused = files.filter((f) => inBlobs(f) && !left.some((r) => r.path === f || r.mmproj === f));
+          pulled = files.filter(inPulled);
         });
         for (const file of unused) {
           blobEntries.delete(file);
           await Deno.remove(file).catch(() => {});
         }
         // A pulled model's blob that this name stood on goes too once no manifest and no other name uses it.
-        const gone = removed as NameRecord | undefined;
-        const pulled = [gone?.path, gone?.mmproj].filter((f): f is string => !!f && inPulled(f));
-        const keep = new Set(Object.values(names.names).flatMap((r) => [r.path, r.mmproj ?? ""]));
         for (const f of pulled) blobEntries.delete(f);
-        await pruneOllamaStore(ollamaPullDir(options.paths), pulled, keep);
+        await pruneOllamaStore(ollamaPullDir(options.paths), pulled, namedFiles(names));
         return;
       }
       if (model.entry.source === "pulled") {
         // llama-mgr's own store of pulled models: the manifest goes, and the blobs nothing else uses (blobs a
         // name made through the API stands on stay).
-        const keep = new Set(Object.values(names.names).flatMap((r) => [r.path, r.mmproj ?? ""]));
-        if (!await removeFromOllamaStore(ollamaPullDir(options.paths), model.entry.name, keep)) {
+        if (!await removeFromOllamaStore(ollamaPullDir(options.paths), model.entry.name, namedFiles(names))) {
           throw new ModelStoreError(`no manifest for '${model.name}' in ${ollamaPullDir(options.paths)}`);
         }
         invalidate();
