@@ -7,13 +7,13 @@
  * @module
  */
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { createHash } from "node:crypto";
 import type { Command } from "./command.ts";
 import { str } from "./args.ts";
 import { connect } from "./connect.ts";
 import { ModelfileError, modelfileRequest, parseModelfile } from "../lib/daemon/ollama/modelfile.ts";
 import { isValidModelName } from "../lib/models/names.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { sha256File } from "../lib/util/fs.ts";
 
 /** A Modelfile path as Ollama expands it: `~` is home, a relative path is relative to the Modelfile's folder. */
 function expandPath(p: string, relativeTo: string): string {
@@ -23,11 +23,7 @@ function expandPath(p: string, relativeTo: string): string {
 
 /** The SHA-256 digest of a file, as the blob store names it. */
 async function fileDigest(path: string): Promise<string> {
-  // Streamed: a model of many gigabytes is never held in memory.
-  const hash = createHash("sha256");
-  const f = await Deno.open(path);
-  for await (const chunk of f.readable) hash.update(chunk);
-  return "sha256:" + hash.digest("hex");
+  return "sha256:" + await sha256File(path);
 }
 
 /** The `create` command. */

@@ -4,6 +4,7 @@
  * @module
  */
 import { dirname } from "node:path";
+import { createHash } from "node:crypto";
 
 /**
  * Writes a file atomically: the data goes to a temp file in the same directory, is flushed, and is renamed
@@ -109,4 +110,25 @@ export function formatBytes(n: number): string {
     i++;
   }
   return i === 0 ? `${n} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[i]}`;
+}
+
+/**
+ * The SHA-256 of a file in hex, read in 1 MiB blocks (a model of many gigabytes is never held in memory).
+ *
+ * @example
+ * ```ts ignore
+ * const hex = await sha256File("model.gguf");
+ * ```
+ */
+export async function sha256File(path: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash("sha256");
+  using f = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(1 << 20);
+  while (true) {
+    signal?.throwIfAborted();
+    const n = await f.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+  }
+  return hash.digest("hex");
 }

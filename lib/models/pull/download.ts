@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
 import { freeBytes } from "../../convert/output.ts";
 import { UserError } from "../../util/errors.ts";
+import { sha256File } from "../../util/fs.ts";
 import { formatBytes, removeAll } from "../../util/fs.ts";
 import { withLock } from "../../util/lock.ts";
 
@@ -892,23 +893,10 @@ async function reuseExisting(ctx: Ctx, waited: boolean): Promise<DownloadResult 
   // Without a digest only a file another process has just written (we waited for its lock) is trusted.
   if (!ctx.expected && !waited) return undefined;
   if (ctx.req.size !== undefined && st.size !== ctx.req.size) return undefined;
-  const sha256 = await hashFile(ctx.dest, ctx.req.signal);
+  const sha256 = await sha256File(ctx.dest, ctx.req.signal);
   if (ctx.expected && sha256 !== ctx.expected) return undefined;
   ctx.report(st.size, st.size, true);
   return { path: ctx.dest, size: st.size, sha256, fetchedBytes: 0, resumed: false };
-}
-
-async function hashFile(path: string, signal?: AbortSignal): Promise<string> {
-  const hash = createHash("sha256");
-  using f = await Deno.open(path, { read: true });
-  const buf = new Uint8Array(MiB);
-  while (true) {
-    signal?.throwIfAborted();
-    const n = await f.read(buf);
-    if (n === null) break;
-    hash.update(buf.subarray(0, n));
-  }
-  return hash.digest("hex");
 }
 
 async function checkSpace(ctx: Ctx, need: number): Promise<void> {

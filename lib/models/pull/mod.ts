@@ -9,10 +9,10 @@
  * @module
  */
 import { basename, join } from "node:path";
-import { createHash } from "node:crypto";
 import type { Paths } from "../../config/paths.ts";
 import type { Config } from "../../config/schema.ts";
 import { UserError } from "../../util/errors.ts";
+import { sha256File } from "../../util/fs.ts";
 import { getInstance, instanceSourceDir } from "../../llamacpp/instances.ts";
 import { ollamaPullDir } from "../sources.ts";
 import { isValidModelName, normalizeName } from "../names.ts";
@@ -238,14 +238,9 @@ export async function verifyModel(
     const want = await storeDigest(file);
     if (!want) continue;
     if (checked === 0) onProgress?.({ status: "verifying sha256 digest" });
-    const hash = createHash("sha256");
-    const f = await Deno.open(file);
-    try {
-      for await (const chunk of f.readable) hash.update(chunk);
-    } catch (err) {
+    const got = await sha256File(file).catch((err) => {
       throw new UserError(`cannot read ${file}: ${(err as Error).message}`);
-    }
-    const got = hash.digest("hex");
+    });
     if (got !== want) {
       throw new UserError(`${file} is damaged: its sha256 is ${got}, its store names it ${want}`, {
         hint: "delete it and pull the model again",
