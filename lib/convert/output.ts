@@ -7,7 +7,6 @@
 import { basename, dirname, join } from "node:path";
 import { removeAll } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
-import { run } from "../util/run.ts";
 import { pidAlive } from "../util/process.ts";
 
 /** The temp path for a target: hidden and not ending in .gguf, so no index picks it up. */
@@ -68,16 +67,4 @@ export async function removeStalePartials(target: string): Promise<void> {
       if (!pidAlive(pid)) await removeAll(join(dirname(target), e.name));
     }
   } catch { /* no folder yet */ }
-}
-
-/** Free bytes on the filesystem holding `dir` (from `df -Pk`), or undefined when unknown. */
-export async function freeBytes(dir: string): Promise<number | undefined> {
-  try {
-    const r = await run(["df", "-Pk", dir], { check: false });
-    const line = r.stdout.trim().split("\n").pop() ?? "";
-    const avail = Number(line.split(/\s+/)[3]);
-    return Number.isFinite(avail) ? avail * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -7,10 +7,10 @@
 import { basename, join } from "node:path";
 import type { InstanceRecord } from "../llamacpp/instances.ts";
 import { binaryPath } from "../llamacpp/instances.ts";
-import { exists, formatBytes } from "../util/fs.ts";
+import { exists, formatBytes, freeBytes } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { CommandError, run, toolFailure } from "../util/run.ts";
-import { freeBytes, writeThroughTemp } from "./output.ts";
+import { writeThroughTemp } from "./output.ts";
 
 /**
  * A quantization type this llama-quantize supports.

@@ -5,6 +5,7 @@
  */
 import { dirname } from "node:path";
 import { createHash } from "node:crypto";
+import { run } from "./run.ts";
 
 /**
  * Writes a file atomically: the data goes to a temp file in the same directory, is flushed, and is renamed
@@ -131,4 +132,23 @@ export async function sha256File(path: string, signal?: AbortSignal): Promise<st
     hash.update(buf.subarray(0, n));
   }
   return hash.digest("hex");
+}
+
+/**
+ * Free bytes on the filesystem holding `dir` (from `df -Pk`), or undefined when unknown.
+ *
+ * @example
+ * ```ts ignore
+ * const free = await freeBytes("/data/models");
+ * ```
+ */
+export async function freeBytes(dir: string): Promise<number | undefined> {
+  try {
+    const r = await run(["df", "-Pk", dir], { check: false });
+    const line = r.stdout.trim().split("\n").pop() ?? "";
+    const avail = Number(line.split(/\s+/)[3]);
+    return Number.isFinite(avail) ? avail * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -15,9 +15,8 @@
  */
 import { createHash } from "node:crypto";
 import { basename, dirname, resolve } from "node:path";
-import { freeBytes } from "../../convert/output.ts";
 import { UserError } from "../../util/errors.ts";
-import { sha256File } from "../../util/fs.ts";
+import { freeBytes, sha256File } from "../../util/fs.ts";
 import { formatBytes, removeAll } from "../../util/fs.ts";
 import { withLock } from "../../util/lock.ts";
 
