@@ -324,6 +324,10 @@ async function interactive(ctx: Context, client: DaemonClient, s: Session): Prom
   );
   const editor = createLineEditor({ history });
   const seen = history.length;
+  // A Ctrl-C that lands between an answer and the next prompt (the terminal not yet in raw mode) would end the
+  // session; with a listener of the session's own it does nothing, and during an answer, answer()'s stops it.
+  const ignore = () => {};
+  Deno.addSignalListener("SIGINT", ignore);
   try {
     for (;;) {
       const r = await editor.read(">>> ");
@@ -361,6 +365,7 @@ async function interactive(ctx: Context, client: DaemonClient, s: Session): Prom
       if (reply !== undefined) s.messages.push(msg, { role: "assistant", content: reply });
     }
   } finally {
+    Deno.removeSignalListener("SIGINT", ignore);
     const added = editor.history.slice(seen);
     if (added.length) {
       await Deno.mkdir(ctx.paths.dataDir, { recursive: true });

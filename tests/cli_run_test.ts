@@ -15,13 +15,18 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   return new TextDecoder().decode(o.stdout);
 }
 
-async function waitFor(what: string, probe: () => Promise<boolean>, ms = 60_000): Promise<void> {
+async function waitFor(
+  what: string,
+  probe: () => Promise<boolean>,
+  ms = 60_000,
+  shown?: () => Promise<string>,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await probe()) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out waiting for ${what}`);
+  throw new Error(`timed out waiting for ${what}${shown ? `; the screen:\n${await shown()}` : ""}`);
 }
 
 Deno.test({
@@ -90,12 +95,17 @@ Deno.test({
         await waitFor("the answer to begin", async () => {
           const s = (await screen()).split("dragon and a knight.")[1] ?? "";
           return s.replace(/\s/g, "").length > 20;
-        });
+        }, 60_000, screen);
         await tmux("send-keys", "-t", "s", "C-c");
-        await waitFor("the prompt after Ctrl-C", async () => {
-          const s = (await screen()).split("dragon and a knight.")[1] ?? "";
-          return /\n>>> *$/.test(s.trimEnd() + " ") || s.trimEnd().endsWith(">>>");
-        });
+        await waitFor(
+          "the prompt after Ctrl-C",
+          async () => {
+            const s = (await screen()).split("dragon and a knight.")[1] ?? "";
+            return /\n>>> *$/.test(s.trimEnd() + " ") || s.trimEnd().endsWith(">>>");
+          },
+          60_000,
+          screen,
+        );
         assert(!(await screen()).includes("EXITED"), "Ctrl-C during an answer ended the session");
       });
 
