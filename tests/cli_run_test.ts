@@ -92,10 +92,15 @@ Deno.test({
         await waitFor("the parameter", async () => (await screen()).includes("Set parameter 'num_predict'"));
         await tmux("send-keys", "-t", "s", "Tell me a very long story about a dragon and a knight.", "Enter");
         // Wait for the answer to be under way, then stop it.
-        await waitFor("the answer to begin", async () => {
-          const s = (await screen()).split("dragon and a knight.")[1] ?? "";
-          return s.replace(/\s/g, "").length > 20;
-        }, 60_000, screen);
+        await waitFor(
+          "the answer to begin",
+          async () => {
+            const s = (await screen()).split("dragon and a knight.")[1] ?? "";
+            return s.replace(/\s/g, "").length > 20;
+          },
+          60_000,
+          screen,
+        );
         await tmux("send-keys", "-t", "s", "C-c");
         await waitFor(
           "the prompt after Ctrl-C",
