@@ -563,6 +563,8 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
     why = `not ready after ${waited}; its last words:\n` +
       failureReason(await tailFile(rec.logFile, 400));
   } else {
+    // An unref'd child's status keeps nothing alive: waiting on it alone would let the event loop end.
+    child.ref();
     await child.status.catch(() => {});
     why = failureReason(await tailFile(rec.logFile, 400));
   }
