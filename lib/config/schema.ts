@@ -7,6 +7,7 @@
  */
 import { z } from "../deps.ts";
 import { exactly } from "../util/zod.ts";
+import { parseByteSize } from "../util/bytes.ts";
 
 /**
  * Python environment options shared by `install` and `convert` (the config's `python` section).
@@ -158,6 +159,40 @@ export interface DaemonConfig {
 }
 
 /**
+ * The config's `memory` section: the budgets the daemon packs models into, per device (`CPU`, `CUDA0`,
+ * `Vulkan0`... as `llama-server --list-devices` names them).
+ *
+ * @example
+ * ```ts
+ * const memory: MemoryConfig = { reserve: "2GiB", budgets: { CPU: "8GiB", Vulkan0: "4GiB" } };
+ * ```
+ */
+export interface MemoryConfig {
+  /** Held back on every device (bytes or a size such as `2GiB`; default 0). On GPUs, OLLAMA_GPU_OVERHEAD
+   * replaces it. */
+  reserve?: string | number;
+  /** A device's whole budget (bytes or a size), instead of its free memory less the reserve (default none). */
+  budgets: Record<string, string | number>;
+}
+
+/**
+ * A group of models in the config's `groups` section (as llama-swap's groups).
+ *
+ * @example
+ * ```ts
+ * const coding: GroupConfig = { members: ["qwen3-coder:30b", "nomic-embed-text"], swap: false, exclusive: true };
+ * ```
+ */
+export interface GroupConfig {
+  /** Model names, aliases or paths. */
+  members: string[];
+  /** At most one member loaded at a time: loading one unloads the other (default false). */
+  swap: boolean;
+  /** Members run alone: while one is loaded no model outside the group is (default false). */
+  exclusive: boolean;
+}
+
+/**
  * The validated configuration: the config file with every default filled in.
  *
  * @example
@@ -180,6 +215,10 @@ export interface Config {
   presets: Record<string, Preset>;
   /** The Ollama-compatible daemon. */
   daemon: DaemonConfig;
+  /** Memory budgets of the daemon's scheduler. */
+  memory: MemoryConfig;
+  /** Models that run together or alone (default none). */
+  groups: Record<string, GroupConfig>;
 }
 
 /**
@@ -216,6 +255,12 @@ export const PresetSchema: z.ZodType<Preset> = exactly<Preset>()(z.strictObject(
   args: z.array(z.string()).default([]),
   env: z.record(z.string(), z.string()).default({}),
 }));
+
+/** Bytes, or a size with a unit (`2GiB`, `512MiB`, `4GB`). */
+const ByteSize = z.union([z.number().int().nonnegative(), z.string()]).refine(
+  (v) => parseByteSize(v) !== undefined,
+  "a size in bytes or with a unit, e.g. 2GiB, 512MiB, 4GB",
+);
 
 /**
  * The whole config file's schema ({@linkcode parseConfig} gives its errors one line each).
@@ -258,4 +303,16 @@ export const ConfigSchema: z.ZodType<Config> = exactly<Config>()(z.strictObject(
     kv_cache_type: z.string().optional(),
     ollama_version: z.string().regex(/^\d+\.\d+\.\d+$/, "a version like 0.33.0").optional(),
   }).prefault({}),
+  memory: z.strictObject({
+    reserve: ByteSize.optional(),
+    budgets: z.record(z.string(), ByteSize).default({}),
+  }).prefault({}),
+  groups: z.record(
+    z.string(),
+    z.strictObject({
+      members: z.array(z.string()).min(1),
+      swap: z.boolean().default(false),
+      exclusive: z.boolean().default(false),
+    }),
+  ).default({}),
 }));

@@ -9,7 +9,7 @@ import { describeZodError } from "./types.ts";
 import { UserError } from "../util/errors.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { ForeignModelError, ModelNotFoundError } from "../models/errors.ts";
-import { QueueFullError } from "./runners/errors.ts";
+import { CannotFitError, QueueFullError } from "./runners/errors.ts";
 
 /** An error with the HTTP status the daemon answers with. */
 export class HttpError extends Error {
@@ -65,6 +65,8 @@ export function errorStatus(err: unknown): number {
   if (err instanceof ModelNotFoundError) return 404;
   if (err instanceof ForeignModelError) return 403;
   if (err instanceof QueueFullError) return 503;
+  // As Ollama's "model requires more system memory": a 500 whose message says what to change.
+  if (err instanceof CannotFitError) return 500;
   if (err instanceof UserError) return 400;
   return 500;
 }

@@ -2,19 +2,28 @@
  * The scheduler: one llama-server per loaded model. A request asks for a runner with {@linkcode Scheduler.acquire},
  * gets a lease when the model is loaded (started on first use, never twice for concurrent requests), and
  * releases it when its answer is written. Loading, reloading when load-time options change, keep-alive
- * expiry and least-recently-used eviction past `max_loaded_models` live here and nowhere else.
+ * expiry and eviction live here and nowhere else.
+ *
+ * Models are packed by bytes when the launcher can plan them ({@linkcode Launcher.plan}): each device (`CPU`,
+ * `CUDA0`...) has a budget, a model's estimate is placed on the devices of its instance (GPU layers fitted to
+ * the GPU's budget unless `num_gpu` is given), and it loads when its bytes fit beside the loaded models. To
+ * make room, idle models are unloaded least recently used first; a busy model is never unloaded. Requests
+ * that need room wait in order of arrival. `max_loaded_models` caps the count on top, and groups
+ * (`conflicts`) keep models that must not run together apart.
  *
  * Runner states: `loading` -> `ready` -> `unloading` -> gone. A runner whose start failed is dropped and every
  * request waiting on it gets a {@linkcode LoadFailedError}; a request past the queue limit a
- * {@linkcode QueueFullError}.
+ * {@linkcode QueueFullError}; a model larger than a device's whole budget a {@linkcode CannotFitError}.
  *
  * @module
  */
 import type { CatalogModel } from "../../models/catalog.ts";
 import type { LoadOptions } from "../options.ts";
 import { loadKey } from "../options.ts";
-import { LoadFailedError, QueueFullError } from "./errors.ts";
+import { CannotFitError, LoadFailedError, QueueFullError } from "./errors.ts";
 import { UserError } from "../../util/errors.ts";
+import type { DeviceBudget } from "../../llamacpp/devices.ts";
+import { type ModelNeed, type Placement, placeModel } from "./placement.ts";
 
 /**
  * What the scheduler asks a launcher to start.
@@ -40,6 +49,26 @@ export interface LaunchSpec {
   load: LoadOptions & { ctx: number };
   /** Start in embeddings mode (`--embeddings`). */
   embedding: boolean;
+}
+
+/**
+ * Where a model would run and what it needs, before it starts: the devices of its instance with their
+ * budgets, and the index's memory estimate at the load options.
+ *
+ * @example
+ * ```ts
+ * const cpu = { name: "CPU", description: "RAM", kind: "cpu" as const, totalBytes: 16e9, freeBytes: 12e9, budgetBytes: 12e9 };
+ * const plan: LaunchPlan = {
+ *   devices: [cpu],
+ *   need: { totalBytes: 5e9, weightsBytes: 4e9, kvBytes: 0.8e9, computeBytes: 0.2e9, layers: 32 },
+ * };
+ * ```
+ */
+export interface LaunchPlan {
+  /** The instance's devices (GPUs, then the CPU) and their budgets. */
+  devices: DeviceBudget[];
+  /** What the model needs. */
+  need: ModelNeed;
 }
 
 /**
@@ -85,6 +114,8 @@ export interface Launcher {
   alive(serverName: string): boolean;
   /** Resolves the load options of a model when the request gives none (preset ctx/ngl). */
   defaults?(model: CatalogModel): { ctx?: number; ngl?: number };
+  /** Plans a model before it starts (packing by bytes); without it the scheduler counts models only. */
+  plan?(spec: Omit<LaunchSpec, "serverName">): Promise<LaunchPlan>;
 }
 
 /**
@@ -145,6 +176,10 @@ export interface RunnerInfo {
   sizeVramBytes: number;
   /** Embeddings mode. */
   embedding: boolean;
+  /** Bytes on each device it runs on (`{ CPU: n }`, `{ CUDA0: n, CPU: m }`); empty when not planned. */
+  usage: Record<string, number>;
+  /** GPU layers it was started with, when set. */
+  ngl?: number;
 }
 
 /**
@@ -209,6 +244,10 @@ export interface Scheduler {
   list(): RunnerInfo[];
   /** Requests holding a runner (until their answer is written) or waiting for one. */
   inFlight(): number;
+  /** Requests waiting for a runner (for room, or for their model to load). */
+  waiting(): number;
+  /** The budget of each device seen so far and the bytes the loaded models hold there. */
+  devices(): { name: string; kind: "gpu" | "cpu"; budgetBytes: number; usedBytes: number }[];
   /** Stops every server (daemon shutdown). */
   stopAll(): Promise<void>;
 }
@@ -235,6 +274,8 @@ export interface SchedulerOptions {
   maxInFlight?: number;
   /** Time and timers (default: the system's). */
   clock?: Clock;
+  /** Whether two models must not be loaded at the same time (groups); default: any may. */
+  conflicts?: (a: CatalogModel, b: CatalogModel) => boolean;
 }
 
 interface Runner extends RunnerInfo {
@@ -360,11 +401,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     }, wait);
   };
 
-  // Requests holding a lease or waiting for one (OLLAMA_MAX_QUEUE counts them).
+  // Requests holding a lease or waiting for one (OLLAMA_MAX_QUEUE counts them), and those holding one.
   let inFlight = 0;
+  let leased = 0;
 
   const lease = (r: Runner, launched: Launched, loadMs: number): Lease => {
     let done = false;
+    leased++;
     return {
       url: launched.url,
       loadMs,
@@ -373,6 +416,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         if (done) return;
         done = true;
         inFlight--;
+        leased--;
         r.refs--;
         r.lastUsed = clock.now();
         if (r.refs === 0) {
@@ -404,111 +448,216 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     }
   };
 
+  // Device budgets by name, from the plans seen: one device used by two instances (the CPU) is one budget.
+  const budgets = new Map<string, DeviceBudget>();
+  // Requests that need room for a new runner, in order of arrival: only the first may load or evict.
+  const roomQueue: object[] = [];
+
+  const usedOn = (device: string, gone: Set<Runner>): number => {
+    let n = 0;
+    for (const r of runners.values()) if (!gone.has(r)) n += r.usage[device] ?? 0;
+    return n;
+  };
+
+  // The model's place on its instance's devices; a model larger than a device's whole budget never loads.
+  const plan = async (req: AcquireRequest, load: LoadOptions & { ctx: number }, embedding: boolean) => {
+    if (!options.launcher.plan) return undefined;
+    let planned: LaunchPlan;
+    try {
+      planned = await options.launcher.plan({ model: req.model, load, embedding });
+    } catch (err) {
+      throw loadFailed(req.model.name, err);
+    }
+    for (const d of planned.devices) budgets.set(d.name, d);
+    const placement = placeModel(planned.need, planned.devices, load.ngl);
+    for (const [device, bytes] of Object.entries(placement.usage)) {
+      const budget = budgets.get(device)?.budgetBytes ?? Infinity;
+      if (bytes > budget) throw new CannotFitError(req.model.name, device, bytes, budget);
+    }
+    return placement;
+  };
+
+  /**
+   * What to do to load `model` (placed as `placement`) now: `load`, unload an idle runner, or `wait` for busy
+   * runners to finish (or for runners being stopped to be gone).
+   */
+  const makeRoom = (model: CatalogModel, key: string, placement?: Placement): "load" | "wait" | Runner => {
+    const others = [...runners.values()].filter((x) => x.key !== key);
+    const conflicting = options.conflicts ? others.filter((x) => options.conflicts!(model, x.model)) : [];
+    const need = Object.entries(placement?.usage ?? {});
+    const budget = (d: string) => budgets.get(d)?.budgetBytes ?? Infinity;
+    const fitsWithout = (gone: Set<Runner>) =>
+      conflicting.every((x) => gone.has(x)) && runners.size - gone.size < options.maxLoaded &&
+      need.every(([d, n]) => usedOn(d, gone) + n <= budget(d));
+    const none = new Set<Runner>();
+    if (fitsWithout(none)) return "load";
+    const idle = others.filter((x) => x.refs === 0 && x.state === "ready").sort((a, b) =>
+      a.lastUsed - b.lastUsed
+    );
+    // Unload nothing unless that makes room: while a busy model holds what is needed, the idle ones stay.
+    if (!fitsWithout(new Set([...idle, ...others.filter((x) => x.state === "unloading")]))) return "wait";
+    const short = need.filter(([d, n]) => usedOn(d, none) + n > budget(d)).map(([d]) => d);
+    return idle.find((x) => conflicting.includes(x)) ??
+      idle.find((x) => short.some((d) => (x.usage[d] ?? 0) > 0)) ??
+      (runners.size >= options.maxLoaded ? idle[0] : undefined) ?? "wait";
+  };
+
   const acquireRunner = async (req: AcquireRequest): Promise<Lease> => {
     const embedding = req.embedding ?? false;
     const load = effective(req);
     const key = runnerKey(req.model);
     const want = loadKey(load) + (embedding ? "+embed" : "");
     const t0 = performance.now();
-    while (true) {
-      const r = runners.get(key);
-      if (r) {
-        if (r.state === "unloading") {
-          await r.stopped;
-          continue;
-        }
-        if (r.state === "ready" && r.refs === 0 && !options.launcher.alive(r.serverName)) {
-          log(`${r.name}'s llama-server (pid ${r.pid}) is gone; starting a new one`);
+    const ticket = {};
+    const leaveQueue = () => {
+      const i = roomQueue.indexOf(ticket);
+      if (i < 0) return;
+      roomQueue.splice(i, 1);
+      if (i === 0) notify();
+    };
+    let placement: Placement | undefined;
+    let planned = false;
+    try {
+      while (true) {
+        const r = runners.get(key);
+        if (r) {
+          if (r.state === "unloading") {
+            await r.stopped;
+            continue;
+          }
+          if (r.state === "ready" && r.refs === 0 && !options.launcher.alive(r.serverName)) {
+            log(`${r.name}'s llama-server (pid ${r.pid}) is gone; starting a new one`);
+            await unload(r);
+            continue;
+          }
+          if (r.loadKey === want) {
+            leaveQueue();
+            r.refs++;
+            r.keepAliveMs = req.keepAliveMs;
+            r.expireWhenIdle = false;
+            if (r.timer !== undefined) clock.clearTimeout(r.timer);
+            r.timer = undefined;
+            r.expiresAt = clock.now() + (Number.isFinite(r.keepAliveMs) ? r.keepAliveMs : Infinity);
+            const wasLoading = r.state === "loading";
+            let launched: Launched;
+            try {
+              launched = await r.ready;
+            } catch (err) {
+              r.refs--;
+              throw err;
+            }
+            r.lastUsed = clock.now();
+            return lease(r, launched, wasLoading ? performance.now() - t0 : 0);
+          }
+          // Different load options: wait for its requests, then reload.
+          if (r.refs > 0) {
+            await wake.promise;
+            continue;
+          }
+          log(`reloading ${r.name}: load options changed`);
           await unload(r);
           continue;
         }
-        if (r.loadKey === want) {
-          r.refs++;
-          r.keepAliveMs = req.keepAliveMs;
-          r.expireWhenIdle = false;
-          if (r.timer !== undefined) clock.clearTimeout(r.timer);
-          r.timer = undefined;
-          r.expiresAt = clock.now() + (Number.isFinite(r.keepAliveMs) ? r.keepAliveMs : Infinity);
-          const wasLoading = r.state === "loading";
-          let launched: Launched;
-          try {
-            launched = await r.ready;
-          } catch (err) {
-            r.refs--;
-            throw err;
-          }
-          r.lastUsed = clock.now();
-          return lease(r, launched, wasLoading ? performance.now() - t0 : 0);
+        if (!planned) {
+          placement = await plan(req, load, embedding);
+          planned = true;
+          continue; // the plan took time: look again
         }
-        // Different load options: wait for its requests, then reload.
-        if (r.refs > 0) {
+        if (!roomQueue.includes(ticket)) roomQueue.push(ticket);
+        if (roomQueue[0] !== ticket) {
           await wake.promise;
           continue;
         }
-        log(`reloading ${r.name}: load options changed`);
-        await unload(r);
-        continue;
-      }
-      // A runner being unloaded still holds its memory: it counts until its server has stopped.
-      if (runners.size >= options.maxLoaded) {
-        const idle = [...runners.values()].filter((x) => x.refs === 0 && x.state === "ready").sort((a, b) =>
-          a.lastUsed - b.lastUsed
-        );
-        if (idle.length) {
-          log(`evicting ${idle[0].name} (max_loaded_models ${options.maxLoaded})`);
-          await unload(idle[0]);
-        } else {
+        // A runner being unloaded still holds its memory: it counts until its server has stopped.
+        const room = makeRoom(req.model, key, placement);
+        if (room === "wait") {
           await wake.promise;
+          continue;
         }
-        continue;
+        if (room !== "load") {
+          log(`evicting ${room.name} to make room for ${req.model.name}`);
+          await unload(room);
+          continue;
+        }
+        leaveQueue();
+        return await startRunner(
+          req,
+          key,
+          want,
+          { ...load, ngl: placement?.ngl ?? load.ngl },
+          embedding,
+          t0,
+          placement,
+        );
       }
-      const serverName = runnerServerName(req.model, embedding);
-      const runner: Runner = {
-        key,
-        name: req.model.name,
-        model: req.model,
-        state: "loading",
-        refs: 1,
-        expiresAt: Infinity,
-        ctx: load.ctx,
-        sizeBytes: req.model.entry.sizeBytes,
-        sizeVramBytes: 0,
-        embedding,
-        serverName,
-        loadKey: want,
-        keepAliveMs: req.keepAliveMs,
-        lastUsed: clock.now(),
-        loadStarted: performance.now(),
-        ready: undefined as unknown as Promise<Launched>,
-      };
-      log(`loading ${runner.name} (ctx ${load.ctx}${embedding ? ", embeddings" : ""})`);
-      runner.ready = options.launcher.start({ serverName, model: req.model, load, embedding }).catch(
-        (err) => {
-          throw loadFailed(req.model.name, err);
-        },
-      );
-      runners.set(key, runner);
-      let launched: Launched;
-      try {
-        launched = await runner.ready;
-      } catch (err) {
-        if (runners.get(key) === runner) runners.delete(key);
-        notify();
-        throw err;
-      }
-      runner.state = runner.state === "loading" ? "ready" : runner.state;
-      runner.url = launched.url;
-      runner.pid = launched.pid;
+    } finally {
+      leaveQueue();
+    }
+  };
+
+  const startRunner = async (
+    req: AcquireRequest,
+    key: string,
+    want: string,
+    load: LoadOptions & { ctx: number },
+    embedding: boolean,
+    t0: number,
+    placement?: Placement,
+  ): Promise<Lease> => {
+    const serverName = runnerServerName(req.model, embedding);
+    const runner: Runner = {
+      key,
+      name: req.model.name,
+      model: req.model,
+      state: "loading",
+      refs: 1,
+      expiresAt: Infinity,
+      ctx: load.ctx,
+      sizeBytes: placement?.sizeBytes ?? req.model.entry.sizeBytes,
+      sizeVramBytes: placement?.sizeVramBytes ?? 0,
+      usage: placement?.usage ?? {},
+      ngl: load.ngl,
+      embedding,
+      serverName,
+      loadKey: want,
+      keepAliveMs: req.keepAliveMs,
+      lastUsed: clock.now(),
+      loadStarted: performance.now(),
+      ready: undefined as unknown as Promise<Launched>,
+    };
+    const where = Object.keys(runner.usage).join("+");
+    log(
+      `loading ${runner.name} (ctx ${load.ctx}${embedding ? ", embeddings" : ""}${
+        load.ngl !== undefined ? `, ngl ${load.ngl}` : ""
+      }${where ? `, ${Math.round(runner.sizeBytes / 2 ** 20)} MiB on ${where}` : ""})`,
+    );
+    runner.ready = options.launcher.start({ serverName, model: req.model, load, embedding }).catch(
+      (err) => {
+        throw loadFailed(req.model.name, err);
+      },
+    );
+    runners.set(key, runner);
+    let launched: Launched;
+    try {
+      launched = await runner.ready;
+    } catch (err) {
+      if (runners.get(key) === runner) runners.delete(key);
+      notify();
+      throw err;
+    }
+    runner.state = runner.state === "loading" ? "ready" : runner.state;
+    runner.url = launched.url;
+    runner.pid = launched.pid;
+    // The plan's placement is what the scheduler counts; without one, the launcher's own figures.
+    if (!placement) {
       runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
       runner.sizeVramBytes = launched.sizeVramBytes ?? 0;
-      runner.expiresAt = clock.now() + runner.keepAliveMs;
-      log(
-        `loaded ${runner.name} at ${launched.url} in ${
-          Math.round(performance.now() - runner.loadStarted)
-        } ms`,
-      );
-      return lease(runner, launched, performance.now() - t0);
     }
+    runner.expiresAt = clock.now() + runner.keepAliveMs;
+    log(
+      `loaded ${runner.name} at ${launched.url} in ${Math.round(performance.now() - runner.loadStarted)} ms`,
+    );
+    return lease(runner, launched, performance.now() - t0);
   };
 
   return {
@@ -537,9 +686,21 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         sizeBytes: r.sizeBytes,
         sizeVramBytes: r.sizeVramBytes,
         embedding: r.embedding,
+        usage: { ...r.usage },
+        ngl: r.ngl,
       })).sort((a, b) => b.expiresAt - a.expiresAt);
     },
     inFlight: () => inFlight,
+    waiting: () => inFlight - leased,
+    devices() {
+      const none = new Set<Runner>();
+      return [...budgets.values()].map((d) => ({
+        name: d.name,
+        kind: d.kind,
+        budgetBytes: d.budgetBytes,
+        usedBytes: usedOn(d.name, none),
+      }));
+    },
     async stopAll() {
       await Promise.all([...runners.values()].map((r) => unload(r)));
     },
