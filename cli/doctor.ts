@@ -9,6 +9,7 @@ import { platformHint, runDoctor } from "../lib/llamacpp/doctor.ts";
 import { detectGpu } from "../lib/llamacpp/detect.ts";
 import { type Arch, ARCHES, listInstances } from "../lib/llamacpp/instances.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { type DeviceBudget, deviceBudgets, formatDevice, listDevices } from "../lib/llamacpp/devices.ts";
 
 /** The `doctor` command. */
 export const doctorCommand: Command = {
@@ -35,6 +36,16 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   const checks = await runDoctor(arch);
   const missing = checks.filter((c) => c.required && !c.ok);
   const instances = await listInstances(ctx.paths);
+  const config = await ctx.config();
+  // Each instance's devices as its llama-server sees them, with the budgets the daemon packs models into.
+  const devices: Record<string, DeviceBudget[] | { error: string }> = {};
+  for (const i of instances) {
+    try {
+      devices[i.name] = deviceBudgets(await listDevices(i), config.memory, Deno.env.toObject());
+    } catch (err) {
+      devices[i.name] = { error: (err as Error).message };
+    }
+  }
   if (ctx.json) {
     ctx.print(
       JSON.stringify(
@@ -45,6 +56,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
           configFile: ctx.paths.configFile,
           checks,
           instances: instances.map((i) => i.name),
+          devices,
           ok: missing.length === 0,
         },
         null,
@@ -57,6 +69,11 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   ctx.print(`data:    ${ctx.paths.dataDir}`);
   ctx.print(`config:  ${ctx.paths.configFile}`);
   ctx.print(`instances: ${instances.map((i) => `${i.name} (${i.arch})`).join(", ") || "none"}`);
+  for (const [name, list] of Object.entries(devices)) {
+    ctx.print(`devices of ${name}:`);
+    if ("error" in list) ctx.print(`  ${list.error}`);
+    else for (const d of list) ctx.print(`  ${formatDevice(d)}`);
+  }
   ctx.print("");
   ctx.print(table(
     ["", "TOOL", "VERSION", "FOR"],

@@ -14,6 +14,7 @@ import {
 } from "../lib/llamacpp/instances.ts";
 import { formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { deviceBudgets, formatDevice, listDevices } from "../lib/llamacpp/devices.ts";
 
 /** The `instances` command. */
 export const instancesCommand: Command = {
@@ -46,11 +47,20 @@ export const instancesCommand: Command = {
         sizeBytes: await instanceSize(ctx.paths, inst.name),
         binaries: await listBinaries(inst),
       };
-      if (ctx.json) ctx.print(JSON.stringify(out, null, 2));
+      // Its devices (llama-server --list-devices, and system RAM) with the daemon's budgets.
+      let devices;
+      try {
+        devices = deviceBudgets(await listDevices(inst), config.memory, Deno.env.toObject());
+      } catch (err) {
+        devices = { error: (err as Error).message };
+      }
+      if (ctx.json) ctx.print(JSON.stringify({ ...out, devices }, null, 2));
       else {
         for (const [k, v] of Object.entries(out)) {
           ctx.print(`${k.padEnd(14)} ${Array.isArray(v) ? v.join(" ") : v ?? ""}`);
         }
+        const lines = Array.isArray(devices) ? devices.map(formatDevice) : [devices.error];
+        ctx.print(`${"devices".padEnd(14)} ${lines.join(`\n${" ".repeat(15)}`)}`);
       }
       return;
     }

@@ -116,6 +116,13 @@ interface PsModel extends ListModel {
   size_vram?: number;
   expires_at?: string;
   context_length?: number;
+  /** What llama-mgr's daemon adds: bytes per device, GPU layers, requests running, slots. */
+  llama_mgr?: { devices?: Record<string, number>; gpu_layers?: number; requests?: number; slots?: number };
+}
+
+interface PsResponse {
+  models?: PsModel[];
+  llama_mgr?: { waiting?: number; devices?: { name: string; budget: number; used: number }[] };
 }
 
 /** Where a loaded model's memory is, as `ollama ps` says it. */
@@ -137,24 +144,40 @@ export const psCommand: Command = {
   flags: {},
   async run(ctx) {
     const client = await connect(ctx);
-    const models = await client.running()
-      ? (await client.json<{ models?: PsModel[] }>("GET", "/api/ps")).models ?? []
-      : [];
+    const ps: PsResponse = await client.running() ? await client.json<PsResponse>("GET", "/api/ps") : {};
+    const models = ps.models ?? [];
     if (ctx.json) {
       ctx.print(JSON.stringify(models, null, 2));
       return 0;
     }
     ctx.print(table(
-      ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"],
-      models.map((m) => [
-        m.name,
-        (m.digest ?? "").replace(/^sha256:/, "").slice(0, 12),
-        humanBytes(m.size ?? 0),
-        processor(m),
-        String(m.context_length ?? ""),
-        m.expires_at ? humanTime(new Date(m.expires_at)) : "",
-      ]),
+      ["NAME", "ID", "SIZE", "PROCESSOR", "DEVICE", "SLOTS", "CONTEXT", "UNTIL"],
+      models.map((m) => {
+        const extra = m.llama_mgr;
+        const slots = extra?.requests === undefined
+          ? ""
+          : `${extra.requests}${extra.slots !== undefined ? `/${extra.slots}` : ""}`;
+        return [
+          m.name,
+          (m.digest ?? "").replace(/^sha256:/, "").slice(0, 12),
+          humanBytes(m.size ?? 0),
+          processor(m),
+          Object.keys(extra?.devices ?? {}).join("+"),
+          slots,
+          String(m.context_length ?? ""),
+          m.expires_at ? humanTime(new Date(m.expires_at)) : "",
+        ];
+      }),
     ));
+    const extra = ps.llama_mgr;
+    if (extra) {
+      const budgets = (extra.devices ?? []).map((d) =>
+        `${d.name} ${humanBytes(d.used)} of ${humanBytes(d.budget)}`
+      );
+      ctx.print(
+        `queue: ${extra.waiting ?? 0} waiting${budgets.length ? `; memory: ${budgets.join(", ")}` : ""}`,
+      );
+    }
     return 0;
   },
 };

@@ -70,8 +70,13 @@ Deno.test({
       assertEquals(gen.status, 200);
       await gen.body?.cancel();
       const ps = await run("ps");
-      assertMatch(ps.stdout, /^NAME\s+ID\s+SIZE\s+PROCESSOR\s+CONTEXT\s+UNTIL\n/);
-      assertMatch(ps.stdout, /\nmine:latest\s+[0-9a-f]{12}\s+\d+ MB\s+100% CPU\s+4096\s+4 minutes from now/);
+      assertMatch(ps.stdout, /^NAME\s+ID\s+SIZE\s+PROCESSOR\s+DEVICE\s+SLOTS\s+CONTEXT\s+UNTIL\n/);
+      assertMatch(
+        ps.stdout,
+        /\nmine:latest\s+[0-9a-f]{12}\s+\d+ MB\s+100% CPU\s+CPU\s+0\/4\s+4096\s+4 minutes from now/,
+      );
+      // The device budgets and the queue, under the table.
+      assertMatch(ps.stdout, /\nqueue: 0 waiting; memory: CPU \d+ MB of \d+(\.\d)? GB\n/);
       const stop = await run("stop", "mine");
       assertEquals(stop.code, 0, stop.stderr);
       const after = await (await fetch(`${url}/api/ps`)).json();

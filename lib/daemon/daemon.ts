@@ -26,6 +26,7 @@ import { getInstance } from "../llamacpp/instances.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./runners/scheduler.ts";
 import { serverLauncher } from "./runners/launcher.ts";
+import { groupConflicts } from "./runners/groups.ts";
 import { dropAllConnections, dropConnections } from "./upstream/client.ts";
 import { daemonSettings } from "./settings.ts";
 import { startLogRotation } from "../server/logs.ts";
@@ -139,6 +140,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     cacheType: settings.cacheType,
     readyTimeoutMs: settings.readyTimeoutMs,
     onStopped: dropConnections,
+    env: options.env ?? Deno.env.toObject(),
   });
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const scheduler = createScheduler({
@@ -146,6 +148,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     maxLoaded: settings.maxLoaded,
     maxInFlight: settings.maxInFlight,
     defaultCtx: settings.defaultCtx,
+    conflicts: groupConflicts(options.config.groups),
     log,
   });
   const catalog = createCatalog({ paths: options.paths, listModels, aliases: options.config.models.aliases });

@@ -11,6 +11,7 @@ import { binaryPath } from "./instances.ts";
 import { run } from "../util/run.ts";
 import { parseByteSize } from "../util/bytes.ts";
 import { UserError } from "../util/errors.ts";
+import { formatBytes } from "../util/fs.ts";
 
 /**
  * One device and its memory.
@@ -229,4 +230,20 @@ export function deviceBudgets(
       : d.freeBytes - (d.kind === "gpu" ? gpuReserve : reserve);
     return { ...d, budgetBytes: Math.max(0, budget) };
   });
+}
+
+/**
+ * One line about a device for people: name, what it is, free and total memory, and the budget when known.
+ *
+ * @example
+ * ```ts
+ * const cpu = { name: "CPU", description: "system memory", kind: "cpu" as const, totalBytes: 2 ** 34, freeBytes: 2 ** 33 };
+ * formatDevice(cpu); // "CPU: system memory, 8.0 GiB free of 16.0 GiB"
+ * ```
+ */
+export function formatDevice(device: Device | DeviceBudget): string {
+  const budget = "budgetBytes" in device ? `, budget ${formatBytes(device.budgetBytes)}` : "";
+  return `${device.name}: ${device.description}, ${formatBytes(device.freeBytes)} free of ${
+    formatBytes(device.totalBytes)
+  }${budget}`;
 }

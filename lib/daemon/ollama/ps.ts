@@ -8,6 +8,17 @@ import { jsonResponse } from "../http.ts";
 import type { ProcessModel } from "../types.ts";
 import { modelDetails, modelDigest } from "./details.ts";
 
+/**
+ * What `/api/ps` adds to Ollama's fields, under `llama_mgr` (clients ignore it; `llama-mgr ps` prints it):
+ * the bytes on each device, the GPU layers, the requests running and the slots.
+ */
+interface PsExtra {
+  devices: Record<string, number>;
+  gpu_layers?: number;
+  requests: number;
+  slots?: number;
+}
+
 /** Far future used for "never expires" (Ollama prints a date centuries ahead). */
 const FOREVER = "2318-08-14T00:00:00Z";
 
@@ -20,7 +31,7 @@ const FOREVER = "2318-08-14T00:00:00Z";
  * ```
  */
 export async function handlePs(ctx: DaemonContext): Promise<Response> {
-  const models: ProcessModel[] = await Promise.all(
+  const models: (ProcessModel & { llama_mgr: PsExtra })[] = await Promise.all(
     ctx.scheduler.list().filter((r) => r.state !== "unloading").map(async (r) => ({
       name: r.name,
       model: r.name,
@@ -30,7 +41,23 @@ export async function handlePs(ctx: DaemonContext): Promise<Response> {
       expires_at: Number.isFinite(r.expiresAt) ? new Date(r.expiresAt).toISOString() : FOREVER,
       size_vram: r.sizeVramBytes,
       context_length: r.ctx,
+      llama_mgr: {
+        devices: r.usage,
+        ...(r.ngl !== undefined ? { gpu_layers: r.ngl } : {}),
+        requests: r.refs,
+        ...(r.slots !== undefined ? { slots: r.slots } : {}),
+      },
     })),
   );
-  return jsonResponse({ models });
+  return jsonResponse({
+    models,
+    llama_mgr: {
+      waiting: ctx.scheduler.waiting(),
+      devices: ctx.scheduler.devices().map((d) => ({
+        name: d.name,
+        budget: d.budgetBytes,
+        used: d.usedBytes,
+      })),
+    },
+  });
 }

@@ -11,10 +11,12 @@ import { getInstance } from "../../llamacpp/instances.ts";
 import { pidAlive } from "../../util/process.ts";
 import { listServers, processAlive, removeServer, startServer, stopServer } from "../../server/mod.ts";
 import { estimateMemory } from "../../gguf/mod.ts";
+import { deviceBudgets, listDevices } from "../../llamacpp/devices.ts";
 import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
 import { loadFlags } from "../options.ts";
 import { setUpstreamKey } from "../upstream/client.ts";
-import type { Launcher } from "./scheduler.ts";
+import type { Launcher, LaunchSpec } from "./scheduler.ts";
+import type { ModelNeed } from "./placement.ts";
 
 /**
  * Options for {@linkcode serverLauncher}.
@@ -43,6 +45,8 @@ export interface ServerLauncherOptions {
   cacheType?: string;
   /** Called with a server's address once it has stopped (the daemon drops its kept-alive connections to it). */
   onStopped?: (url: string) => void;
+  /** Environment for `OLLAMA_GPU_OVERHEAD` (default: the process's). */
+  env?: Record<string, string | undefined>;
 }
 
 /** How long a model may take to load when `OLLAMA_LOAD_TIMEOUT` is unset: 3 minutes. */
@@ -98,13 +102,65 @@ function indexEstimate(
   model: CatalogModel,
   ctx: number,
   more: { ubatch?: number; parallel?: number; cacheType?: string; flashAttention?: boolean } = {},
-): number | undefined {
+): ModelNeed | undefined {
   try {
-    const total = estimateMemory(model.entry.facts, { ctx, ...more }).totalBytes;
-    return Number.isFinite(total) && total > 0 ? total : undefined;
+    const e = estimateMemory(model.entry.facts, { ctx, ...more });
+    if (!(Number.isFinite(e.totalBytes) && e.totalBytes > 0)) return undefined;
+    return {
+      totalBytes: e.totalBytes,
+      weightsBytes: e.weightsBytes,
+      kvBytes: e.kvBytes + e.recurrentBytes,
+      computeBytes: e.computeBytes,
+      layers: model.entry.facts.blockCount,
+    };
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What the memory of a server started for `spec` depends on, besides the model: its slots, the KV cache type
+ * and flash attention (the daemon's settings unless the preset's flags set them), and the micro-batch.
+ */
+function serverShape(
+  spec: Pick<LaunchSpec, "load" | "embedding">,
+  presetArgs: string[],
+  options: ServerLauncherOptions,
+) {
+  const args = [...presetArgs, ...loadFlags(spec.load)];
+  const has = (...names: string[]) => args.some((a) => names.some((n) => a === n || a.startsWith(`${n}=`)));
+  // Ollama's OLLAMA_NUM_PARALLEL: that many slots, each with the whole num_ctx (llama-server splits -c between
+  // its slots).
+  const parallel = has("-np", "--parallel") ? undefined : options.parallel;
+  const flashAttention = !spec.embedding && !has("-fa", "--flash-attn") ? options.flashAttention : undefined;
+  const cacheType = !spec.embedding && !has("-ctk", "--cache-type-k", "-ctv", "--cache-type-v")
+    ? options.cacheType
+    : undefined;
+  return { args, has, parallel, flashAttention, cacheType, totalCtx: spec.load.ctx * (parallel ?? 1) };
+}
+
+/** The memory a server for `spec` needs, by the index's estimate (or weights + an f16 cache, or the file). */
+function memoryNeed(
+  spec: Pick<LaunchSpec, "model" | "load" | "embedding">,
+  shape: ReturnType<typeof serverShape>,
+): ModelNeed {
+  // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
+  const need = indexEstimate(spec.model, shape.totalCtx, {
+    ubatch: spec.embedding ? spec.load.ctx : undefined,
+    cacheType: shape.cacheType,
+    flashAttention: shape.flashAttention,
+    parallel: shape.parallel,
+  });
+  if (need) return need;
+  const total = estimateBytes(spec.model, shape.totalCtx) ?? spec.model.entry.sizeBytes;
+  const weights = spec.model.entry.sizeBytes;
+  return {
+    totalBytes: total,
+    weightsBytes: weights,
+    kvBytes: Math.max(0, total - weights),
+    computeBytes: 0,
+    layers: Number(spec.model.entry.facts.blockCount ?? 0),
+  };
 }
 
 /**
@@ -129,6 +185,21 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       const p = presetForModel(config, model);
       return { ctx: p?.ctx, ngl: p?.ngl };
     },
+    async plan(spec) {
+      // A model's own instance (its preset's `instance:`) decides which devices it can use.
+      const preset = presetForModel(config, spec.model);
+      const instance = await getInstance(
+        paths,
+        preset?.instance ?? options.instance,
+        config.default_instance,
+      );
+      const devices = deviceBudgets(
+        await listDevices(instance),
+        config.memory,
+        options.env ?? Deno.env.toObject(),
+      );
+      return { devices, need: memoryNeed(spec, serverShape(spec, preset?.args ?? [], options)) };
+    },
     async start(spec) {
       const preset = presetForModel(config, spec.model);
       const instance = await getInstance(
@@ -137,22 +208,14 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         config.default_instance,
       );
       const ctx = spec.load.ctx;
-      const args = [...(preset?.args ?? []), ...loadFlags(spec.load)];
       // A preset's own flags win over the daemon's settings.
-      const has = (...names: string[]) =>
-        args.some((a) => names.some((n) => a === n || a.startsWith(`${n}=`)));
-      // Ollama's OLLAMA_NUM_PARALLEL: that many slots, each with the whole num_ctx (llama-server splits -c
-      // between its slots).
-      const np = has("-np", "--parallel") ? undefined : options.parallel;
+      const shape = serverShape(spec, preset?.args ?? [], options);
+      const { args, has, totalCtx } = shape;
+      const np = shape.parallel;
       if (np !== undefined) args.push("-np", String(np));
-      const totalCtx = ctx * (np ?? 1);
       // OLLAMA_FLASH_ATTENTION and OLLAMA_KV_CACHE_TYPE, for chat models.
-      if (!spec.embedding && options.flashAttention !== undefined && !has("-fa", "--flash-attn")) {
-        args.push("-fa", options.flashAttention ? "on" : "off");
-      }
-      if (!spec.embedding && options.cacheType && !has("-ctk", "--cache-type-k", "-ctv", "--cache-type-v")) {
-        args.push("-ctk", options.cacheType, "-ctv", options.cacheType);
-      }
+      if (shape.flashAttention !== undefined) args.push("-fa", shape.flashAttention ? "on" : "off");
+      if (shape.cacheType) args.push("-ctk", shape.cacheType, "-ctv", shape.cacheType);
       // The daemon keeps connections to llama-server alive (stream_client.ts); llama-server's HTTP server holds
       // a thread per open connection, so give it enough that idle kept-alive connections never starve new ones.
       if (!has("--threads-http")) args.push("--threads-http", "64");
@@ -189,18 +252,20 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       });
-      // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
-      const size = indexEstimate(spec.model, totalCtx, {
-        ubatch: spec.embedding ? ctx : undefined,
-        cacheType: spec.embedding ? undefined : options.cacheType,
-        flashAttention: spec.embedding ? undefined : options.flashAttention,
-        parallel: np,
-      }) ?? estimateBytes(spec.model, totalCtx) ??
-        spec.model.entry.sizeBytes;
+      const size = memoryNeed(spec, shape).totalBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       setUpstreamKey(status.url, apiKey);
       running.set(spec.serverName, { url: status.url, pid: status.pid, apiKey });
-      return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
+      // llama-server's own choice of slots is 4 (`-np -1`).
+      const npArg = args.findIndex((a) => a === "-np" || a === "--parallel");
+      const slots = np ?? (npArg >= 0 ? Number(args[npArg + 1]) : NaN);
+      return {
+        url: status.url,
+        pid: status.pid,
+        sizeBytes: size,
+        sizeVramBytes: gpu ? size : 0,
+        slots: Number.isInteger(slots) && slots > 0 ? slots : 4,
+      };
     },
     async stop(name) {
       try {

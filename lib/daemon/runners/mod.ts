@@ -16,3 +16,5 @@
 export * from "./scheduler.ts";
 export * from "./launcher.ts";
 export * from "./errors.ts";
+export * from "./placement.ts";
+export * from "./groups.ts";

@@ -88,6 +88,8 @@ export interface Launched {
   sizeBytes?: number;
   /** Bytes of that in GPU memory. */
   sizeVramBytes?: number;
+  /** Requests it answers at once (llama-server's slots). */
+  slots?: number;
 }
 
 /**
@@ -180,6 +182,8 @@ export interface RunnerInfo {
   usage: Record<string, number>;
   /** GPU layers it was started with, when set. */
   ngl?: number;
+  /** Requests it answers at once, when the launcher says. */
+  slots?: number;
 }
 
 /**
@@ -648,6 +652,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     runner.state = runner.state === "loading" ? "ready" : runner.state;
     runner.url = launched.url;
     runner.pid = launched.pid;
+    runner.slots = launched.slots;
     // The plan's placement is what the scheduler counts; without one, the launcher's own figures.
     if (!placement) {
       runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
@@ -688,6 +693,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         embedding: r.embedding,
         usage: { ...r.usage },
         ngl: r.ngl,
+        slots: r.slots,
       })).sort((a, b) => b.expiresAt - a.expiresAt);
     },
     inFlight: () => inFlight,
