@@ -564,3 +564,268 @@ Deno.test("scheduler: stopAll stops every server, busy or idle, and a second rel
     assertEquals(launcher.calls, ["start a", "stop a"]);
   });
 });
+
+// Packing by bytes: a launcher that also plans (devices with budgets, each model's need), as the daemon's does
+// from `--list-devices` and the index's estimate. Imports for this part (ES imports are hoisted).
+import {
+  CannotFitError,
+  groupConflicts,
+  type LaunchPlan,
+  type ModelNeed,
+  placeModel,
+} from "../lib/daemon/runners/mod.ts";
+import type { DeviceBudget } from "../lib/llamacpp/devices.ts";
+import { errorStatus } from "../lib/daemon/http.ts";
+
+const GB = 1e9;
+
+function cpuDevice(budgetBytes: number): DeviceBudget {
+  return {
+    name: "CPU",
+    description: "system memory",
+    kind: "cpu",
+    totalBytes: 64 * GB,
+    freeBytes: 60 * GB,
+    budgetBytes,
+  };
+}
+
+function gpuDevice(name: string, budgetBytes: number): DeviceBudget {
+  return { name, description: "a fake GPU", kind: "gpu", totalBytes: 8 * GB, freeBytes: 8 * GB, budgetBytes };
+}
+
+/** A need of `total` bytes: weights 80%, KV cache 15%, compute buffers 5%, over 31 layers. */
+function needOf(total: number, layers = 31): ModelNeed {
+  return {
+    totalBytes: total,
+    weightsBytes: total * 0.8,
+    kvBytes: total * 0.15,
+    computeBytes: total * 0.05,
+    layers,
+  };
+}
+
+/** The fake launcher, planning each model on `devices` with the need set for it (1 GB unless set). */
+class PlanningLauncher extends FakeLauncher {
+  devices: DeviceBudget[] = [cpuDevice(10 * GB)];
+  needs: Record<string, ModelNeed> = {};
+  plan(spec: Omit<LaunchSpec, "serverName">): Promise<LaunchPlan> {
+    const short = spec.model.name.replace(/:latest$/, "");
+    return Promise.resolve({ devices: this.devices, need: this.needs[short] ?? needOf(GB) });
+  }
+}
+
+function setupBytes(needs: Record<string, number>, options: Partial<SchedulerOptions> = {}) {
+  const clock = new FakeClock();
+  const launcher = new PlanningLauncher(clock);
+  for (const [name, total] of Object.entries(needs)) launcher.needs[name] = needOf(total);
+  const sched: Scheduler = createScheduler({ launcher, clock, maxLoaded: 10, ...options });
+  // Uses a model once (a request that ends at once), a second of fake time after the last.
+  const use = async (m: CatalogModel) => {
+    clock.advance(1000);
+    (await sched.acquire({ model: m, keepAliveMs: KEEP })).release();
+  };
+  const loaded = () => sched.list().map((r) => r.name.replace(/:latest$/, "")).sort();
+  return { clock, launcher, sched, use, loaded };
+}
+
+Deno.test("scheduler, by bytes: models stay loaded together while their bytes fit the budget, and list() shows them", async () => {
+  const { launcher, sched, use, loaded } = setupBytes({ a: 4 * GB, b: 4 * GB, c: 1.5 * GB });
+  const [a, b, c] = [model("a"), model("b"), model("c")];
+  await use(a);
+  await use(b);
+  await use(c); // 9.5 GB of 10
+  assertEquals(launcher.calls, ["start a", "start b", "start c"]);
+  assertEquals(loaded(), ["a", "b", "c"]);
+  assertEquals(sched.list().find((r) => r.name === "a:latest")?.usage, { CPU: 4 * GB });
+  assertEquals(sched.list().find((r) => r.name === "a:latest")?.sizeBytes, 4 * GB);
+  assertEquals(sched.devices(), [{ name: "CPU", kind: "cpu", budgetBytes: 10 * GB, usedBytes: 9.5 * GB }]);
+});
+
+Deno.test("scheduler, by bytes: to make room, idle models are unloaded least recently used first, only as many as needed", async () => {
+  const { launcher, use, loaded } = setupBytes({ a: 3 * GB, b: 3 * GB, c: 3 * GB, d: 5 * GB, e: 2 * GB });
+  const [a, b, c, d, e] = [model("a"), model("b"), model("c"), model("d"), model("e")];
+  await use(a);
+  await use(b);
+  await use(c);
+  await use(a); // b is now the least recently used, then c
+  await use(d); // 9 + 5 > 10: b and c go, a stays
+  assertEquals(launcher.calls.slice(3), ["stop b", "stop c", "start d"]);
+  assertEquals(loaded(), ["a", "d"]);
+  await use(e); // 8 + 2 fits: nothing is unloaded
+  assertEquals(launcher.calls.slice(6), ["start e"]);
+  assertEquals(loaded(), ["a", "d", "e"]);
+});
+
+Deno.test("scheduler, by bytes: a busy model is never unloaded, and idle ones stay while that would not make room", async () => {
+  const { clock, launcher, sched, loaded } = setupBytes({ a: 6 * GB, b: 3 * GB, c: 5 * GB });
+  const [a, b, c] = [model("a"), model("b"), model("c")];
+  const la = await sched.acquire({ model: a, keepAliveMs: KEEP });
+  clock.advance(1000);
+  (await sched.acquire({ model: b, keepAliveMs: KEEP })).release();
+  clock.advance(1000);
+  const pc = sched.acquire({ model: c, keepAliveMs: KEEP }); // needs a's bytes: unloading b alone is no use
+  assertEquals(await done(pc), false, "c waits for the busy a");
+  assertEquals(launcher.calls, ["start a", "start b"], "b stays loaded while a is busy");
+  assertEquals(sched.waiting(), 1);
+  la.release(); // now both can go: b first (used before a's release)
+  const lc = await pc;
+  assertEquals(launcher.calls.slice(2), ["stop b", "stop a", "start c"]);
+  assertEquals(loaded(), ["c"]);
+  assertEquals(sched.waiting(), 0);
+  lc.release();
+});
+
+Deno.test("scheduler, by bytes: requests that need room load in order of arrival; one for a loaded model does not wait", async () => {
+  const { clock, launcher, sched, loaded } = setupBytes({ a: 8 * GB, b: 5 * GB, c: 1 * GB });
+  const [a, b, c] = [model("a"), model("b"), model("c")];
+  const la = await sched.acquire({ model: a, keepAliveMs: KEEP });
+  clock.advance(1000);
+  const pb = sched.acquire({ model: b, keepAliveMs: KEEP });
+  await settle();
+  const pc = sched.acquire({ model: c, keepAliveMs: KEEP }); // would fit now (8 + 1), but b came first
+  assertEquals(await done(pb), false);
+  assertEquals(await done(pc), false, "c waits behind b");
+  assertEquals(sched.waiting(), 2);
+  const la2 = await sched.acquire({ model: a, keepAliveMs: KEEP }); // a is loaded: no wait
+  assertEquals(sched.waiting(), 2);
+  la.release();
+  la2.release();
+  const [lb, lc] = await Promise.all([pb, pc]);
+  assertEquals(launcher.calls, ["start a", "stop a", "start b", "start c"]);
+  assertEquals(loaded(), ["b", "c"]);
+  lb.release();
+  lc.release();
+});
+
+Deno.test("scheduler, by bytes: a model larger than the whole budget fails at once with its need and the budget (a 500)", async () => {
+  const { launcher, sched, use, loaded } = setupBytes({ a: 2 * GB, big: 12 * GB });
+  await use(model("a"));
+  const err = await assertRejects(
+    () => sched.acquire({ model: model("big"), keepAliveMs: KEEP }),
+    CannotFitError,
+  );
+  assertEquals(
+    err.message.split(":")[0],
+    "model requires more system memory (11.2 GiB) than is available (9.3 GiB)",
+  );
+  assert(err.message.includes("memory.budgets.CPU"), err.message);
+  assertEquals([err.model, err.device, err.needBytes, err.budgetBytes], [
+    "big:latest",
+    "CPU",
+    12 * GB,
+    10 * GB,
+  ]);
+  assertEquals(errorStatus(err), 500);
+  assertEquals(launcher.calls, ["start a"], "nothing was unloaded for it");
+  assertEquals(loaded(), ["a"]);
+  assertEquals([sched.inFlight(), sched.waiting()], [0, 0]);
+});
+
+Deno.test("scheduler, by bytes: max_loaded_models still caps the count when the bytes fit", async () => {
+  const { launcher, use, loaded } = setupBytes({}, { maxLoaded: 2 });
+  const [a, b, c] = [model("a"), model("b"), model("c")];
+  await use(a);
+  await use(b);
+  await use(c);
+  assertEquals(launcher.calls, ["start a", "start b", "stop a", "start c"]);
+  assertEquals(loaded(), ["b", "c"]);
+});
+
+Deno.test("scheduler, by bytes: groups keep swap members and exclusive members apart, whatever the bytes", async (t) => {
+  const conflicts = groupConflicts({
+    pair: { members: ["a", "b"], swap: true, exclusive: false },
+    solo: { members: ["x"], swap: false, exclusive: true },
+    free: { members: ["c", "d"], swap: false, exclusive: false },
+  });
+  const [a, b, c, d, x] = [model("a"), model("b"), model("c"), model("d"), model("x")];
+
+  await t.step("members of a swap group load one at a time; others load beside them", async () => {
+    const { launcher, use, loaded } = setupBytes({}, { conflicts });
+    await use(a);
+    await use(c);
+    await use(d);
+    await use(b);
+    assertEquals(launcher.calls, ["start a", "start c", "start d", "stop a", "start b"]);
+    assertEquals(loaded(), ["b", "c", "d"]);
+  });
+
+  await t.step("an exclusive group's member runs alone, and waits for a busy model outside it", async () => {
+    const { launcher, sched, use, loaded } = setupBytes({}, { conflicts });
+    await use(c);
+    const la = await sched.acquire({ model: a, keepAliveMs: KEEP });
+    const px = sched.acquire({ model: x, keepAliveMs: KEEP });
+    assertEquals(await done(px), false, "x waits for a");
+    la.release();
+    (await px).release();
+    assertEquals(launcher.calls, ["start c", "start a", "stop c", "stop a", "start x"]);
+    assertEquals(loaded(), ["x"]);
+    await use(d); // and a model outside the group unloads it
+    assertEquals(launcher.calls.slice(5), ["stop x", "start d"]);
+  });
+
+  await t.step("a model can be named by an alias or its file", () => {
+    const byPath = groupConflicts({ g: { members: ["/models/a.gguf", "B"], swap: true, exclusive: false } })!;
+    assertEquals(byPath(a, b), true);
+    assertEquals(byPath(a, c), false);
+    assertEquals(groupConflicts({}), undefined, "no groups: no check at all");
+  });
+});
+
+Deno.test("scheduler, by bytes: with no num_gpu the GPU takes the most layers that fit its budget, the rest stays on the CPU", async (t) => {
+  await t.step("placeModel: fitted, all, given, none", () => {
+    const cpu = cpuDevice(30 * GB);
+    const need = needOf(6.4 * GB, 31); // 32 units (31 layers + output) of 0.19 GB, 0.32 GB compute
+    const part = placeModel(need, [gpuDevice("CUDA0", 3.2 * GB), cpu]);
+    assertEquals(part.ngl, 15); // 0.32 + 15 × 0.19 = 3.17 GB
+    assert(part.sizeVramBytes <= 3.2 * GB && part.sizeVramBytes > 3 * GB, String(part.sizeVramBytes));
+    assertEquals(Object.keys(part.usage), ["CUDA0", "CPU"]);
+    assertEquals(part.sizeBytes, part.usage.CUDA0 + part.usage.CPU);
+    const all = placeModel(need, [gpuDevice("CUDA0", 8 * GB), cpu]);
+    assertEquals([all.ngl, all.sizeVramBytes, all.usage], [32, 6.4 * GB, { CUDA0: 6.4 * GB }]);
+    assertEquals(placeModel(need, [gpuDevice("CUDA0", 8 * GB), cpu], 10).ngl, 10, "num_gpu wins");
+    assertEquals(placeModel(need, [gpuDevice("CUDA0", 8 * GB), cpu], -1).ngl, 32, "-1 is all");
+    const none = placeModel(need, [gpuDevice("CUDA0", 0.1 * GB), cpu]);
+    assertEquals([none.ngl, none.usage, none.sizeVramBytes], [0, { CPU: 6.4 * GB }, 0]);
+    const cpuOnly = placeModel(need, [cpu]);
+    assertEquals([cpuOnly.ngl, cpuOnly.usage], [undefined, { CPU: 6.4 * GB }]);
+    const two = placeModel(need, [gpuDevice("Vulkan0", 3 * GB), gpuDevice("Vulkan1", 1 * GB), cpu]);
+    assertEquals(two.ngl, 19, "two GPUs pool their budgets");
+    assertEquals(Math.round(two.usage.Vulkan0 / two.usage.Vulkan1), 3, "in proportion to their budgets");
+  });
+
+  await t.step(
+    "the scheduler starts llama-server with the fitted layers and shows size and size_vram",
+    async () => {
+      const { launcher, sched } = setupBytes({});
+      launcher.devices = [gpuDevice("CUDA0", 3.2 * GB), cpuDevice(30 * GB)];
+      launcher.needs.big = needOf(6.4 * GB, 31);
+      launcher.needs.small = needOf(1 * GB, 31);
+      const a = model("big");
+      const lease = await sched.acquire({ model: a, keepAliveMs: KEEP });
+      assertEquals(launcher.specs[0].load.ngl, 15);
+      const [info] = sched.list();
+      assertEquals([info.ngl, info.sizeBytes, info.sizeVramBytes], [
+        15,
+        info.usage.CUDA0 + info.usage.CPU,
+        info.usage.CUDA0,
+      ]);
+      lease.release();
+      // A model that needs the GPU's bytes unloads the idle one there.
+      (await sched.acquire({ model: model("small"), keepAliveMs: KEEP })).release();
+      assertEquals(launcher.calls, ["start big", "stop big", "start small"]);
+      assertEquals(launcher.specs[1].load.ngl, 32, "all of it fits");
+      // The request's num_gpu is used as given; too many layers for the GPU's budget is an error naming it.
+      const err = await assertRejects(
+        () => sched.acquire({ model: a, load: { ngl: 99 }, keepAliveMs: KEEP }),
+        CannotFitError,
+      );
+      assertEquals([err.device, err.needBytes > 3.2 * GB], ["CUDA0", true]);
+      assert(
+        err.message.startsWith("model requires more memory on CUDA0 (6.0 GiB) than is available (3.0 GiB)"),
+      );
+      (await sched.acquire({ model: a, load: { ngl: 4 }, keepAliveMs: KEEP })).release();
+      assertEquals(launcher.specs.at(-1)!.load.ngl, 4);
+    },
+  );
+});

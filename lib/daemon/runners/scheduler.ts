@@ -562,12 +562,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           await unload(r);
           continue;
         }
+        // In the queue from the first time it needs room, so that planning (which takes time) keeps the order.
+        if (!roomQueue.includes(ticket)) roomQueue.push(ticket);
         if (!planned) {
           placement = await plan(req, load, embedding);
           planned = true;
           continue; // the plan took time: look again
         }
-        if (!roomQueue.includes(ticket)) roomQueue.push(ticket);
         if (roomQueue[0] !== ticket) {
           await wake.promise;
           continue;
