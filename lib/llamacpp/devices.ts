@@ -142,9 +142,9 @@ export function listDevices(
   const cached = cache.get(bin);
   if (cached && !options.refresh) return cached;
   const listed = (async () => {
-    const { stdout, stderr, code } = await run([bin, "--list-devices"], { check: false, timeoutMs: 60_000 });
     let gpus: Device[];
     try {
+      const { stdout, stderr, code } = await run([bin, "--list-devices"], { check: false, timeoutMs: 60_000 });
       if (code !== 0) throw new Error(`exit code ${code}`);
       gpus = parseListDevices(stdout + "\n" + stderr);
     } catch (err) {
