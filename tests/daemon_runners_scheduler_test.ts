@@ -829,3 +829,16 @@ Deno.test("scheduler, by bytes: with no num_gpu the GPU takes the most layers th
     },
   );
 });
+
+Deno.test("scheduler, by bytes: new load options that can never fit leave the loaded model running", async () => {
+  const { launcher, sched, use, loaded } = setupBytes({ a: 2 * GB });
+  const a = model("a");
+  await use(a);
+  launcher.needs.a = needOf(20 * GB); // as at a larger context
+  await assertRejects(
+    () => sched.acquire({ model: a, load: { ctx: 131072 }, keepAliveMs: KEEP }),
+    CannotFitError,
+  );
+  assertEquals(launcher.calls, ["start a"]);
+  assertEquals(loaded(), ["a"]);
+});

@@ -144,7 +144,10 @@ export function listDevices(
   const listed = (async () => {
     let gpus: Device[];
     try {
-      const { stdout, stderr, code } = await run([bin, "--list-devices"], { check: false, timeoutMs: 60_000 });
+      const { stdout, stderr, code } = await run([bin, "--list-devices"], {
+        check: false,
+        timeoutMs: 60_000,
+      });
       if (code !== 0) throw new Error(`exit code ${code}`);
       gpus = parseListDevices(stdout + "\n" + stderr);
     } catch (err) {

@@ -558,6 +558,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
             await wake.promise;
             continue;
           }
+          // A model that can never fit with the new options keeps running with the old ones.
+          if (!planned) {
+            placement = await plan(req, load, embedding);
+            planned = true;
+            continue;
+          }
           log(`reloading ${r.name}: load options changed`);
           await unload(r);
           continue;
