@@ -31,6 +31,8 @@ export type {
   BuildConfig,
   Config,
   DaemonConfig,
+  GroupConfig,
+  MemoryConfig,
   ModelsConfig,
   ModelSourcesConfig,
   Preset,
@@ -60,6 +62,14 @@ export { installInstance, type InstallOptions, type InstallResult } from "./lib/
 export { BuildStepError } from "./lib/llamacpp/build.ts";
 export { type Detected, detectGpu } from "./lib/llamacpp/detect.ts";
 export { type Check, type InstallHints, platformHint, runDoctor } from "./lib/llamacpp/doctor.ts";
+export {
+  type Device,
+  type DeviceBudget,
+  deviceBudgets,
+  listDevices,
+  type MemoryBudgetConfig,
+  parseListDevices,
+} from "./lib/llamacpp/devices.ts";
 
 // GGUF files: the header, what it says about the model, and the memory it needs.
 export {
@@ -159,6 +169,7 @@ export {
   type AcquireRequest,
   allowedOrigins,
   BUSY_MESSAGE,
+  CannotFitError,
   checkAccess,
   createDaemonRoutes,
   createLogger,
@@ -176,6 +187,7 @@ export {
   type KeepAliveMs,
   type Launched,
   type Launcher,
+  type LaunchPlan,
   type LaunchSpec,
   type Lease,
   LoadFailedError,
@@ -184,6 +196,7 @@ export {
   type Logger,
   type LoggerOptions,
   type LogLevel,
+  type ModelNeed,
   ollamaLoadFlags,
   type OllamaLoadOptions,
   originAllowed,
