@@ -4,7 +4,7 @@
  * `/proc/meminfo`, the budgets the config and `OLLAMA_GPU_OVERHEAD` make of them, and the real CPU build of the
  * shared fixture, which lists no GPU.
  */
-import { assert, assertEquals, assertThrows } from "./_assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "./_assert.ts";
 import {
   type Device,
   deviceBudgets,
@@ -16,7 +16,7 @@ import {
 import { parseByteSize } from "../lib/util/bytes.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { testInstance } from "./_fixtures.ts";
+import { cli, testInstance } from "./_fixtures.ts";
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -160,4 +160,20 @@ Deno.test("listDevices on the shared CPU build: no GPU, system RAM as the CPU de
   const err = await listDevices(broken).then(() => undefined, (e) => e);
   assert(err instanceof UserError, String(err));
   assert(err.message.startsWith("cannot list the devices of instance 'broken'"), err.message);
+});
+
+Deno.test("instances show and doctor print each instance's devices with free, total and budget", async () => {
+  const { paths } = await testInstance();
+  const env = { LLAMA_MGR_CONFIG: "/nonexistent/config.yaml" };
+  const show = await cli(["-d", paths.dataDir, "instances", "show", "cpu"], { env });
+  assertEquals(show.code, 0, show.stderr);
+  assertMatch(
+    show.stdout,
+    /\ndevices\s+CPU: system memory, [\d.]+ GiB free of [\d.]+ GiB, budget [\d.]+ GiB\n/,
+  );
+  const doctor = await cli(["-d", paths.dataDir, "doctor", "--arch", "cpu"], { env });
+  assertMatch(
+    doctor.stdout,
+    /\ndevices of cpu:\n {2}CPU: system memory, [\d.]+ GiB free of [\d.]+ GiB, budget/,
+  );
 });
