@@ -506,170 +506,159 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       (runners.size >= options.maxLoaded ? idle[0] : undefined) ?? "wait";
   };
 
+  // Gives up a request's place in the room queue (on a lease, an error, or when its model was loaded by another).
+  const leaveQueue = (ticket: object) => {
+    const i = roomQueue.indexOf(ticket);
+    if (i < 0) return;
+    roomQueue.splice(i, 1);
+    if (i === 0) notify();
+  };
+
   const acquireRunner = async (req: AcquireRequest): Promise<Lease> => {
+    const ticket = {};
+    try {
+      return await acquireQueued(req, ticket);
+    } finally {
+      leaveQueue(ticket);
+    }
+  };
+
+  const acquireQueued = async (req: AcquireRequest, ticket: object): Promise<Lease> => {
     const embedding = req.embedding ?? false;
     const load = effective(req);
     const key = runnerKey(req.model);
     const want = loadKey(load) + (embedding ? "+embed" : "");
     const t0 = performance.now();
-    const ticket = {};
-    const leaveQueue = () => {
-      const i = roomQueue.indexOf(ticket);
-      if (i < 0) return;
-      roomQueue.splice(i, 1);
-      if (i === 0) notify();
-    };
     let placement: Placement | undefined;
     let planned = false;
-    try {
-      while (true) {
-        const r = runners.get(key);
-        if (r) {
-          if (r.state === "unloading") {
-            await r.stopped;
-            continue;
-          }
-          if (r.state === "ready" && r.refs === 0 && !options.launcher.alive(r.serverName)) {
-            log(`${r.name}'s llama-server (pid ${r.pid}) is gone; starting a new one`);
-            await unload(r);
-            continue;
-          }
-          if (r.loadKey === want) {
-            leaveQueue();
-            r.refs++;
-            r.keepAliveMs = req.keepAliveMs;
-            r.expireWhenIdle = false;
-            if (r.timer !== undefined) clock.clearTimeout(r.timer);
-            r.timer = undefined;
-            r.expiresAt = clock.now() + (Number.isFinite(r.keepAliveMs) ? r.keepAliveMs : Infinity);
-            const wasLoading = r.state === "loading";
-            let launched: Launched;
-            try {
-              launched = await r.ready;
-            } catch (err) {
-              r.refs--;
-              throw err;
-            }
-            r.lastUsed = clock.now();
-            return lease(r, launched, wasLoading ? performance.now() - t0 : 0);
-          }
-          // Different load options: wait for its requests, then reload.
-          if (r.refs > 0) {
-            await wake.promise;
-            continue;
-          }
-          // A model that can never fit with the new options keeps running with the old ones.
-          if (!planned) {
-            placement = await plan(req, load, embedding);
-            planned = true;
-            continue;
-          }
-          log(`reloading ${r.name}: load options changed`);
+    while (true) {
+      const r = runners.get(key);
+      if (r) {
+        if (r.state === "unloading") {
+          await r.stopped;
+          continue;
+        }
+        if (r.state === "ready" && r.refs === 0 && !options.launcher.alive(r.serverName)) {
+          log(`${r.name}'s llama-server (pid ${r.pid}) is gone; starting a new one`);
           await unload(r);
           continue;
         }
-        // In the queue from the first time it needs room, so that planning (which takes time) keeps the order.
-        if (!roomQueue.includes(ticket)) roomQueue.push(ticket);
+        if (r.loadKey === want) {
+          leaveQueue(ticket);
+          r.refs++;
+          r.keepAliveMs = req.keepAliveMs;
+          r.expireWhenIdle = false;
+          if (r.timer !== undefined) clock.clearTimeout(r.timer);
+          r.timer = undefined;
+          r.expiresAt = clock.now() + (Number.isFinite(r.keepAliveMs) ? r.keepAliveMs : Infinity);
+          const wasLoading = r.state === "loading";
+          let launched: Launched;
+          try {
+            launched = await r.ready;
+          } catch (err) {
+            r.refs--;
+            throw err;
+          }
+          r.lastUsed = clock.now();
+          return lease(r, launched, wasLoading ? performance.now() - t0 : 0);
+        }
+        // Different load options: wait for its requests, then reload.
+        if (r.refs > 0) {
+          await wake.promise;
+          continue;
+        }
+        // A model that can never fit with the new options keeps running with the old ones.
         if (!planned) {
           placement = await plan(req, load, embedding);
           planned = true;
-          continue; // the plan took time: look again
-        }
-        if (roomQueue[0] !== ticket) {
-          await wake.promise;
           continue;
         }
-        // A runner being unloaded still holds its memory: it counts until its server has stopped.
-        const room = makeRoom(req.model, key, placement);
-        if (room === "wait") {
-          await wake.promise;
-          continue;
-        }
-        if (room !== "load") {
-          log(`evicting ${room.name} to make room for ${req.model.name}`);
-          await unload(room);
-          continue;
-        }
-        leaveQueue();
-        return await startRunner(
-          req,
-          key,
-          want,
-          { ...load, ngl: placement?.ngl ?? load.ngl },
-          embedding,
-          t0,
-          placement,
-        );
+        log(`reloading ${r.name}: load options changed`);
+        await unload(r);
+        continue;
       }
-    } finally {
-      leaveQueue();
+      // In the queue from the first time it needs room, so that planning (which takes time) keeps the order.
+      if (!roomQueue.includes(ticket)) roomQueue.push(ticket);
+      if (!planned) {
+        placement = await plan(req, load, embedding);
+        planned = true;
+        continue; // the plan took time: look again
+      }
+      if (roomQueue[0] !== ticket) {
+        await wake.promise;
+        continue;
+      }
+      // A runner being unloaded still holds its memory: it counts until its server has stopped.
+      const room = makeRoom(req.model, key, placement);
+      if (room === "wait") {
+        await wake.promise;
+        continue;
+      }
+      if (room !== "load") {
+        log(`evicting ${room.name} to make room for ${req.model.name}`);
+        await unload(room);
+        continue;
+      }
+      leaveQueue(ticket);
+      if (placement?.ngl !== undefined) load.ngl = placement.ngl;
+      const serverName = runnerServerName(req.model, embedding);
+      const runner: Runner = {
+        key,
+        name: req.model.name,
+        model: req.model,
+        state: "loading",
+        refs: 1,
+        expiresAt: Infinity,
+        ctx: load.ctx,
+        sizeBytes: placement?.sizeBytes ?? req.model.entry.sizeBytes,
+        sizeVramBytes: placement?.sizeVramBytes ?? 0,
+        usage: placement?.usage ?? {},
+        ngl: load.ngl,
+        embedding,
+        serverName,
+        loadKey: want,
+        keepAliveMs: req.keepAliveMs,
+        lastUsed: clock.now(),
+        loadStarted: performance.now(),
+        ready: undefined as unknown as Promise<Launched>,
+      };
+      const where = Object.keys(runner.usage).join("+");
+      log(
+        `loading ${runner.name} (ctx ${load.ctx}${embedding ? ", embeddings" : ""}${
+          load.ngl !== undefined ? `, ngl ${load.ngl}` : ""
+        }${where ? `, ${Math.round(runner.sizeBytes / 2 ** 20)} MiB on ${where}` : ""})`,
+      );
+      runner.ready = options.launcher.start({ serverName, model: req.model, load, embedding }).catch(
+        (err) => {
+          throw loadFailed(req.model.name, err);
+        },
+      );
+      runners.set(key, runner);
+      let launched: Launched;
+      try {
+        launched = await runner.ready;
+      } catch (err) {
+        if (runners.get(key) === runner) runners.delete(key);
+        notify();
+        throw err;
+      }
+      runner.state = runner.state === "loading" ? "ready" : runner.state;
+      runner.url = launched.url;
+      runner.pid = launched.pid;
+      runner.slots = launched.slots;
+      // The plan's placement is what the scheduler counts; without one, the launcher's own figures.
+      if (!placement) {
+        runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
+        runner.sizeVramBytes = launched.sizeVramBytes ?? 0;
+      }
+      runner.expiresAt = clock.now() + runner.keepAliveMs;
+      log(
+        `loaded ${runner.name} at ${launched.url} in ${
+          Math.round(performance.now() - runner.loadStarted)
+        } ms`,
+      );
+      return lease(runner, launched, performance.now() - t0);
     }
-  };
-
-  const startRunner = async (
-    req: AcquireRequest,
-    key: string,
-    want: string,
-    load: LoadOptions & { ctx: number },
-    embedding: boolean,
-    t0: number,
-    placement?: Placement,
-  ): Promise<Lease> => {
-    const serverName = runnerServerName(req.model, embedding);
-    const runner: Runner = {
-      key,
-      name: req.model.name,
-      model: req.model,
-      state: "loading",
-      refs: 1,
-      expiresAt: Infinity,
-      ctx: load.ctx,
-      sizeBytes: placement?.sizeBytes ?? req.model.entry.sizeBytes,
-      sizeVramBytes: placement?.sizeVramBytes ?? 0,
-      usage: placement?.usage ?? {},
-      ngl: load.ngl,
-      embedding,
-      serverName,
-      loadKey: want,
-      keepAliveMs: req.keepAliveMs,
-      lastUsed: clock.now(),
-      loadStarted: performance.now(),
-      ready: undefined as unknown as Promise<Launched>,
-    };
-    const where = Object.keys(runner.usage).join("+");
-    log(
-      `loading ${runner.name} (ctx ${load.ctx}${embedding ? ", embeddings" : ""}${
-        load.ngl !== undefined ? `, ngl ${load.ngl}` : ""
-      }${where ? `, ${Math.round(runner.sizeBytes / 2 ** 20)} MiB on ${where}` : ""})`,
-    );
-    runner.ready = options.launcher.start({ serverName, model: req.model, load, embedding }).catch(
-      (err) => {
-        throw loadFailed(req.model.name, err);
-      },
-    );
-    runners.set(key, runner);
-    let launched: Launched;
-    try {
-      launched = await runner.ready;
-    } catch (err) {
-      if (runners.get(key) === runner) runners.delete(key);
-      notify();
-      throw err;
-    }
-    runner.state = runner.state === "loading" ? "ready" : runner.state;
-    runner.url = launched.url;
-    runner.pid = launched.pid;
-    runner.slots = launched.slots;
-    // The plan's placement is what the scheduler counts; without one, the launcher's own figures.
-    if (!placement) {
-      runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
-      runner.sizeVramBytes = launched.sizeVramBytes ?? 0;
-    }
-    runner.expiresAt = clock.now() + runner.keepAliveMs;
-    log(
-      `loaded ${runner.name} at ${launched.url} in ${Math.round(performance.now() - runner.loadStarted)} ms`,
-    );
-    return lease(runner, launched, performance.now() - t0);
   };
 
   return {
