@@ -842,3 +842,13 @@ Deno.test("scheduler, by bytes: new load options that can never fit leave the lo
   assertEquals(launcher.calls, ["start a"]);
   assertEquals(loaded(), ["a"]);
 });
+
+Deno.test("scheduler, by bytes: a device's first budget stands when a later plan measures less free memory", async () => {
+  const { launcher, sched, use, loaded } = setupBytes({ a: 4 * GB, b: 4 * GB });
+  await use(model("a"));
+  // Listed again with a loaded, the free memory is lower by a's bytes: counting it again would evict a.
+  launcher.devices = [cpuDevice(6 * GB)];
+  await use(model("b"));
+  assertEquals(loaded(), ["a", "b"]);
+  assertEquals(sched.devices().map((d) => [d.budgetBytes, d.usedBytes]), [[10 * GB, 8 * GB]]);
+});

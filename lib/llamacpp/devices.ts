@@ -123,11 +123,14 @@ export async function systemMemory(): Promise<Device> {
 }
 
 const cache = new Map<string, Promise<Device[]>>();
+// System RAM is one device for every instance: read once, so that a later listing (another instance's, after
+// models were loaded) does not see the daemon's own models as memory someone else took.
+let ram: Promise<Device> | undefined;
 
 /**
  * The devices of an instance: its llama-server's GPUs (`--list-devices`) then system RAM as `CPU`. The list is
- * taken once per llama-server binary and kept (a daemon takes its budgets from the memory free when it first
- * needs them, before it has loaded anything); `refresh` takes it again.
+ * taken once per llama-server binary, and system RAM once, and kept (a daemon takes its budgets from the memory
+ * free when it first needs them, before it has loaded anything); `refresh` takes both again.
  *
  * @example
  * ```ts ignore
@@ -141,6 +144,11 @@ export function listDevices(
   const bin = binaryPath(instance, "llama-server");
   const cached = cache.get(bin);
   if (cached && !options.refresh) return cached;
+  if (options.refresh || !ram) {
+    ram = systemMemory();
+    ram.catch(() => ram = undefined);
+  }
+  const memory = ram;
   const listed = (async () => {
     let gpus: Device[];
     try {
@@ -156,7 +164,7 @@ export function listDevices(
         { hint: `run \`${bin} --list-devices\` to see why, or rebuild it with \`llama-mgr update\`` },
       );
     }
-    return [...gpus, await systemMemory()];
+    return [...gpus, await memory];
   })();
   cache.set(bin, listed);
   listed.catch(() => cache.delete(bin));

@@ -472,7 +472,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     } catch (err) {
       throw loadFailed(req.model.name, err);
     }
-    for (const d of planned.devices) budgets.set(d.name, d);
+    // The first budget of a device stands: a later plan's may have been measured with models loaded.
+    for (const d of planned.devices) if (!budgets.has(d.name)) budgets.set(d.name, d);
     const placement = placeModel(planned.need, planned.devices, load.ngl);
     for (const [device, bytes] of Object.entries(placement.usage)) {
       const budget = budgets.get(device)?.budgetBytes ?? Infinity;
