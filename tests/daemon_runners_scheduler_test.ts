@@ -824,6 +824,7 @@ Deno.test("scheduler, by bytes: with no num_gpu the GPU takes the most layers th
       assert(
         err.message.startsWith("model requires more memory on CUDA0 (6.0 GiB) than is available (3.0 GiB)"),
       );
+      assert(err.message.includes("fewer GPU layers (num_gpu)"), err.message);
       (await sched.acquire({ model: a, load: { ngl: 4 }, keepAliveMs: KEEP })).release();
       assertEquals(launcher.specs.at(-1)!.load.ngl, 4);
     },
