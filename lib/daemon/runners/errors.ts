@@ -80,7 +80,9 @@ export class CannotFitError extends Error {
     super(
       `model requires more ${what} (${gib(needBytes)}) than is available (${gib(budgetBytes)}): ` +
         `${model} does not fit the ${device} budget even with every other model unloaded; use a smaller ` +
-        `num_ctx${device === "CPU" ? "" : " or fewer GPU layers (num_gpu)"}, or raise memory.budgets.${device} ` +
+        `num_ctx${
+          device === "CPU" ? "" : " or fewer GPU layers (num_gpu)"
+        }, or raise memory.budgets.${device} ` +
         `(or lower memory.reserve) in the config`,
     );
     this.name = "CannotFitError";
