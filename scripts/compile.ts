@@ -45,12 +45,26 @@ export const RUNTIME_UNAVAILABLE = 3;
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-/** The executable's file name for a target. */
+/**
+ * The executable's file name for a target.
+ *
+ * @example
+ * ```ts
+ * binaryName("x86_64-pc-windows-msvc"); // "llama-mgr-x86_64-pc-windows-msvc.exe"
+ * ```
+ */
 export function binaryName(target: string): string {
   return `llama-mgr-${target}${target.includes("windows") ? ".exe" : ""}`;
 }
 
-/** The `deno compile` arguments (after `deno`) that build `output` for `target`. */
+/**
+ * The `deno compile` arguments (after `deno`) that build `output` for `target`.
+ *
+ * @example
+ * ```ts
+ * const args = compileArgs("aarch64-apple-darwin", "dist/llama-mgr-aarch64-apple-darwin");
+ * ```
+ */
 export function compileArgs(target: string, output: string): string[] {
   return [
     "compile",
@@ -74,6 +88,11 @@ export type CompileResult =
 /**
  * `deno compile`'s failure to fetch the runtime, turned into a sentence that says what was needed and from
  * where; undefined when the failure was something else.
+ *
+ * @example
+ * ```ts
+ * runtimeDownloadFailure("0: Setting up base binary.\n1: error sending request for url (https://x/denort.zip)");
+ * ```
  */
 export function runtimeDownloadFailure(stderr: string): { url: string; cause: string } | undefined {
   // deno colours its messages on a terminal: the escape codes go before matching.
@@ -89,7 +108,15 @@ export function runtimeDownloadFailure(stderr: string): { url: string; cause: st
   return { url, cause: causes.at(-1)?.replace(/^\d+: /, "") ?? "download failed" };
 }
 
-/** Builds one target with `deno compile`, passing its output through to stderr. */
+/**
+ * Builds one target with `deno compile`, passing its output through to stderr.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await compileTarget(Deno.build.target, "dist");
+ * if (!r.ok) console.error(r.message);
+ * ```
+ */
 export async function compileTarget(target: string, outDir: string): Promise<CompileResult> {
   const output = join(outDir, binaryName(target));
   const child = new Deno.Command(Deno.execPath(), {
