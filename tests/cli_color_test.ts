@@ -1,6 +1,6 @@
 /** Terminal manners: colour only on a terminal and never with NO_COLOR; `--version -v` names each instance. */
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
-import { cli, tempDir } from "./_fixtures.ts";
+import { cli, cliArgv, cliEnv, tempDir } from "./_fixtures.ts";
 import { table, useColor } from "../cli/command.ts";
 import { which } from "../lib/util/run.ts";
 
@@ -60,23 +60,20 @@ Deno.test({
     const d = await tempDir();
     try {
       await withInstance(d.path);
-      const main = new URL("../cli/main.ts", import.meta.url).pathname;
+      const argv = await cliArgv();
       const onTty = async (env: Record<string, string>) => {
         // util-linux `script` gives the command a pseudo-terminal.
-        const cmd = `'${Deno.execPath()}' run -A '${main}' -d '${d.path}' instances`;
+        const cmd = [...argv, "-d", d.path, "instances"].map((a) => `'${a}'`).join(" ");
         const out = await new Deno.Command("script", {
           args: ["-qec", cmd, "/dev/null"],
-          env: { TERM: "xterm", ...env },
+          env: cliEnv({ TERM: "xterm", ...env }),
           stdin: "null",
           stdout: "piped",
           stderr: "piped",
         }).output();
         return new TextDecoder().decode(out.stdout);
       };
-      const env = {
-        NO_COLOR: "",
-        DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno`,
-      };
+      const env = { NO_COLOR: "" };
       assertStringIncludes(await onTty(env), `${ESC}1mNAME`);
       const plain = await onTty({ ...env, NO_COLOR: "1" });
       assertStringIncludes(plain, "NAME");

@@ -5,9 +5,14 @@
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { createCatalog, type ModelEntry } from "../lib/models/mod.ts";
+import { listModels } from "../lib/models/index.ts";
+import { ollamaPullDir } from "../lib/models/sources.ts";
 import { describeModel } from "../lib/gguf/mod.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
-import { tempDir } from "./_fixtures.ts";
+import { parseConfig } from "../lib/config/load.ts";
+import { exists } from "../lib/util/fs.ts";
+import { sha256Hex, tempDir } from "./_fixtures.ts";
+import { ggufFile } from "./_gguf.ts";
 
 /** What the index says of a llama model with no metadata beyond its architecture. */
 const FACTS = describeModel({
@@ -155,5 +160,103 @@ Deno.test("catalogue: names made at the same time are all kept, in memory and on
     assertEquals((await catalog.list()).filter((m) => m.copy).length, 6);
   } finally {
     await cleanup();
+  }
+});
+
+Deno.test("catalogue: a pulled model's LoRA adapter is its --lora, a copy keeps it, and it goes with the last name on it", async () => {
+  const dir = await tempDir();
+  try {
+    const paths = resolvePaths({ dataDir: dir.path, env: {} });
+    const config = parseConfig({
+      models: { sources: { huggingface: false, ollama: false, lmstudio: false, llamacpp: false } },
+    });
+    // The pulled store as `llama-mgr pull` leaves it: two tags whose manifests list the same model and adapter.
+    const store = ollamaPullDir(paths);
+    await Deno.mkdir(`${store}/blobs`, { recursive: true });
+    const blob = async (bytes: Uint8Array<ArrayBuffer>, mediaType: string) => {
+      const digest = await sha256Hex(bytes);
+      await Deno.writeFile(`${store}/blobs/sha256-${digest}`, bytes);
+      return {
+        mediaType,
+        digest: `sha256:${digest}`,
+        size: bytes.length,
+        path: `${store}/blobs/sha256-${digest}`,
+      };
+    };
+    const model = await blob(
+      ggufFile([["general.architecture", "str", "llama"], ["llama.context_length", "u32", 2048]]),
+      "application/vnd.ollama.image.model",
+    );
+    const adapter = await blob(
+      ggufFile([["general.architecture", "str", "llama"], ["general.type", "str", "adapter"]]),
+      "application/vnd.ollama.image.adapter",
+    );
+    const system = await blob(new TextEncoder().encode("Be brief."), "application/vnd.ollama.image.system");
+    const manifest = async (tag: string, layers: { mediaType: string; digest: string; size: number }[]) => {
+      const d = `${store}/manifests/registry.ollama.ai/library/tuned`;
+      await Deno.mkdir(d, { recursive: true });
+      await Deno.writeTextFile(
+        `${d}/${tag}`,
+        JSON.stringify({
+          schemaVersion: 2,
+          config: { digest: model.digest, size: 1 },
+          layers: layers.map(({ mediaType, digest, size }) => ({ mediaType, digest, size })),
+        }),
+      );
+    };
+    await manifest("latest", [model, adapter, system]);
+    await manifest("other", [model, adapter]);
+    const catalog = createCatalog({ paths, listModels: () => listModels(paths, config) });
+    const blobs = async () =>
+      (await Array.fromAsync(Deno.readDir(`${store}/blobs`))).map((e) => e.name).sort();
+
+    const latest = (await catalog.find("tuned"))!;
+    assertEquals(latest.settings?.adapters, [adapter.path]);
+    await catalog.copy((await catalog.find("tuned:other"))!, "mine");
+    const mine = (await catalog.find("mine"))!;
+    assertEquals(mine.settings?.adapters, [adapter.path]);
+
+    // Another manifest lists the adapter: only the system prompt's blob goes.
+    await catalog.remove(latest);
+    assertEquals(await blobs(), [model.path, adapter.path].map((p) => p.split("/").pop()!).sort());
+    // No manifest is left, but the copy stands on the model and the adapter.
+    catalog.invalidate();
+    await catalog.remove((await catalog.find("tuned:other"))!);
+    assertEquals(await Array.fromAsync(Deno.readDir(`${store}/manifests`)), []);
+    assertEquals(await blobs(), [model.path, adapter.path].map((p) => p.split("/").pop()!).sort());
+    catalog.invalidate();
+    assertEquals((await catalog.find("mine"))?.settings?.adapters, [adapter.path]);
+    // The last name on them goes: so do they.
+    await catalog.remove((await catalog.find("mine"))!);
+    assertEquals(await blobs(), []);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+Deno.test("catalogue: an uploaded adapter's blob goes with the last name made with it", async () => {
+  const dir = await tempDir();
+  try {
+    const paths = resolvePaths({ dataDir: dir.path, env: {} });
+    const catalog = createCatalog({ paths, listModels: () => Promise.resolve([]) });
+    await Deno.mkdir(catalog.blobsDir, { recursive: true });
+    const put = async (bytes: Uint8Array<ArrayBuffer>) => {
+      const path = `${catalog.blobsDir}/sha256-${await sha256Hex(bytes)}`;
+      await Deno.writeFile(path, bytes);
+      return path;
+    };
+    const model = await put(ggufFile([["general.architecture", "str", "llama"]]));
+    const adapter = await put(
+      ggufFile([["general.architecture", "str", "llama"], ["general.type", "str", "adapter"]]),
+    );
+    await catalog.create("a", { path: model, settings: { adapters: [adapter] } });
+    await catalog.create("b", { path: model, settings: { adapters: [adapter] } });
+    await catalog.remove((await catalog.find("a"))!);
+    assert(await exists(adapter), "the adapter went while 'b' still uses it");
+    await catalog.remove((await catalog.find("b"))!);
+    assert(!(await exists(adapter)), "the adapter blob was left behind");
+    assert(!(await exists(model)), "the model blob was left behind");
+  } finally {
+    await dir.cleanup();
   }
 });

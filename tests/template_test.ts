@@ -3,19 +3,23 @@
  * real llama-server (`--chat-template-file`), whose `/apply-template` renders it for a few conversations; the
  * expected text is what Go's text/template makes of the same messages under Ollama's `template.Execute`
  * (written by hand: consecutive messages of a role merged, the system messages joined, the legacy form run a
- * turn at a time). The templates under tests/templates are ollama/ollama's `template/*.gotmpl` (MIT).
+ * turn at a time). The templates under tests/templates are ollama/ollama's `template/*.gotmpl` (MIT), and
+ * `mistral-tools.gotmpl` its `server/testdata/tools/mistral.gotmpl`, whose expected text with tools and tool calls
+ * is its `mistral.out` (JSON as Go's encoder writes it: compact, `<`, `>`, `&` escaped).
  */
 import { assertEquals, assertStringIncludes, assertThrows } from "./_assert.ts";
 import { smolModelPath, testInstance } from "./_fixtures.ts";
 import { goTemplateToJinja, TemplateError } from "../lib/daemon/ollama/template.ts";
 
-type Msg = { role: string; content: string };
+type Msg = { role: string; content: string; tool_calls?: unknown[]; tool_call_id?: string };
+/** A conversation: its messages, or messages with the tools offered. */
+type Conversation = Msg[] | { messages: Msg[]; tools: unknown[] };
 const sys = (content: string): Msg => ({ role: "system", content });
 const user = (content: string): Msg => ({ role: "user", content });
 const bot = (content: string): Msg => ({ role: "assistant", content });
 
 /** Renders the Jinja with llama-server for each conversation (one server for all). */
-async function render(jinja: string, conversations: Msg[][]): Promise<string[]> {
+async function render(jinja: string, conversations: Conversation[]): Promise<string[]> {
   const { instance } = await testInstance();
   const dir = await Deno.makeTempDir({ prefix: "llama-mgr-template-" });
   const file = `${dir}/t.jinja`;
@@ -54,10 +58,11 @@ async function render(jinja: string, conversations: Msg[][]): Promise<string[]> 
     }
     const out: string[] = [];
     for (const messages of conversations) {
-      const r = await fetch(`${base}/apply-template`, { method: "POST", body: JSON.stringify({ messages }) });
-      const body = await r.json();
-      if (!r.ok) throw new Error(`apply-template: ${JSON.stringify(body)}`);
-      out.push(body.prompt);
+      const body = Array.isArray(messages) ? { messages } : messages;
+      const r = await fetch(`${base}/apply-template`, { method: "POST", body: JSON.stringify(body) });
+      const got = await r.json();
+      if (!r.ok) throw new Error(`apply-template: ${JSON.stringify(got)}`);
+      out.push(got.prompt);
     }
     return out;
   } finally {
@@ -72,7 +77,34 @@ async function render(jinja: string, conversations: Msg[][]): Promise<string[]> 
 
 const library = (name: string) => Deno.readTextFile(new URL(`./templates/${name}.gotmpl`, import.meta.url));
 
-const cases: { name: string; template: () => Promise<string>; conversations: [Msg[], string][] }[] = [
+/** Ollama's tools test data (server/testdata/tools): a weather tool, in the field order Go writes. */
+const WEATHER = [{
+  type: "function",
+  function: {
+    name: "get_current_weather",
+    description: "Get the current weather",
+    parameters: {
+      type: "object",
+      required: ["location", "format"],
+      properties: {
+        format: {
+          type: "string",
+          description: "The temperature unit to use. Infer this from the user's location.",
+          enum: ["celsius", "fahrenheit"],
+        },
+        location: { type: "string", description: "The city and state, e.g. San Francisco, CA" },
+      },
+    },
+  },
+}];
+/** A tool call as the daemon passes it to llama-server (arguments as a JSON string, OpenAI's form). */
+const call = (name: string, args: Record<string, unknown>) => ({
+  id: "89a1e453-0bce-4de3-a456-c54bed09c520",
+  type: "function",
+  function: { name, arguments: JSON.stringify(args) },
+});
+
+const cases: { name: string; template: () => Promise<string>; conversations: [Conversation, string][] }[] = [
   {
     name: "chatml",
     template: () => library("chatml"),
@@ -169,6 +201,95 @@ const cases: { name: string; template: () => Promise<string>; conversations: [Ms
     ],
   },
 ];
+
+cases.push({
+  name: "Ollama's mistral tools template (.Tools, .ToolCalls, arguments, JSON as Go writes it)",
+  template: () => library("mistral-tools"),
+  conversations: [
+    [
+      {
+        messages: [
+          sys("You are a knowledgeable assistant. You can answer questions and perform tasks."),
+          user("What's the weather like today in Paris?"),
+          {
+            role: "assistant",
+            content: "",
+            tool_calls: [call("get_current_weather", { format: "celsius", location: "Paris, France" })],
+          },
+          { role: "tool", tool_call_id: "89a1e453-0bce-4de3-a456-c54bed09c520", content: "22" },
+          bot("The current temperature in Paris, France is 22 degrees Celsius."),
+          user("What's the weather like today in San Francisco and Toronto?"),
+        ],
+        tools: WEATHER,
+      },
+      // server/testdata/tools/mistral.out, character for character.
+      '[INST] What\'s the weather like today in Paris?[/INST][TOOL_CALLS] [{"name": "get_current_weather", ' +
+      '"arguments": {"format":"celsius","location":"Paris, France"}}]</s>[TOOL_RESULTS] {"content": 22}' +
+      "[/TOOL_RESULTS] The current temperature in Paris, France is 22 degrees Celsius.</s>[AVAILABLE_TOOLS] " +
+      '[{"type":"function","function":{"name":"get_current_weather","description":"Get the current weather",' +
+      '"parameters":{"type":"object","required":["location","format"],"properties":{"format":{"type":"string",' +
+      '"description":"The temperature unit to use. Infer this from the user\'s location.","enum":["celsius",' +
+      '"fahrenheit"]},"location":{"type":"string","description":"The city and state, e.g. San Francisco, CA"}}}}}]' +
+      "[/AVAILABLE_TOOLS][INST] You are a knowledgeable assistant. You can answer questions and perform tasks.\n\n" +
+      "What's the weather like today in San Francisco and Toronto?[/INST]",
+    ],
+    [
+      {
+        messages: [
+          user("Find <b> & </b>"),
+          {
+            role: "assistant",
+            content: "",
+            tool_calls: [call("find", { q: "<b> & </b>", n: [1, 2.5, true, null] })],
+          },
+          { role: "tool", content: "0" },
+          user("Thanks"),
+        ],
+        tools: [{
+          type: "function",
+          function: {
+            name: "find",
+            description: "Search <html> & text",
+            parameters: { type: "object", properties: {} },
+          },
+        }],
+      },
+      // Go's json.Marshal escapes <, > and & inside strings.
+      '[INST] Find <b> & </b>[/INST][TOOL_CALLS] [{"name": "find", "arguments": {"q":"\\u003cb\\u003e \\u0026 ' +
+      '\\u003c/b\\u003e","n":[1,2.5,true,null]}}]</s>[TOOL_RESULTS] {"content": 0}[/TOOL_RESULTS]' +
+      '[AVAILABLE_TOOLS] [{"type":"function","function":{"name":"find","description":"Search \\u003chtml\\u003e ' +
+      '\\u0026 text","parameters":{"type":"object","properties":{}}}}][/AVAILABLE_TOOLS][INST] Thanks[/INST]',
+    ],
+  ],
+});
+cases.push({
+  name: "json of .Tools and of a tool call's arguments",
+  template: () =>
+    Promise.resolve(
+      "<tools>{{ json .Tools }}</tools>{{ range .Messages }}<{{ .Role }}>{{ .Content }}{{ range .ToolCalls }}" +
+        '<call>{"name":"{{ .Function.Name }}","arguments":{{ json .Function.Arguments }}}</call>{{ end }}' +
+        "</{{ .Role }}>{{ end }}",
+    ),
+  conversations: [
+    [
+      {
+        messages: [
+          user("a"),
+          { role: "assistant", content: "", tool_calls: [call("f", { x: "1, 2: 3" })] },
+          { role: "tool", content: "r" },
+          user("b"),
+        ],
+        tools: [{
+          type: "function",
+          function: { name: "f", description: "d", parameters: { type: "object", properties: {} } },
+        }],
+      },
+      '<tools>[{"type":"function","function":{"name":"f","description":"d","parameters":{"type":"object","properties":{}}}}]</tools>' +
+      '<user>a</user><assistant><call>{"name":"f","arguments":{"x":"1, 2: 3"}}</call></assistant><tool>r</tool>' +
+      "<user>b</user>",
+    ],
+  ],
+});
 
 for (const c of cases) {
   Deno.test(`template: ${c.name} renders in llama-server as Go renders it`, async () => {

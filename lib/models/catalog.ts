@@ -152,7 +152,21 @@ export interface CatalogOptions {
 
 /** The files the names made through the API stand on. */
 function namedFiles(names: NamesFile): Set<string> {
-  return new Set(Object.values(names.names).flatMap((r) => [r.path, ...(r.mmproj ? [r.mmproj] : [])]));
+  return new Set(Object.values(names.names).flatMap(recordFiles));
+}
+
+/** The files a name stands on: the model, its projector and its LoRA adapters. */
+function recordFiles(r: NameRecord): string[] {
+  return [r.path, ...(r.mmproj ? [r.mmproj] : []), ...(r.settings?.adapters ?? [])];
+}
+
+/**
+ * What a model's own name is served with from its store: a pulled model's ADAPTER layers (LoRA GGUF blobs), given
+ * to llama-server with `--lora` and carried over to a copy, as Ollama serves and copies the manifest's layers.
+ */
+function ownSettings(entry: ModelEntry): { settings?: ModelSettings } {
+  const adapters = entry.ollamaLayers?.adapters;
+  return adapters?.length ? { settings: { adapters: [...adapters] } } : {};
 }
 
 interface NamesFile {
@@ -237,13 +251,18 @@ export function createCatalog(options: CatalogOptions): Catalog {
   };
 
   const listFrom = async (all: ModelEntry[]): Promise<CatalogModel[]> => {
-    const out: CatalogModel[] = all.map((entry) => ({ name: entry.name, entry, copy: false }));
+    const out: CatalogModel[] = all.map((entry) => ({
+      name: entry.name,
+      entry,
+      copy: false,
+      ...ownSettings(entry),
+    }));
     // Config aliases are names of their own, listed like Ollama lists every name it has.
     for (const [alias, target] of Object.entries(options.aliases ?? {})) {
       const entry = targetOf(all, target);
       const name = withTag(alias.toLowerCase());
       if (entry && !out.some((m) => normalizeName(m.name) === normalizeName(name))) {
-        out.push({ name, entry, copy: false });
+        out.push({ name, entry, copy: false, ...ownSettings(entry) });
       }
     }
     const names = await readNames();
@@ -352,8 +371,8 @@ export function createCatalog(options: CatalogOptions): Catalog {
           const rec = n[own];
           delete n[own];
           const left = Object.values(n);
-          const files = [rec?.path, rec?.mmproj].filter((f): f is string => !!f);
-          unused = files.filter((f) => inBlobs(f) && !left.some((r) => r.path === f || r.mmproj === f));
+          const files = rec ? recordFiles(rec) : [];
+          unused = files.filter((f) => inBlobs(f) && !left.some((r) => recordFiles(r).includes(f)));
           pulled = files.filter(inPulled);
         });
         for (const file of unused) {

@@ -9,8 +9,10 @@
  * messages joined and consecutive messages of one role merged (`collate`); without, the template run once per
  * turn with `.System`, `.Prompt` and `.Response`, the last turn cut after `.Response`. Every piece of literal
  * text is written as a Jinja string (`{{ "..." }}`) so that llama-server's `trim_blocks`/`lstrip_blocks`
- * cannot change it. Known difference: a value printed as JSON (`json`, a tool, tool call arguments) is Jinja's
- * `tojson`, which puts a space after `:` and `,` where Go's encoder puts none.
+ * cannot change it. A value printed as JSON (`json`, a tool, tool call arguments) is written as Go's
+ * `json.Marshal` writes it: no space after `:` and `,`, and `<`, `>`, `&`, U+2028, U+2029 escaped as `\u003c`...
+ * Known difference: keys keep the order the request gave them, where Go writes a tool's fields in its struct
+ * order (the official clients send that order).
  *
  * @module
  */
@@ -354,6 +356,15 @@ interface Scope {
   vars: Record<string, Val>;
 }
 
+/**
+ * A value as JSON the way Go's `json.Marshal` writes it (what Ollama's `json` function and its tool types' String
+ * methods print): compact, and HTML-escaped. `<`, `>`, `&` and the two line separators only ever appear inside
+ * JSON strings, so escaping them in the whole text is what Go does to each string.
+ */
+const goJson = (js: string) =>
+  `(${js}|tojson(separators=(",", ":"))|replace("<", "\\\\u003c")|replace(">", "\\\\u003e")|replace("&", "\\\\u0026")` +
+  `|replace("\u2028", "\\\\u2028")|replace("\u2029", "\\\\u2029"))`;
+
 const snake = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
 const lit = (s: string) => JSON.stringify(s);
 const str = (js: string) => `(${js} if ${js} is string else "")`;
@@ -447,7 +458,7 @@ function expr(e: Expr, s: Scope): Val {
           return { js: `(${a[0].js}|length)`, type: "any" };
         case "json":
           need(1);
-          return { js: `(${a[0].js}|tojson)`, type: "string" };
+          return { js: goJson(a[0].js), type: "string" };
         case "index":
           need(2);
           return { js: `${a[0].js}[${a[1].js}]`, type: elementType(a[0]) };
@@ -503,8 +514,10 @@ const varName = (v: string) => `v_${v.slice(1) || "root"}`;
 /** A value as Go prints it: objects and lists (tools, arguments) as JSON. */
 function printed(v: Val): string {
   if (v.type === "string") return v.js;
-  if (["tool", "tools", "toolcall", "toolcalls", "object"].includes(v.type)) return `(${v.js}|tojson)`;
-  return `(${v.js} if ${v.js} is string else (${v.js}|tojson if ${v.js} is mapping or ${v.js} is iterable else ${v.js}))`;
+  if (["tool", "tools", "toolcall", "toolcalls", "object"].includes(v.type)) return goJson(v.js);
+  return `(${v.js} if ${v.js} is string else (${
+    goJson(v.js)
+  } if ${v.js} is mapping or ${v.js} is iterable else ${v.js}))`;
 }
 
 /** Emits nodes as Jinja. */
