@@ -13,7 +13,8 @@ import { listServers, processAlive, removeServer, startServer, stopServer } from
 import { estimateMemory } from "../../gguf/mod.ts";
 import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
 import { loadFlags } from "../options.ts";
-import { setUpstreamKey } from "../upstream/client.ts";
+import { setUpstreamDiagnosis, setUpstreamKey } from "../upstream/client.ts";
+import { assertFits, checkCluster, clusterBudget, diagnoseCluster, rpcFlags } from "../../rpc/cluster.ts";
 import type { Launcher } from "./scheduler.ts";
 
 /**
@@ -169,6 +170,26 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       } else {
         args.push("--jinja");
       }
+      // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
+      const size = indexEstimate(spec.model, totalCtx, {
+        ubatch: spec.embedding ? ctx : undefined,
+        cacheType: spec.embedding ? undefined : options.cacheType,
+        flashAttention: spec.embedding ? undefined : options.flashAttention,
+        parallel: np,
+      }) ?? estimateBytes(spec.model, totalCtx) ??
+        spec.model.entry.sizeBytes;
+      // A model bound to a cluster: every worker answers (or is named in the error) and the model must fit
+      // the memory they have free, before llama-server is started with `--rpc`.
+      const cluster = preset?.cluster ? await checkCluster(config, preset.cluster) : undefined;
+      if (cluster) {
+        assertFits(cluster, size, spec.model.name);
+        args.push(...rpcFlags(cluster));
+        log(
+          `${spec.model.name} runs on cluster '${cluster.name}': ${
+            cluster.workers.map((w) => w.endpoint).join(", ")
+          }`,
+        );
+      }
       // A key of its own, so that nothing on this machine reaches the runner around the daemon (its Host and
       // Origin checks, its queue, its options). llama-server leaves /health open, so readiness still works.
       const apiKey = newApiKey();
@@ -189,18 +210,21 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       });
-      // Embedding servers run with -ub ctx (a whole input in one micro-batch), which sizes their compute buffers.
-      const size = indexEstimate(spec.model, totalCtx, {
-        ubatch: spec.embedding ? ctx : undefined,
-        cacheType: spec.embedding ? undefined : options.cacheType,
-        flashAttention: spec.embedding ? undefined : options.flashAttention,
-        parallel: np,
-      }) ?? estimateBytes(spec.model, totalCtx) ??
-        spec.model.entry.sizeBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       setUpstreamKey(status.url, apiKey);
+      if (cluster) {
+        // An answer cut short on a cluster names the worker that went away, not just "llama-server closed".
+        const endpoints = cluster.workers.map((w) => w.endpoint);
+        setUpstreamDiagnosis(status.url, () => diagnoseCluster(cluster.name, endpoints, status.logFile));
+      }
       running.set(spec.serverName, { url: status.url, pid: status.pid, apiKey });
-      return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
+      return {
+        url: status.url,
+        pid: status.pid,
+        sizeBytes: size,
+        sizeVramBytes: gpu ? size : 0,
+        ...(cluster ? { devices: [{ id: clusterBudget(cluster).id, bytes: size }] } : {}),
+      };
     },
     async stop(name) {
       try {
@@ -211,6 +235,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         running.delete(name);
         if (server) {
           setUpstreamKey(server.url, undefined, server.apiKey);
+          setUpstreamDiagnosis(server.url, undefined);
           options.onStopped?.(server.url);
         }
       }

@@ -59,6 +59,8 @@ export interface Launched {
   sizeBytes?: number;
   /** Bytes of that in GPU memory. */
   sizeVramBytes?: number;
+  /** Where those bytes are, by device id, when not all on this machine (`rpc:lab`: a cluster's workers). */
+  devices?: { id: string; bytes: number }[];
 }
 
 /**
@@ -143,6 +145,8 @@ export interface RunnerInfo {
   sizeBytes: number;
   /** Bytes in GPU memory. */
   sizeVramBytes: number;
+  /** Where its bytes are, when not all on this machine (see {@linkcode Launched.devices}). */
+  devices?: { id: string; bytes: number }[];
   /** Embeddings mode. */
   embedding: boolean;
 }
@@ -501,6 +505,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       runner.pid = launched.pid;
       runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
       runner.sizeVramBytes = launched.sizeVramBytes ?? 0;
+      runner.devices = launched.devices;
       runner.expiresAt = clock.now() + runner.keepAliveMs;
       log(
         `loaded ${runner.name} at ${launched.url} in ${
@@ -536,6 +541,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         ctx: r.ctx,
         sizeBytes: r.sizeBytes,
         sizeVramBytes: r.sizeVramBytes,
+        devices: r.devices,
         embedding: r.embedding,
       })).sort((a, b) => b.expiresAt - a.expiresAt);
     },

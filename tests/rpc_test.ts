@@ -1,0 +1,314 @@
+/**
+ * A model spread over llama.cpp RPC workers, end to end: two workers started with `llama-mgr rpc serve` as
+ * separate hosts (network namespaces joined to this one by veth pairs when the test runs as root with `ip`;
+ * loopback otherwise), `server start` of a preset bound to their cluster giving the same greedy tokens as the
+ * model run locally, a worker that is not there named in the error, and through the daemon a worker killed
+ * mid-answer giving the client an error and the next request recovering once the worker is back.
+ */
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "./_assert.ts";
+import { smolModelPath, tempDir, testInstance } from "./_fixtures.ts";
+import { post, withDaemon } from "./_daemon.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { findFreePort } from "../lib/server/ports.ts";
+import { listServers, stopAllServers } from "../lib/server/mod.ts";
+import { listWorkers, stopWorker } from "../lib/rpc/mod.ts";
+
+const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
+const MODEL = "smollm2:135m-q4_1";
+const greedy = { temperature: 0, top_k: 1, seed: 42 };
+
+/** Whether this process may create network namespaces (root, and `ip` on the PATH). */
+async function canUseNetns(): Promise<boolean> {
+  if (Deno.uid() !== 0) return false;
+  const r = await new Deno.Command("ip", { args: ["netns", "list"], stdout: "null", stderr: "null" }).output()
+    .catch(() => undefined);
+  return r?.success === true;
+}
+
+async function sh(args: string[]): Promise<void> {
+  const r = await new Deno.Command(args[0], { args: args.slice(1), stdout: "piped", stderr: "piped" })
+    .output();
+  if (!r.success) throw new Error(`${args.join(" ")} failed: ${new TextDecoder().decode(r.stderr)}`);
+}
+
+/** A worker "host": a network namespace with the address a worker binds, reachable from here. */
+interface Host {
+  /** Address the worker binds and the head connects to. */
+  addr: string;
+  /** Command prefix that runs a program inside it (empty on loopback). */
+  exec: string[];
+}
+
+/** Two namespaces, each joined to this one by its own veth pair on its own /30; `cleanup` deletes them. */
+async function makeHosts(tag: string): Promise<{ hosts: Host[]; cleanup: () => Promise<void> }> {
+  const made: string[] = [];
+  const cleanup = async () => {
+    // Deleting a namespace deletes the veth end inside it, and with it the pair.
+    for (const ns of made) await sh(["ip", "netns", "del", ns]).catch(() => {});
+  };
+  const hosts: Host[] = [];
+  const octet = 16 + (Deno.pid % 200);
+  try {
+    for (const [i, side] of ["a", "b"].entries()) {
+      const ns = `lmrpc-${tag}-${side}`;
+      const outer = `lr${tag}${side}0`.slice(0, 15);
+      const inner = `lr${tag}${side}1`.slice(0, 15);
+      const net = `10.${213 + i}.${octet}`;
+      await sh(["ip", "netns", "add", ns]);
+      made.push(ns);
+      await sh(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner]);
+      await sh(["ip", "link", "set", inner, "netns", ns]);
+      await sh(["ip", "addr", "add", `${net}.1/30`, "dev", outer]);
+      await sh(["ip", "link", "set", outer, "up"]);
+      const inNs = ["ip", "netns", "exec", ns];
+      await sh([...inNs, "ip", "addr", "add", `${net}.2/30`, "dev", inner]);
+      await sh([...inNs, "ip", "link", "set", inner, "up"]);
+      await sh([...inNs, "ip", "link", "set", "lo", "up"]);
+      hosts.push({ addr: `${net}.2`, exec: inNs });
+    }
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  return { hosts, cleanup };
+}
+
+Deno.test({
+  name: "rpc: a model across two workers, a missing worker named, a killed worker and its recovery",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const { paths: shared } = await testInstance();
+    const model = await smolModelPath();
+    const tmp = await tempDir();
+    const data = `${tmp.path}/data`;
+    await Deno.mkdir(`${data}/instances`, { recursive: true });
+    await Deno.symlink(`${shared.instancesDir}/cpu`, `${data}/instances/cpu`);
+    await Deno.mkdir(`${tmp.path}/models`);
+    await Deno.symlink(model, `${tmp.path}/models/SmolLM2-135M-Instruct.Q4_1.gguf`);
+    const paths = resolvePaths({ dataDir: data, env: {} });
+
+    const netns = await canUseNetns();
+    const net = netns ? await makeHosts(String(Deno.pid % 100000)) : undefined;
+    if (!netns) {
+      console.log("not root or no `ip`: the two workers run on loopback instead of network namespaces");
+    }
+    const hosts: Host[] = net?.hosts ?? [{ addr: "127.0.0.1", exec: [] }, { addr: "127.0.0.1", exec: [] }];
+    const ports = netns ? [50052, 50052] : [findFreePort(), findFreePort()];
+    const endpoints = hosts.map((h, i) => `${h.addr}:${ports[i]}`);
+    // Nothing listens there: a port of worker a's host that no worker took.
+    const absent = `${hosts[0].addr}:${netns ? 50053 : findFreePort()}`;
+
+    const config = `${tmp.path}/config.yaml`;
+    await Deno.writeTextFile(
+      config,
+      [
+        "models:",
+        `  dirs: [${tmp.path}/models]`,
+        "clusters:",
+        `  lab: { workers: [${endpoints.map((e) => `"${e}"`).join(", ")}] }`,
+        `  ghost: { workers: ["${endpoints[0]}", "${absent}"] }`,
+        "presets:",
+        `  big: { model: ${MODEL}, ctx: 512, args: [--parallel, '1'], cluster: lab }`,
+        `  haunted: { model: ${MODEL}, ctx: 512, cluster: ghost }`,
+      ].join("\n") + "\n",
+    );
+    const llamaMgr = async (args: string[], host?: Host) => {
+      const out = await new Deno.Command(host?.exec.length ? host.exec[0] : Deno.execPath(), {
+        args: [
+          ...(host?.exec.slice(1) ?? []),
+          ...(host?.exec.length ? [Deno.execPath()] : []),
+          "run",
+          "-A",
+          MAIN,
+          "-d",
+          data,
+          "--config",
+          config,
+          ...args,
+        ],
+        env: { NO_COLOR: "1", DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME")}/.cache/deno` },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const dec = new TextDecoder();
+      return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    };
+    const serve = (i: number) => {
+      const remote = hosts[i].addr !== "127.0.0.1";
+      return llamaMgr([
+        "rpc",
+        "serve",
+        "--name",
+        `worker-${"ab"[i]}`,
+        "--host",
+        hosts[i].addr,
+        "--port",
+        String(ports[i]),
+        "--threads",
+        "1",
+        ...(remote ? ["--allow-remote"] : []),
+      ], hosts[i]);
+    };
+    const completion = async (url: string) => {
+      const r = await fetch(`${url}/completion`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          prompt: "The capital of France is",
+          n_predict: 12,
+          ...greedy,
+          return_tokens: true,
+        }),
+      });
+      assertEquals(r.status, 200);
+      const j = await r.json();
+      return { content: j.content as string, tokens: j.tokens as number[] };
+    };
+
+    try {
+      await t.step(
+        "rpc serve starts each worker supervised; beyond loopback only with a warning",
+        async () => {
+          if (netns) {
+            const refused = await llamaMgr(
+              ["rpc", "serve", "--host", hosts[0].addr, "--port", "50060"],
+              hosts[0],
+            );
+            assertEquals(refused.code, 1);
+            assertStringIncludes(refused.stderr, "no authentication");
+            assertStringIncludes(refused.stderr, "--allow-remote");
+          }
+          for (const i of [0, 1]) {
+            const r = await serve(i);
+            assertEquals(r.code, 0, r.stderr);
+            assertStringIncludes(r.stdout, `listens on ${endpoints[i]}`);
+            if (netns) assertMatch(r.stderr, /warning: .*without any authentication.*SSH tunnel/s);
+          }
+          const list = JSON.parse((await llamaMgr(["rpc", "list", "--json"])).stdout);
+          assertEquals(list.map((w: { name: string; state: string }) => `${w.name} ${w.state}`), [
+            "worker-a ready",
+            "worker-b ready",
+          ]);
+          const check = await llamaMgr(["rpc", "check", "lab", "--json"]);
+          assertEquals(check.code, 0, check.stderr);
+          const lab = JSON.parse(check.stdout);
+          assertEquals(lab.workers.map((w: { endpoint: string }) => w.endpoint), endpoints);
+          assert(
+            lab.workers.every((w: { freeBytes: number }) => w.freeBytes > 0),
+            "workers report free memory",
+          );
+        },
+      );
+
+      await t.step(
+        "a preset bound to the cluster gives the same greedy tokens as the model run locally",
+        async () => {
+          const local = await llamaMgr([
+            "server",
+            "start",
+            MODEL,
+            "--name",
+            "local",
+            "--ctx",
+            "512",
+            "--",
+            "--parallel",
+            "1",
+          ]);
+          assertEquals(local.code, 0, local.stderr);
+          const servers = await listServers(paths);
+          const want = await completion(servers.find((s) => s.name === "local")!.url);
+          assertEquals((await llamaMgr(["server", "stop", "local"])).code, 0);
+
+          const big = await llamaMgr(["server", "start", "big"]);
+          assertEquals(big.code, 0, big.stderr);
+          const s = (await listServers(paths)).find((s) => s.name === "big")!;
+          assertEquals(s.argv[s.argv.indexOf("--rpc") + 1], endpoints.join(","));
+          const got = await completion(s.url);
+          assertEquals(got.tokens.length, 12);
+          assertEquals(got, want);
+          // The weights live on the workers: llama-server itself holds less than the model file.
+          const fileBytes = (await Deno.stat(model)).size;
+          assert((s.rssBytes ?? 0) < fileBytes, `head rss ${s.rssBytes} >= model ${fileBytes}`);
+          assertEquals((await llamaMgr(["server", "stop", "big"])).code, 0);
+        },
+      );
+
+      await t.step("a worker that is not there is named in the error, before anything starts", async () => {
+        const r = await llamaMgr(["server", "start", "haunted"]);
+        assertEquals(r.code, 1);
+        assertStringIncludes(r.stderr, `RPC worker ${absent} is unreachable`);
+        assertStringIncludes(r.stderr, "cluster 'ghost'");
+        assert(!(await listServers(paths)).some((s) => s.name === "haunted"), "no server was started");
+      });
+
+      await t.step("through the daemon: a worker killed mid-answer, then back", async () => {
+        await withDaemon({
+          config: {
+            clusters: { lab: { workers: endpoints } },
+            presets: { big: { model: "smol", ctx: 512, args: ["--parallel", "1"], cluster: "lab" } },
+          },
+        }, async ({ url, daemon }) => {
+          const r = await post(`${url}/api/generate`, {
+            model: "smol",
+            prompt: "1, 2, 3, 4, 5,",
+            raw: true,
+            options: { ...greedy, num_predict: 400 },
+          });
+          assertEquals(r.status, 200);
+          assertEquals(daemon.ctx.scheduler.list()[0].devices, [{
+            id: "rpc:lab",
+            bytes: daemon.ctx.scheduler.list()[0].sizeBytes,
+          }]);
+          const reader = r.body!.getReader();
+          await reader.read(); // it is generating
+          const b = (await listWorkers(paths)).find((w) => w.name === "worker-b")!;
+          Deno.kill(b.pid!, "SIGKILL");
+          let rest = "";
+          const dec = new TextDecoder();
+          while (true) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            rest += dec.decode(value);
+          }
+          const lines = rest.trim().split("\n");
+          const last = JSON.parse(lines[lines.length - 1]);
+          console.log(`the client's last line: ${lines[lines.length - 1]}`);
+          assertStringIncludes(
+            String(last.error),
+            `RPC worker ${endpoints[1]} of cluster 'lab' is unreachable`,
+          );
+
+          const down = await post(`${url}/api/generate`, {
+            model: "smol",
+            prompt: "Hi",
+            stream: false,
+            options: { ...greedy, num_predict: 2 },
+          });
+          assert(down.status >= 500, `status ${down.status}`);
+          assertStringIncludes((await down.json()).error, `RPC worker ${endpoints[1]} is unreachable`);
+
+          const again = await serve(1);
+          assertEquals(again.code, 0, again.stderr);
+          const back = await post(`${url}/api/generate`, {
+            model: "smol",
+            prompt: "The capital of France is",
+            raw: true,
+            stream: false,
+            options: { ...greedy, num_predict: 4 },
+          });
+          assertEquals(back.status, 200);
+          assert(((await back.json()).response as string).length > 0);
+        });
+      });
+    } finally {
+      await stopAllServers(paths).catch(() => {});
+      for (const w of await listWorkers(paths).catch(() => [])) {
+        await stopWorker(paths, w.name).catch(() => {});
+      }
+      await net?.cleanup();
+      await tmp.cleanup();
+    }
+  },
+});
