@@ -12,9 +12,11 @@ import {
   DEFAULT_RPC_PORT,
   isLoopback,
   listWorkers,
+  queryWorker,
   remoteBindWarning,
   startWorker,
   stopWorker,
+  WorkerQueryError,
 } from "../lib/rpc/mod.ts";
 import { formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
@@ -106,9 +108,19 @@ export const rpcCommand: Command = {
         const all = await listWorkers(ctx.paths);
         if (ctx.json) return void ctx.print(JSON.stringify(all, null, 2));
         if (!all.length) return void ctx.print("no RPC workers; start one with `llama-mgr rpc serve`");
+        // The worker's own report; a worker lending itself to a llama-server answers nobody else meanwhile.
+        const free = await Promise.all(
+          all.map((s) =>
+            s.state !== "ready" ? "-" : queryWorker(s.endpoint, { timeoutMs: 1000 }).then(
+              (w) => `${formatBytes(w.freeBytes)} of ${formatBytes(w.totalBytes)}`,
+              (e) =>
+                e instanceof WorkerQueryError && e.why === "busy" ? "busy (serving a llama-server)" : "?",
+            )
+          ),
+        );
         ctx.print(table(
-          ["NAME", "ENDPOINT", "INSTANCE", "PID", "STATE"],
-          all.map((s) => [s.name, s.endpoint, s.instance, s.pid?.toString() ?? "-", s.state]),
+          ["NAME", "ENDPOINT", "INSTANCE", "PID", "STATE", "FREE MEMORY"],
+          all.map((s, i) => [s.name, s.endpoint, s.instance, s.pid?.toString() ?? "-", s.state, free[i]]),
         ));
         for (const s of all) {
           if ((s.state === "failed" || s.state === "crashed") && s.exitReason) {

@@ -231,7 +231,15 @@ Deno.test({
           // The weights live on the workers: llama-server itself holds less than the model file.
           const fileBytes = (await Deno.stat(model)).size;
           assert((s.rssBytes ?? 0) < fileBytes, `head rss ${s.rssBytes} >= model ${fileBytes}`);
+          // A worker serves one llama-server at a time: while `big` holds them, a check says they are busy.
+          const busy = await llamaMgr(["rpc", "check", "lab"]);
+          assertEquals(busy.code, 1);
+          assertStringIncludes(busy.stderr, `RPC worker ${endpoints[0]} accepted but did not answer`);
           assertEquals((await llamaMgr(["server", "stop", "big"])).code, 0);
+          // The check left nothing a worker would answer into a closed socket (SIGPIPE): both still run.
+          await new Promise((r) => setTimeout(r, 500));
+          const after = JSON.parse((await llamaMgr(["rpc", "list", "--json"])).stdout);
+          assertEquals(after.map((w: { state: string }) => w.state), ["ready", "ready"]);
         },
       );
 
@@ -256,7 +264,7 @@ Deno.test({
             raw: true,
             options: { ...greedy, num_predict: 400 },
           });
-          assertEquals(r.status, 200);
+          assertEquals(r.status, 200, r.status === 200 ? "" : await r.text());
           assertEquals(daemon.ctx.scheduler.list()[0].devices, [{
             id: "rpc:lab",
             bytes: daemon.ctx.scheduler.list()[0].sizeBytes,
@@ -311,4 +319,27 @@ Deno.test({
       await tmp.cleanup();
     }
   },
+});
+
+Deno.test("rpc: a cluster's workers must be host:port, and a preset's cluster must exist", async () => {
+  const { parseConfig } = await import("../lib/config/load.ts");
+  const { clusterWorkers } = await import("../lib/rpc/cluster.ts");
+  const { parseEndpoint } = await import("../lib/rpc/protocol.ts");
+  let message = "";
+  try {
+    parseConfig({ clusters: { lab: { workers: ["gpu-box-1"] } } });
+  } catch (e) {
+    message = String(e);
+  }
+  assertMatch(message, /clusters\.lab\.workers\.0.*host:port/s);
+  const config = parseConfig({ clusters: { lab: { workers: ["gpu-box-1:50052", "[fd00::2]:50052"] } } });
+  assertEquals(clusterWorkers(config, "lab"), ["gpu-box-1:50052", "[fd00::2]:50052"]);
+  assertEquals(parseEndpoint("[fd00::2]:50052"), { host: "fd00::2", port: 50052 });
+  let missing = "";
+  try {
+    clusterWorkers(config, "farm");
+  } catch (e) {
+    missing = String(e);
+  }
+  assertStringIncludes(missing, "no cluster named 'farm'");
 });

@@ -93,6 +93,12 @@ function frame(cmd: number, payload: Uint8Array): Uint8Array {
  * Asks a worker for its protocol version, devices and their free and total memory. Throws a
  * {@linkcode WorkerQueryError} that says why it could not.
  *
+ * A worker serves one client at a time, and one that answers a client which already hung up dies of SIGPIPE
+ * (its sends do not ask for MSG_NOSIGNAL). So the question is only asked once the worker has shown it is free:
+ * a first connection sends one byte that is not a command, which a free worker answers by closing the
+ * connection without writing anything; a busy worker leaves it queued, and when it gets to it later it closes
+ * it just as quietly.
+ *
  * @example
  * ```ts ignore
  * const w = await queryWorker("127.0.0.1:50052", { timeoutMs: 3000 });
@@ -105,36 +111,54 @@ export async function queryWorker(
 ): Promise<WorkerInfo> {
   const { host, port } = parseEndpoint(endpoint);
   const timeoutMs = options.timeoutMs ?? 3000;
-  let conn: Deno.TcpConn | undefined;
+  const conns: Deno.TcpConn[] = [];
   let timedOut = false;
-  let connected = false;
+  let stage: "connect" | "free" | "ask" = "connect";
   const ac = new AbortController();
   // One deadline for the whole exchange: it aborts a connect that hangs and closes a connection nobody answers.
   const timer = setTimeout(() => {
     timedOut = true;
     ac.abort(new Error(`no connection in ${timeoutMs} ms`));
-    try {
-      conn?.close();
-    } catch { /* closed */ }
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
   }, timeoutMs);
-  const readN = async (n: number): Promise<Uint8Array> => {
+  const connect = async () => {
+    const c = await Deno.connect({ hostname: host, port, signal: ac.signal });
+    conns.push(c);
+    if (timedOut) c.close();
+    return c;
+  };
+  const readN = async (conn: Deno.TcpConn, n: number): Promise<Uint8Array> => {
     const out = new Uint8Array(n);
     for (let off = 0; off < n;) {
-      const r = await conn!.read(out.subarray(off));
+      const r = await conn.read(out.subarray(off));
       if (r === null) throw new Error("connection closed");
       off += r;
     }
     return out;
   };
-  const call = async (cmd: number, payload: Uint8Array, expect: number): Promise<DataView> => {
-    await conn!.write(frame(cmd, payload));
-    const size = Number(new DataView((await readN(8)).buffer).getBigUint64(0, true));
-    if (size !== expect) throw new WorkerQueryError(endpoint, "protocol", `unexpected answer size ${size}`);
-    return new DataView((await readN(size)).buffer);
-  };
   try {
-    conn = await Deno.connect({ hostname: host, port, signal: ac.signal });
-    connected = true;
+    const probe = await connect();
+    stage = "free";
+    await probe.write(new Uint8Array([0xff]));
+    const got = await probe.read(new Uint8Array(1)).catch((err) => {
+      // A reset is the worker closing on us too.
+      if (err instanceof Deno.errors.ConnectionReset) return null;
+      throw err;
+    });
+    if (got !== null) throw new Error("it answered a byte that is not a command");
+    probe.close();
+    stage = "ask";
+    const conn = await connect();
+    const call = async (cmd: number, payload: Uint8Array, expect: number): Promise<DataView> => {
+      await conn.write(frame(cmd, payload));
+      const size = Number(new DataView((await readN(conn, 8)).buffer).getBigUint64(0, true));
+      if (size !== expect) throw new Error(`unexpected answer size ${size} to command ${cmd}`);
+      return new DataView((await readN(conn, size)).buffer);
+    };
     // HELLO answers major, minor, patch, padding and the server's 24 capability bytes.
     const hello = await call(CMD_HELLO, new Uint8Array(HELLO_REQUEST_BYTES), 4 + HELLO_REQUEST_BYTES);
     const protocol = `${hello.getUint8(0)}.${hello.getUint8(1)}.${hello.getUint8(2)}`;
@@ -158,13 +182,13 @@ export async function queryWorker(
       totalBytes: devices.reduce((n, d) => n + d.totalBytes, 0),
     };
   } catch (err) {
-    if (err instanceof WorkerQueryError) throw err;
-    if (!connected) {
-      throw new WorkerQueryError(
-        endpoint,
-        "unreachable",
-        `RPC worker ${endpoint} is unreachable (${err instanceof Error ? err.message : err})`,
-      );
+    const why = err instanceof Error ? err.message : String(err);
+    if (stage === "connect") {
+      // A worker's listen queue is short: a busy one with connections waiting drops new ones like a firewall.
+      const hint = timedOut
+        ? `no connection in ${timeoutMs} ms: down, firewalled, or busy with queued clients`
+        : why;
+      throw new WorkerQueryError(endpoint, "unreachable", `RPC worker ${endpoint} is unreachable (${hint})`);
     }
     if (timedOut) {
       throw new WorkerQueryError(
@@ -177,12 +201,14 @@ export async function queryWorker(
       endpoint,
       "protocol",
       `RPC worker ${endpoint} did not answer as llama.cpp's RPC server of this protocol version does ` +
-        `(${err instanceof Error ? err.message : err}); are head and worker the same llama.cpp build?`,
+        `(${why}); are head and worker the same llama.cpp build?`,
     );
   } finally {
     clearTimeout(timer);
-    try {
-      conn?.close();
-    } catch { /* closed */ }
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
   }
 }

@@ -1,0 +1,190 @@
+/**
+ * The cost of the RPC hop: the same model (the SmolLM2 fixture), prompt and greedy settings run by a local
+ * llama-server and by a llama-server whose layers live on two RPC workers on this machine (loopback), in one
+ * run, alternating. For each it measures:
+ *
+ * - load time: from spawning llama-server to `/health` answering 200 (for the cluster this includes sending
+ *   the weights to the workers);
+ * - generation tokens/s and prompt tokens/s as llama-server timed them (`timings.predicted_per_second`,
+ *   `timings.prompt_per_second`), median over the requests;
+ * - what crossed the wire: bytes the workers read and wrote on their sockets (`/proc/PID/io` rchar/wchar; the
+ *   workers read no files) during the load and per generated token.
+ *
+ * Workers run with every CPU (`-t` = CPU count) and llama-server with its default threads, so each side has
+ * the whole machine; on one machine the hop costs serialisation and copies, not a real network's latency.
+ *
+ * Run: `deno run -A bench/rpc.ts [--loads N] [--requests N] [--tokens N] [--json]`.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { smolModelPath, tempDir, testInstance } from "../tests/_fixtures.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { findFreePort } from "../lib/server/ports.ts";
+import { startServer, stopServer } from "../lib/server/mod.ts";
+import { startWorker, stopWorker } from "../lib/rpc/mod.ts";
+import { queryWorker } from "../lib/rpc/protocol.ts";
+
+const { values: flags } = parseArgs({
+  options: {
+    loads: { type: "string", default: "2" },
+    requests: { type: "string", default: "2" },
+    tokens: { type: "string", default: "32" },
+    json: { type: "boolean", default: false },
+  },
+});
+const LOADS = Number(flags.loads);
+const REQUESTS = Number(flags.requests);
+const TOKENS = Number(flags.tokens);
+const PROMPT = "Write a short story about a robot who learns to paint. Once upon a time,";
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Bytes a process has read and written (sockets included). */
+function io(pid: number): number {
+  const text = Deno.readTextFileSync(`/proc/${pid}/io`);
+  const get = (k: string) => Number(text.match(new RegExp(`^${k}: (\\d+)`, "m"))?.[1] ?? 0);
+  return get("rchar") + get("wchar");
+}
+
+interface Sample {
+  loadMs: number;
+  genTps: number[];
+  promptTps: number[];
+  tokens: string[];
+  loadBytes?: number;
+  bytesPerToken?: number[];
+}
+
+const { paths: shared, instance } = await testInstance();
+const model = await smolModelPath();
+const tmp = await tempDir("llama-mgr-bench-rpc-");
+const paths = { ...resolvePaths({ dataDir: tmp.path, env: {} }), instancesDir: shared.instancesDir };
+const workers: { name: string; pid: number; endpoint: string }[] = [];
+const results: Record<"local" | "rpc", Sample[]> = { local: [], rpc: [] };
+
+async function generate(url: string): Promise<{ gen: number; prompt: number; text: string; n: number }> {
+  const r = await fetch(`${url}/completion`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      prompt: PROMPT,
+      n_predict: TOKENS,
+      temperature: 0,
+      top_k: 1,
+      seed: 42,
+      ignore_eos: true,
+      cache_prompt: false,
+    }),
+  });
+  const j = await r.json();
+  return {
+    gen: j.timings.predicted_per_second,
+    prompt: j.timings.prompt_per_second,
+    text: j.content,
+    n: j.timings.predicted_n,
+  };
+}
+
+async function once(kind: "local" | "rpc"): Promise<Sample> {
+  const wireBefore = workers.reduce((n, w) => n + io(w.pid), 0);
+  const t0 = performance.now();
+  const s = await startServer(paths, {
+    name: `bench-${kind}`,
+    modelPath: model,
+    instance,
+    port: "auto",
+    ctx: 1024,
+    args: ["--parallel", "1", ...(kind === "rpc" ? ["--rpc", workers.map((w) => w.endpoint).join(",")] : [])],
+  });
+  const loadMs = performance.now() - t0;
+  const wireLoaded = workers.reduce((n, w) => n + io(w.pid), 0);
+  const sample: Sample = { loadMs, genTps: [], promptTps: [], tokens: [] };
+  if (kind === "rpc") {
+    sample.loadBytes = wireLoaded - wireBefore;
+    sample.bytesPerToken = [];
+  }
+  try {
+    for (let i = 0; i < REQUESTS; i++) {
+      const before = workers.reduce((n, w) => n + io(w.pid), 0);
+      const g = await generate(s.url);
+      const after = workers.reduce((n, w) => n + io(w.pid), 0);
+      sample.genTps.push(g.gen);
+      sample.promptTps.push(g.prompt);
+      sample.tokens.push(g.text);
+      sample.bytesPerToken?.push((after - before) / g.n);
+    }
+  } finally {
+    await stopServer(paths, s.name);
+  }
+  return sample;
+}
+
+try {
+  for (const i of [0, 1]) {
+    const w = await startWorker(paths, { instance, port: findFreePort(), name: `bench-worker-${i}` });
+    workers.push({ name: w.name, pid: w.pid!, endpoint: w.endpoint });
+  }
+  const reported = await Promise.all(workers.map((w) => queryWorker(w.endpoint)));
+  for (let i = 0; i < LOADS; i++) {
+    // Alternate the order so that neither side always runs on a warmer machine.
+    const order: ("local" | "rpc")[] = i % 2 ? ["rpc", "local"] : ["local", "rpc"];
+    for (const kind of order) results[kind].push(await once(kind));
+  }
+  const sum = (kind: "local" | "rpc") => {
+    const s = results[kind];
+    return {
+      loadMs: median(s.map((x) => x.loadMs)),
+      genTps: median(s.flatMap((x) => x.genTps)),
+      promptTps: median(s.flatMap((x) => x.promptTps)),
+    };
+  };
+  const local = sum("local");
+  const rpc = sum("rpc");
+  const same = results.rpc.flatMap((s) => s.tokens).every((t) => t === results.local[0].tokens[0]);
+  const loadMiB = median(results.rpc.map((s) => s.loadBytes!)) / 2 ** 20;
+  const perToken = median(results.rpc.flatMap((s) => s.bytesPerToken!)) / 1024;
+  const out = {
+    machine: { cpus: navigator.hardwareConcurrency, loadavg: Deno.loadavg() },
+    settings: { loads: LOADS, requests: REQUESTS, tokens: TOKENS },
+    workers: reported.map((w) => ({ endpoint: w.endpoint, protocol: w.protocol, freeBytes: w.freeBytes })),
+    local,
+    rpc,
+    ratios: {
+      load: rpc.loadMs / local.loadMs,
+      genTps: rpc.genTps / local.genTps,
+      promptTps: rpc.promptTps / local.promptTps,
+    },
+    wire: { loadMiB, kibPerToken: perToken },
+    sameGreedyText: same,
+  };
+  if (flags.json) console.log(JSON.stringify(out, null, 2));
+  else {
+    const f = (n: number, d = 1) => n.toFixed(d);
+    console.log(
+      `RPC hop, SmolLM2-135M Q4_1, 2 loopback workers, ${LOADS} loads x ${REQUESTS} x ${TOKENS} tokens`,
+    );
+    console.log(`                 local      2 workers   ratio`);
+    console.log(
+      `load time        ${f(local.loadMs / 1000, 2)} s     ${f(rpc.loadMs / 1000, 2)} s      ${
+        f(out.ratios.load, 2)
+      }x`,
+    );
+    console.log(
+      `generation       ${f(local.genTps)} t/s   ${f(rpc.genTps)} t/s    ${f(out.ratios.genTps, 3)}`,
+    );
+    console.log(
+      `prompt           ${f(local.promptTps)} t/s   ${f(rpc.promptTps)} t/s    ${f(out.ratios.promptTps, 3)}`,
+    );
+    console.log(`over the wire: ${f(loadMiB)} MiB at load, ${f(perToken)} KiB per generated token`);
+    console.log(
+      `same greedy text: ${same}; load average ${Deno.loadavg().map((x) => x.toFixed(1)).join(" ")}`,
+    );
+  }
+} finally {
+  for (const w of workers) await stopWorker(paths, w.name).catch(() => {});
+  await tmp.cleanup();
+}
