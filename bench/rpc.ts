@@ -7,11 +7,14 @@
  *   the weights to the workers);
  * - generation tokens/s and prompt tokens/s as llama-server timed them (`timings.predicted_per_second`,
  *   `timings.prompt_per_second`), median over the requests;
- * - what crossed the wire: bytes the workers read and wrote on their sockets (`/proc/PID/io` rchar/wchar; the
- *   workers read no files) during the load and per generated token.
+ * - what crossed the wire (network namespaces only): bytes over the workers' veth pairs, TCP/IP headers
+ *   included, during the load and per generated token.
  *
  * Workers run with every CPU (`-t` = CPU count) and llama-server with its default threads, so each side has
  * the whole machine; on one machine the hop costs serialisation and copies, not a real network's latency.
+ * Running as root with `ip`, each worker is its own "host" (a network namespace joined by a veth pair, as in
+ * tests/rpc_test.ts) and the veth counters give the bytes on the wire; otherwise both run on loopback and the
+ * wire figures are left out.
  *
  * Run: `deno run -A bench/rpc.ts [--loads N] [--requests N] [--tokens N] [--json]`.
  *
@@ -22,8 +25,9 @@ import { smolModelPath, tempDir, testInstance } from "../tests/_fixtures.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { findFreePort } from "../lib/server/ports.ts";
 import { startServer, stopServer } from "../lib/server/mod.ts";
-import { startWorker, stopWorker } from "../lib/rpc/mod.ts";
+import { listWorkers, stopWorker } from "../lib/rpc/mod.ts";
 import { queryWorker } from "../lib/rpc/protocol.ts";
+import { canUseNetns, type Host, linkBytes, makeHosts } from "../tests/_netns.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -43,13 +47,6 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-/** Bytes a process has read and written (sockets included). */
-function io(pid: number): number {
-  const text = Deno.readTextFileSync(`/proc/${pid}/io`);
-  const get = (k: string) => Number(text.match(new RegExp(`^${k}: (\\d+)`, "m"))?.[1] ?? 0);
-  return get("rchar") + get("wchar");
-}
-
 interface Sample {
   loadMs: number;
   genTps: number[];
@@ -62,8 +59,14 @@ interface Sample {
 const { paths: shared, instance } = await testInstance();
 const model = await smolModelPath();
 const tmp = await tempDir("llama-mgr-bench-rpc-");
-const paths = { ...resolvePaths({ dataDir: tmp.path, env: {} }), instancesDir: shared.instancesDir };
-const workers: { name: string; pid: number; endpoint: string }[] = [];
+await Deno.mkdir(`${tmp.path}/instances`, { recursive: true });
+await Deno.symlink(`${shared.instancesDir}/${instance.name}`, `${tmp.path}/instances/${instance.name}`);
+const paths = resolvePaths({ dataDir: tmp.path, env: {} });
+const netns = await canUseNetns();
+const net = netns ? await makeHosts(`b${Deno.pid % 10000}`) : undefined;
+const hosts: Host[] = net?.hosts ?? [{ addr: "127.0.0.1", exec: [] }, { addr: "127.0.0.1", exec: [] }];
+const workers: { name: string; endpoint: string }[] = [];
+const wire = () => hosts.reduce((n, h) => n + linkBytes(h), 0);
 const results: Record<"local" | "rpc", Sample[]> = { local: [], rpc: [] };
 
 async function generate(url: string): Promise<{ gen: number; prompt: number; text: string; n: number }> {
@@ -90,7 +93,7 @@ async function generate(url: string): Promise<{ gen: number; prompt: number; tex
 }
 
 async function once(kind: "local" | "rpc"): Promise<Sample> {
-  const wireBefore = workers.reduce((n, w) => n + io(w.pid), 0);
+  const wireBefore = wire();
   const t0 = performance.now();
   const s = await startServer(paths, {
     name: `bench-${kind}`,
@@ -101,7 +104,7 @@ async function once(kind: "local" | "rpc"): Promise<Sample> {
     args: ["--parallel", "1", ...(kind === "rpc" ? ["--rpc", workers.map((w) => w.endpoint).join(",")] : [])],
   });
   const loadMs = performance.now() - t0;
-  const wireLoaded = workers.reduce((n, w) => n + io(w.pid), 0);
+  const wireLoaded = wire();
   const sample: Sample = { loadMs, genTps: [], promptTps: [], tokens: [] };
   if (kind === "rpc") {
     sample.loadBytes = wireLoaded - wireBefore;
@@ -109,9 +112,9 @@ async function once(kind: "local" | "rpc"): Promise<Sample> {
   }
   try {
     for (let i = 0; i < REQUESTS; i++) {
-      const before = workers.reduce((n, w) => n + io(w.pid), 0);
+      const before = wire();
       const g = await generate(s.url);
-      const after = workers.reduce((n, w) => n + io(w.pid), 0);
+      const after = wire();
       sample.genTps.push(g.gen);
       sample.promptTps.push(g.prompt);
       sample.tokens.push(g.text);
@@ -124,9 +127,33 @@ async function once(kind: "local" | "rpc"): Promise<Sample> {
 }
 
 try {
-  for (const i of [0, 1]) {
-    const w = await startWorker(paths, { instance, port: findFreePort(), name: `bench-worker-${i}` });
-    workers.push({ name: w.name, pid: w.pid!, endpoint: w.endpoint });
+  for (const [i, h] of hosts.entries()) {
+    // Started as a user starts one, inside its host: `llama-mgr rpc serve`.
+    const port = netns ? 50052 : findFreePort();
+    const name = `bench-worker-${i}`;
+    const cmd = [
+      ...h.exec,
+      Deno.execPath(),
+      "run",
+      "-A",
+      new URL("../cli/main.ts", import.meta.url).pathname,
+      "-d",
+      tmp.path,
+      "-q",
+      "rpc",
+      "serve",
+      "--name",
+      name,
+      "--host",
+      h.addr,
+      "--port",
+      String(port),
+      ...(netns ? ["--allow-remote"] : []),
+    ];
+    const r = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdout: "null", stderr: "piped" })
+      .output();
+    if (!r.success) throw new Error(`rpc serve failed: ${new TextDecoder().decode(r.stderr)}`);
+    workers.push({ name, endpoint: `${h.addr}:${port}` });
   }
   const reported = await Promise.all(workers.map((w) => queryWorker(w.endpoint)));
   for (let i = 0; i < LOADS; i++) {
@@ -145,10 +172,10 @@ try {
   const local = sum("local");
   const rpc = sum("rpc");
   const same = results.rpc.flatMap((s) => s.tokens).every((t) => t === results.local[0].tokens[0]);
-  const loadMiB = median(results.rpc.map((s) => s.loadBytes!)) / 2 ** 20;
-  const perToken = median(results.rpc.flatMap((s) => s.bytesPerToken!)) / 1024;
+  const loadMiB = netns ? median(results.rpc.map((s) => s.loadBytes!)) / 2 ** 20 : undefined;
+  const perToken = netns ? median(results.rpc.flatMap((s) => s.bytesPerToken!)) / 1024 : undefined;
   const out = {
-    machine: { cpus: navigator.hardwareConcurrency, loadavg: Deno.loadavg() },
+    machine: { cpus: navigator.hardwareConcurrency, loadavg: Deno.loadavg(), netns },
     settings: { loads: LOADS, requests: REQUESTS, tokens: TOKENS },
     workers: reported.map((w) => ({ endpoint: w.endpoint, protocol: w.protocol, freeBytes: w.freeBytes })),
     local,
@@ -165,7 +192,9 @@ try {
   else {
     const f = (n: number, d = 1) => n.toFixed(d);
     console.log(
-      `RPC hop, SmolLM2-135M Q4_1, 2 loopback workers, ${LOADS} loads x ${REQUESTS} x ${TOKENS} tokens`,
+      `RPC hop, SmolLM2-135M Q4_1, 2 workers (${
+        netns ? "network namespaces" : "loopback"
+      }), ${LOADS} loads x ${REQUESTS} x ${TOKENS} tokens`,
     );
     console.log(`                 local      2 workers   ratio`);
     console.log(
@@ -179,12 +208,17 @@ try {
     console.log(
       `prompt           ${f(local.promptTps)} t/s   ${f(rpc.promptTps)} t/s    ${f(out.ratios.promptTps, 3)}`,
     );
-    console.log(`over the wire: ${f(loadMiB)} MiB at load, ${f(perToken)} KiB per generated token`);
+    console.log(
+      loadMiB === undefined || perToken === undefined
+        ? "over the wire: not measured (workers on loopback: run as root with `ip` for network namespaces)"
+        : `over the wire: ${f(loadMiB)} MiB at load, ${f(perToken)} KiB per generated token`,
+    );
     console.log(
       `same greedy text: ${same}; load average ${Deno.loadavg().map((x) => x.toFixed(1)).join(" ")}`,
     );
   }
 } finally {
-  for (const w of workers) await stopWorker(paths, w.name).catch(() => {});
+  for (const w of await listWorkers(paths).catch(() => [])) await stopWorker(paths, w.name).catch(() => {});
+  await net?.cleanup();
   await tmp.cleanup();
 }

@@ -12,66 +12,11 @@ import { resolvePaths } from "../lib/config/paths.ts";
 import { findFreePort } from "../lib/server/ports.ts";
 import { listServers, stopAllServers } from "../lib/server/mod.ts";
 import { listWorkers, stopWorker } from "../lib/rpc/mod.ts";
+import { canUseNetns, type Host, makeHosts } from "./_netns.ts";
 
 const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
 const MODEL = "smollm2:135m-q4_1";
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
-
-/** Whether this process may create network namespaces (root, and `ip` on the PATH). */
-async function canUseNetns(): Promise<boolean> {
-  if (Deno.uid() !== 0) return false;
-  const r = await new Deno.Command("ip", { args: ["netns", "list"], stdout: "null", stderr: "null" }).output()
-    .catch(() => undefined);
-  return r?.success === true;
-}
-
-async function sh(args: string[]): Promise<void> {
-  const r = await new Deno.Command(args[0], { args: args.slice(1), stdout: "piped", stderr: "piped" })
-    .output();
-  if (!r.success) throw new Error(`${args.join(" ")} failed: ${new TextDecoder().decode(r.stderr)}`);
-}
-
-/** A worker "host": a network namespace with the address a worker binds, reachable from here. */
-interface Host {
-  /** Address the worker binds and the head connects to. */
-  addr: string;
-  /** Command prefix that runs a program inside it (empty on loopback). */
-  exec: string[];
-}
-
-/** Two namespaces, each joined to this one by its own veth pair on its own /30; `cleanup` deletes them. */
-async function makeHosts(tag: string): Promise<{ hosts: Host[]; cleanup: () => Promise<void> }> {
-  const made: string[] = [];
-  const cleanup = async () => {
-    // Deleting a namespace deletes the veth end inside it, and with it the pair.
-    for (const ns of made) await sh(["ip", "netns", "del", ns]).catch(() => {});
-  };
-  const hosts: Host[] = [];
-  const octet = 16 + (Deno.pid % 200);
-  try {
-    for (const [i, side] of ["a", "b"].entries()) {
-      const ns = `lmrpc-${tag}-${side}`;
-      const outer = `lr${tag}${side}0`.slice(0, 15);
-      const inner = `lr${tag}${side}1`.slice(0, 15);
-      const net = `10.${213 + i}.${octet}`;
-      await sh(["ip", "netns", "add", ns]);
-      made.push(ns);
-      await sh(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner]);
-      await sh(["ip", "link", "set", inner, "netns", ns]);
-      await sh(["ip", "addr", "add", `${net}.1/30`, "dev", outer]);
-      await sh(["ip", "link", "set", outer, "up"]);
-      const inNs = ["ip", "netns", "exec", ns];
-      await sh([...inNs, "ip", "addr", "add", `${net}.2/30`, "dev", inner]);
-      await sh([...inNs, "ip", "link", "set", inner, "up"]);
-      await sh([...inNs, "ip", "link", "set", "lo", "up"]);
-      hosts.push({ addr: `${net}.2`, exec: inNs });
-    }
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
-  return { hosts, cleanup };
-}
 
 Deno.test({
   name: "rpc: a model across two workers, a missing worker named, a killed worker and its recovery",
