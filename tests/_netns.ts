@@ -4,9 +4,12 @@
  *
  * @module
  */
-/** Whether this process may create network namespaces (root, and `ip` on the PATH). */
+/**
+ * Whether this process may create network namespaces (root, and `ip` on the PATH). `LLAMA_MGR_TEST_LOOPBACK=1`
+ * says no, to run the loopback fallback where namespaces would work.
+ */
 export async function canUseNetns(): Promise<boolean> {
-  if (Deno.uid() !== 0) return false;
+  if (Deno.uid() !== 0 || Deno.env.get("LLAMA_MGR_TEST_LOOPBACK") === "1") return false;
   const r = await new Deno.Command("ip", { args: ["netns", "list"], stdout: "null", stderr: "null" }).output()
     .catch(() => undefined);
   return r?.success === true;

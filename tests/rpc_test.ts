@@ -36,7 +36,9 @@ Deno.test({
     const netns = await canUseNetns();
     const net = netns ? await makeHosts(String(Deno.pid % 100000)) : undefined;
     if (!netns) {
-      console.log("not root or no `ip`: the two workers run on loopback instead of network namespaces");
+      console.log(
+        "no network namespaces (not root, no `ip`, or LLAMA_MGR_TEST_LOOPBACK=1): the workers run on loopback",
+      );
     }
     const hosts: Host[] = net?.hosts ?? [{ addr: "127.0.0.1", exec: [] }, { addr: "127.0.0.1", exec: [] }];
     const ports = netns ? [50052, 50052] : [findFreePort(), findFreePort()];
@@ -242,6 +244,9 @@ Deno.test({
           assert(down.status >= 500, `status ${down.status}`);
           assertStringIncludes((await down.json()).error, `RPC worker ${endpoints[1]} is unreachable`);
 
+          // The supervisor tells the truth about the killed worker.
+          const killed = JSON.parse((await llamaMgr(["rpc", "list", "--json"])).stdout);
+          assertEquals(killed.map((w: { state: string }) => w.state), ["ready", "crashed"]);
           const again = await serve(1);
           assertEquals(again.code, 0, again.stderr);
           const back = await post(`${url}/api/generate`, {
