@@ -29,6 +29,7 @@ export { loadConfig, parseConfig } from "./lib/config/load.ts";
 export { setConfigValue } from "./lib/config/edit.ts";
 export type {
   BuildConfig,
+  ClusterConfig,
   Config,
   DaemonConfig,
   GroupConfig,
@@ -152,8 +153,24 @@ export {
   waitReady,
   type WaitResult,
 } from "./lib/server/supervisor.ts";
-export type { ServerOwner, ServerState, StoredSpec } from "./lib/server/state.ts";
+export type { ServerKind, ServerOwner, ServerState, StoredSpec } from "./lib/server/state.ts";
 export { findFreePort } from "./lib/server/ports.ts";
+
+// llama.cpp RPC workers: run them here, ask them what they have, check a configured cluster of them.
+export {
+  checkCluster,
+  type ClusterBudget,
+  clusterBudget,
+  type ClusterCheck,
+  listWorkers,
+  queryWorker,
+  rpcFlags,
+  startWorker,
+  stopWorker,
+  type WorkerInfo,
+  WorkerQueryError,
+  type WorkerSpec,
+} from "./lib/rpc/mod.ts";
 
 // The Python environment of an instance (convert_hf_to_gguf.py and friends).
 export { ensureVenv, type VenvInfo, type VenvOptions } from "./lib/python/venv.ts";

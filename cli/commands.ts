@@ -65,6 +65,11 @@ export const COMMANDS: CommandEntry[] = [
     load: async () => (await import("./server.ts")).serverCommand,
   },
   {
+    name: "rpc",
+    summary: "run llama.cpp RPC workers here and check a cluster of them (models across machines)",
+    load: async () => (await import("./rpc.ts")).rpcCommand,
+  },
+  {
     name: "create",
     summary: "make a model from a Modelfile through the daemon (as `ollama create`)",
     load: async () => (await import("./create.ts")).createCommand,

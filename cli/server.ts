@@ -24,6 +24,7 @@ import { basename } from "node:path";
 import { findPreset, type ModelEntry, resolveModel } from "../lib/models/mod.ts";
 import { expandHome, formatBytes } from "../lib/util/fs.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { checkCluster, rpcFlags } from "../lib/rpc/cluster.ts";
 import type { Config, Preset } from "../lib/config/schema.ts";
 
 function uptime(s?: number): string {
@@ -62,6 +63,17 @@ async function start(ctx: Context, args: ParsedArgs): Promise<number> {
   const instance = await getInstance(ctx.paths, ctx.instance ?? preset?.instance, config.default_instance);
   const t0 = performance.now();
   const timeout = int(args, "timeout", "server start");
+  // A model bound to a cluster is spread over its RPC workers, each checked first so a missing one is named.
+  const rpc: string[] = [];
+  if (preset?.cluster) {
+    const lab = await checkCluster(config, preset.cluster);
+    ctx.info(
+      `cluster '${lab.name}': ${
+        lab.workers.map((w) => `${w.endpoint} (${formatBytes(w.freeBytes)} free)`).join(", ")
+      }`,
+    );
+    rpc.push(...rpcFlags(lab));
+  }
   // Ctrl-C while it loads stops the half-started server instead of leaving it behind.
   const ac = new AbortController();
   const cancel = () => ac.abort();
@@ -79,7 +91,7 @@ async function start(ctx: Context, args: ParsedArgs): Promise<number> {
       port: parsePort(str(args, "port")) ?? preset?.port ?? "auto",
       ctx: int(args, "ctx", "server start") ?? preset?.ctx,
       ngl: int(args, "ngl", "server start") ?? preset?.ngl,
-      args: [...(preset?.args ?? []), ...args.rest],
+      args: [...(preset?.args ?? []), ...rpc, ...args.rest],
       env: preset?.env,
       apiKey: str(args, "api-key"),
       alias: entry?.name,
@@ -164,7 +176,8 @@ export const serverCommand: Command = {
     "against their process: a dead or reused pid shows as stopped or crashed, never as running.",
     "`start` returns once /health answers; if llama-server cannot start it prints llama-server's own reason.",
     "Ctrl-C during `start` stops the half-started server. `status` exits 3 when the server is not ready.",
-    "A PRESET is a name under `presets:` in the config file (model, instance, ctx, ngl, port, args, env).",
+    "A PRESET is a name under `presets:` in the config file (model, instance, ctx, ngl, port, args, env,",
+    "cluster). A preset with `cluster: NAME` runs across that cluster's RPC workers (`llama-mgr rpc`).",
   ].join("\n"),
   examples: [
     "llama-mgr server start qwen3:4b --port auto --ctx 16384 --ngl 99",

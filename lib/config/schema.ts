@@ -56,6 +56,21 @@ export interface Preset {
   args: string[];
   /** Environment for the server process, e.g. CUDA_VISIBLE_DEVICES (default none). */
   env: Record<string, string>;
+  /** A cluster (under `clusters:`) whose RPC workers hold the model's layers (`--rpc`). */
+  cluster?: string;
+}
+
+/**
+ * A cluster of llama.cpp RPC workers (`llama-mgr rpc serve` on each) a model can be spread over.
+ *
+ * @example
+ * ```ts
+ * const lab: ClusterConfig = { workers: ["gpu-box-1:50052", "gpu-box-2:50052"] };
+ * ```
+ */
+export interface ClusterConfig {
+  /** The workers' `host:port`, in the order llama-server numbers their devices. */
+  workers: string[];
 }
 
 /**
@@ -213,6 +228,8 @@ export interface Config {
   models: ModelsConfig;
   /** Named server presets (default none). */
   presets: Record<string, Preset>;
+  /** Named clusters of RPC workers (default none). */
+  clusters: Record<string, ClusterConfig>;
   /** The Ollama-compatible daemon. */
   daemon: DaemonConfig;
   /** Memory budgets of the daemon's scheduler. */
@@ -254,6 +271,21 @@ export const PresetSchema: z.ZodType<Preset> = exactly<Preset>()(z.strictObject(
   port: z.union([z.number().int().min(1).max(65535), z.literal("auto")]).optional(),
   args: z.array(z.string()).default([]),
   env: z.record(z.string(), z.string()).default({}),
+  cluster: z.string().optional(),
+}));
+
+/**
+ * A cluster's schema: at least one worker, each `host:port`.
+ *
+ * @example
+ * ```ts
+ * ClusterSchema.parse({ workers: ["10.0.0.2:50052"] });
+ * ```
+ */
+export const ClusterSchema: z.ZodType<ClusterConfig> = exactly<ClusterConfig>()(z.strictObject({
+  workers: z.array(
+    z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):\d{1,5}$/, "host:port, e.g. 192.168.1.20:50052"),
+  ).min(1),
 }));
 
 /** Bytes, or a size with a unit (`2GiB`, `512MiB`, `4GB`). */
@@ -290,6 +322,7 @@ export const ConfigSchema: z.ZodType<Config> = exactly<Config>()(z.strictObject(
     }).prefault({}),
   }).prefault({}),
   presets: z.record(z.string(), PresetSchema).default({}),
+  clusters: z.record(z.string(), ClusterSchema).default({}),
   daemon: z.strictObject({
     host: z.string().default("127.0.0.1"),
     port: z.number().int().min(1).max(65535).default(11434),

@@ -48,3 +48,33 @@ export async function probeHealth(url: string, timeoutMs = 2000): Promise<number
     } catch { /* closed */ }
   }
 }
+
+/**
+ * Whether something accepts a TCP connection at `host:port` within `timeoutMs`: the readiness of a server that
+ * speaks no HTTP (llama.cpp's RPC worker).
+ *
+ * @example
+ * ```ts ignore
+ * if (await probeTcp("127.0.0.1", 50052)) console.log("the worker listens");
+ * ```
+ */
+export async function probeTcp(host: string, port: number, timeoutMs = 2000): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const connecting = Deno.connect({ hostname: host, port });
+  try {
+    const conn = await Promise.race([
+      connecting,
+      new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), timeoutMs)),
+    ]);
+    if (!conn) {
+      connecting.then((c) => c.close()).catch(() => {});
+      return false;
+    }
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}

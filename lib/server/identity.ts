@@ -22,6 +22,8 @@ export interface ProcessIdentity {
   bootId?: string;
   /** The port it was started with. */
   port: number;
+  /** The binary it runs (default llama-server). */
+  binary?: string;
 }
 
 let cachedBootId: string | undefined | null = null;
@@ -39,8 +41,8 @@ export function bootId(): string | undefined {
 }
 
 /**
- * Checks that the recorded process is alive and is our llama-server: same boot, same start time, a
- * `llama-server` binary, and `--port <port>` on its command line.
+ * Checks that the recorded process is alive and is our server: same boot, same start time, the recorded
+ * binary (`llama-server` unless told), and `--port <port>` on its command line.
  *
  * @example
  * ```ts ignore
@@ -63,7 +65,7 @@ export function checkProcess(id: ProcessIdentity): ProcessCheck {
   // argv[0] is llama-server, or for a moment after spawning the `sh` about to exec it:
   // `sh -c SCRIPT sh LOGFILE /path/llama-server -m ... --port N`.
   const binary = basename(cmd[0] ?? "") === "sh" ? cmd[5] : cmd[0];
-  const ours = basename(binary ?? "") === "llama-server" && portAt >= 0 &&
+  const ours = basename(binary ?? "") === basename(id.binary ?? "llama-server") && portAt >= 0 &&
     cmd[portAt + 1] === String(id.port);
   return ours ? { alive: true } : { alive: false, why: "reused" };
 }

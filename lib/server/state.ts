@@ -30,6 +30,17 @@ export const TRANSITIONS: Record<ServerState, ServerState[]> = {
 };
 
 /**
+ * What a supervised process is: a llama-server serving a model, or a llama.cpp RPC worker (`ggml-rpc-server`)
+ * lending its devices to a llama-server on another machine.
+ *
+ * @example
+ * ```ts ignore
+ * const workers = await listServers(paths, { kind: "rpc-worker" });
+ * ```
+ */
+export type ServerKind = "llama-server" | "rpc-worker";
+
+/**
  * Who started a server: the CLI, or a daemon (which cleans up after a daemon that died).
  *
  * @example
@@ -56,6 +67,8 @@ export interface ServerOwner {
 export interface StoredSpec {
   /** Server name. */
   name: string;
+  /** What runs: llama-server (absent) or an RPC worker. */
+  kind?: ServerKind;
   /** Model file (first part of a split model). */
   modelPath: string;
   /** The model's name in the index, if known. */

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import type { InstanceRecord } from "../llamacpp/instances.ts";
 import { binaryPath, getInstance } from "../llamacpp/instances.ts";
@@ -15,7 +15,7 @@ import { type LockOptions, withLock } from "../util/lock.ts";
 import { shellQuote } from "../util/run.ts";
 import { pidAlive, pidRss, pidStartTicks } from "../util/process.ts";
 import { findFreePort, portInUse } from "./ports.ts";
-import { probeHealth } from "./health.ts";
+import { probeHealth, probeTcp } from "./health.ts";
 import { bootId, checkProcess, type ProcessCheck } from "./identity.ts";
 import {
   failureReason,
@@ -31,6 +31,7 @@ import {
   readAllRecords,
   readRecord,
   removeRecord,
+  type ServerKind,
   type ServerOwner,
   type ServerRecord,
   type ServerState,
@@ -58,6 +59,11 @@ import {
 export interface ServerSpec {
   /** A unique name (`chat`, `qwen3-4b`). */
   name: string;
+  /**
+   * What to run (default `llama-server`). An `rpc-worker` runs the instance's `ggml-rpc-server` with `args`;
+   * it has no model (`modelPath` is empty) and is ready once it accepts a TCP connection.
+   */
+  kind?: ServerKind;
   /** The model file (first part of a split model). */
   modelPath: string;
   /** The model's name in the index. */
@@ -105,6 +111,8 @@ export interface ServerSpec {
 export interface ServerStatus {
   /** Name. */
   name: string;
+  /** llama-server or RPC worker. */
+  kind: ServerKind;
   /** The true state: stored state checked against the process. */
   state: ServerState;
   /** Process id while running. */
@@ -113,8 +121,10 @@ export interface ServerStatus {
   host: string;
   /** Port. */
   port: number;
-  /** Base URL, e.g. `http://127.0.0.1:8081`. */
+  /** Base URL, e.g. `http://127.0.0.1:8081` (`tcp://127.0.0.1:50052` for an RPC worker). */
   url: string;
+  /** `host:port` to connect to, e.g. `127.0.0.1:50052` (what `--rpc` takes for a worker). */
+  endpoint: string;
   /** Model file. */
   modelPath: string;
   /** Model name, if known. */
@@ -181,13 +191,16 @@ function toStatus(rec: ServerRecord): ServerStatus {
     : rec.host.includes(":")
     ? `[${rec.host}]`
     : rec.host;
+  const kind = rec.spec.kind ?? "llama-server";
   return {
     name: rec.name,
+    kind,
     state,
     pid: running ? rec.pid : undefined,
     host: rec.host,
     port: rec.port,
-    url: `http://${urlHost}:${rec.port}`,
+    url: `${kind === "rpc-worker" ? "tcp" : "http"}://${urlHost}:${rec.port}`,
+    endpoint: `${urlHost}:${rec.port}`,
     modelPath: rec.spec.modelPath,
     modelName: rec.spec.modelName,
     instance: rec.spec.instance,
@@ -217,7 +230,7 @@ async function refresh(paths: Paths, rec: ServerRecord): Promise<ServerStatus> {
     await rotateLog(rec.logFile, { copyTruncate: true }).catch(() => false);
   }
   if (status.state === "starting" && rec.starterPid && !pidAlive(rec.starterPid)) {
-    if ((await health(status.url)) === 200) {
+    if (await isReady(status)) {
       const done = await settle(paths, rec, "ready", { readyAt: new Date().toISOString() });
       if (done) status = toStatus(done);
     }
@@ -284,8 +297,30 @@ export function serverArgv(binary: string, spec: ServerSpec, port: number): stri
   return [...argv, ...(spec.args ?? [])];
 }
 
-async function health(url: string): Promise<number | undefined> {
-  return await probeHealth(url);
+/** The binary file names of llama.cpp's RPC server (`rpc-server` before it was renamed). */
+export const RPC_BINARIES = ["ggml-rpc-server", "rpc-server"];
+
+/** The RPC server command line for a spec: its own flags are `-H`/`-p`, which it also takes long. */
+export function rpcWorkerArgv(binary: string, spec: ServerSpec, port: number): string[] {
+  return [binary, "--host", spec.host ?? "127.0.0.1", "--port", String(port), ...(spec.args ?? [])];
+}
+
+/** The instance's RPC server binary (either name), or the path it would have when it has none. */
+async function rpcBinary(instance: InstanceRecord): Promise<string> {
+  for (const name of RPC_BINARIES) {
+    const path = binaryPath(instance, name);
+    if (await exists(path)) return path;
+  }
+  return binaryPath(instance, RPC_BINARIES[0]);
+}
+
+/** Ready: llama-server answers `/health` with 200; an RPC worker (which speaks no HTTP) accepts a connection. */
+async function isReady(status: Pick<ServerStatus, "url"> & { kind?: ServerKind }): Promise<boolean> {
+  if (status.kind === "rpc-worker") {
+    const u = new URL(status.url);
+    return await probeTcp(u.hostname.replace(/^\[(.*)\]$/, "$1"), Number(u.port));
+  }
+  return (await probeHealth(status.url)) === 200;
 }
 
 /**
@@ -300,7 +335,8 @@ async function health(url: string): Promise<number | undefined> {
 export type WaitResult = { ok: true } | { ok: false; why: "exited" | "timeout" | "aborted" };
 
 /**
- * Waits until the server answers `/health` with 200, its process dies, time runs out, or the signal aborts.
+ * Waits until the server answers `/health` with 200 (an RPC worker: accepts a connection), its process dies,
+ * time runs out, or the signal aborts.
  *
  * @example
  * ```ts ignore
@@ -309,7 +345,7 @@ export type WaitResult = { ok: true } | { ok: false; why: "exited" | "timeout" |
  * ```
  */
 export async function waitReady(
-  status: Pick<ServerStatus, "url" | "pid">,
+  status: Pick<ServerStatus, "url" | "pid"> & { kind?: ServerKind },
   timeoutMs = 120_000,
   options: { signal?: AbortSignal } = {},
 ): Promise<WaitResult> {
@@ -318,7 +354,7 @@ export async function waitReady(
   while (Date.now() < deadline) {
     if (options.signal?.aborted) return { ok: false, why: "aborted" };
     if (status.pid && !pidAlive(status.pid)) return { ok: false, why: "exited" };
-    if ((await health(status.url)) === 200) return { ok: true };
+    if (await isReady(status)) return { ok: true };
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 100);
   }
@@ -348,8 +384,9 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<"exited" | "
   return "killed";
 }
 
-/** llama-server flags the supervisor sets itself; passed through they would make its records lie. */
+/** Flags the supervisor sets itself; passed through they would make its records lie. */
 const OWNED_FLAGS = ["-m", "--model", "--port", "--host"];
+const OWNED_RPC_FLAGS = ["-p", "--port", "-H", "--host"];
 
 /** The variable llama-server reads as `--api-key` (common/arg.cpp). */
 const API_KEY_ENV = "LLAMA_API_KEY";
@@ -403,7 +440,8 @@ export async function startServer(paths: Paths, spec: ServerSpec): Promise<Serve
     const r = await startOnce(paths, spec, name);
     if (r.ok) return r.status;
     if (auto && attempt < 3 && BIND_FAILURE.test(r.why)) continue;
-    throw new UserError(`llama-server '${name}' failed to start:\n${r.why}`, {
+    const what = spec.kind === "rpc-worker" ? "RPC worker" : "llama-server";
+    throw new UserError(`${what} '${name}' failed to start:\n${r.why}`, {
       hint: `full log: ${r.logFile}`,
     });
   }
@@ -425,13 +463,16 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
       }
     }
     const host = spec.host ?? "127.0.0.1";
-    const binary = binaryPath(spec.instance, "llama-server");
+    const rpc = spec.kind === "rpc-worker";
+    const binary = rpc ? await rpcBinary(spec.instance) : binaryPath(spec.instance, "llama-server");
     if (!(await exists(binary))) {
-      throw new UserError(`instance '${spec.instance.name}' has no llama-server at ${binary}`, {
-        hint: `reinstall it: llama-mgr install -i ${spec.instance.name}`,
+      throw new UserError(`instance '${spec.instance.name}' has no ${basename(binary)} at ${binary}`, {
+        hint: rpc
+          ? `build it (built by default, with GGML_RPC=ON): llama-mgr install -i ${spec.instance.name}`
+          : `reinstall it: llama-mgr install -i ${spec.instance.name}`,
       });
     }
-    if (!(await exists(spec.modelPath))) {
+    if (!rpc && !(await exists(spec.modelPath))) {
       throw new UserError(`model file not found: ${spec.modelPath}`, { hint: "run `llama-mgr models scan`" });
     }
     if (spec.mmproj && !(await exists(spec.mmproj))) {
@@ -439,7 +480,9 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
         hint: "run `llama-mgr models scan`",
       });
     }
-    const owned = (spec.args ?? []).find((a) => OWNED_FLAGS.includes(a.split("=")[0]));
+    const owned = (spec.args ?? []).find((a) =>
+      (rpc ? OWNED_RPC_FLAGS : OWNED_FLAGS).includes(a.split("=")[0])
+    );
     if (owned) {
       throw new UserError(`'${owned}' cannot be passed through to llama-server: the supervisor sets it`, {
         hint: "use --port, --host and the model argument of `server start` instead",
@@ -462,7 +505,7 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
         );
       }
     }
-    const argv = serverArgv(binary, spec, port);
+    const argv = rpc ? rpcWorkerArgv(binary, spec, port) : serverArgv(binary, spec, port);
     const logFile = serverLogPath(paths, name);
     await Deno.mkdir(paths.logsDir, { recursive: true });
     await rotateLog(logFile);
@@ -473,6 +516,7 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
 
     const stored: StoredSpec = {
       name,
+      ...(rpc ? { kind: spec.kind } : {}),
       modelPath: spec.modelPath,
       modelName: spec.modelName,
       mmproj: spec.mmproj,
@@ -540,7 +584,7 @@ async function startOnce(paths: Paths, spec: ServerSpec, name: string): Promise<
     await transition(paths, cur, "ready", { exitReason: `${how}; its last words:\n${said}` });
   }).catch(() => {});
 
-  const ready = await waitReady({ url: toStatus(rec).url, pid: child.pid }, timeoutMs, {
+  const ready = await waitReady({ url: toStatus(rec).url, pid: child.pid, kind: spec.kind }, timeoutMs, {
     signal: spec.signal,
   });
   const now = () => new Date().toISOString();
@@ -594,15 +638,22 @@ export async function serverStatus(paths: Paths, name: string): Promise<ServerSt
 }
 
 /**
- * Every known server with its true state (each recorded pid checked against the live process).
+ * Every known server of one kind (default: llama-servers) with its true state (each recorded pid checked
+ * against the live process).
  *
  * @example
  * ```ts ignore
  * for (const s of await listServers(paths)) console.log(s.name, s.state, s.url);
+ * const workers = await listServers(paths, { kind: "rpc-worker" });
  * ```
  */
-export async function listServers(paths: Paths): Promise<ServerStatus[]> {
-  return await Promise.all((await readAllRecords(paths)).map((r) => refresh(paths, r)));
+export async function listServers(
+  paths: Paths,
+  options: { kind?: ServerKind } = {},
+): Promise<ServerStatus[]> {
+  const kind = options.kind ?? "llama-server";
+  const records = (await readAllRecords(paths)).filter((r) => (r.spec.kind ?? "llama-server") === kind);
+  return await Promise.all(records.map((r) => refresh(paths, r)));
 }
 
 /**

@@ -14,7 +14,8 @@ import { estimateMemory } from "../../gguf/mod.ts";
 import { deviceBudgets, listDevices } from "../../llamacpp/devices.ts";
 import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
 import { loadFlags } from "../options.ts";
-import { setUpstreamKey } from "../upstream/client.ts";
+import { setUpstreamDiagnosis, setUpstreamKey } from "../upstream/client.ts";
+import { assertFits, checkCluster, clusterBudget, diagnoseCluster, rpcFlags } from "../../rpc/cluster.ts";
 import type { Launcher, LaunchSpec } from "./scheduler.ts";
 import type { ModelNeed } from "./placement.ts";
 
@@ -232,6 +233,19 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       } else {
         args.push("--jinja");
       }
+      const size = memoryNeed(spec, shape).totalBytes;
+      // A model bound to a cluster: every worker answers (or is named in the error) and the model must fit
+      // the memory they have free, before llama-server is started with `--rpc`.
+      const cluster = preset?.cluster ? await checkCluster(config, preset.cluster) : undefined;
+      if (cluster) {
+        assertFits(cluster, size, spec.model.name);
+        args.push(...rpcFlags(cluster));
+        log(
+          `${spec.model.name} runs on cluster '${cluster.name}': ${
+            cluster.workers.map((w) => w.endpoint).join(", ")
+          }`,
+        );
+      }
       // A key of its own, so that nothing on this machine reaches the runner around the daemon (its Host and
       // Origin checks, its queue, its options). llama-server leaves /health open, so readiness still works.
       const apiKey = newApiKey();
@@ -252,9 +266,13 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         owner: { kind: "daemon", pid: Deno.pid },
         alias: spec.model.name,
       });
-      const size = memoryNeed(spec, shape).totalBytes;
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       setUpstreamKey(status.url, apiKey);
+      if (cluster) {
+        // An answer cut short on a cluster names the worker that went away, not just "llama-server closed".
+        const endpoints = cluster.workers.map((w) => w.endpoint);
+        setUpstreamDiagnosis(status.url, () => diagnoseCluster(cluster.name, endpoints, status.logFile));
+      }
       running.set(spec.serverName, { url: status.url, pid: status.pid, apiKey });
       // llama-server's own choice of slots is 4 (`-np -1`).
       const npArg = args.findIndex((a) => a === "-np" || a === "--parallel");
@@ -265,6 +283,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         sizeBytes: size,
         sizeVramBytes: gpu ? size : 0,
         slots: Number.isInteger(slots) && slots > 0 ? slots : 4,
+        ...(cluster ? { devices: [{ id: clusterBudget(cluster).id, bytes: size }] } : {}),
       };
     },
     async stop(name) {
@@ -276,6 +295,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         running.delete(name);
         if (server) {
           setUpstreamKey(server.url, undefined, server.apiKey);
+          setUpstreamDiagnosis(server.url, undefined);
           options.onStopped?.(server.url);
         }
       }

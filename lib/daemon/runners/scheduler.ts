@@ -90,6 +90,8 @@ export interface Launched {
   sizeVramBytes?: number;
   /** Requests it answers at once (llama-server's slots). */
   slots?: number;
+  /** Where those bytes are, by device id, when not all on this machine (`rpc:lab`: a cluster's workers). */
+  devices?: { id: string; bytes: number }[];
 }
 
 /**
@@ -176,6 +178,8 @@ export interface RunnerInfo {
   sizeBytes: number;
   /** Bytes in GPU memory. */
   sizeVramBytes: number;
+  /** Where its bytes are, when not all on this machine (see {@linkcode Launched.devices}). */
+  devices?: { id: string; bytes: number }[];
   /** Embeddings mode. */
   embedding: boolean;
   /** Bytes on each device it runs on (`{ CPU: n }`, `{ CUDA0: n, CPU: m }`); empty when not planned. */
@@ -647,6 +651,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       runner.url = launched.url;
       runner.pid = launched.pid;
       runner.slots = launched.slots;
+      runner.devices = launched.devices;
       // The plan's placement is what the scheduler counts; without one, the launcher's own figures.
       if (!placement) {
         runner.sizeBytes = launched.sizeBytes ?? runner.sizeBytes;
@@ -687,6 +692,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         ctx: r.ctx,
         sizeBytes: r.sizeBytes,
         sizeVramBytes: r.sizeVramBytes,
+        devices: r.devices,
         embedding: r.embedding,
         usage: { ...r.usage },
         ngl: r.ngl,

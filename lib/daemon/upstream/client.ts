@@ -242,6 +242,32 @@ export function setUpstreamKey(base: string, key: string | undefined, ifKey?: st
   else keys.set(host, key);
 }
 
+const diagnoses = new Map<string, () => Promise<string | undefined>>();
+
+/**
+ * Registers what to say when the llama-server at `base` ends an answer early (it died): a runner on a cluster
+ * names the RPC worker that went away. Undefined removes it.
+ *
+ * @example
+ * ```ts
+ * setUpstreamDiagnosis("http://127.0.0.1:8080", async () => "RPC worker 10.0.0.2:50052 is unreachable");
+ * setUpstreamDiagnosis("http://127.0.0.1:8080", undefined);
+ * ```
+ */
+export function setUpstreamDiagnosis(
+  base: string,
+  fn: (() => Promise<string | undefined>) | undefined,
+): void {
+  const host = new URL(base).host;
+  if (fn) diagnoses.set(host, fn);
+  else diagnoses.delete(host);
+}
+
+async function earlyEnd(host: string): Promise<Error> {
+  const why = await diagnoses.get(host)?.().catch(() => undefined);
+  return new Error(why ? `${EARLY_END.replace(/ \(did it crash\? see its log\)$/, "")}: ${why}` : EARLY_END);
+}
+
 /**
  * The header that authorises a request to the llama-server at `base` (empty when it has no key): for callers
  * that talk to a runner without this client, such as tests reading `/props` or `/slots`.
@@ -414,7 +440,7 @@ export async function openUpstream(base: string, path: string, body: string): Pr
       while (left > 0) {
         const chunk = await read();
         if (chunk === null) {
-          if (Number.isFinite(left) && state === "reading") throw new Error(EARLY_END);
+          if (Number.isFinite(left) && state === "reading") throw await earlyEnd(key);
           break;
         }
         left -= chunk.length;
@@ -432,7 +458,7 @@ export async function openUpstream(base: string, path: string, body: string): Pr
     let off = 0;
     const more = async () => {
       const chunk = await read();
-      if (chunk === null) throw new Error(EARLY_END);
+      if (chunk === null) throw await earlyEnd(key);
       pending = off < pending.length ? concatBytes([pending.subarray(off), chunk]) : chunk;
       off = 0;
     };
