@@ -80,16 +80,25 @@ Deno.test("digest cache: background sha256, cached by dev/inode/size/mtime, neve
       },
     );
 
-    await t.step("a blob stored under its digest is known by its name, not hashed", async () => {
-      const hex = "c".repeat(64);
-      const blob = join(dir, `sha256-${hex}`);
-      await Deno.writeTextFile(blob, "whatever");
-      const cache = createDigestCache(join(dir, "none.json"), {
-        hash: () => Promise.reject(new Error("hashed")),
-      });
-      assertEquals(await cache.get(await subject(blob)), `sha256:${hex}`);
-      await cache.close();
-    });
+    await t.step(
+      "a blob stored under its digest (Ollama's, Hugging Face's) is known by its name, not hashed",
+      async () => {
+        const hex = "c".repeat(64);
+        const blob = join(dir, `sha256-${hex}`);
+        await Deno.writeTextFile(blob, "whatever");
+        const cache = createDigestCache(join(dir, "none.json"), {
+          hash: () => Promise.reject(new Error("hashed")),
+        });
+        assertEquals(await cache.get(await subject(blob)), `sha256:${hex}`);
+        // A Hugging Face cache's snapshot file links to its blob, named by the content's sha256.
+        const hf = "d".repeat(64);
+        await Deno.mkdir(join(dir, "blobs"));
+        await Deno.writeTextFile(join(dir, "blobs", hf), "weights");
+        await Deno.symlink(join(dir, "blobs", hf), join(dir, "model-Q4_K_M.gguf"));
+        assertEquals(await cache.get(await subject(join(dir, "model-Q4_K_M.gguf"))), `sha256:${hf}`);
+        await cache.close();
+      },
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,7 +1,7 @@
 /**
  * Content digests of model files: the sha256 of the model's bytes (all parts of a split model, in order), as
- * `/api/tags`, `/api/show` and `/api/ps` report them. A file stored under its digest (an Ollama blob,
- * `sha256-<hex>`) is known by its name. Any other is hashed once, in the background, by `sha256sum` under
+ * `/api/tags` and `/api/ps` report them. A file stored under its digest (an Ollama blob, `sha256-<hex>`, or a
+ * Hugging Face cache blob, `blobs/<hex>`) is known by its name. Any other is hashed once, in the background, by `sha256sum` under
  * `nice -n 19` (off the daemon's thread, behind every other process for the CPU), one file at a time, and the
  * result is kept in a cache file keyed by each part's device, inode, size and modification time: a file that
  * changes gets a new digest, one that is renamed or linked keeps its own. Until a digest is known, the caller
@@ -65,7 +65,23 @@ export interface DigestCacheOptions {
   onError?: (files: string[], err: unknown) => void;
 }
 
-const BLOB_NAME = /^sha256-([0-9a-f]{64})$/;
+/**
+ * The sha256 (hex) a store names a file by, following links: an Ollama blob (`sha256-<hex>`) or a Hugging
+ * Face cache blob (`blobs/<hex>`); undefined for a file in a plain folder.
+ *
+ * @example
+ * ```ts ignore
+ * await storeDigest("~/.ollama/models/blobs/sha256-6a0746a1ec1a..."); // "6a0746a1ec1a..."
+ * ```
+ */
+export async function storeDigest(path: string): Promise<string | undefined> {
+  const real = await Deno.realPath(path).catch(() => path);
+  const name = basename(real);
+  const ollama = name.match(/^sha256-([0-9a-f]{64})$/);
+  if (ollama) return ollama[1];
+  if (/\/blobs\/[0-9a-f]{64}$/.test(real)) return name;
+  return undefined;
+}
 
 /** The identity of a file's content as far as the file system tells: device, inode, size, modification time. */
 async function fileKey(path: string): Promise<string | undefined> {
@@ -105,7 +121,7 @@ export function createDigestCache(file: string, options: DigestCacheOptions = {}
   /** Digest (hex) by the parts' keys joined with `|`. */
   let known: Map<string, string> | undefined;
   /** Per path list: the index's size and mtime last seen, and the content key they had (saves a stat). */
-  const seen = new Map<string, { sizeBytes: number; mtimeMs: number; key: string }>();
+  const seen = new Map<string, { sizeBytes: number; mtimeMs: number; key: string; named?: string }>();
   const queue: { files: string[]; key: string }[] = [];
   const queued = new Set<string>();
   const abort = new AbortController();
@@ -148,17 +164,16 @@ export function createDigestCache(file: string, options: DigestCacheOptions = {}
 
   return {
     async get(subject) {
-      const name = basename(subject.files[0] ?? "");
-      const blob = subject.files.length === 1 ? name.match(BLOB_NAME) : null;
-      if (blob) return `sha256:${blob[1]}`;
       const id = subject.files.join("\0");
       let entry = seen.get(id);
       if (!entry || entry.sizeBytes !== subject.sizeBytes || entry.mtimeMs !== subject.mtimeMs) {
-        const keys = await Promise.all(subject.files.map(fileKey));
+        const named = subject.files.length === 1 ? await storeDigest(subject.files[0]) : undefined;
+        const keys = named ? [] : await Promise.all(subject.files.map(fileKey));
         if (keys.some((k) => k === undefined)) return undefined;
-        entry = { sizeBytes: subject.sizeBytes, mtimeMs: subject.mtimeMs, key: keys.join("|") };
+        entry = { sizeBytes: subject.sizeBytes, mtimeMs: subject.mtimeMs, key: keys.join("|"), named };
         seen.set(id, entry);
       }
+      if (entry.named) return `sha256:${entry.named}`;
       const hex = (await load()).get(entry.key);
       if (hex) return `sha256:${hex}`;
       if (!queued.has(entry.key) && !abort.signal.aborted) {
