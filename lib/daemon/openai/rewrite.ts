@@ -85,28 +85,42 @@ function sameBytes(a: Uint8Array, from: number, to: number, b: Uint8Array): bool
  * ```
  */
 export function rewriteBytes(bytes: Uint8Array, name: Uint8Array, anthropic: boolean): Uint8Array {
+  // A plain loop: per streamed event (some 250 bytes, 30 quotes) it costs less than a native indexOf per quote.
   let parts: Uint8Array[] | undefined;
+  let total = 0;
   let copied = 0;
-  for (let i = bytes.indexOf(QUOTE); i >= 0; i = bytes.indexOf(QUOTE, i + 1)) {
-    if (bytes[i + 1] === 0x6d /* m */ && startsAt(bytes, MODEL_KEY, i)) {
+  const n = bytes.length;
+  for (let i = 0; i < n; i++) {
+    if (bytes[i] !== QUOTE) continue;
+    const next = bytes[i + 1];
+    if (next === 0x6d /* m */ && startsAt(bytes, MODEL_KEY, i)) {
       const from = i + MODEL_KEY.length;
       let to = from;
-      while (to < bytes.length && bytes[to] !== QUOTE) to += bytes[to] === BACKSLASH ? 2 : 1;
-      if (to >= bytes.length) break; // cut off: left as it is
+      while (to < n && bytes[to] !== QUOTE) to += bytes[to] === BACKSLASH ? 2 : 1;
+      if (to >= n) break; // cut off: left as it is
       if (!sameBytes(bytes, from, to, name)) {
         (parts ??= []).push(bytes.subarray(copied, from), name);
+        total += from - copied + name.length;
         copied = to;
       }
       i = to;
-    } else if (anthropic && bytes[i + 1] === 0x73 /* s */ && startsAt(bytes, END_TURN, i)) {
+    } else if (anthropic && next === 0x73 /* s */ && startsAt(bytes, END_TURN, i)) {
       (parts ??= []).push(bytes.subarray(copied, i), STOP_SEQUENCE_VALUE);
+      total += i - copied + STOP_SEQUENCE_VALUE.length;
       copied = i + END_TURN_VALUE.length;
       i = copied - 1;
     }
   }
   if (!parts) return bytes;
   parts.push(bytes.subarray(copied));
-  return concatBytes(parts);
+  total += n - copied;
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
 
 /** An Anthropic error body for llama-server's error answer (OpenAI's shape), unless it is one already. */
