@@ -1,12 +1,16 @@
 /**
  * What the daemon changes in llama-server's `/v1` answers and what it refuses before them: every answer names
  * the model as the request did (plain and streamed, on every `/v1` endpoint), Anthropic's `stop_sequence` stop
- * reason and error shape, Anthropic's 529 and Ollama's 503 when the queue is full, and hostile requests on the
- * Anthropic and Responses endpoints answered with a 4xx that says why, the daemon serving on after them.
- * One daemon (one slot, a queue of one), SmolLM2.
+ * reason and error shape, tools (a 400 for a model without them, rendered for one with them), Anthropic's 529
+ * and Ollama's 503 when the queue is full, and hostile requests on the Anthropic and Responses endpoints
+ * answered with a 4xx that says why, the daemon serving on after them. One daemon (one slot, a queue of one),
+ * SmolLM2 as `smol` and, with a tool-call chat template, `toolsmol`.
  */
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
-import { post, withDaemon } from "./_daemon.ts";
+import { post, TOOLS_TEMPLATE, withDaemon } from "./_daemon.ts";
+import { smolModelPath } from "./_fixtures.ts";
+import { serverLogPath } from "../lib/server/logs.ts";
+import { resolvePaths } from "../lib/config/paths.ts";
 import { answerRewrite, rewriteBytes } from "../lib/daemon/openai/rewrite.ts";
 
 const enc = new TextEncoder();
@@ -92,7 +96,13 @@ Deno.test({
   sanitizeOps: false,
   async fn(t) {
     const env = { OLLAMA_NUM_PARALLEL: "1", OLLAMA_MAX_QUEUE: "1" };
-    await withDaemon({ env }, async ({ url }) => {
+    const smol = await smolModelPath();
+    // toolsmol: SmolLM2 with a chat template that has tools (a preset's), so it can be given them.
+    const models = { "smol.gguf": smol, "toolsmol.gguf": smol };
+    const config = {
+      presets: { toolsmol: { model: "toolsmol", args: ["--chat-template-file", TOOLS_TEMPLATE] } },
+    };
+    await withDaemon({ env, models, config }, async ({ url, dataDir }) => {
       const copied = await post(`${url}/api/copy`, { source: "smol", destination: "my-copy:v2" });
       assertEquals(copied.status, 200);
       await copied.body?.cancel();
@@ -161,6 +171,15 @@ Deno.test({
         },
       );
 
+      await t.step("/api/ps names each model's runner, whose llama-server log is there", async () => {
+        const { models } = await (await fetch(`${url}/api/ps`)).json();
+        assert(models.length > 0);
+        for (const m of models) {
+          const log = await Deno.readTextFile(serverLogPath(resolvePaths({ dataDir, env: {} }), m.runner));
+          assertStringIncludes(log, "slot", `${m.runner}'s log`);
+        }
+      });
+
       await t.step("llama-server's own errors on /v1/messages come in Anthropic's shape", async () => {
         const res = await post(`${url}/v1/messages`, {
           model: "smol",
@@ -172,6 +191,51 @@ Deno.test({
         const err = await anthropicError(res);
         assertEquals(err.type, "invalid_request_error");
         assertStringIncludes(err.message, "temperature");
+      });
+
+      await t.step("tools: a 400 for a model without them, in the prompt for one with them", async () => {
+        const weather = { type: "object", properties: { city: { type: "string" } }, required: ["city"] };
+        const fn = { name: "get_weather", description: "Get the weather for a city" };
+        const asks: [string, Record<string, unknown>, Record<string, unknown>][] = [
+          ["/v1/chat/completions", { messages: hello, max_tokens: 2 }, {
+            tools: [{ type: "function", function: { ...fn, parameters: weather } }],
+          }],
+          ["/v1/messages", { messages: hello, max_tokens: 2 }, { tools: [{ ...fn, input_schema: weather }] }],
+          ["/v1/responses", { input: "Say hello.", max_output_tokens: 2 }, {
+            tools: [{ type: "function", ...fn, parameters: weather }],
+          }],
+        ];
+        for (const [path, body, tools] of asks) {
+          const res = await post(`${url}${path}`, { model: "smol", ...body, ...tools });
+          const text = await res.text();
+          assertEquals(res.status, 400, `${path}: ${text}`);
+          const err = JSON.parse(text);
+          assertEquals(err.error.type, "invalid_request_error");
+          if (path === "/v1/messages") assertEquals(err.type, "error");
+          assertStringIncludes(err.error.message, '"smol" does not support tools');
+        }
+        const count = async (extra: Record<string, unknown>) => {
+          const res = await post(`${url}/v1/messages/count_tokens`, {
+            model: "toolsmol",
+            messages: hello,
+            ...extra,
+          });
+          assertEquals(res.status, 200);
+          return (await res.json()).input_tokens;
+        };
+        assert(await count(asks[1][2]) > await count({}) + 10, "the tool is rendered into the prompt");
+        const usage = async (extra: Record<string, unknown>) => {
+          const res = await post(`${url}/v1/responses`, {
+            model: "toolsmol",
+            ...asks[2][1],
+            ...greedy,
+            ...extra,
+          });
+          const text = await res.text();
+          assertEquals(res.status, 200, text);
+          return JSON.parse(text).usage.input_tokens;
+        };
+        assert(await usage(asks[2][2]) > await usage({}) + 10, "the tool is rendered into the prompt");
       });
 
       await t.step("hostile requests get a 4xx that says why, in each API's shape", async () => {

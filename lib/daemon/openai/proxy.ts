@@ -10,7 +10,7 @@
  */
 import type { LogFields } from "../../util/log.ts";
 import type { DaemonContext } from "../context.ts";
-import { findModel, modelMessages } from "../context.ts";
+import { capabilitiesOf, findModel, modelMessages } from "../context.ts";
 import type { CatalogModel } from "../../models/catalog.ts";
 import { errorStatus, HttpError, readBodyText } from "../http.ts";
 import { openUpstream, type UpstreamStream } from "../upstream/client.ts";
@@ -58,6 +58,14 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   ctx.requests?.note(req, { model: body.model });
   const model = await findModel(ctx, body.model);
   const embedding = path === "/v1/embeddings";
+  // As Ollama's compatibility endpoints, which go through its chat handler: tools for a model that cannot
+  // call them are a 400 before anything loads (llama-server would render them and answer in words).
+  if (
+    Array.isArray(body.tools) && body.tools.length && path !== "/v1/completions" && !embedding &&
+    !(await capabilitiesOf(ctx, model)).includes("tools")
+  ) {
+    throw new HttpError(400, `"${body.model}" does not support tools`);
+  }
   let load: LoadOptions | undefined;
   let send = text;
   if (model.settings) {
