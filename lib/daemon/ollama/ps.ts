@@ -30,6 +30,7 @@ export async function handlePs(ctx: DaemonContext): Promise<Response> {
       expires_at: Number.isFinite(r.expiresAt) ? new Date(r.expiresAt).toISOString() : FOREVER,
       size_vram: r.sizeVramBytes,
       context_length: r.ctx,
+      runner: r.serverName,
     })),
   );
   return jsonResponse({ models });
