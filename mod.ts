@@ -117,6 +117,12 @@ export {
   parseModelName,
 } from "./lib/models/names.ts";
 export { resolveModel } from "./lib/models/resolve.ts";
+export {
+  createDigestCache,
+  type DigestCache,
+  type DigestCacheOptions,
+  type DigestSubject,
+} from "./lib/models/digests.ts";
 export { findPreset, presetForModel, type PresetTarget } from "./lib/models/presets.ts";
 export { modelCapabilities } from "./lib/models/capabilities.ts";
 export { ForeignModelError, ModelNotFoundError, ModelStoreError } from "./lib/models/errors.ts";

@@ -18,9 +18,12 @@
  * llama-server gets `--parallel` slots (default 8) so that 8 streams measure the daemon, not queueing.
  *
  * Run: `deno run -A bench/daemon_overhead.ts [--rounds N] [--tokens N] [--ttft N] [--requests N] [--parallel N]
- * [--threads N] [--server-args "..."] [--v8 FLAGS] [--streams 1,4,8] [--json]` (`--threads` gives llama-server
- * that many threads, e.g. to leave the daemon a core; `--server-args` adds llama-server flags to both paths;
- * `--v8` replaces the daemon's V8 flags, `--v8=` runs it without any).
+ * [--threads N] [--server-args "..."] [--v8 FLAGS] [--streams 1,4,8] [--api ollama|openai] [--json]`
+ * (`--threads` gives llama-server that many threads, e.g. to leave the daemon a core; `--server-args` adds
+ * llama-server flags to both paths; `--v8` replaces the daemon's V8 flags, `--v8=` runs it without any;
+ * `--api openai` measures the daemon's `/v1/chat/completions` instead of `/api/chat`, asking for the model by a
+ * name other than the one llama-server reports, so that every event's `model` is rewritten; `--v1-model
+ * smol:latest` asks by the name llama-server reports, so that nothing is).
  *
  * @module
  */
@@ -43,6 +46,8 @@ const { values: flags } = parseArgs({
     "server-args": { type: "string" },
     v8: { type: "string" },
     streams: { type: "string", default: "1,4,8" },
+    api: { type: "string", default: "ollama" },
+    "v1-model": { type: "string", default: "smol" },
   },
 });
 const ROUNDS = Number(flags.rounds);
@@ -50,6 +55,11 @@ const TOKENS = Number(flags.tokens);
 const TTFT_SAMPLES = Number(flags.ttft);
 const REQUESTS = Number(flags.requests);
 const V8 = flags.v8 ?? DAEMON_V8_FLAGS.join(" ");
+// The daemon's path measured: Ollama's /api/chat, or OpenAI's /v1/chat/completions (passed through, the model
+// renamed in every event to the name asked, which differs from the one llama-server reports).
+const API = flags.api === "openai" ? "openai" : "ollama";
+if (flags.api !== API) throw new Error(`--api must be ollama or openai, not ${flags.api}`);
+const V1_MODEL = flags["v1-model"]!;
 const PROMPT = "Write a short story about a robot who learns to paint.";
 // What the daemon sends llama-server for these Ollama options (lib/daemon/ollama/convert.ts): Ollama's defaults,
 // then the request's.
@@ -86,7 +96,7 @@ async function readLines(res: Response, onLine: (line: string) => void): Promise
   }
 }
 
-async function daemonStream(url: string, tokens: number): Promise<StreamResult> {
+async function ollamaStream(url: string, tokens: number): Promise<StreamResult> {
   const t0 = performance.now();
   const res = await fetch(`${url}/api/chat`, {
     method: "POST",
@@ -112,18 +122,41 @@ async function daemonStream(url: string, tokens: number): Promise<StreamResult> 
   return { ttftMs: ttft, tokens: n, evalMs };
 }
 
-async function directStream(url: string, tokens: number): Promise<StreamResult> {
+/** The daemon's own llama-server: its address and the key the daemon gave it. */
+interface Direct {
+  url: string;
+  key: string;
+}
+
+function daemonStream(url: string, tokens: number): Promise<StreamResult> {
+  return API === "openai" ? v1Stream(url, {}, tokens, V1_MODEL) : ollamaStream(url, tokens);
+}
+
+function directStream(direct: Direct, tokens: number): Promise<StreamResult> {
+  return v1Stream(direct.url, { authorization: `Bearer ${direct.key}` }, tokens);
+}
+
+async function v1Stream(
+  url: string,
+  headers: Record<string, string>,
+  tokens: number,
+  model?: string,
+): Promise<StreamResult> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify({
+      model,
       messages: [{ role: "user", content: PROMPT }],
       stream: true,
-      max_tokens: tokens,
       ...SAMPLING,
+      // After SAMPLING: its n_predict (Ollama's default, -1) would win over max_tokens in llama-server.
+      max_tokens: tokens,
+      n_predict: tokens,
     }),
   });
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`);
   let ttft = -1;
   let n = 0;
   let evalMs = 0;
@@ -261,7 +294,7 @@ async function main(): Promise<void> {
       method: "POST",
       body: JSON.stringify({ model: "smol", messages: [], keep_alive: -1 }),
     })).json();
-    const direct = await findServerUrl(url, dataDir);
+    const direct = await findServer(url, dataDir);
     // Warm both paths (prompt cache, JIT).
     for (let i = 0; i < 3; i++) {
       await daemonStream(url, TOKENS);
@@ -271,7 +304,8 @@ async function main(): Promise<void> {
     const anonIdle = anonRss(daemon.pid);
     out(
       `llama-server: ${serverArgs.join(" ")}; daemon V8 flags: ${V8 || "(none)"}; ` +
-        `${TOKENS} tokens per stream, ${ROUNDS} rounds (x2 at 1 stream), ${TTFT_SAMPLES} TTFT samples per path`,
+        `${TOKENS} tokens per stream, ${ROUNDS} rounds (x2 at 1 stream), ${TTFT_SAMPLES} TTFT samples per path; ` +
+        `daemon path ${API === "openai" ? `/v1/chat/completions (model "${V1_MODEL}")` : "/api/chat"}`,
     );
 
     const streams = flags.streams!.split(",").filter(Boolean).map(Number);
@@ -404,6 +438,7 @@ async function main(): Promise<void> {
           tokens: TOKENS,
           rounds: ROUNDS,
           server_args: serverArgs,
+          api: API,
           v8_flags: V8,
           throughput,
           ttft,
@@ -422,14 +457,18 @@ async function main(): Promise<void> {
   }
 }
 
-async function findServerUrl(url: string, dataDir: string): Promise<string> {
+async function findServer(url: string, dataDir: string): Promise<Direct> {
   // The daemon's llama-server records its URL with the supervisor; read it back through lib/server.
   const { listServers } = await import("../lib/server/mod.ts");
   const { resolvePaths } = await import("../lib/config/paths.ts");
   const servers = await listServers(resolvePaths({ dataDir, env: {} }));
   const s = servers.find((x: { owner?: { kind: string } }) => x.owner?.kind === "daemon");
   if (!s) throw new Error(`no daemon-owned llama-server found (daemon at ${url})`);
-  return s.url;
+  // The daemon gives each runner a key of its own, in its environment (the bench runs as the same user).
+  const environ = await Deno.readTextFile(`/proc/${s.pid}/environ`);
+  const key = environ.split("\0").find((e) => e.startsWith("LLAMA_API_KEY="))?.slice("LLAMA_API_KEY=".length);
+  if (!key) throw new Error(`the daemon's llama-server (pid ${s.pid}) has no LLAMA_API_KEY`);
+  return { url: s.url, key };
 }
 
 if (import.meta.main) await main();

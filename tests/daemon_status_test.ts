@@ -39,7 +39,7 @@ Deno.test("daemon: /, /api/version, /api/tags and /api/show answer as Ollama's d
       assertEquals(smol.details.format, "gguf");
       assertEquals(smol.details.family, "llama");
       assertEquals(smol.details.quantization_level, "Q4_1");
-      assertMatch(smol.digest, /^[0-9a-f]{64}$/);
+      assertMatch(smol.digest, /^([0-9a-f]{64})?$/); // empty until hashed (tests/models_digests_test.ts)
       assert(smol.size > 50_000_000);
     });
 

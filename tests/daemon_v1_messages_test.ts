@@ -161,9 +161,8 @@ Deno.test("daemon /v1/messages and /v1/responses with a key", async (t) => {
         assertEquals(r.count, c.input_tokens);
         assertEquals(r.count_system, r.system.input_tokens);
         const st = r.stop;
-        // llama-server names the stop sequence but answers stop_reason "end_turn" (server-task.cpp), not Anthropic's
-        // "stop_sequence"; the daemon passes its answer through unchanged.
-        assertEquals(st.stop_reason, "end_turn", JSON.stringify(st));
+        // llama-server answers "end_turn" here (server-task.cpp); the daemon gives Anthropic's "stop_sequence".
+        assertEquals(st.stop_reason, "stop_sequence", JSON.stringify(st));
         assertEquals(st.stop_sequence, st.stop);
         assert(!st.text.includes(st.stop), JSON.stringify(st));
         assert(st.long_text.startsWith(st.text), JSON.stringify(st));

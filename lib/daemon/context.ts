@@ -22,6 +22,7 @@ import { HttpError } from "./http.ts";
 import type { Message } from "./types.ts";
 import type { Logger } from "../util/log.ts";
 import type { RequestLog } from "./request_log.ts";
+import type { DigestCache } from "../models/digests.ts";
 
 /**
  * Shared state of a running daemon: what {@linkcode createRoutes} serves from.
@@ -45,6 +46,8 @@ export interface DaemonContext {
   paths: Paths;
   /** The models. */
   catalog: Catalog;
+  /** Content digests of the models' files; unset: digests are reported as not known. */
+  digests?: DigestCache;
   /** Loaded models. */
   scheduler: Scheduler;
   /** Default keep-alive in ms (Infinity = forever). */

@@ -32,6 +32,8 @@ import { daemonSettings } from "./settings.ts";
 import { startLogRotation } from "../server/logs.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../util/log.ts";
 import { createRequestLog } from "./request_log.ts";
+import { createDigestCache } from "../models/digests.ts";
+import { join } from "node:path";
 
 /**
  * Options for {@linkcode startDaemon}.
@@ -152,9 +154,14 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     log,
   });
   const catalog = createCatalog({ paths: options.paths, listModels, aliases: options.config.models.aliases });
+  const digests = createDigestCache(join(options.paths.dataDir, "digests.json"), {
+    onError: (files, err) =>
+      log(`warning: no digest for ${files.join(", ")}: ${(err as Error).message ?? err}`),
+  });
   const ctx: DaemonContext = {
     paths: options.paths,
     catalog,
+    digests,
     scheduler,
     defaultKeepAliveMs: settings.keepAliveMs,
     version: settings.ollamaVersion,
@@ -263,6 +270,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     closing ??= (async () => {
       rotation.stop();
       abort.abort();
+      await digests.close();
       await scheduler.stopAll();
       await dropAllConnections();
       await server.finished.catch(() => {});

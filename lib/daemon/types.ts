@@ -756,6 +756,8 @@ export interface ProcessModel {
   size_vram: number;
   /** The context it runs with. */
   context_length: number;
+  /** llama-mgr's own: the llama-server that runs it, whose log `llama-mgr server logs RUNNER` shows. */
+  runner?: string;
 }
 
 /**
@@ -776,6 +778,7 @@ export const ProcessModelSchema: z.ZodType<ProcessModel> = exactly<ProcessModel>
   expires_at: z.string(),
   size_vram: z.number().int(),
   context_length: z.number().int(),
+  runner: z.string().optional(),
 }));
 
 /**

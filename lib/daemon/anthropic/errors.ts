@@ -5,6 +5,7 @@
  * @module
  */
 import { errorStatus } from "../http.ts";
+import { QueueFullError } from "../runners/errors.ts";
 
 /** Anthropic's error type for a status (its documented list; another 4xx is an invalid request). */
 function errorType(status: number): string {
@@ -56,7 +57,8 @@ export function anthropicError(status: number, message: string): Response {
 }
 
 /**
- * Maps a thrown value to Anthropic's error response, with the status of `errorStatus`.
+ * Maps a thrown value to Anthropic's error response, with the status of `errorStatus`, except a full queue:
+ * Anthropic's 529 `overloaded_error`, which its clients retry (Ollama's endpoints answer 503).
  *
  * @example
  * ```ts
@@ -64,5 +66,6 @@ export function anthropicError(status: number, message: string): Response {
  * ```
  */
 export function toAnthropicError(err: unknown): Response {
-  return anthropicError(errorStatus(err), err instanceof Error ? err.message : String(err));
+  const status = err instanceof QueueFullError ? 529 : errorStatus(err);
+  return anthropicError(status, err instanceof Error ? err.message : String(err));
 }

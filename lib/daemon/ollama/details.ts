@@ -5,6 +5,7 @@
  * @module
  */
 import type { CatalogModel } from "../../models/catalog.ts";
+import type { DaemonContext } from "../context.ts";
 import type { ModelDetails } from "../types.ts";
 import { FILE_TYPES } from "../../gguf/types.ts";
 
@@ -44,13 +45,12 @@ export function modelDetails(m: CatalogModel): ModelDetails {
 }
 
 /**
- * A stable digest for a model: the SHA-256 of its path, size and modification time (hashing the whole file
- * would read gigabytes on every listing). It changes when the file changes.
+ * A model's digest as Ollama lists it: the sha256 of its content, in hex. Empty while it is not known yet (a
+ * file found on disk is hashed once in the background, lib/models/digests.ts): never made up from the path.
  */
-export async function modelDigest(m: CatalogModel): Promise<string> {
-  const text = `${m.entry.path}\0${m.entry.sizeBytes}\0${m.entry.mtimeMs}`;
-  const buf = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+export async function modelDigest(ctx: DaemonContext, m: CatalogModel): Promise<string> {
+  const digest = await ctx.digests?.get(m.entry);
+  return digest ? digest.slice("sha256:".length) : "";
 }
 
 /** `model_info` in GGUF key names, from the facts the index keeps. */

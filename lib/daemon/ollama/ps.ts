@@ -36,11 +36,12 @@ export async function handlePs(ctx: DaemonContext): Promise<Response> {
       name: r.name,
       model: r.name,
       size: r.sizeBytes,
-      digest: await modelDigest(r.model),
+      digest: await modelDigest(ctx, r.model),
       details: modelDetails(r.model),
       expires_at: Number.isFinite(r.expiresAt) ? new Date(r.expiresAt).toISOString() : FOREVER,
       size_vram: r.sizeVramBytes,
       context_length: r.ctx,
+      runner: r.serverName,
       llama_mgr: {
         devices: r.usage,
         ...(r.ngl !== undefined ? { gpu_layers: r.ngl } : {}),

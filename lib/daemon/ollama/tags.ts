@@ -24,7 +24,7 @@ export async function handleTags(ctx: DaemonContext): Promise<Response> {
     model: m.name,
     modified_at: new Date(m.entry.mtimeMs).toISOString(),
     size: m.entry.sizeBytes,
-    digest: await modelDigest(m),
+    digest: await modelDigest(ctx, m),
     details: modelDetails(m),
     capabilities: await capabilitiesOf(ctx, m),
   })));

@@ -1,20 +1,23 @@
 /**
  * The `/v1` endpoints llama-server speaks itself: OpenAI's `/v1/chat/completions`, `/v1/completions`,
  * `/v1/embeddings` and `/v1/responses`, Anthropic's `/v1/messages` and `/v1/messages/count_tokens`. Each is routed
- * by its `model` to that model's llama-server and streamed through byte for byte (a model made by `/api/create`
- * adds its parameters, system prompt and messages); `/v1/models` and `/v1/models/:id` list the catalogue. Errors
+ * by its `model` to that model's llama-server and streamed through byte for byte but for the model's name, given
+ * back as the request asked (./rewrite.ts; a model made by `/api/create` adds its parameters, system prompt and
+ * messages); `/v1/models` and `/v1/models/:id` list the catalogue. Errors
  * use OpenAI's body (`{"error": {"message", "type", "param", "code"}}`), Anthropic's on `/v1/messages*`.
  *
  * @module
  */
 import type { LogFields } from "../../util/log.ts";
 import type { DaemonContext } from "../context.ts";
-import { findModel, modelMessages } from "../context.ts";
+import { capabilitiesOf, findModel, modelMessages } from "../context.ts";
 import type { CatalogModel } from "../../models/catalog.ts";
 import { errorStatus, HttpError, readBodyText } from "../http.ts";
 import { openUpstream, type UpstreamStream } from "../upstream/client.ts";
 import { type LoadOptions, parseOptions } from "../options.ts";
 import { toOpenAIMessages } from "../ollama/to_llama.ts";
+import { answerRewrite } from "./rewrite.ts";
+import { checkMessagesRequest } from "../anthropic/request.ts";
 
 /** OpenAI's error body for a status. */
 export function openaiError(status: number, message: string): Response {
@@ -50,10 +53,19 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new HttpError(400, "request body must be a JSON object");
   }
-  if (typeof body.model !== "string") throw new HttpError(400, "model is required");
+  if (typeof body.model !== "string" || !body.model) throw new HttpError(400, "model is required");
+  if (path.startsWith("/v1/messages")) checkMessagesRequest(body, path === "/v1/messages/count_tokens");
   ctx.requests?.note(req, { model: body.model });
   const model = await findModel(ctx, body.model);
   const embedding = path === "/v1/embeddings";
+  // As Ollama's compatibility endpoints, which go through its chat handler: tools for a model that cannot
+  // call them are a 400 before anything loads (llama-server would render them and answer in words).
+  if (
+    Array.isArray(body.tools) && body.tools.length && path !== "/v1/completions" && !embedding &&
+    !(await capabilitiesOf(ctx, model)).includes("tools")
+  ) {
+    throw new HttpError(400, `"${body.model}" does not support tools`);
+  }
   let load: LoadOptions | undefined;
   let send = text;
   if (model.settings) {
@@ -82,6 +94,13 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   // For the request log: the last two pieces of the answer, where llama-server writes its `usage` (at the end
   // of a JSON answer, in the last event of a stream); kept by reference, read once at the end.
   const requests = ctx.requests;
+  // The answer names the model as the request did, and speaks Anthropic's dialect where llama-server does not.
+  const rewrite = answerRewrite({
+    model: body.model,
+    anthropic: path.startsWith("/v1/messages"),
+    stream: (up.headers["content-type"] ?? "").includes("text/event-stream"),
+    status: up.status,
+  });
   let last: Uint8Array | undefined;
   let before: Uint8Array | undefined;
   let released = false;
@@ -96,16 +115,21 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   const out = new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       try {
-        const { value, done } = await up.chunks.next();
-        if (done) {
-          ctrl.close();
-          release();
-        } else {
-          if (requests) {
-            before = last;
-            last = value;
+        while (true) {
+          const { value: piece, done } = await up.chunks.next();
+          const value = done ? rewrite.end() : rewrite.push(piece);
+          if (value.length) {
+            if (requests) {
+              before = last;
+              last = value;
+            }
+            ctrl.enqueue(value);
           }
-          ctrl.enqueue(value);
+          if (done) {
+            ctrl.close();
+            release();
+          }
+          if (done || value.length) break;
         }
       } catch (err) {
         release();

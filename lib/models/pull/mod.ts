@@ -20,6 +20,7 @@ import type { ModelEntry } from "../index.ts";
 import { parseHfRef, pullHuggingFace } from "./huggingface.ts";
 import { pullOllama } from "./ollama.ts";
 import { download } from "./download.ts";
+import { storeDigest } from "../digests.ts";
 
 /**
  * One progress line, as Ollama's `/api/pull` streams them.
@@ -207,16 +208,6 @@ async function pullOnce(
           ".gguf file",
       });
   }
-}
-
-/** The digest a store names a file by: Ollama's `sha256-<hex>` blobs, the Hugging Face cache's `<sha256>` blobs. */
-async function storeDigest(path: string): Promise<string | undefined> {
-  const real = await Deno.realPath(path).catch(() => path);
-  const name = basename(real);
-  const ollama = name.match(/^sha256-([0-9a-f]{64})$/);
-  if (ollama) return ollama[1];
-  if (/\/blobs\/[0-9a-f]{64}$/.test(real)) return name;
-  return undefined;
 }
 
 /**
