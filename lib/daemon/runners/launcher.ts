@@ -14,7 +14,8 @@ import { estimateMemory } from "../../gguf/mod.ts";
 import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
 import { loadFlags } from "../options.ts";
 import { setUpstreamKey } from "../upstream/client.ts";
-import type { Launcher } from "./scheduler.ts";
+import { type Launcher, runnerKey } from "./scheduler.ts";
+import { attachRunner, detachRunner, type KvCache } from "./kv_cache.ts";
 
 /**
  * Options for {@linkcode serverLauncher}.
@@ -41,6 +42,8 @@ export interface ServerLauncherOptions {
   flashAttention?: boolean;
   /** KV cache type for K and V (`-ctk`/`-ctv`, OLLAMA_KV_CACHE_TYPE); unset: f16. */
   cacheType?: string;
+  /** Where chat runners save their slots before they stop, and restore them from (`--slot-save-path`). */
+  kvCache?: KvCache;
   /** Called with a server's address once it has stopped (the daemon drops its kept-alive connections to it). */
   onStopped?: (url: string) => void;
 }
@@ -169,6 +172,12 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       } else {
         args.push("--jinja");
       }
+      // Saved slots are only restored into a runner of the same model, template, adapters and cache layout.
+      const kv = !spec.embedding && options.kvCache && !has("--slot-save-path") ? options.kvCache : undefined;
+      if (kv) args.push("--slot-save-path", kv.dir);
+      const kvModel = `${runnerKey(spec.model)}|ctk=${options.cacheType ?? "f16"}|fa=${
+        options.flashAttention ?? "auto"
+      }`;
       // A key of its own, so that nothing on this machine reaches the runner around the daemon (its Host and
       // Origin checks, its queue, its options). llama-server leaves /health open, so readiness still works.
       const apiKey = newApiKey();
@@ -200,14 +209,19 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       const gpu = instance.arch !== "cpu" && spec.load.ngl !== 0;
       setUpstreamKey(status.url, apiKey);
       running.set(spec.serverName, { url: status.url, pid: status.pid, apiKey });
+      if (kv) attachRunner(status.url, kv, kvModel);
       return { url: status.url, pid: status.pid, sizeBytes: size, sizeVramBytes: gpu ? size : 0 };
     },
     async stop(name) {
+      const server = running.get(name);
+      // Its conversations' KV caches go to disk first (a server that died has none to give).
+      if (server) {
+        await detachRunner(server.url, { save: server.pid === undefined || processAlive(server.pid) });
+      }
       try {
         await stopServer(paths, name);
         await removeServer(paths, name).catch(() => {});
       } finally {
-        const server = running.get(name);
         running.delete(name);
         if (server) {
           setUpstreamKey(server.url, undefined, server.apiKey);

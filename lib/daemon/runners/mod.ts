@@ -15,4 +15,5 @@
  */
 export * from "./scheduler.ts";
 export * from "./launcher.ts";
+export * from "./kv_cache.ts";
 export * from "./errors.ts";
