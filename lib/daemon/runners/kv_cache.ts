@@ -8,8 +8,9 @@
  * llama-server computes only the new tokens. The files are bounded by a size cap, least recently used removed
  * first; the index (`index.json`) is written atomically.
  *
- * A restore that fails (a file from another cache type, a conversation longer than the new context) costs one
- * request to llama-server and the file is dropped; the request then runs as if nothing had been saved.
+ * A restore that fails (a file from another cache type, a conversation longer than the new context, no room
+ * left in a shared KV cache) costs one request to llama-server and is not tried again on that runner; the
+ * request then runs as if nothing had been saved.
  *
  * @module
  */
@@ -480,11 +481,14 @@ export async function openKvCache(options: KvCacheOptions): Promise<KvCache> {
         try {
           await slotAction(url, free.id, "restore", best.e.file);
         } catch (err) {
-          log(`kv cache: ${(err as Error).message}; dropping ${best.e.file}`);
-          await serial(async () => {
-            await remove(best.e.file);
-            await write();
-          });
+          // Not tried again on this runner; the file stays for a runner it may suit (least recently used
+          // files go first when the cap is reached).
+          r.restored.add(best.e.file);
+          log(
+            `kv cache: could not restore ${best.e.file} into slot ${free.id} of ${url}: ${
+              (err as Error).message
+            }`,
+          );
           return body;
         }
         r.restored.add(best.e.file);
