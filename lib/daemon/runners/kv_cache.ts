@@ -28,6 +28,8 @@ export const DEFAULT_KV_CACHE_MAX_BYTES: number = 2 * 1024 ** 3;
 const MIN_TOKENS = 32;
 /** How long saving a runner's slots may take before the runner is stopped anyway. */
 const SAVE_TIMEOUT_MS = 30_000;
+/** How long `GET /slots` may take before saving is given up. */
+const LIST_TIMEOUT_MS = 5_000;
 /** A `pending-*` file older than this was left by a daemon that died while saving. */
 const STALE_MS = 10 * 60_000;
 /** After this many requests to a runner without a restore, it stops looking (each look tokenizes the prompt). */
@@ -428,7 +430,8 @@ export async function openKvCache(options: KvCacheOptions): Promise<KvCache> {
       const saved: KvEntry[] = [];
       try {
         // A busy slot would make llama-server wait for its answer: only idle ones are saved.
-        for (const s of await slotsOf(url, signal)) {
+        // A server that does not list its slots at once is stuck (stopped, swapping): not waited for.
+        for (const s of await slotsOf(url, AbortSignal.any([signal, AbortSignal.timeout(LIST_TIMEOUT_MS)]))) {
           if (s.busy) continue;
           const e = await saveOne(url, model, s.id, signal);
           if (e) saved.push(e);
