@@ -553,6 +553,21 @@ const rows: Row[] = [
     expect: { defaultCtx: undefined },
   })),
 
+  // The KV caches saved on unload: a size cap, 2 GiB unless set, 0 for none.
+  { name: "kv_cache_max unset is 2 GiB", expect: { kvCacheMaxBytes: 2 * 1024 ** 3 } },
+  {
+    name: "kv_cache_max as a size",
+    config: { kv_cache_max: "512MiB" },
+    expect: { kvCacheMaxBytes: 512 * 1024 ** 2 },
+  },
+  { name: "kv_cache_max 0 saves none", config: { kv_cache_max: 0 }, expect: { kvCacheMaxBytes: 0 } },
+  {
+    name: "kv_cache_max unreadable",
+    config: { kv_cache_max: "big" },
+    error: 'daemon.kv_cache_max: invalid size "big"',
+    hint: "give bytes or a size such as 512MiB or 2GiB (0 turns it off)",
+  },
+
   // The version /api/version reports.
   { name: "config ollama_version", config: { ollama_version: "0.6.4" }, expect: { ollamaVersion: "0.6.4" } },
 ];

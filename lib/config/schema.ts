@@ -171,6 +171,8 @@ export interface DaemonConfig {
   kv_cache_type?: string;
   /** The Ollama version `/api/version` reports (clients check it); unset: the one the daemon follows. */
   ollama_version?: string;
+  /** Size cap of the KV caches saved when a model is unloaded (`2GiB`, the default; `0` turns saving off). */
+  kv_cache_max?: string | number;
 }
 
 /**
@@ -335,6 +337,7 @@ export const ConfigSchema: z.ZodType<Config> = exactly<Config>()(z.strictObject(
     flash_attention: z.boolean().optional(),
     kv_cache_type: z.string().optional(),
     ollama_version: z.string().regex(/^\d+\.\d+\.\d+$/, "a version like 0.33.0").optional(),
+    kv_cache_max: z.union([z.string(), z.number().nonnegative()]).optional(),
   }).prefault({}),
   memory: z.strictObject({
     reserve: ByteSize.optional(),

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
 import { startMemoryTrimmer } from "../util/memory.ts";
@@ -27,6 +28,7 @@ import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./runners/scheduler.ts";
 import { serverLauncher } from "./runners/launcher.ts";
 import { groupConflicts } from "./runners/groups.ts";
+import { openKvCache } from "./runners/kv_cache.ts";
 import { dropAllConnections, dropConnections } from "./upstream/client.ts";
 import { daemonSettings } from "./settings.ts";
 import { startLogRotation } from "../server/logs.ts";
@@ -132,7 +134,14 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   const requests = logger.enabled("info") ? createRequestLog(logger) : undefined;
   const { host, port } = settings;
 
+  // Conversations' KV caches saved when a model is unloaded (the launcher saves and the forwarders restore).
+  const kvCache = options.launcher || settings.kvCacheMaxBytes <= 0 ? undefined : await openKvCache({
+    dir: join(options.paths.dataDir, "daemon", "slots"),
+    maxBytes: settings.kvCacheMaxBytes,
+    log,
+  });
   const launcher = options.launcher ?? await serverLauncher({
+    kvCache,
     paths: options.paths,
     config: options.config,
     instance: options.instance,

@@ -15,6 +15,7 @@ import { OLLAMA_API_VERSION } from "../version.ts";
 import { defaultKeepAlive, type KeepAliveMs } from "./keep_alive.ts";
 import { CACHE_TYPES, DEFAULT_LOAD_TIMEOUT_MS } from "./runners/launcher.ts";
 import { allowedOrigins } from "./security.ts";
+import { DEFAULT_KV_CACHE_MAX_BYTES, parseByteSize } from "./runners/kv_cache.ts";
 
 /** What {@linkcode daemonSettings} reads. */
 export interface DaemonSettingsInput {
@@ -61,6 +62,8 @@ export interface DaemonSettings {
   cacheType?: string;
   /** How long a model may take to load, in milliseconds. */
   readyTimeoutMs: number;
+  /** Size cap of the KV caches saved when a model is unloaded, in bytes (0: none are saved). */
+  kvCacheMaxBytes: number;
   /** Context for a model whose preset and request set none; unset: the scheduler's 4096. */
   defaultCtx?: number;
   /** The Ollama version `/api/version` reports. */
@@ -166,6 +169,16 @@ function contextLengthEnv(env: Record<string, string | undefined>): number | und
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
+/** `daemon.kv_cache_max` in bytes, with the config key named in the error. */
+function kvCacheMax(value: string | number | undefined): number {
+  if (value === undefined) return DEFAULT_KV_CACHE_MAX_BYTES;
+  try {
+    return parseByteSize(value);
+  } catch (err) {
+    throw new UserError(`daemon.kv_cache_max: ${(err as Error).message}`, { hint: (err as UserError).hint });
+  }
+}
+
 /**
  * Resolves every daemon setting from the flags, the environment and the config (in that order of
  * precedence). Throws a {@linkcode UserError} naming the variable for a bad `OLLAMA_HOST` port, a bad
@@ -223,6 +236,7 @@ export function daemonSettings(input: DaemonSettingsInput): DaemonSettings {
     flashAttention,
     cacheType,
     readyTimeoutMs: loadTimeoutEnv(env),
+    kvCacheMaxBytes: kvCacheMax(cfg.kv_cache_max),
     defaultCtx: contextLengthEnv(env),
     ollamaVersion: cfg.ollama_version ?? OLLAMA_API_VERSION,
     logLevel: flags.logLevel !== undefined

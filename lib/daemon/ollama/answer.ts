@@ -9,6 +9,7 @@ import type { Lease } from "../runners/scheduler.ts";
 import { jsonResponse, msToNs, ndjsonLinesResponse, nowRfc3339 } from "../http.ts";
 import { concatBytes } from "../../util/bytes.ts";
 import { openUpstreamOk, type UpstreamStream } from "../upstream/client.ts";
+import { resumeConversation } from "../runners/kv_cache.ts";
 import type { EventParser, GenEvent, OllamaToolCall } from "./events.ts";
 import type { DoneReason, Logprob, Metrics } from "../types.ts";
 
@@ -154,7 +155,8 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   };
   let up: UpstreamStream;
   try {
-    up = await openUpstreamOk(o.lease.url, o.path, JSON.stringify({ ...o.body, stream: true }));
+    const body = await resumeConversation(o.lease.url, o.path, { ...o.body, stream: true });
+    up = await openUpstreamOk(o.lease.url, o.path, JSON.stringify(body));
   } catch (err) {
     release();
     throw err;

@@ -14,6 +14,7 @@ import { capabilitiesOf, findModel, modelMessages } from "../context.ts";
 import type { CatalogModel } from "../../models/catalog.ts";
 import { errorStatus, HttpError, readBodyText } from "../http.ts";
 import { openUpstream, type UpstreamStream } from "../upstream/client.ts";
+import { mayResume, resumeConversation } from "../runners/kv_cache.ts";
 import { type LoadOptions, parseOptions } from "../options.ts";
 import { toOpenAIMessages } from "../ollama/to_llama.ts";
 import { answerRewrite } from "./rewrite.ts";
@@ -86,6 +87,9 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   let up: UpstreamStream;
   try {
     await ctx.arrivals.ready(req);
+    if (mayResume(lease.url)) {
+      send = JSON.stringify(await resumeConversation(lease.url, path, JSON.parse(send)));
+    }
     up = await openUpstream(lease.url, path, send);
   } catch (err) {
     lease.release();

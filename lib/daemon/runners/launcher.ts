@@ -16,8 +16,9 @@ import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/m
 import { loadFlags } from "../options.ts";
 import { setUpstreamDiagnosis, setUpstreamKey } from "../upstream/client.ts";
 import { assertFits, checkCluster, clusterBudget, diagnoseCluster, rpcFlags } from "../../rpc/cluster.ts";
-import type { Launcher, LaunchSpec } from "./scheduler.ts";
+import { type Launcher, type LaunchSpec, runnerKey } from "./scheduler.ts";
 import type { ModelNeed } from "./placement.ts";
+import { attachRunner, detachRunner, type KvCache } from "./kv_cache.ts";
 
 /**
  * Options for {@linkcode serverLauncher}.
@@ -44,6 +45,8 @@ export interface ServerLauncherOptions {
   flashAttention?: boolean;
   /** KV cache type for K and V (`-ctk`/`-ctv`, OLLAMA_KV_CACHE_TYPE); unset: f16. */
   cacheType?: string;
+  /** Where chat runners save their slots before they stop, and restore them from (`--slot-save-path`). */
+  kvCache?: KvCache;
   /** Called with a server's address once it has stopped (the daemon drops its kept-alive connections to it). */
   onStopped?: (url: string) => void;
   /** Environment for `OLLAMA_GPU_OVERHEAD` (default: the process's). */
@@ -246,6 +249,12 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
           }`,
         );
       }
+      // Saved slots are only restored into a runner of the same model, template, adapters and cache layout.
+      const kv = !spec.embedding && options.kvCache && !has("--slot-save-path") ? options.kvCache : undefined;
+      if (kv) args.push("--slot-save-path", kv.dir);
+      const kvModel = `${runnerKey(spec.model)}|ctk=${options.cacheType ?? "f16"}|fa=${
+        options.flashAttention ?? "auto"
+      }`;
       // A key of its own, so that nothing on this machine reaches the runner around the daemon (its Host and
       // Origin checks, its queue, its options). llama-server leaves /health open, so readiness still works.
       const apiKey = newApiKey();
@@ -274,6 +283,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         setUpstreamDiagnosis(status.url, () => diagnoseCluster(cluster.name, endpoints, status.logFile));
       }
       running.set(spec.serverName, { url: status.url, pid: status.pid, apiKey });
+      if (kv) attachRunner(status.url, kv, kvModel);
       // llama-server's own choice of slots is 4 (`-np -1`).
       const npArg = args.findIndex((a) => a === "-np" || a === "--parallel");
       const slots = np ?? (npArg >= 0 ? Number(args[npArg + 1]) : NaN);
@@ -287,11 +297,15 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       };
     },
     async stop(name) {
+      const server = running.get(name);
+      // Its conversations' KV caches go to disk first (a server that died has none to give).
+      if (server) {
+        await detachRunner(server.url, { save: server.pid === undefined || processAlive(server.pid) });
+      }
       try {
         await stopServer(paths, name);
         await removeServer(paths, name).catch(() => {});
       } finally {
-        const server = running.get(name);
         running.delete(name);
         if (server) {
           setUpstreamKey(server.url, undefined, server.apiKey);

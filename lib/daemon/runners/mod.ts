@@ -15,6 +15,7 @@
  */
 export * from "./scheduler.ts";
 export * from "./launcher.ts";
+export * from "./kv_cache.ts";
 export * from "./errors.ts";
 export * from "./placement.ts";
 export * from "./groups.ts";
