@@ -35,7 +35,6 @@ import { startLogRotation } from "../server/logs.ts";
 import { createLogger, type LogFormat, type LogLevel } from "../util/log.ts";
 import { createRequestLog } from "./request_log.ts";
 import { createDigestCache } from "../models/digests.ts";
-import { join } from "node:path";
 
 /**
  * Options for {@linkcode startDaemon}.
