@@ -9,6 +9,8 @@ import { platformHint, runDoctor } from "../lib/llamacpp/doctor.ts";
 import { detectGpu } from "../lib/llamacpp/detect.ts";
 import { type Arch, ARCHES, listInstances } from "../lib/llamacpp/instances.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { type CcacheReport, ccacheReport } from "../lib/llamacpp/ccache.ts";
+import { formatBytes } from "../lib/util/fs.ts";
 
 /** The `doctor` command. */
 export const doctorCommand: Command = {
@@ -35,6 +37,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   const checks = await runDoctor(arch);
   const missing = checks.filter((c) => c.required && !c.ok);
   const instances = await listInstances(ctx.paths);
+  const ccache = await ccacheReport(instances);
   if (ctx.json) {
     ctx.print(
       JSON.stringify(
@@ -45,6 +48,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
           configFile: ctx.paths.configFile,
           checks,
           instances: instances.map((i) => i.name),
+          ccache,
           ok: missing.length === 0,
         },
         null,
@@ -90,9 +94,35 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
       }
     }
   }
+  printCcache(ctx, ccache);
   ctx.print("");
   ctx.print(
     missing.length ? `${missing.length} required tool(s) missing for ${arch}` : `ready to build for ${arch}`,
   );
   return missing.length ? 1 : 0;
+}
+
+function percent(hits: number, misses: number): string {
+  return `${(hits / Math.max(1, hits + misses) * 100).toFixed(0)}%`;
+}
+
+/** What ccache saves: each compilation it answers is one the compiler does not run. */
+function printCcache(ctx: Context, r: CcacheReport | undefined): void {
+  ctx.print("");
+  if (!r) {
+    ctx.print("ccache: not installed; every rebuild compiles everything again (see above to install it)");
+    return;
+  }
+  ctx.print(
+    `ccache: ${r.hits} of ${r.hits + r.misses} compilations on this machine came from the cache (${
+      percent(r.hits, r.misses)
+    })${r.sizeBytes !== undefined ? `; cache size ${formatBytes(r.sizeBytes)}` : ""}`,
+  );
+  for (const b of r.builds) {
+    ctx.print(
+      `  last build of '${b.instance}': ${b.hits} of ${b.hits + b.misses} compilations from the cache (${
+        percent(b.hits, b.misses)
+      }), ${b.seconds}s`,
+    );
+  }
 }
