@@ -19,7 +19,7 @@ import {
   writeInstance,
 } from "./instances.ts";
 import { configureAndBuild } from "./build.ts";
-import { checkoutCommit } from "./source.ts";
+import { checkoutCommit, currentCommit } from "./source.ts";
 import { exists, removeAll } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { run, which } from "../util/run.ts";
@@ -127,8 +127,9 @@ export async function ensureTool(
     await Deno.mkdir(paths.logsDir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
     const logFile = join(paths.logsDir, `build-${name}-${tool}-${stamp}.log`);
-    // The same source and configuration as the release in use (after a rollback the tree is elsewhere).
-    await checkoutCommit(srcDir, rec.commit, { logFile });
+    // The same source and configuration as the release in use: after a rollback the tree is at another
+    // commit. A tree already there is left as it is (with whatever the install did to it).
+    if ((await currentCommit(srcDir)) !== rec.commit) await checkoutCommit(srcDir, rec.commit, { logFile });
     const ccache = (options.ccache ?? true) && rec.cmakeCommand.some((a) => a.endsWith("LAUNCHER=ccache")) &&
       !!which("ccache");
     const built = await configureAndBuild({
