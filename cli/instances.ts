@@ -58,7 +58,7 @@ export const instancesCommand: Command = {
         }
         ctx.print("");
         ctx.print(table(
-          ["", "COMMIT", "VERSION", "BACKEND", "TARGETS", "BUILT", "BINARIES"],
+          ["", "COMMIT", "VERSION", "BACKEND", "TARGETS", "BUILT", "FOLDER"],
           out.releases.map((r) => [
             r.current ? "*" : "",
             r.commit.slice(0, 10),

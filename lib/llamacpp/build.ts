@@ -236,13 +236,11 @@ export async function configureAndBuild(options: BuildOptions): Promise<BuildRes
   if (spec.ccache && options.ccacheStatsLog) {
     const text = await Deno.readTextFile(options.ccacheStatsLog).catch(() => "");
     await removeAll(options.ccacheStatsLog);
-    ccache = ccacheLogCounts(text);
+    const counts = ccacheLogCounts(text);
+    // Nothing logged: ccache was switched off (CCACHE_DISABLE) or had nothing to do.
+    if (counts.hits + counts.misses) ccache = counts;
   }
-  build?.done(
-    ccache && ccache.hits + ccache.misses
-      ? `built (ccache: ${ccache.hits} hits, ${ccache.misses} compiled)`
-      : "built",
-  );
+  build?.done(ccache ? `built (ccache: ${ccache.hits} hits, ${ccache.misses} compiled)` : "built");
   return { cmakeCommand: cmd, targets, seconds: (performance.now() - started) / 1000, ccache };
 }
 
