@@ -144,7 +144,7 @@ export const installCommand: Command = {
         "targets",
         "pull-only",
         "update-only",
-      ].filter((f) => args.flags[f] !== undefined);
+      ].filter((f) => args.flags[f] !== undefined && args.flags[f] !== false);
       if (others.length) {
         throw new UserError(`--rollback takes no build options (got --${others.join(", --")})`, {
           hint: `roll back with \`llama-mgr install -i ${name} --rollback\` alone`,
