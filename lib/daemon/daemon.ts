@@ -24,6 +24,7 @@ import type { DaemonContext } from "./context.ts";
 import { pullModel } from "../models/pull/mod.ts";
 import { quantizeModel } from "../convert/quantize.ts";
 import { getInstance } from "../llamacpp/instances.ts";
+import { ensureTool } from "../llamacpp/tools.ts";
 import { createRoutes } from "./routes.ts";
 import { createScheduler, type Launcher } from "./runners/scheduler.ts";
 import { serverLauncher } from "./runners/launcher.ts";
@@ -186,7 +187,13 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     // A preset's chat template (the one the launcher gives llama-server) decides whether it can call tools.
     capabilities: (model) => servedCapabilities(model, presetForModel(options.config, model)),
     quantize: async (input, output, type, q) => {
-      const instance = await getInstance(options.paths, options.instance, options.config.default_instance);
+      const named = await getInstance(options.paths, options.instance, options.config.default_instance);
+      // A new instance has llama-server alone: the first quantization builds llama-quantize.
+      const { instance } = await ensureTool(options.paths, named, "llama-quantize", {
+        build: options.config.build.on_demand,
+        parallel: options.config.build.parallel,
+        ccache: options.config.build.ccache,
+      });
       await quantizeModel({
         instance,
         input,

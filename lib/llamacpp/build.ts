@@ -12,7 +12,13 @@ import { exists, removeAll } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
 
-/** The targets most people need, built by default. */
+/**
+ * What a new instance builds: all that the first answer needs. Other tools are built the first time a command
+ * needs one (`ensureTool`), which keeps a first install to a third of the compile work of the common tools.
+ */
+export const FIRST_TARGETS = ["llama-server"];
+
+/** The common tools: what an instance recorded with no targets (as built before tools came on demand) has. */
 export const DEFAULT_TARGETS = [
   "llama-server",
   "llama-cli",
@@ -78,6 +84,8 @@ export interface BuildOptions {
   progress?: (step: string) => Progress;
   /** Called with cmake's warnings that matter to the user (e.g. unused -D options). */
   onWarning?: (text: string) => void;
+  /** With ccache: the file its per-compilation statistics go to (counted into the result's `ccache`). */
+  ccacheStatsLog?: string;
 }
 
 /** What a build produced. */
@@ -88,6 +96,27 @@ export interface BuildResult {
   targets: string[];
   /** Seconds spent configuring and building. */
   seconds: number;
+  /** Compilations ccache answered and those it compiled (with `ccacheStatsLog`). */
+  ccache?: { hits: number; misses: number };
+}
+
+/**
+ * Counts cache hits and misses in a ccache stats log (`CCACHE_STATSLOG`: a `# file` line, then its counters).
+ *
+ * @example
+ * ```ts
+ * ccacheLogCounts("# a.c\ncache_miss\n# a.c\ndirect_cache_hit\n"); // { hits: 1, misses: 1 }
+ * ```
+ */
+export function ccacheLogCounts(text: string): { hits: number; misses: number } {
+  let hits = 0;
+  let misses = 0;
+  for (const line of text.split("\n")) {
+    const l = line.trim();
+    if (l === "direct_cache_hit" || l === "preprocessed_cache_hit") hits++;
+    else if (l === "cache_miss") misses++;
+  }
+  return { hits, misses };
 }
 
 /** Parses a ninja status line such as `[12/219] Building CXX object ...`. */
@@ -147,6 +176,11 @@ export async function configureAndBuild(options: BuildOptions): Promise<BuildRes
     env.CCACHE_BASEDIR = options.ccacheBaseDir ?? srcDir;
     env.CCACHE_NOHASHDIR = "1";
   }
+  // The stats log is per build, unlike `ccache -s`, which counts every build on the machine; it must not
+  // reach the configure stamp, or each build would start from an empty tree.
+  const buildEnv = spec.ccache && options.ccacheStatsLog
+    ? { ...env, CCACHE_STATSLOG: options.ccacheStatsLog }
+    : env;
   // A different configuration (arch, args) must not inherit cached cmake variables: start the tree anew.
   const stamp = join(buildDir, ".llama-mgr-configure");
   const wanted = JSON.stringify({ cmd: cmd.slice(5), env });
@@ -189,7 +223,7 @@ export async function configureAndBuild(options: BuildOptions): Promise<BuildRes
   try {
     await run(["ninja", "-C", buildDir, "-j", String(jobs), ...targets], {
       logFile,
-      env,
+      env: buildEnv,
       onLine: (l) => {
         const p = parseNinjaProgress(l);
         if (p) build?.update(p.n, p.total, p.text);
@@ -198,8 +232,16 @@ export async function configureAndBuild(options: BuildOptions): Promise<BuildRes
   } catch (err) {
     throw new BuildStepError("build", err as Error, logFile);
   }
-  build?.done("built");
-  return { cmakeCommand: cmd, targets, seconds: (performance.now() - started) / 1000 };
+  let ccache: BuildResult["ccache"];
+  if (spec.ccache && options.ccacheStatsLog) {
+    const text = await Deno.readTextFile(options.ccacheStatsLog).catch(() => "");
+    await removeAll(options.ccacheStatsLog);
+    const counts = ccacheLogCounts(text);
+    // Nothing logged: ccache was switched off (CCACHE_DISABLE) or had nothing to do.
+    if (counts.hits + counts.misses) ccache = counts;
+  }
+  build?.done(ccache ? `built (ccache: ${ccache.hits} hits, ${ccache.misses} compiled)` : "built");
+  return { cmakeCommand: cmd, targets, seconds: (performance.now() - started) / 1000, ccache };
 }
 
 /** Python entries of a llama.cpp checkout that the conversion scripts need. */

@@ -6,23 +6,27 @@
  */
 import { join } from "node:path";
 import type { Paths } from "../config/paths.ts";
-import type { PythonOptions } from "../config/schema.ts";
+import type { BuildConfig, PythonOptions } from "../config/schema.ts";
 import {
   type Arch,
   ARCHES,
+  currentRelease,
   instanceDir,
+  instanceLockPath,
   type InstanceRecord,
   readInstance,
+  type ReleaseRecord,
   validateInstanceName,
   writeInstance,
 } from "./instances.ts";
 import { checkoutCommit, DEFAULT_REPO_URL, fetchSource, normalizeRepoUrl, resolveRef } from "./source.ts";
-import { configureAndBuild, stageRelease } from "./build.ts";
-import { detectGpu } from "./detect.ts";
+import { configureAndBuild, DEFAULT_TARGETS, FIRST_TARGETS, stageRelease } from "./build.ts";
+import { type Detected, detectGpu } from "./detect.ts";
+import { switchRelease } from "./releases.ts";
 import { withLock } from "../util/lock.ts";
-import { exists, removeAll } from "../util/fs.ts";
+import { exists } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
-import { which } from "../util/run.ts";
+import { run, which } from "../util/run.ts";
 import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
 
@@ -43,12 +47,16 @@ export interface InstallOptions {
   ref?: string;
   /** Backend, or `auto` to detect (default: the instance's, else detected). */
   arch?: Arch | "auto";
-  /** GPU targets (default: the instance's, else detected). */
+  /** GPU targets (default: the config's for the instance or its backend, else the instance's, else
+   * detected). */
   gpuTargets?: string[];
-  /** Extra cmake args (default: the instance's). */
+  /** cmake args of `--cmake-args`, after the config's (default: those the instance was given last). */
   cmakeArgs?: string[];
-  /** Targets (default: the instance's, else DEFAULT_TARGETS of build.ts). */
+  /** Targets (default: the config's for the instance, else the instance's, else FIRST_TARGETS of build.ts). */
   targets?: string[];
+  /** The config's `build` section: per-backend profiles, per-instance entries, global cmake args, how many
+   * earlier releases to keep (default: none of these, and one release kept). */
+  build?: BuildConfig;
   /** Build jobs. */
   parallel?: number;
   /** Fetch and check out only. */
@@ -97,10 +105,80 @@ function sameList(a: string[] = [], b: string[] = []): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/** The lock file that serialises operations on one instance. */
-export function instanceLockPath(paths: Paths, name: string): string {
-  return join(paths.locksDir, `instance-${name}.lock`);
+/** A kept release built the way asked for, with every wanted target: switching to it needs no build. */
+function reusable(
+  r: ReleaseRecord,
+  want: Omit<ReleaseRecord, "version" | "builtAt" | "buildSeconds" | "binDir" | "cmakeCommand">,
+): boolean {
+  const has = r.targets.length ? r.targets : DEFAULT_TARGETS;
+  const wanted = want.targets.length ? want.targets : DEFAULT_TARGETS;
+  return r.commit === want.commit && r.arch === want.arch && sameList(r.gpuTargets, want.gpuTargets) &&
+    sameList(r.cmakeArgs, want.cmakeArgs) && (r.repoUrl === undefined || r.repoUrl === want.repoUrl) &&
+    wanted.every((t) => has.includes(t));
 }
+
+/**
+ * What a build of an instance uses, from the flags, then the config (the instance's entry in
+ * `build.instances`, then its backend's `build.profiles` entry), then what the instance was built with, then
+ * detection (`detect`, called only when the backend or a CUDA/ROCm instance's GPU targets are still unknown).
+ * The config wins over the record, so an edit to it takes effect at the next update. cmake args add up: the
+ * config's `build.cmake_args`, the profile's, the instance entry's, then the flag's (or those the last flag
+ * gave).
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../config/load.ts";
+ * const build = parseConfig({ build: { profiles: { cuda: { gpu_targets: ["8.6"], cmake_args: ["-DGGML_CUDA_F16=ON"] } } } }).build;
+ * const s = await buildSettings("cuda", { arch: "cuda", build });
+ * // s.gpuTargets: ["8.6"]; s.cmakeArgs: ["-DGGML_CUDA_F16=ON"]; s.targets: ["llama-server"]
+ * ```
+ */
+export async function buildSettings(
+  name: string,
+  options: Pick<InstallOptions, "arch" | "gpuTargets" | "cmakeArgs" | "targets" | "build">,
+  existing?: InstanceRecord,
+  more: { detect?: () => Promise<Detected>; onInfo?: (text: string) => void } = {},
+): Promise<
+  { arch: Arch; gpuTargets: string[]; cmakeArgs: string[]; flagCmakeArgs: string[]; targets: string[] }
+> {
+  const own = options.build?.instances[name];
+  let arch = options.arch === "auto" ? undefined : options.arch ?? own?.arch ?? existing?.arch;
+  let detected: Detected | undefined;
+  if (!arch) {
+    detected = await (more.detect ?? detectGpu)();
+    arch = detected.arch;
+    more.onInfo?.(`detected ${detected.arch} (${detected.reason})`);
+  }
+  if (!ARCHES.includes(arch)) {
+    throw new UserError(`unknown --arch '${arch}'`, { hint: `use ${ARCHES.join(", ")}` });
+  }
+  const profile = options.build?.profiles[arch];
+  let gpuTargets = options.gpuTargets ?? own?.gpu_targets ?? profile?.gpu_targets ??
+    (arch === existing?.arch ? existing?.gpuTargets : undefined);
+  if (gpuTargets === undefined && (arch === "cuda" || arch === "rocm")) {
+    detected ??= await (more.detect ?? detectGpu)();
+    if (detected.arch === arch) gpuTargets = detected.gpuTargets;
+  }
+  const global = options.build?.cmake_args ?? [];
+  const flagCmakeArgs = options.cmakeArgs ?? recordedFlagArgs(existing, global);
+  return {
+    arch,
+    gpuTargets: gpuTargets ?? [],
+    cmakeArgs: [...global, ...(profile?.cmake_args ?? []), ...(own?.cmake_args ?? []), ...flagCmakeArgs],
+    flagCmakeArgs,
+    targets: options.targets ?? own?.targets ?? existing?.targets ?? FIRST_TARGETS,
+  };
+}
+
+/** The cmake args an earlier record was given by flag (records before `flagCmakeArgs` held all of them). */
+function recordedFlagArgs(existing: InstanceRecord | undefined, global: string[]): string[] {
+  if (!existing) return [];
+  if (existing.flagCmakeArgs) return existing.flagCmakeArgs;
+  const all = existing.cmakeArgs;
+  return global.length && sameList(all.slice(0, global.length), global) ? all.slice(global.length) : all;
+}
+
+export { instanceLockPath };
 
 /**
  * Installs or updates an instance.
@@ -125,23 +203,13 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     }
     const repoUrl = normalizeRepoUrl(options.repoUrl ?? existing?.repoUrl ?? DEFAULT_REPO_URL);
     const ref = options.ref ?? existing?.ref ?? "HEAD";
-    let arch = options.arch === "auto" ? undefined : options.arch ?? existing?.arch;
-    let gpuTargets = options.gpuTargets ??
-      (options.arch === existing?.arch ? existing?.gpuTargets : undefined);
-    if (!arch || (gpuTargets === undefined && (arch === "cuda" || arch === "rocm"))) {
-      const d = await detectGpu();
-      if (!arch) {
-        arch = d.arch;
-        info(`detected ${d.arch} (${d.reason})`);
-      }
-      if (gpuTargets === undefined && d.arch === arch) gpuTargets = d.gpuTargets;
-    }
-    if (!ARCHES.includes(arch)) {
-      throw new UserError(`unknown --arch '${arch}'`, { hint: `use ${ARCHES.join(", ")}` });
-    }
-    gpuTargets ??= [];
-    const cmakeArgs = options.cmakeArgs ?? existing?.cmakeArgs ?? [];
-    const targets = options.targets ?? existing?.targets ?? [];
+    const { arch, gpuTargets, cmakeArgs, flagCmakeArgs, targets } = await buildSettings(
+      name,
+      options,
+      existing,
+      { onInfo: info },
+    );
+    const keep = options.build?.keep_releases ?? 1;
     const ccache = (options.ccache ?? true) && !!which("ccache");
 
     const dir = instanceDir(paths, name);
@@ -186,6 +254,30 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       return { status: "up-to-date", record: existing, commit, logFile, seconds: seconds() };
     }
 
+    // The previous release: what the instance runs now (when its binaries are there) and what it kept.
+    const earlier = existing
+      ? [
+        ...((await exists(existing.binDir)) ? [currentRelease(existing)] : []),
+        ...(existing.previous ?? []),
+      ]
+      : [];
+    const kept = earlier.slice(existing && (await exists(existing.binDir)) ? 1 : 0).find((r) =>
+      reusable(r, { commit, arch, gpuTargets, cmakeArgs, targets, repoUrl })
+    );
+    if (existing && kept && (await keptReleaseRuns(kept))) {
+      info(`release ${kept.commit.slice(0, 10)} (${kept.version}) is kept: switching to it without a build`);
+      const record: InstanceRecord = {
+        ...existing,
+        ...kept,
+        repoUrl,
+        ref,
+        flagCmakeArgs,
+        previous: earlier.filter((r) => r !== kept),
+      };
+      await switchRelease(paths, record, keep, { onInfo: info });
+      return { status: "updated", record, commit, logFile, seconds: seconds() };
+    }
+
     await checkoutCommit(srcDir, commit, { logFile });
     info(
       `building ${name} (${arch}${gpuTargets.length ? ` ${gpuTargets.join(",")}` : ""}) at ${
@@ -201,6 +293,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       parallel: options.parallel,
       logFile,
       ccacheBaseDir: paths.dataDir,
+      ccacheStatsLog: join(paths.logsDir, `ccache-${name}-${stamp}.stats`),
       progress: options.progress,
     });
     const releaseDir = join(dir, "releases", `${commit.slice(0, 10)}-${stamp}`);
@@ -216,6 +309,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       arch,
       gpuTargets,
       cmakeArgs,
+      flagCmakeArgs,
       cmakeCommand: built.cmakeCommand,
       targets,
       builtAt: new Date().toISOString(),
@@ -224,12 +318,11 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       pythonDir: join(releaseDir, "python"),
       venvDir: existing?.venvDir,
       withPython: wantsPython,
+      ...(built.ccache ? { ccache: built.ccache } : {}),
+      previous: earlier,
     };
-    // The switch: from here on the instance uses the new build.
-    await writeInstance(paths, record);
-    if (existing?.binDir && !existing.binDir.startsWith(releaseDir)) {
-      await removeAll(join(existing.binDir, ".."));
-    }
+    // The switch: from here on the instance uses the new build; the releases beyond `keep` go.
+    await switchRelease(paths, record, keep, { onInfo: info });
     if (wantsPython) {
       record.venvDir = await setUpPython(dir, record.pythonDir!, options, logFile);
       await writeInstance(paths, record);
@@ -239,6 +332,14 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     wait: options.wait,
     onWait: (h) => info(`waiting for ${h.what} (pid ${h.pid}) to finish`),
   });
+}
+
+/** A kept release is used again only when its llama-server still starts. */
+async function keptReleaseRuns(r: ReleaseRecord): Promise<boolean> {
+  const server = join(r.binDir, "llama-server");
+  if (!(await exists(server))) return false;
+  const v = await run([server, "--version"], { check: false, timeoutMs: 30_000 }).catch(() => undefined);
+  return v?.code === 0;
 }
 
 async function setUpPython(dir: string, scriptsDir: string, options: InstallOptions, logFile: string) {

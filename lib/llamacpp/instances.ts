@@ -31,6 +31,47 @@ export const ARCHES = ["cpu", "cuda", "rocm", "vulkan", "metal", "sycl"] as cons
 export type Arch = typeof ARCHES[number];
 
 /**
+ * One verified build of an instance: its binaries in `releases/<id>/bin/` and what they were built from.
+ *
+ * @example
+ * ```ts ignore
+ * for (const r of instanceReleases(await getInstance(paths, "cpu"))) {
+ *   console.log(r.current ? "*" : " ", r.commit.slice(0, 10), r.version, r.arch, r.builtAt);
+ * }
+ * ```
+ */
+export interface ReleaseRecord {
+  /** The commit built. */
+  commit: string;
+  /** llama.cpp's version as `llama-server --version` prints it (build number). */
+  version: string;
+  /** GPU backend. */
+  arch: Arch;
+  /** GPU targets (CUDA architectures, gfx targets), empty when not applicable. */
+  gpuTargets: string[];
+  /** The cmake args beyond the backend's own (the config's and the flags'). */
+  cmakeArgs: string[];
+  /** The full cmake configure command line used. */
+  cmakeCommand: string[];
+  /** Targets built (empty: the common tools, as builds before lazy targets had). */
+  targets: string[];
+  /** ISO time the build finished. */
+  builtAt: string;
+  /** Seconds the build took. */
+  buildSeconds: number;
+  /** Directory of the verified binaries. */
+  binDir: string;
+  /** Directory with llama.cpp's Python scripts (convert_hf_to_gguf.py, gguf-py) for this build. */
+  pythonDir?: string;
+  /** Where the source came from. */
+  repoUrl?: string;
+  /** The ref asked for. */
+  ref?: string;
+  /** Compilations ccache answered and those it had to compile, when the build used ccache. */
+  ccache?: { hits: number; misses: number };
+}
+
+/**
  * What an instance records about itself.
  *
  * @example
@@ -72,6 +113,12 @@ export interface InstanceRecord {
   withPython?: boolean;
   /** Directory with llama.cpp's Python scripts (convert_hf_to_gguf.py, gguf-py) for this build. */
   pythonDir?: string;
+  /** The cmake args given with `--cmake-args` (kept for updates; the config's are added anew each time). */
+  flagCmakeArgs?: string[];
+  /** Compilations ccache answered and those it had to compile, when the build used ccache. */
+  ccache?: { hits: number; misses: number };
+  /** Earlier good releases kept for `install --rollback`, newest first (`build.keep_releases`). */
+  previous?: ReleaseRecord[];
 }
 
 /** Folder of one instance. */
@@ -82,6 +129,11 @@ export function instanceDir(paths: Paths, name: string): string {
 /** An instance's llama.cpp source checkout (what it was built from). */
 export function instanceSourceDir(paths: Paths, name: string): string {
   return join(instanceDir(paths, name), "src");
+}
+
+/** The lock file that serialises operations on one instance (install, rollback, a tool built on demand). */
+export function instanceLockPath(paths: Paths, name: string): string {
+  return join(paths.locksDir, `instance-${name}.lock`);
 }
 
 /** Path of an instance's record. */
@@ -200,6 +252,51 @@ export async function getInstance(
     });
   }
   return rec;
+}
+
+/**
+ * The release an instance uses now, as a {@linkcode ReleaseRecord}.
+ *
+ * @example
+ * ```ts ignore
+ * const now = currentRelease(await getInstance(paths, "cpu"));
+ * console.log(now.commit, now.binDir);
+ * ```
+ */
+export function currentRelease(instance: InstanceRecord): ReleaseRecord {
+  return {
+    commit: instance.commit,
+    version: instance.version,
+    arch: instance.arch,
+    gpuTargets: instance.gpuTargets,
+    cmakeArgs: instance.cmakeArgs,
+    cmakeCommand: instance.cmakeCommand,
+    targets: instance.targets,
+    builtAt: instance.builtAt,
+    buildSeconds: instance.buildSeconds,
+    binDir: instance.binDir,
+    pythonDir: instance.pythonDir,
+    repoUrl: instance.repoUrl,
+    ref: instance.ref,
+    ccache: instance.ccache,
+  };
+}
+
+/**
+ * Every release an instance keeps, the one in use first (`current: true`), then the earlier ones, newest
+ * first.
+ *
+ * @example
+ * ```ts ignore
+ * const [now, before] = instanceReleases(await getInstance(paths, "cpu"));
+ * console.log(`in use: ${now.version}; rollback goes to: ${before?.version ?? "(none kept)"}`);
+ * ```
+ */
+export function instanceReleases(instance: InstanceRecord): (ReleaseRecord & { current: boolean })[] {
+  return [
+    { ...currentRelease(instance), current: true },
+    ...(instance.previous ?? []).map((r) => ({ ...r, current: false })),
+  ];
 }
 
 /**
