@@ -7,6 +7,8 @@
 import { type Command, table } from "./command.ts";
 import { bool, int, str } from "./args.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
+import { ensureTool } from "../lib/llamacpp/tools.ts";
+import { createProgress } from "../lib/util/progress.ts";
 import {
   checkCluster,
   DEFAULT_RPC_PORT,
@@ -81,7 +83,19 @@ export const rpcCommand: Command = {
     switch (sub) {
       case "serve": {
         const config = await ctx.config();
-        const instance = await getInstance(ctx.paths, ctx.instance, config.default_instance);
+        // A new instance builds llama-server only: the RPC server is built on first use, as other tools are.
+        const { instance } = await ensureTool(
+          ctx.paths,
+          await getInstance(ctx.paths, ctx.instance, config.default_instance),
+          "ggml-rpc-server",
+          {
+            build: config.build.on_demand,
+            parallel: config.build.parallel,
+            ccache: config.build.ccache,
+            onInfo: ctx.info,
+            progress: (step) => createProgress(step, { quiet: ctx.quiet }),
+          },
+        );
         const host = str(args, "host") ?? "127.0.0.1";
         const port = int(args, "port", "rpc serve") ?? DEFAULT_RPC_PORT;
         const allowRemote = bool(args, "allow-remote");
