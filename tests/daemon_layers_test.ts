@@ -73,3 +73,46 @@ Deno.test("layers: good ones become settings, bad ones are left out with a warni
     await dir.cleanup();
   }
 });
+
+Deno.test("layers: a GGUF template that can do more than the Go one is served instead, as Ollama chooses", async () => {
+  const dir = await tempDir();
+  try {
+    const warnings: string[] = [];
+    const settingsOf = ollamaLayerSettings({
+      templatesDir: join(dir.path, "templates"),
+      warn: (l) => warnings.push(l),
+    });
+    const withTemplates = async (name: string, go: string, jinja: string) => {
+      await Deno.writeTextFile(join(dir.path, name), go);
+      const entry = {
+        name,
+        ollamaLayers: { template: join(dir.path, name) },
+        facts: { chatTemplate: jinja },
+      };
+      return (await settingsOf(entry as unknown as ModelEntry))!;
+    };
+    const toolsJinja =
+      "{% if tools %}{{ tools | tojson }}{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}";
+    // More (tools) in the GGUF's: the GGUF's serves; /api/show still reports the Go template.
+    const more = await withTemplates("more", CHATML, toolsJinja);
+    assertEquals(more.template, CHATML);
+    assertEquals(more.chatTemplateFile, undefined);
+    // The same: the Go template serves.
+    const same = await withTemplates("same", CHATML, "{% for m in messages %}{{ m.content }}{% endfor %}");
+    assert(same.chatTemplateFile, "the translated Go template");
+    // Both with tools, only the GGUF's writes tool results back: the GGUF's.
+    const goTools = "{{ if .Tools }}{{ json .Tools }}{{ end }}" + CHATML;
+    const roundTrip = await withTemplates(
+      "roundtrip",
+      goTools,
+      toolsJinja +
+        "{% if m.tool_calls %}{% endif %}{% if message.role == 'tool' %}<tool_response>{% endif %}",
+    );
+    assertEquals(roundTrip.chatTemplateFile, undefined);
+    const goWins = await withTemplates("gowins", goTools, toolsJinja);
+    assert(goWins.chatTemplateFile, "same capabilities, no round trip in either: the Go template");
+    assertEquals(warnings, []);
+  } finally {
+    await dir.cleanup();
+  }
+});

@@ -142,15 +142,77 @@ async function readLayers(
     const template = await text(layers.template, "template");
     if (template !== undefined) {
       s.template = template;
-      try {
-        s.chatTemplateFile = await storeChatTemplate(options.templatesDir, goTemplateToJinja(template));
-      } catch (err) {
-        // The model is still served, as Ollama serves a model whose template it cannot use.
-        const why = err instanceof TemplateError ? err.message : `cannot write it: ${(err as Error).message}`;
-        warn(`its TEMPLATE is not used, the GGUF's own chat template is (${why})`);
+      // When the GGUF's own template can do more, Ollama serves that one (still showing the Go one).
+      if (!preferGgufTemplate(entry.facts?.chatTemplate, template)) {
+        try {
+          s.chatTemplateFile = await storeChatTemplate(options.templatesDir, goTemplateToJinja(template));
+        } catch (err) {
+          // The model is still served, as Ollama serves a model whose template it cannot use.
+          const why = err instanceof TemplateError
+            ? err.message
+            : `cannot write it: ${(err as Error).message}`;
+          warn(`its TEMPLATE is not used, the GGUF's own chat template is (${why})`);
+        }
       }
     }
   }
   if (layers.adapters?.length) s.adapters = [...layers.adapters];
   return Object.keys(s).length ? s : undefined;
+}
+
+/** What a template can do, as Ollama's server/images.go reads it. */
+interface TemplateCaps {
+  tools: boolean;
+  thinking: boolean;
+  insert: boolean;
+  /** Tool calls and their results both written back into the prompt. */
+  roundTrip: boolean;
+}
+
+const count = (c: TemplateCaps) => Number(c.tools) + Number(c.thinking) + Number(c.insert);
+
+/** A GGUF's Jinja chat template (Ollama's chatTemplateCapabilities and chatTemplateHasToolRoundTrip). */
+function jinjaCaps(t: string): TemplateCaps {
+  const tools = t.includes("tools") || t.includes("tool_call");
+  const thinking = (t.includes("<think>") && t.includes("</think>")) ||
+    ((t.includes("content.split('</think>')") || t.includes('content.split("</think>")')) &&
+      !t.includes("reasoning_content") && !t.includes("<SPECIAL_12>"));
+  const results = [
+    "tool_response",
+    "tool_results",
+    "role'] == 'tool'",
+    `role'] == "tool"`,
+    `role"] == 'tool'`,
+    `role"] == "tool"`,
+    "message.role == 'tool'",
+    `message.role == "tool"`,
+    "ipython",
+  ];
+  const roundTrip = tools && (t.includes("tool_calls") || t.includes("assistant_tool_call")) &&
+    results.some((r) => t.includes(r));
+  return { tools, thinking, insert: false, roundTrip };
+}
+
+/** A Go template (Ollama's goTemplateCapabilities and goTemplateHasToolRoundTrip, by the fields it uses). */
+function goCaps(t: string): TemplateCaps {
+  const uses = (field: string) => new RegExp(`\\.${field}\\b`).test(t);
+  const tools = uses("Tools");
+  const roundTrip = tools && uses("ToolCalls") &&
+    (t.includes(`eq .Role "tool"`) || t.includes("tool_response") || t.includes("TOOL_RESULTS"));
+  return { tools, thinking: uses("Thinking"), insert: uses("Suffix"), roundTrip };
+}
+
+/**
+ * Ollama's choice between a model's Go template and its GGUF's own chat template (shouldPreferChatTemplate): the
+ * GGUF's when it can do more, unless only the Go template writes tool results back; with the same tools support,
+ * the GGUF's when only it writes tool results back.
+ */
+function preferGgufTemplate(jinja: string | undefined, go: string): boolean {
+  if (!jinja) return false;
+  const j = jinjaCaps(jinja);
+  const g = goCaps(go);
+  if (count(j) > count(g)) return !g.roundTrip || j.roundTrip;
+  const same = j.tools === g.tools && j.thinking === g.thinking && j.insert === g.insert;
+  if (!same || !j.tools || !g.tools) return false;
+  return j.roundTrip && !g.roundTrip;
 }
