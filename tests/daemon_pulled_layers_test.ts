@@ -144,10 +144,18 @@ Deno.test({
       );
 
       let longer: Record<string, any>;
-      await t.step("a request's options win over the params, key by key", async () => {
+      await t.step("a request's options win over the params; generate and /v1 take them too", async () => {
         longer = await chat("smolpull", { options: { num_predict: 12 } });
         assert(longer.eval_count > 4, JSON.stringify(longer));
         assert(longer.message.content.startsWith(plain.message.content), longer.message.content);
+        // /api/generate builds the same prompt from the model's system prompt and takes the same defaults.
+        const gen = await (await post(`${url}/api/generate`, {
+          model: "smolpull",
+          prompt: QUESTION[0].content,
+          stream: false,
+        })).json();
+        assertEquals(gen.prompt_eval_count, plain.prompt_eval_count);
+        assertEquals([gen.eval_count, gen.response], [4, plain.message.content]);
         // OpenAI's endpoint takes the same defaults.
         const v1 = await (await post(`${url}/v1/chat/completions`, { model: "smolpull", messages: QUESTION }))
           .json();
