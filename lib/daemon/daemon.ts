@@ -11,6 +11,7 @@ import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
 import { startMemoryTrimmer } from "../util/memory.ts";
 import { Arrivals, isGeneration } from "./arrivals.ts";
+import { join } from "node:path";
 import { UserError } from "../util/errors.ts";
 import {
   type CatalogModel,
@@ -26,6 +27,7 @@ import { quantizeModel } from "../convert/quantize.ts";
 import { getInstance } from "../llamacpp/instances.ts";
 import { ensureTool } from "../llamacpp/tools.ts";
 import { createRoutes } from "./routes.ts";
+import { ollamaLayerSettings } from "./ollama/layers.ts";
 import { createScheduler, type Launcher } from "./runners/scheduler.ts";
 import { serverLauncher } from "./runners/launcher.ts";
 import { groupConflicts } from "./runners/groups.ts";
@@ -162,7 +164,15 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     conflicts: groupConflicts(options.config.groups),
     log,
   });
-  const catalog = createCatalog({ paths: options.paths, listModels, aliases: options.config.models.aliases });
+  const catalog = createCatalog({
+    paths: options.paths,
+    listModels,
+    aliases: options.config.models.aliases,
+    ownSettings: ollamaLayerSettings({
+      templatesDir: join(options.paths.dataDir, "daemon", "templates"),
+      warn: (line) => logger.warn(line),
+    }),
+  });
   const digests = createDigestCache(join(options.paths.dataDir, "digests.json"), {
     onError: (files, err) =>
       log(`warning: no digest for ${files.join(", ")}: ${(err as Error).message ?? err}`),

@@ -148,6 +148,12 @@ export interface CatalogOptions {
    * removed file goes unnoticed by lookups, and keeps scans of large model stores off busy request paths.
    */
   lookupRefreshMs?: number;
+  /**
+   * What a model of the index is served with from its store's manifest layers (template, default options,
+   * system prompt, messages, license, adapters), in the shape `/api/create` gives a name, so that one code path
+   * serves both; carried over to a copy, as Ollama copies the layers. Default: the adapters only.
+   */
+  ownSettings?: (entry: ModelEntry) => Promise<ModelSettings | undefined>;
 }
 
 /** The files the names made through the API stand on. */
@@ -161,12 +167,12 @@ function recordFiles(r: NameRecord): string[] {
 }
 
 /**
- * What a model's own name is served with from its store: a pulled model's ADAPTER layers (LoRA GGUF blobs), given
- * to llama-server with `--lora` and carried over to a copy, as Ollama serves and copies the manifest's layers.
+ * What a model's own name is served with when the catalogue is not told how to read its manifest's layers: the
+ * ADAPTER layers (LoRA GGUF blobs), given to llama-server with `--lora`.
  */
-function ownSettings(entry: ModelEntry): { settings?: ModelSettings } {
+function adapterSettings(entry: ModelEntry): Promise<ModelSettings | undefined> {
   const adapters = entry.ollamaLayers?.adapters;
-  return adapters?.length ? { settings: { adapters: [...adapters] } } : {};
+  return Promise.resolve(adapters?.length ? { adapters: [...adapters] } : undefined);
 }
 
 interface NamesFile {
@@ -203,6 +209,11 @@ export function createCatalog(options: CatalogOptions): Catalog {
       blobEntries.set(path, p);
     }
     return p;
+  };
+  const settingsOf = options.ownSettings ?? adapterSettings;
+  const ownSettings = async (entry: ModelEntry): Promise<{ settings?: ModelSettings }> => {
+    const settings = entry.ollamaLayers ? await settingsOf(entry) : undefined;
+    return settings ? { settings } : {};
   };
   const cacheMs = options.cacheMs ?? 2000;
   const lookupRefreshMs = options.lookupRefreshMs ?? 30_000;
@@ -251,18 +262,36 @@ export function createCatalog(options: CatalogOptions): Catalog {
   };
 
   const listFrom = async (all: ModelEntry[]): Promise<CatalogModel[]> => {
-    const out: CatalogModel[] = all.map((entry) => ({
+    // Tags of one file whose manifests differ in their layers are models of their own, as in Ollama.
+    const split = all.flatMap((entry): ModelEntry[] => {
+      const tags = entry.ollamaTagLayers;
+      if (!tags) return [entry];
+      const own = new Set(Object.keys(tags));
+      return [
+        { ...entry, aliases: entry.aliases.filter((a) => !own.has(a)), ollamaTagLayers: undefined },
+        ...Object.entries(tags).map(([name, layers]): ModelEntry => {
+          const { ollamaLayers: _, ollamaTagLayers: __, ...rest } = entry;
+          return {
+            ...rest,
+            name,
+            aliases: [],
+            ...(Object.keys(layers).length ? { ollamaLayers: layers } : {}),
+          };
+        }),
+      ];
+    });
+    const out: CatalogModel[] = await Promise.all(split.map(async (entry) => ({
       name: entry.name,
       entry,
       copy: false,
-      ...ownSettings(entry),
-    }));
+      ...await ownSettings(entry),
+    })));
     // Config aliases are names of their own, listed like Ollama lists every name it has.
     for (const [alias, target] of Object.entries(options.aliases ?? {})) {
       const entry = targetOf(all, target);
       const name = withTag(alias.toLowerCase());
       if (entry && !out.some((m) => normalizeName(m.name) === normalizeName(name))) {
-        out.push({ name, entry, copy: false, ...ownSettings(entry) });
+        out.push({ name, entry, copy: false, ...await ownSettings(entry) });
       }
     }
     const names = await readNames();

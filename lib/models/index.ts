@@ -46,6 +46,11 @@ export interface ModelEntry {
   source: ModelSource;
   /** For a model from an Ollama manifest: its other layers (template, parameters, system prompt...). */
   ollamaLayers?: OllamaLayerFiles;
+  /**
+   * Ollama names of the same file (among `aliases`, lower case) whose manifests list other layers: each is a model
+   * of its own to the daemon, as in Ollama (`ollama create` with a SYSTEM over the same weights).
+   */
+  ollamaTagLayers?: Record<string, OllamaLayerFiles>;
   /** Bytes on disk (all parts). */
   sizeBytes: number;
   /** Latest modification time of its parts. */
@@ -375,6 +380,13 @@ function buildModels(
       source: first.source,
       ...(first.ollamaLayers && Object.keys(first.ollamaLayers).length
         ? { ollamaLayers: first.ollamaLayers }
+        : {}),
+      ...(first.ollamaTagLayers
+        ? {
+          ollamaTagLayers: Object.fromEntries(
+            Object.entries(first.ollamaTagLayers).map(([n, l]) => [n.toLowerCase(), l]),
+          ),
+        }
         : {}),
       sizeBytes: parts.reduce((a, p) => a + p.size, 0),
       mtimeMs: Math.max(...parts.map((p) => p.mtimeMs)),

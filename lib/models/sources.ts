@@ -69,6 +69,8 @@ export interface Candidate {
   ollamaProjector?: string;
   /** The manifest's other layers (template, parameters, system prompt...), as blob paths. */
   ollamaLayers?: OllamaLayerFiles;
+  /** The layers of each of `ollamaAliases` whose manifest lists other layers than `ollamaLayers`. */
+  ollamaTagLayers?: Record<string, OllamaLayerFiles>;
   /** `org/name` of a Hugging Face cache repo. */
   hfRepo?: string;
   /** The file's path in that repo (below `snapshots/<rev>/`). */
@@ -363,7 +365,8 @@ async function ollamaCandidates(
         const info = await stat(model);
         if (!info?.isFile) continue;
         const layers: OllamaLayerFiles = {
-          template: blob("template"),
+          // Models made by Ollama before 0.1 name their template layer `prompt`.
+          template: blob("template") ?? blob("prompt"),
           params: blob("params"),
           system: blob("system"),
           messages: blob("messages"),
@@ -421,10 +424,23 @@ export async function findCandidates(
     }
     const prev = out.get(realPath);
     if (prev) {
-      if (c.ollamaName && !prev.ollamaName) out.set(realPath, { ...prev, ollamaName: c.ollamaName });
-      else if (c.ollamaName && c.ollamaName !== prev.ollamaName) {
+      if (c.ollamaName && !prev.ollamaName) {
+        out.set(realPath, {
+          ...prev,
+          ollamaName: c.ollamaName,
+          ...(c.ollamaLayers ? { ollamaLayers: c.ollamaLayers } : {}),
+          ...(c.ollamaProjector && !prev.ollamaProjector ? { ollamaProjector: c.ollamaProjector } : {}),
+        });
+      } else if (c.ollamaName && c.ollamaName !== prev.ollamaName) {
         // Another tag of the same blob (`ollama cp`, or `latest` and `q4_k_m`): one model, every name finds it.
-        out.set(realPath, { ...prev, ollamaAliases: [...(prev.ollamaAliases ?? []), c.ollamaName] });
+        // A tag made with other layers (`ollama create` with a SYSTEM over the same weights) keeps its own.
+        const own = c.ollamaLayers ?? {};
+        const differs = JSON.stringify(own) !== JSON.stringify(prev.ollamaLayers ?? {});
+        out.set(realPath, {
+          ...prev,
+          ollamaAliases: [...(prev.ollamaAliases ?? []), c.ollamaName],
+          ...(differs ? { ollamaTagLayers: { ...prev.ollamaTagLayers, [c.ollamaName]: own } } : {}),
+        });
       }
       return;
     }

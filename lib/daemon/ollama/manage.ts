@@ -18,6 +18,7 @@ import { exists } from "../../util/fs.ts";
 import { join } from "node:path";
 import { quantizedName } from "../../convert/quantize.ts";
 import { goTemplateToJinja, TemplateError } from "./template.ts";
+import { storeChatTemplate } from "./layers.ts";
 
 /**
  * `POST /api/copy`: 200 with an empty body; 400 for a bad name; 404 for an unknown source.
@@ -295,12 +296,7 @@ export async function handleCreate(ctx: DaemonContext, req: Request): Promise<Re
     const license = typeof body.license === "string" ? [body.license] : body.license ?? [];
     let chatTemplateFile = was.chatTemplateFile;
     if (jinja !== undefined) {
-      const dir = join(ctx.catalog.blobsDir, "..", "templates");
-      chatTemplateFile = join(dir, `${(await sha256Hex(jinja)).slice(0, 24)}.jinja`);
-      if (!(await exists(chatTemplateFile))) {
-        await Deno.mkdir(dir, { recursive: true });
-        await writeTextAtomic(chatTemplateFile, jinja);
-      }
+      chatTemplateFile = await storeChatTemplate(join(ctx.catalog.blobsDir, "..", "templates"), jinja);
     }
     const settings: ModelSettings = {
       ...was,
@@ -329,13 +325,6 @@ const ZERO_DIGEST = "0000000000000000000";
 async function sha256Hex(s: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s));
   return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Writes a file through a temporary one, so a reader never sees half of it. */
-async function writeTextAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
 }
 
 /**
