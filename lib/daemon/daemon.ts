@@ -11,7 +11,6 @@ import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
 import { startMemoryTrimmer } from "../util/memory.ts";
 import { Arrivals, isGeneration } from "./arrivals.ts";
-import { join } from "node:path";
 import { UserError } from "../util/errors.ts";
 import {
   type CatalogModel,
