@@ -216,6 +216,11 @@ Deno.test({
             id: "rpc:lab",
             bytes: daemon.ctx.scheduler.list()[0].sizeBytes,
           }]);
+          // The scheduler packs it into the cluster's memory: its layers are counted on the workers' budget.
+          const onCluster = daemon.ctx.scheduler.list()[0].usage["rpc:lab"] ?? 0;
+          assert(onCluster > 0, JSON.stringify(daemon.ctx.scheduler.list()[0].usage));
+          const lab = daemon.ctx.scheduler.devices().find((d) => d.name === "rpc:lab");
+          assert(lab && lab.usedBytes === onCluster && lab.budgetBytes > onCluster, JSON.stringify(lab));
           const reader = r.body!.getReader();
           await reader.read(); // it is generating
           const b = (await listWorkers(paths)).find((w) => w.name === "worker-b")!;

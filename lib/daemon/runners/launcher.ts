@@ -11,7 +11,7 @@ import { getInstance } from "../../llamacpp/instances.ts";
 import { pidAlive } from "../../util/process.ts";
 import { listServers, processAlive, removeServer, startServer, stopServer } from "../../server/mod.ts";
 import { estimateMemory } from "../../gguf/mod.ts";
-import { deviceBudgets, listDevices } from "../../llamacpp/devices.ts";
+import { type DeviceBudget, deviceBudgets, listDevices } from "../../llamacpp/devices.ts";
 import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
 import { loadFlags } from "../options.ts";
 import { setUpstreamDiagnosis, setUpstreamKey } from "../upstream/client.ts";
@@ -184,6 +184,25 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
   }
   // Each running server's address and pid: its address is reported when it stops, its pid says it is alive.
   const running = new Map<string, { url: string; pid?: number; apiKey: string }>();
+  // A cluster's memory as first seen: while one of our runners uses its workers they answer "busy", and the
+  // scheduler keeps a device's first budget anyway.
+  const clusters = new Map<string, DeviceBudget>();
+  const clusterDevice = async (name: string): Promise<DeviceBudget> => {
+    let d = clusters.get(name);
+    if (!d) {
+      const b = clusterBudget(await checkCluster(config, name));
+      d = {
+        name: b.id,
+        description: `RPC workers ${b.workers.join(", ")}`,
+        kind: "gpu",
+        totalBytes: b.totalBytes,
+        freeBytes: b.freeBytes,
+        budgetBytes: b.freeBytes,
+      };
+      clusters.set(name, d);
+    }
+    return d;
+  };
   return {
     defaults(model) {
       const p = presetForModel(config, model);
@@ -202,6 +221,9 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         config.memory,
         options.env ?? Deno.env.toObject(),
       );
+      // A cluster's workers take the offloaded layers as a GPU would: its memory is one more budget, so a model
+      // on it is packed (and an idle one on the same workers unloaded to make room) like any other.
+      if (preset?.cluster) devices.unshift(await clusterDevice(preset.cluster));
       return { devices, need: memoryNeed(spec, serverShape(spec, preset?.args ?? [], options)) };
     },
     async start(spec) {
@@ -241,7 +263,8 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       // the memory they have free, before llama-server is started with `--rpc`.
       const cluster = preset?.cluster ? await checkCluster(config, preset.cluster) : undefined;
       if (cluster) {
-        assertFits(cluster, size, spec.model.name);
+        // With layers placed by the scheduler the rest stays on this machine; with none, all must fit there.
+        if (spec.load.ngl === undefined) assertFits(cluster, size, spec.model.name);
         args.push(...rpcFlags(cluster));
         log(
           `${spec.model.name} runs on cluster '${cluster.name}': ${
