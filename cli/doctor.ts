@@ -9,6 +9,7 @@ import { platformHint, runDoctor } from "../lib/llamacpp/doctor.ts";
 import { detectGpu } from "../lib/llamacpp/detect.ts";
 import { type Arch, ARCHES, listInstances } from "../lib/llamacpp/instances.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { listDeviceLines } from "../lib/llamacpp/toolchain.ts";
 
 /** The `doctor` command. */
 export const doctorCommand: Command = {
@@ -35,6 +36,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   const checks = await runDoctor(arch);
   const missing = checks.filter((c) => c.required && !c.ok);
   const instances = await listInstances(ctx.paths);
+  const devices = await Promise.all(instances.map((i) => listDeviceLines(i.binDir, { timeoutMs: 30_000 })));
   if (ctx.json) {
     ctx.print(
       JSON.stringify(
@@ -45,6 +47,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
           configFile: ctx.paths.configFile,
           checks,
           instances: instances.map((i) => i.name),
+          devices: Object.fromEntries(instances.map((i, n) => [i.name, devices[n]])),
           ok: missing.length === 0,
         },
         null,
@@ -57,11 +60,18 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   ctx.print(`data:    ${ctx.paths.dataDir}`);
   ctx.print(`config:  ${ctx.paths.configFile}`);
   ctx.print(`instances: ${instances.map((i) => `${i.name} (${i.arch})`).join(", ") || "none"}`);
+  // llama-server's own words (`--list-devices`): the devices each build sees, with their memory.
+  instances.forEach((inst, n) => {
+    const d = devices[n];
+    const text = d.lines.length ? d.lines.join("; ") : d.error ? `cannot list (${d.error})` : "CPU only";
+    ctx.print(`  ${inst.name} devices: ${text}`);
+  });
   ctx.print("");
   ctx.print(table(
     ["", "TOOL", "VERSION", "FOR"],
     checks.filter((c) =>
-      c.required || c.ok || c.purpose.includes("optional") || !c.purpose.includes("--arch")
+      c.required || c.ok || c.purpose.includes("optional") || !c.purpose.includes("--arch") ||
+      c.purpose.includes(`--arch ${arch}`)
     )
       .map((
         c,
@@ -72,7 +82,9 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
         c.purpose,
       ]),
   ));
-  const toInstall = checks.filter((c) => !c.ok && (c.required || !c.purpose.includes("--arch")));
+  const toInstall = checks.filter((c) =>
+    !c.ok && (c.required || !c.purpose.includes("--arch") || c.purpose.includes(`--arch ${arch}`))
+  );
   if (toInstall.length) {
     ctx.print("");
     ctx.print("To install what is missing:");

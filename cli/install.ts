@@ -63,7 +63,8 @@ export const installCommand: Command = {
   summary: "clone and build llama.cpp into an instance (side by side, per GPU architecture)",
   usage: [
     "install [-i NAME] [--arch cpu|cuda|rocm|vulkan|metal|sycl] [--gpu-targets T,..] [--repo-url URL|PATH|BUNDLE]",
-    "        [--branch REF] [--cmake-args ARGS] [--parallel N] [--pull-only|--update-only] [--ignore-python]",
+    "        [--branch REF] [--cmake-args ARGS] [--patch NAME,..] [--parallel N] [--pull-only|--update-only]",
+    "        [--ignore-python]",
   ],
   details: [
     "Without -i, install acts on the default instance, or creates one named after the detected backend.",
@@ -71,12 +72,17 @@ export const installCommand: Command = {
     "succeeded and `llama-server --version` runs. A failed build leaves the current one in use.",
     "The Python environment for the conversion scripts is made with uv; choose torch with --torch,",
     "--torch-version, --find-links (e.g. a directory holding a local torch wheel) or --index-url.",
+    "Before configuring, GPU builds are checked for what they need (Vulkan: headers, SPIR-V headers, glslc and",
+    "the shader extensions the source uses; CUDA: cuBLAS, GPU targets nvcc supports). --patch applies a named",
+    "source patch for a toolchain the release does not support: vulkan-no-coopmat builds Vulkan with a glslc",
+    "that lacks GL_KHR_cooperative_matrix (Debian 12), leaving out the Intel Xe flash-attention decode shaders.",
   ].join("\n"),
   examples: [
     "llama-mgr install",
     'llama-mgr install -i rocm --arch rocm --gpu-targets gfx1100 --cmake-args="-DGGML_HIP_ROCWMMA_FATTN=ON"',
     "llama-mgr install -i cpu --arch cpu --repo-url ./llama.cpp.bundle --branch b6000 --parallel 2",
     "llama-mgr install --update-only",
+    "llama-mgr install -i vulkan --arch vulkan --patch vulkan-no-coopmat",
     "llama-mgr install --torch-version 2.13.0 --find-links /opt/wheels",
   ],
   flags: {
@@ -96,6 +102,11 @@ export const installCommand: Command = {
       type: "string",
       value: "ARGS",
       description: 'extra cmake options, e.g. "-DGGML_CUDA_F16=ON"',
+    },
+    patch: {
+      type: "string",
+      value: "NAME,..",
+      description: "apply named source patches (vulkan-no-coopmat); --patch none drops the instance's",
     },
     parallel: { type: "string", short: "j", value: "N", description: "build jobs (default: CPU count)" },
     targets: {
@@ -143,6 +154,7 @@ export const installCommand: Command = {
         ? undefined
         : [...config.build.cmake_args, ...splitCmakeArgs(cmakeFlag)],
       targets: list(str(args, "targets")),
+      patches: str(args, "patch") === "none" ? [] : list(str(args, "patch")),
       parallel,
       pullOnly: bool(args, "pull-only"),
       updateOnly: bool(args, "update-only"),

@@ -25,6 +25,8 @@ import { UserError } from "../util/errors.ts";
 import { which } from "../util/run.ts";
 import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
+import { applyPatches, validatePatches } from "./patches.ts";
+import { preflightMachine, preflightSource } from "./toolchain.ts";
 
 /**
  * Options for {@linkcode installInstance}.
@@ -47,6 +49,8 @@ export interface InstallOptions {
   gpuTargets?: string[];
   /** Extra cmake args (default: the instance's). */
   cmakeArgs?: string[];
+  /** Source patches by name, see PATCHES in patches.ts (default: the instance's). */
+  patches?: string[];
   /** Targets (default: the instance's, else DEFAULT_TARGETS of build.ts). */
   targets?: string[];
   /** Build jobs. */
@@ -142,6 +146,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     gpuTargets ??= [];
     const cmakeArgs = options.cmakeArgs ?? existing?.cmakeArgs ?? [];
     const targets = options.targets ?? existing?.targets ?? [];
+    const patches = validatePatches(options.patches ?? existing?.patches ?? []);
     const ccache = (options.ccache ?? true) && !!which("ccache");
 
     const dir = instanceDir(paths, name);
@@ -150,6 +155,14 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     await Deno.mkdir(paths.logsDir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
     const logFile = join(paths.logsDir, `install-${name}-${stamp}.log`);
+
+    // What the machine lacks is said before anything is fetched or built.
+    const foundArgs = options.pullOnly ? [] : await preflightMachine({
+      arch,
+      cmakeArgs,
+      gpuTargets,
+      onInfo: info,
+    });
 
     const fetchProgress = options.progress?.("fetch");
     info(`fetching ${repoUrl}${ref !== "HEAD" ? ` (${ref})` : ""}`);
@@ -174,7 +187,8 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       : !options.ignorePython;
     const configSame = existing && existing.commit === commit && existing.arch === arch &&
       sameList(existing.gpuTargets, gpuTargets) && sameList(existing.cmakeArgs, cmakeArgs) &&
-      sameList(existing.targets, targets) && existing.repoUrl === repoUrl && (await exists(existing.binDir));
+      sameList(existing.targets, targets) && sameList(existing.patches, patches) &&
+      existing.repoUrl === repoUrl && (await exists(existing.binDir));
     if (options.updateOnly && configSame && existing) {
       if (wantsPython && !existing.venvDir && existing.pythonDir) {
         info("build is up to date; creating the missing Python environment");
@@ -187,6 +201,11 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     }
 
     await checkoutCommit(srcDir, commit, { logFile });
+    if (patches.length) {
+      await applyPatches(srcDir, patches, { logFile });
+      info(`patched: ${patches.join(", ")}`);
+    }
+    await preflightSource({ arch, srcDir, cmakeArgs, onInfo: info });
     info(
       `building ${name} (${arch}${gpuTargets.length ? ` ${gpuTargets.join(",")}` : ""}) at ${
         commit.slice(0, 10)
@@ -196,7 +215,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       onWarning: (w) => info(`warning: ${w}`),
       srcDir,
       buildDir,
-      spec: { arch, gpuTargets, cmakeArgs, ccache },
+      spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache },
       targets,
       parallel: options.parallel,
       logFile,
@@ -216,6 +235,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       arch,
       gpuTargets,
       cmakeArgs,
+      ...(patches.length ? { patches } : {}),
       cmakeCommand: built.cmakeCommand,
       targets,
       builtAt: new Date().toISOString(),

@@ -56,6 +56,8 @@ export interface InstanceRecord {
   gpuTargets: string[];
   /** The user's extra cmake args. */
   cmakeArgs: string[];
+  /** Source patches applied before the build (names from PATCHES in patches.ts). */
+  patches?: string[];
   /** The full cmake configure command line used. */
   cmakeCommand: string[];
   /** Targets built. */
