@@ -9,9 +9,16 @@ import {
   glslcSupports,
   parseNvccArchList,
   sourceShaderNeeds,
+  unguardedHeaderNeeds,
   unguardedShaderNeeds,
 } from "../lib/llamacpp/toolchain.ts";
-import { applyPatches, validatePatches } from "../lib/llamacpp/patches.ts";
+import {
+  applyPatches,
+  keepUnchangedTimes,
+  patchedFiles,
+  snapshotFiles,
+  validatePatches,
+} from "../lib/llamacpp/patches.ts";
 import { BACKEND_DL_ARGS, configureCommand } from "../lib/llamacpp/cmake.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { run, which } from "../lib/util/run.ts";
@@ -162,7 +169,8 @@ Deno.test("the Vulkan shader generator's unguarded cooperative-matrix shaders ar
   const gen = "ggml/src/ggml-vulkan/vulkan-shaders/vulkan-shaders-gen.cpp";
   const have = await exists(join(src, gen));
   await t.step({
-    name: "the bundled release needs GL_KHR_cooperative_matrix; --patch vulkan-no-coopmat removes the need",
+    name:
+      "the bundled release needs GL_KHR_cooperative_matrix and VK_EXT_layer_settings; the patches remove both",
     ignore: !have,
     fn: async () => {
       assertEquals(await sourceShaderNeeds(src), [
@@ -181,8 +189,12 @@ Deno.test("the Vulkan shader generator's unguarded cooperative-matrix shaders ar
           await Deno.copyFile(join(src, dir, f), join(d.path, dir, f));
         }
         await run(["git", "-C", d.path, "init", "-q"]);
-        await applyPatches(d.path, ["vulkan-no-coopmat"]);
+        const cpp = join(d.path, "ggml/src/ggml-vulkan/ggml-vulkan.cpp");
+        assertEquals(unguardedHeaderNeeds(await Deno.readTextFile(cpp)), ["VK_EXT_layer_settings"]);
+        assertEquals(patchedFiles(["vulkan-no-coopmat", "vulkan-old-headers"]).sort(), files.slice().sort());
+        await applyPatches(d.path, ["vulkan-no-coopmat", "vulkan-old-headers"]);
         assertEquals(await sourceShaderNeeds(d.path), []);
+        assertEquals(unguardedHeaderNeeds(await Deno.readTextFile(cpp)), []);
         const patched = await Deno.readTextFile(join(d.path, gen));
         assertStringIncludes(
           patched,
@@ -190,10 +202,34 @@ Deno.test("the Vulkan shader generator's unguarded cooperative-matrix shaders ar
         );
         // Applying it twice does not fit the source any more, and says so.
         await assertRejects(() => applyPatches(d.path, ["vulkan-no-coopmat"]), UserError, "does not apply");
+        // A checkout and re-patch that leaves a file's text as it was gives it back its time (ninja then
+        // does not regenerate what depends on it); a file whose text changed keeps its new time.
+        const genPath = join(d.path, gen);
+        const past = new Date("2020-01-01T00:00:00Z");
+        for (const f of [genPath, cpp]) await Deno.utime(f, past, past);
+        const before = await snapshotFiles(d.path, [gen, files[1]]);
+        await Deno.writeTextFile(genPath, await Deno.readTextFile(genPath));
+        await Deno.writeTextFile(cpp, (await Deno.readTextFile(cpp)) + "\n");
+        await keepUnchangedTimes(d.path, before);
+        assertEquals((await Deno.stat(genPath)).mtime!.getTime(), past.getTime());
+        assert((await Deno.stat(cpp)).mtime!.getTime() > past.getTime());
       } finally {
         await d.cleanup();
       }
     },
+  });
+  await t.step("Vulkan header needs: a use outside #if defined(VK_...) counts, one inside does not", () => {
+    assertEquals(unguardedHeaderNeeds("std::vector<vk::LayerSettingEXT> s;"), ["VK_EXT_layer_settings"]);
+    assertEquals(
+      unguardedHeaderNeeds("#if defined(VK_EXT_layer_settings)\nvk::LayerSettingEXT s;\n#endif\n"),
+      [],
+    );
+    assertEquals(
+      unguardedHeaderNeeds("#if defined(VK_EXT_layer_settings)\n#else\nvk::LayerSettingEXT s;\n#endif"),
+      [
+        "VK_EXT_layer_settings",
+      ],
+    );
   });
   await t.step("unknown patch names are refused with the list", () => {
     assertThrows(() => validatePatches(["vulkan-fast"]), UserError, "unknown --patch 'vulkan-fast'");
@@ -234,6 +270,14 @@ Deno.test("doctor --arch vulkan names the Vulkan packages and the shader extensi
     }
     const lib = out.checks.find((c: { name: string }) => c.name === "libvulkan-dev");
     assertEquals(lib.ok, await exists("/usr/include/vulkan/vulkan.h"));
+    if (lib.ok) {
+      const core = await Deno.readTextFile("/usr/include/vulkan/vulkan_core.h");
+      const hdr = out.checks.find((c: { name: string }) =>
+        c.name === "libvulkan-dev with VK_EXT_layer_settings"
+      );
+      assertEquals(hdr.ok, core.includes("#define VK_EXT_layer_settings 1"));
+      if (!hdr.ok) assertStringIncludes(hdr.install.debian, "--patch vulkan-old-headers");
+    }
     assertEquals(
       r.code,
       out.checks.some((c: { ok: boolean; required: boolean }) => c.required && !c.ok) ? 1 : 0,

@@ -25,7 +25,7 @@ import { UserError } from "../util/errors.ts";
 import { which } from "../util/run.ts";
 import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
-import { applyPatches, validatePatches } from "./patches.ts";
+import { applyPatches, keepUnchangedTimes, patchedFiles, snapshotFiles, validatePatches } from "./patches.ts";
 import { preflightMachine, preflightSource } from "./toolchain.ts";
 
 /**
@@ -200,9 +200,11 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       return { status: "up-to-date", record: existing, commit, logFile, seconds: seconds() };
     }
 
+    const unpatched = await snapshotFiles(srcDir, patchedFiles(patches));
     await checkoutCommit(srcDir, commit, { logFile });
     if (patches.length) {
       await applyPatches(srcDir, patches, { logFile });
+      await keepUnchangedTimes(srcDir, unpatched);
       info(`patched: ${patches.join(", ")}`);
     }
     await preflightSource({ arch, srcDir, cmakeArgs, onInfo: info });

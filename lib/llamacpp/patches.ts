@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { UserError } from "../util/errors.ts";
 import { run } from "../util/run.ts";
 
@@ -80,12 +81,40 @@ diff --git a/ggml/src/ggml-vulkan/vulkan-shaders/vulkan-shaders-gen.cpp b/ggml/s
      string_to_spv("fa_sparse_compact_subgroup", "flash_attn_sparse_compact.comp", {{"USE_SUBGROUPS", "1"}});
 `;
 
+// Same release: ggml_vk_instance_init passes validation-layer settings through VK_EXT_layer_settings, which
+// Vulkan headers before 1.3.272 (Debian 12 has 1.3.239) do not define. Without it the instance is created
+// as before that feature; only the validation layer's best-practice setting (a debugging aid) is lost.
+const VULKAN_OLD_HEADERS =
+  `diff --git a/ggml/src/ggml-vulkan/ggml-vulkan.cpp b/ggml/src/ggml-vulkan/ggml-vulkan.cpp
+--- a/ggml/src/ggml-vulkan/ggml-vulkan.cpp
++++ b/ggml/src/ggml-vulkan/ggml-vulkan.cpp
+@@ -5005,6 +5005,7 @@ void ggml_vk_instance_init() {
+     if (debug_utils_ext) {
+         extensions.push_back("VK_EXT_debug_utils");
+     }
++#if defined(VK_EXT_layer_settings)
+     VkBool32 enable_best_practice = layer_settings;
+     std::vector<vk::LayerSettingEXT> settings = {
+         {
+@@ -5017,6 +5018,10 @@ void ggml_vk_instance_init() {
+     };
+     vk::LayerSettingsCreateInfoEXT layer_setting_info(settings);
+     vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, layers, extensions, &layer_setting_info);
++#else
++    // headers without VK_EXT_layer_settings: the validation layer runs without its best-practice setting
++    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, layers, extensions);
++#endif
+ #ifdef __APPLE__
+     if (portability_enumeration_ext) {
+         instance_create_info.flags |= vk::InstanceCreateFlagBits::eEnumeratePortabilityKHR;
+`;
+
 /**
  * The patches llama-mgr knows, by name.
  *
  * @example
  * ```ts
- * Object.keys(PATCHES); // ["vulkan-no-coopmat"]
+ * Object.keys(PATCHES); // ["vulkan-no-coopmat", "vulkan-old-headers"]
  * ```
  */
 export const PATCHES: Record<string, SourcePatch> = {
@@ -97,7 +126,65 @@ export const PATCHES: Record<string, SourcePatch> = {
       "every other device is unaffected",
     diff: VULKAN_NO_COOPMAT,
   },
+  "vulkan-old-headers": {
+    name: "vulkan-old-headers",
+    summary: "compile the Vulkan backend against Vulkan headers without VK_EXT_layer_settings " +
+      "(older than 1.3.272, e.g. Debian 12's 1.3.239)",
+    cost: "with GGML_VK_VALIDATE, the validation layer runs without its best-practice checks",
+    diff: VULKAN_OLD_HEADERS,
+  },
 };
+
+/** The files a set of patches changes, relative to the source root. */
+export function patchedFiles(names: string[]): string[] {
+  const files = new Set<string>();
+  for (const n of validatePatches(names)) {
+    for (const m of PATCHES[n].diff.matchAll(/^\+\+\+ b\/(.+)$/gm)) files.add(m[1]);
+  }
+  return [...files];
+}
+
+/**
+ * The text and modification time of files, to give back the times of those a checkout and re-patch leave
+ * as they were (see {@linkcode keepUnchangedTimes}).
+ */
+export async function snapshotFiles(
+  srcDir: string,
+  files: string[],
+): Promise<Map<string, { text: string; mtime: Date }>> {
+  const out = new Map<string, { text: string; mtime: Date }>();
+  for (const f of files) {
+    try {
+      const path = join(srcDir, f);
+      const [text, st] = await Promise.all([Deno.readTextFile(path), Deno.stat(path)]);
+      if (st.mtime) out.set(f, { text, mtime: st.mtime });
+    } catch { /* not there yet */ }
+  }
+  return out;
+}
+
+/**
+ * Gives files whose text is what it was before a checkout and re-patch their old modification time, so
+ * that ninja does not rebuild what depends on them (for Vulkan: the shader generator and every shader).
+ *
+ * @example
+ * ```ts ignore
+ * const before = await snapshotFiles(src, patchedFiles(patches));
+ * await checkoutCommit(src, commit);
+ * await applyPatches(src, patches);
+ * await keepUnchangedTimes(src, before);
+ * ```
+ */
+export async function keepUnchangedTimes(
+  srcDir: string,
+  before: Map<string, { text: string; mtime: Date }>,
+): Promise<void> {
+  for (const [f, old] of before) {
+    const path = join(srcDir, f);
+    const text = await Deno.readTextFile(path).catch(() => undefined);
+    if (text === old.text) await Deno.utime(path, old.mtime, old.mtime);
+  }
+}
 
 /**
  * Checks patch names against {@linkcode PATCHES}; returns them de-duplicated, in order.

@@ -188,6 +188,48 @@ export async function sourceShaderNeeds(srcDir: string): Promise<ShaderNeed[]> {
   });
 }
 
+/**
+ * Vulkan extensions whose C++ types `ggml-vulkan.cpp` uses without an `#if defined(VK_...)` around them, so
+ * the Vulkan headers must define them (e.g. `VK_EXT_layer_settings`, headers 1.3.272 and newer).
+ *
+ * @example
+ * ```ts
+ * unguardedHeaderNeeds("std::vector<vk::LayerSettingEXT> s;"); // ["VK_EXT_layer_settings"]
+ * unguardedHeaderNeeds("#if defined(VK_EXT_layer_settings)\nvk::LayerSettingEXT s;\n#endif"); // []
+ * ```
+ */
+export function unguardedHeaderNeeds(source: string): string[] {
+  const uses: [RegExp, string][] = [[
+    /\bvk::LayerSettings?(?:EXT|CreateInfoEXT|TypeEXT)\b/,
+    "VK_EXT_layer_settings",
+  ]];
+  const out: string[] = [];
+  for (const [re, ext] of uses) {
+    const stack: string[] = [];
+    for (const line of source.split("\n")) {
+      const t = line.trim();
+      if (/^#\s*if/.test(t)) stack.push(t);
+      else if (/^#\s*(else|elif)/.test(t)) stack[stack.length - 1] = `!${stack[stack.length - 1]}`;
+      else if (/^#\s*endif/.test(t)) stack.pop();
+      else if (re.test(t) && !stack.some((c) => c.includes(ext) && !c.startsWith("!"))) {
+        out.push(ext);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The Vulkan header (`vulkan_core.h`) under the given prefixes: its path and `VK_HEADER_VERSION` line. */
+async function vulkanCoreHeader(prefixes: string[]): Promise<{ path: string; text: string } | undefined> {
+  for (const p of prefixes) {
+    const path = join(p, "include", "vulkan", "vulkan_core.h");
+    const text = await Deno.readTextFile(path).catch(() => undefined);
+    if (text !== undefined) return { path, text };
+  }
+  return undefined;
+}
+
 /** Files that show a Vulkan development package is installed, per package (Debian names). */
 const VULKAN_FILES: { pkg: string; what: string; files: string[]; fedora: string; arch: string }[] = [
   {
@@ -245,6 +287,8 @@ export interface Requirement {
 export async function vulkanRequirements(options: {
   cmakeArgs?: string[];
   needs?: ShaderNeed[];
+  /** Extensions the headers must define (from {@linkcode unguardedHeaderNeeds}; default: none checked). */
+  headerNeeds?: string[];
   env?: Record<string, string | undefined>;
   prefixes?: string[];
 }): Promise<Requirement[]> {
@@ -269,6 +313,24 @@ export async function vulkanRequirements(options: {
         fedora: `sudo dnf install ${f.fedora}`,
         arch: `sudo pacman -S ${f.arch}`,
         macos: "brew install vulkan-sdk  (or LunarG's Vulkan SDK)",
+      },
+    });
+  }
+  const header = await vulkanCoreHeader(prefixes);
+  for (const ext of header ? options.headerNeeds ?? [] : []) {
+    const version = header!.text.match(/#define VK_HEADER_VERSION (\d+)/)?.[1];
+    const ok = new RegExp(`#define ${ext} 1`).test(header!.text);
+    out.push({
+      pkg: `libvulkan-dev with ${ext}`,
+      what: "Vulkan headers new enough for this release (1.3.272 or newer)",
+      ok,
+      detail: ok ? undefined : `${header!.path} is 1.3.${version ?? "?"} and lacks ${ext}`,
+      install: {
+        debian: "newer Vulkan headers: Debian 13 or Ubuntu 24.04 (`sudo apt install libvulkan-dev`), or " +
+          "LunarG's Vulkan SDK (export VULKAN_SDK); or build with `--patch vulkan-old-headers`",
+        fedora: "sudo dnf upgrade vulkan-headers; or --patch vulkan-old-headers",
+        arch: "sudo pacman -Syu vulkan-headers; or --patch vulkan-old-headers",
+        macos: "a current LunarG Vulkan SDK",
       },
     });
   }
@@ -703,7 +765,13 @@ export async function preflightSource(options: {
 }): Promise<void> {
   if (options.arch !== "vulkan") return;
   const needs = await sourceShaderNeeds(options.srcDir);
-  const reqs = await vulkanRequirements({ cmakeArgs: options.cmakeArgs, needs });
+  const cpp = await Deno.readTextFile(join(options.srcDir, "ggml", "src", "ggml-vulkan", "ggml-vulkan.cpp"))
+    .catch(() => "");
+  const reqs = await vulkanRequirements({
+    cmakeArgs: options.cmakeArgs,
+    needs,
+    headerNeeds: unguardedHeaderNeeds(cpp),
+  });
   const missing = reqs.filter((r) => !r.ok);
   if (missing.length) {
     const lines = missing.map((r) =>
