@@ -133,6 +133,11 @@ export function archEnv(
  * driver then runs the same binaries on the CPU instead of failing to start for want of libcuda.so. The
  * libraries find each other through `$ORIGIN`, so a release folder can move; libraries linked from outside
  * the build (cuBLAS from a wheel) keep their folder in the rpath.
+ *
+ * @example
+ * ```ts
+ * configureCommand("src", "build", { arch: "cuda" }).includes(BACKEND_DL_ARGS[1]); // true
+ * ```
  */
 export const BACKEND_DL_ARGS: string[] = [
   "-DBUILD_SHARED_LIBS=ON",

@@ -135,7 +135,14 @@ export const PATCHES: Record<string, SourcePatch> = {
   },
 };
 
-/** The files a set of patches changes, relative to the source root. */
+/**
+ * The files a set of patches changes, relative to the source root.
+ *
+ * @example
+ * ```ts
+ * patchedFiles(["vulkan-old-headers"]); // ["ggml/src/ggml-vulkan/ggml-vulkan.cpp"]
+ * ```
+ */
 export function patchedFiles(names: string[]): string[] {
   const files = new Set<string>();
   for (const n of validatePatches(names)) {
@@ -147,6 +154,11 @@ export function patchedFiles(names: string[]): string[] {
 /**
  * The text and modification time of files, to give back the times of those a checkout and re-patch leave
  * as they were (see {@linkcode keepUnchangedTimes}).
+ *
+ * @example
+ * ```ts ignore
+ * const before = await snapshotFiles(src, patchedFiles(["vulkan-no-coopmat"]));
+ * ```
  */
 export async function snapshotFiles(
   srcDir: string,

@@ -13,7 +13,14 @@ import { exists } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { run, which } from "../util/run.ts";
 
-/** The cmake `-D` value a user gave in extra cmake args, if any. */
+/**
+ * The cmake `-D` value a user gave in extra cmake args, if any (the last one wins, as in cmake).
+ *
+ * @example
+ * ```ts
+ * cmakeDefine(["-DGGML_CUDA_F16=ON", "-DCUDAToolkit_ROOT:PATH=/opt/cuda"], "CUDAToolkit_ROOT"); // "/opt/cuda"
+ * ```
+ */
 export function cmakeDefine(cmakeArgs: string[], name: string): string | undefined {
   let value: string | undefined;
   for (const a of cmakeArgs) {
@@ -76,7 +83,14 @@ export async function glslcSupports(
   }
 }
 
-/** The version line of a shader compiler (`shaderc v2023.2 ...`). */
+/**
+ * The version line of a shader compiler (`shaderc 2023.2-1`).
+ *
+ * @example
+ * ```ts ignore
+ * await glslcVersion("/usr/bin/glslc"); // "shaderc 2023.2-1"
+ * ```
+ */
 export async function glslcVersion(glslc: string): Promise<string | undefined> {
   const r = await run([glslc, "--version"], { check: false, timeoutMs: 10_000 }).catch(() => undefined);
   return r?.stdout.split("\n")[0]?.trim() || undefined;
@@ -174,7 +188,15 @@ export function unguardedShaderNeeds(
   return [...found].map(([extension, shaders]) => ({ extension, shaders: [...shaders] }));
 }
 
-/** {@linkcode unguardedShaderNeeds} for a llama.cpp checkout; empty when it has no Vulkan shader generator. */
+/**
+ * {@linkcode unguardedShaderNeeds} for a llama.cpp checkout; empty when it has no Vulkan shader generator.
+ *
+ * @example
+ * ```ts ignore
+ * await sourceShaderNeeds("/data/instances/vulkan/src");
+ * // [{ extension: "GL_KHR_cooperative_matrix", shaders: ["fa_decode_ph1", "fa_decode_ph2"] }]
+ * ```
+ */
 export async function sourceShaderNeeds(srcDir: string): Promise<ShaderNeed[]> {
   const dir = join(srcDir, "ggml", "src", "ggml-vulkan", "vulkan-shaders");
   const gen = await Deno.readTextFile(join(dir, "vulkan-shaders-gen.cpp")).catch(() => undefined);
@@ -458,6 +480,11 @@ async function sitePackages(env: Record<string, string | undefined>): Promise<st
 /**
  * The CUDA toolkit roots to look in: `-DCUDAToolkit_ROOT=`, `$CUDAToolkit_ROOT`, `$CUDA_HOME`, `$CUDA_PATH`,
  * the folder above `nvcc`, and `/usr/local/cuda`.
+ *
+ * @example
+ * ```ts
+ * cudaRoots(["-DCUDAToolkit_ROOT=/opt/cuda-13"]); // ["/opt/cuda-13", ..., "/usr/local/cuda"]
+ * ```
  */
 export function cudaRoots(
   cmakeArgs: string[] = [],
@@ -583,7 +610,14 @@ export async function findCudaDriverLib(
   return undefined;
 }
 
-/** Ways to get cuBLAS, for messages. */
+/**
+ * Ways to get cuBLAS, for messages.
+ *
+ * @example
+ * ```ts
+ * console.log(`no cuBLAS: ${CUBLAS_HINT}`);
+ * ```
+ */
 export const CUBLAS_HINT = [
   "install the toolkit's cuBLAS package matching your nvcc (NVIDIA's repo: `sudo apt install " +
   "libcublas-dev-13-0`, or the full `cuda-toolkit-13-0`; Debian's own nvidia-cuda-toolkit includes it)",
