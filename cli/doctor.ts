@@ -9,7 +9,7 @@ import { platformHint, runDoctor } from "../lib/llamacpp/doctor.ts";
 import { detectGpu } from "../lib/llamacpp/detect.ts";
 import { type Arch, ARCHES, listInstances } from "../lib/llamacpp/instances.ts";
 import { UserError } from "../lib/util/errors.ts";
-import { listDeviceLines } from "../lib/llamacpp/toolchain.ts";
+import { describeDevices, listDeviceLines } from "../lib/llamacpp/toolchain.ts";
 
 /** The `doctor` command. */
 export const doctorCommand: Command = {
@@ -36,7 +36,9 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   const checks = await runDoctor(arch);
   const missing = checks.filter((c) => c.required && !c.ok);
   const instances = await listInstances(ctx.paths);
-  const devices = await Promise.all(instances.map((i) => listDeviceLines(i.binDir, { timeoutMs: 30_000 })));
+  const devices = await Promise.all(
+    instances.map((i) => listDeviceLines(i.binDir, { timeoutMs: 30_000, arch: i.arch })),
+  );
   if (ctx.json) {
     ctx.print(
       JSON.stringify(
@@ -62,9 +64,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   ctx.print(`instances: ${instances.map((i) => `${i.name} (${i.arch})`).join(", ") || "none"}`);
   // llama-server's own words (`--list-devices`): the devices each build sees, with their memory.
   instances.forEach((inst, n) => {
-    const d = devices[n];
-    const text = d.lines.length ? d.lines.join("; ") : d.error ? `cannot list (${d.error})` : "CPU only";
-    ctx.print(`  ${inst.name} devices: ${text}`);
+    ctx.print(`  ${inst.name} devices: ${describeDevices(devices[n]).join("; ")}`);
   });
   ctx.print("");
   ctx.print(table(

@@ -13,7 +13,7 @@ import {
   setDefaultInstance,
 } from "../lib/llamacpp/instances.ts";
 import { formatBytes } from "../lib/util/fs.ts";
-import { listDeviceLines } from "../lib/llamacpp/toolchain.ts";
+import { describeDevices, listDeviceLines } from "../lib/llamacpp/toolchain.ts";
 import { UserError } from "../lib/util/errors.ts";
 
 /** The `instances` command. */
@@ -46,7 +46,7 @@ export const instancesCommand: Command = {
         ...inst,
         sizeBytes: await instanceSize(ctx.paths, inst.name),
         binaries: await listBinaries(inst),
-        devices: (await listDeviceLines(inst.binDir, { timeoutMs: 30_000 })).lines,
+        devices: describeDevices(await listDeviceLines(inst.binDir, { timeoutMs: 30_000, arch: inst.arch })),
       };
       if (ctx.json) ctx.print(JSON.stringify(out, null, 2));
       else {
