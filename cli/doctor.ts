@@ -12,6 +12,7 @@ import { UserError } from "../lib/util/errors.ts";
 import { type DeviceBudget, deviceBudgets, formatDevice, listDevices } from "../lib/llamacpp/devices.ts";
 import { type CcacheReport, ccacheReport } from "../lib/llamacpp/ccache.ts";
 import { formatBytes } from "../lib/util/fs.ts";
+import { describeDevices, listDeviceLines } from "../lib/llamacpp/toolchain.ts";
 
 /** The `doctor` command. */
 export const doctorCommand: Command = {
@@ -49,6 +50,13 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
     }
   }
   const ccache = await ccacheReport(instances);
+  // llama.cpp's Vulkan backend hides software devices (Mesa's lavapipe) unless asked: say how to use them.
+  const hidden: Record<string, string[]> = {};
+  for (const i of instances) {
+    if (i.arch !== "vulkan") continue;
+    const d = await listDeviceLines(i.binDir, { timeoutMs: 30_000, arch: i.arch });
+    if (!d.lines.length && d.hidden?.length) hidden[i.name] = describeDevices(d);
+  }
   if (ctx.json) {
     ctx.print(
       JSON.stringify(
@@ -61,6 +69,7 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
           instances: instances.map((i) => i.name),
           devices,
           ccache,
+          hiddenDevices: hidden,
           ok: missing.length === 0,
         },
         null,
@@ -77,12 +86,14 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
     ctx.print(`devices of ${name}:`);
     if ("error" in list) ctx.print(`  ${list.error}`);
     else for (const d of list) ctx.print(`  ${formatDevice(d)}`);
+    for (const line of hidden[name] ?? []) ctx.print(`  ${line}`);
   }
   ctx.print("");
   ctx.print(table(
     ["", "TOOL", "VERSION", "FOR"],
     checks.filter((c) =>
-      c.required || c.ok || c.purpose.includes("optional") || !c.purpose.includes("--arch")
+      c.required || c.ok || c.purpose.includes("optional") || !c.purpose.includes("--arch") ||
+      c.purpose.includes(`--arch ${arch}`)
     )
       .map((
         c,
@@ -93,7 +104,9 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
         c.purpose,
       ]),
   ));
-  const toInstall = checks.filter((c) => !c.ok && (c.required || !c.purpose.includes("--arch")));
+  const toInstall = checks.filter((c) =>
+    !c.ok && (c.required || !c.purpose.includes("--arch") || c.purpose.includes(`--arch ${arch}`))
+  );
   if (toInstall.length) {
     ctx.print("");
     ctx.print("To install what is missing:");

@@ -64,7 +64,8 @@ export const installCommand: Command = {
   summary: "clone and build llama.cpp into an instance (side by side, per GPU architecture)",
   usage: [
     "install [-i NAME] [--arch cpu|cuda|rocm|vulkan|metal|sycl] [--gpu-targets T,..] [--repo-url URL|PATH|BUNDLE]",
-    "        [--branch REF] [--cmake-args ARGS] [--parallel N] [--pull-only|--update-only] [--ignore-python]",
+    "        [--branch REF] [--cmake-args ARGS] [--patch NAME,..] [--parallel N] [--pull-only|--update-only]",
+    "        [--ignore-python]",
     "install -i NAME --rollback",
   ],
   details: [
@@ -76,6 +77,10 @@ export const installCommand: Command = {
     "A new instance builds llama-server; other tools are built the first time a command needs one.",
     "An update keeps the release it replaces (build.keep_releases); --rollback switches back to it without",
     "a build. The config's build.profiles.<arch> and build.instances.<name> give GPU targets and cmake args.",
+    "Before configuring, GPU builds are checked for what they need (Vulkan: headers, SPIR-V headers, glslc and",
+    "the shader extensions the source uses; CUDA: cuBLAS, GPU targets nvcc supports). --patch applies a named",
+    "source patch for a toolchain the release does not support: vulkan-no-coopmat builds Vulkan with a glslc",
+    "that lacks GL_KHR_cooperative_matrix (Debian 12), leaving out the Intel Xe flash-attention decode shaders.",
   ].join("\n"),
   examples: [
     "llama-mgr install",
@@ -83,6 +88,7 @@ export const installCommand: Command = {
     "llama-mgr install -i cpu --arch cpu --repo-url ./llama.cpp.bundle --branch b6000 --parallel 2",
     "llama-mgr install --update-only",
     "llama-mgr install -i cpu --rollback",
+    "llama-mgr install -i vulkan --arch vulkan --patch vulkan-no-coopmat",
     "llama-mgr install --torch-version 2.13.0 --find-links /opt/wheels",
   ],
   flags: {
@@ -102,6 +108,11 @@ export const installCommand: Command = {
       type: "string",
       value: "ARGS",
       description: 'extra cmake options, e.g. "-DGGML_CUDA_F16=ON"',
+    },
+    patch: {
+      type: "string",
+      value: "NAME,..",
+      description: "apply named source patches (vulkan-no-coopmat); --patch none drops the instance's",
     },
     parallel: { type: "string", short: "j", value: "N", description: "build jobs (default: CPU count)" },
     targets: {
@@ -181,6 +192,7 @@ export const installCommand: Command = {
       cmakeArgs: cmakeFlag === undefined ? undefined : splitCmakeArgs(cmakeFlag),
       build: config.build,
       targets: list(str(args, "targets")),
+      patches: str(args, "patch") === "none" ? [] : list(str(args, "patch")),
       parallel,
       pullOnly: bool(args, "pull-only"),
       updateOnly: bool(args, "update-only"),

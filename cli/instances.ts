@@ -14,6 +14,7 @@ import {
   setDefaultInstance,
 } from "../lib/llamacpp/instances.ts";
 import { formatBytes } from "../lib/util/fs.ts";
+import { describeDevices, listDeviceLines } from "../lib/llamacpp/toolchain.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { deviceBudgets, formatDevice, listDevices } from "../lib/llamacpp/devices.ts";
 
@@ -81,6 +82,11 @@ export const instancesCommand: Command = {
           ctx.print(`\n* in use; \`llama-mgr install -i ${inst.name} --rollback\` switches to the next one`);
         }
         const lines = Array.isArray(devices) ? devices.map(formatDevice) : [devices.error];
+        // llama.cpp's Vulkan backend hides software devices (Mesa's lavapipe) unless asked: say how to use them.
+        if (inst.arch === "vulkan") {
+          const d = await listDeviceLines(inst.binDir, { timeoutMs: 30_000, arch: inst.arch });
+          if (!d.lines.length && d.hidden?.length) lines.push(...describeDevices(d));
+        }
         ctx.print(`${"devices".padEnd(14)} ${lines.join(`\n${" ".repeat(15)}`)}`);
       }
       return;

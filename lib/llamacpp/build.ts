@@ -263,6 +263,11 @@ export async function stageRelease(
     const bin = join(staging, "bin");
     await Deno.mkdir(bin, { recursive: true });
     for await (const e of Deno.readDir(join(buildDir, "bin"))) {
+      // Shared builds (CUDA's backend modules) name their libraries through version symlinks.
+      if (e.isSymlink) {
+        await Deno.symlink(await Deno.readLink(join(buildDir, "bin", e.name)), join(bin, e.name));
+        continue;
+      }
       if (!e.isFile) continue;
       await Deno.copyFile(join(buildDir, "bin", e.name), join(bin, e.name));
       await Deno.chmod(join(bin, e.name), 0o755);

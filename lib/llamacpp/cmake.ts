@@ -129,6 +129,27 @@ export function archEnv(
 }
 
 /**
+ * CUDA builds load their backends as modules (llama.cpp's GGML_BACKEND_DL): a machine without the NVIDIA
+ * driver then runs the same binaries on the CPU instead of failing to start for want of libcuda.so. The
+ * libraries find each other through `$ORIGIN`, so a release folder can move; libraries linked from outside
+ * the build (cuBLAS from a wheel) keep their folder in the rpath.
+ *
+ * @example
+ * ```ts
+ * configureCommand("src", "build", { arch: "cuda" }).includes(BACKEND_DL_ARGS[1]); // true
+ * ```
+ */
+export const BACKEND_DL_ARGS: string[] = [
+  "-DBUILD_SHARED_LIBS=ON",
+  "-DGGML_BACKEND_DL=ON",
+  // llama.cpp refuses GGML_NATIVE with backend modules; without it the CPU part targets AVX2/FMA/F16C.
+  "-DGGML_NATIVE=OFF",
+  "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
+  "-DCMAKE_INSTALL_RPATH=$ORIGIN",
+  "-DCMAKE_INSTALL_RPATH_USE_LINK_PATH=ON",
+];
+
+/**
  * The full cmake configure command for a source and build dir.
  *
  * @example
@@ -147,6 +168,7 @@ export function configureCommand(srcDir: string, buildDir: string, spec: BuildSp
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
   ];
+  if (spec.arch === "cuda") common.splice(common.indexOf("-DBUILD_SHARED_LIBS=OFF"), 1, ...BACKEND_DL_ARGS);
   if (spec.ccache) common.push("-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
   if (spec.arch === "cuda" && spec.ccache) common.push("-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache");
   return [

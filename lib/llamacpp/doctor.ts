@@ -6,6 +6,7 @@
  */
 import type { Arch } from "./instances.ts";
 import { run, which } from "../util/run.ts";
+import { CUBLAS_HINT, cudaRoots, findCublas, vulkanRequirements } from "./toolchain.ts";
 
 /**
  * How to install a tool on each platform.
@@ -250,7 +251,7 @@ export function meetsMinimum(versionLine: string, min: [number, number]): boolea
  * ```
  */
 export async function runDoctor(arch: Arch): Promise<Check[]> {
-  return await Promise.all(TOOLS.map(async (t): Promise<Check> => {
+  const tools = await Promise.all(TOOLS.map(async (t): Promise<Check> => {
     const required = t.needs === "all" || (Array.isArray(t.needs) && t.needs.includes(arch));
     const path = t.candidates.map((c) => which(c)).find((p) => p !== undefined);
     let version: string | undefined;
@@ -266,6 +267,65 @@ export async function runDoctor(arch: Arch): Promise<Check[]> {
     }
     return { name: t.name, purpose: t.purpose, ok, required, path, version, install: t.install };
   }));
+  return [...tools, ...await backendChecks(arch)];
+}
+
+/** Libraries and shader-compiler features a backend's build needs beyond its compiler. */
+async function backendChecks(arch: Arch): Promise<Check[]> {
+  if (arch === "vulkan") {
+    // Without a source at hand, what current releases need: cooperative matrices in glslc, layer settings in
+    // the headers.
+    const reqs = await vulkanRequirements({ headerNeeds: ["VK_EXT_layer_settings"] });
+    const out: Check[] = reqs.filter((r) => r.pkg !== "glslc").map((r) => ({
+      name: r.pkg,
+      purpose: `${r.what} (--arch vulkan)`,
+      ok: r.ok,
+      // What a --patch works around (see patches.ts) is reported, not required.
+      required: !r.pkg.includes(" with "),
+      path: r.ok ? r.detail : undefined,
+      version: r.detail,
+      install: r.install,
+    }));
+    const icds = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"];
+    let icd: string | undefined;
+    for (const d of icds) {
+      try {
+        for await (const e of Deno.readDir(d)) if (!icd && e.name.endsWith(".json")) icd = `${d}/${e.name}`;
+      } catch { /* absent */ }
+    }
+    out.push({
+      name: "vulkan driver",
+      purpose: "a Vulkan device to run on, e.g. Mesa's (lavapipe is a CPU one) (--arch vulkan)",
+      ok: !!icd,
+      required: false,
+      path: icd,
+      install: {
+        debian: "sudo apt install mesa-vulkan-drivers  (NVIDIA: the proprietary driver)",
+        fedora: "sudo dnf install mesa-vulkan-drivers",
+        arch: "sudo pacman -S vulkan-radeon vulkan-intel  (or nvidia-utils)",
+        macos: "MoltenVK comes with the Vulkan SDK",
+      },
+    });
+    return out;
+  }
+  if (arch === "cuda") {
+    const found = await findCublas();
+    return [{
+      name: "cuBLAS",
+      purpose: "CUDA BLAS library and headers, linked by ggml-cuda (--arch cuda)",
+      ok: !!found,
+      required: true,
+      path: found ? `${found.includeDir}, ${found.libDir}` : undefined,
+      version: found ? undefined : `not under ${cudaRoots().join(", ")}`,
+      install: {
+        debian: CUBLAS_HINT,
+        fedora: "sudo dnf install libcublas-devel-13-0  (NVIDIA's repo); or pip install nvidia-cublas",
+        arch: "sudo pacman -S cuda  (includes cuBLAS)",
+        macos: "not available on macOS: use --arch metal",
+      },
+    }];
+  }
+  return [];
 }
 
 /**

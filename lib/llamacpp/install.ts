@@ -29,6 +29,8 @@ import { UserError } from "../util/errors.ts";
 import { run, which } from "../util/run.ts";
 import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
+import { applyPatches, keepUnchangedTimes, patchedFiles, snapshotFiles, validatePatches } from "./patches.ts";
+import { preflightMachine, preflightSource } from "./toolchain.ts";
 
 /**
  * Options for {@linkcode installInstance}.
@@ -52,6 +54,8 @@ export interface InstallOptions {
   gpuTargets?: string[];
   /** cmake args of `--cmake-args`, after the config's (default: those the instance was given last). */
   cmakeArgs?: string[];
+  /** Source patches by name, see PATCHES in patches.ts (default: the instance's). */
+  patches?: string[];
   /** Targets (default: the config's for the instance, else the instance's, else FIRST_TARGETS of build.ts). */
   targets?: string[];
   /** The config's `build` section: per-backend profiles, per-instance entries, global cmake args, how many
@@ -113,7 +117,8 @@ function reusable(
   const has = r.targets.length ? r.targets : DEFAULT_TARGETS;
   const wanted = want.targets.length ? want.targets : DEFAULT_TARGETS;
   return r.commit === want.commit && r.arch === want.arch && sameList(r.gpuTargets, want.gpuTargets) &&
-    sameList(r.cmakeArgs, want.cmakeArgs) && (r.repoUrl === undefined || r.repoUrl === want.repoUrl) &&
+    sameList(r.cmakeArgs, want.cmakeArgs) && sameList(r.patches, want.patches) &&
+    (r.repoUrl === undefined || r.repoUrl === want.repoUrl) &&
     wanted.every((t) => has.includes(t));
 }
 
@@ -210,6 +215,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       { onInfo: info },
     );
     const keep = options.build?.keep_releases ?? 1;
+    const patches = validatePatches(options.patches ?? existing?.patches ?? []);
     const ccache = (options.ccache ?? true) && !!which("ccache");
 
     const dir = instanceDir(paths, name);
@@ -218,6 +224,14 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     await Deno.mkdir(paths.logsDir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
     const logFile = join(paths.logsDir, `install-${name}-${stamp}.log`);
+
+    // What the machine lacks is said before anything is fetched or built.
+    const foundArgs = options.pullOnly ? [] : await preflightMachine({
+      arch,
+      cmakeArgs,
+      gpuTargets,
+      onInfo: info,
+    });
 
     const fetchProgress = options.progress?.("fetch");
     info(`fetching ${repoUrl}${ref !== "HEAD" ? ` (${ref})` : ""}`);
@@ -242,7 +256,8 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       : !options.ignorePython;
     const configSame = existing && existing.commit === commit && existing.arch === arch &&
       sameList(existing.gpuTargets, gpuTargets) && sameList(existing.cmakeArgs, cmakeArgs) &&
-      sameList(existing.targets, targets) && existing.repoUrl === repoUrl && (await exists(existing.binDir));
+      sameList(existing.targets, targets) && sameList(existing.patches, patches) &&
+      existing.repoUrl === repoUrl && (await exists(existing.binDir));
     if (options.updateOnly && configSame && existing) {
       if (wantsPython && !existing.venvDir && existing.pythonDir) {
         info("build is up to date; creating the missing Python environment");
@@ -262,7 +277,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       ]
       : [];
     const kept = earlier.slice(existing && (await exists(existing.binDir)) ? 1 : 0).find((r) =>
-      reusable(r, { commit, arch, gpuTargets, cmakeArgs, targets, repoUrl })
+      reusable(r, { commit, arch, gpuTargets, cmakeArgs, patches, targets, repoUrl })
     );
     if (existing && kept && (await keptReleaseRuns(kept))) {
       info(`release ${kept.commit.slice(0, 10)} (${kept.version}) is kept: switching to it without a build`);
@@ -278,7 +293,14 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       return { status: "updated", record, commit, logFile, seconds: seconds() };
     }
 
+    const unpatched = await snapshotFiles(srcDir, patchedFiles(patches));
     await checkoutCommit(srcDir, commit, { logFile });
+    if (patches.length) {
+      await applyPatches(srcDir, patches, { logFile });
+      await keepUnchangedTimes(srcDir, unpatched);
+      info(`patched: ${patches.join(", ")}`);
+    }
+    await preflightSource({ arch, srcDir, cmakeArgs, onInfo: info });
     info(
       `building ${name} (${arch}${gpuTargets.length ? ` ${gpuTargets.join(",")}` : ""}) at ${
         commit.slice(0, 10)
@@ -288,7 +310,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       onWarning: (w) => info(`warning: ${w}`),
       srcDir,
       buildDir,
-      spec: { arch, gpuTargets, cmakeArgs, ccache },
+      spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache },
       targets,
       parallel: options.parallel,
       logFile,
@@ -310,6 +332,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       gpuTargets,
       cmakeArgs,
       flagCmakeArgs,
+      ...(patches.length ? { patches } : {}),
       cmakeCommand: built.cmakeCommand,
       targets,
       builtAt: new Date().toISOString(),

@@ -51,6 +51,8 @@ export interface ReleaseRecord {
   gpuTargets: string[];
   /** The cmake args beyond the backend's own (the config's and the flags'). */
   cmakeArgs: string[];
+  /** Source patches applied before the build (see lib/llamacpp/patches.ts). */
+  patches?: string[];
   /** The full cmake configure command line used. */
   cmakeCommand: string[];
   /** Targets built (empty: the common tools, as builds before lazy targets had). */
@@ -97,6 +99,8 @@ export interface InstanceRecord {
   gpuTargets: string[];
   /** The user's extra cmake args. */
   cmakeArgs: string[];
+  /** Source patches applied before the build (names from PATCHES in patches.ts). */
+  patches?: string[];
   /** The full cmake configure command line used. */
   cmakeCommand: string[];
   /** Targets built. */
@@ -270,6 +274,7 @@ export function currentRelease(instance: InstanceRecord): ReleaseRecord {
     arch: instance.arch,
     gpuTargets: instance.gpuTargets,
     cmakeArgs: instance.cmakeArgs,
+    ...(instance.patches?.length ? { patches: instance.patches } : {}),
     cmakeCommand: instance.cmakeCommand,
     targets: instance.targets,
     builtAt: instance.builtAt,
