@@ -140,6 +140,9 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     readyTimeoutMs: settings.readyTimeoutMs,
     onStopped: dropConnections,
   });
+  // Two daemons may share a data dir (a service and one started by hand on another port): the port they
+  // listen on keeps their runners' server names apart. Known once listening when the port is 0.
+  let listening: number = port;
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const scheduler = createScheduler({
     launcher,
@@ -147,6 +150,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     maxInFlight: settings.maxInFlight,
     defaultCtx: settings.defaultCtx,
     log,
+    serverTag: () => String(listening),
   });
   const catalog = createCatalog({ paths: options.paths, listModels, aliases: options.config.models.aliases });
   const ctx: DaemonContext = {
@@ -254,6 +258,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     maxBytes: options.logMaxBytes,
   });
   const addr = server.addr;
+  listening = addr.port;
   const urlHost = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

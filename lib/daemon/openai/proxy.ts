@@ -93,6 +93,8 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
       lease.release();
     }
   };
+  const sse = (up.headers["content-type"] ?? "").includes("text/event-stream");
+  let tail: string | undefined; // the last bytes sent of a stream
   const out = new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       try {
@@ -105,11 +107,19 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
             before = last;
             last = value;
           }
+          if (sse) tail = dec.decode(value.subarray(Math.max(0, value.length - 2)));
           ctrl.enqueue(value);
         }
       } catch (err) {
         release();
-        ctrl.error(err);
+        // The status is already 200: a stream ends with an error event, as llama-server and OpenAI send one
+        // (OpenAI's clients raise it); any other body can only break off.
+        if (!sse) return ctrl.error(err);
+        const message = `the model's llama-server failed mid-answer: ${(err as Error)?.message ?? err}`;
+        const event = JSON.stringify({ error: { message, type: "api_error", param: null, code: null } });
+        const open = tail !== undefined && !tail.endsWith("\n\n") ? "\n\n" : "";
+        ctrl.enqueue(enc.encode(`${open}data: ${event}\n\n`));
+        ctrl.close();
       }
     },
     cancel() {
@@ -125,6 +135,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
 }
 
 const dec = new TextDecoder();
+const enc = new TextEncoder();
 
 /** The token counts in the `usage` of llama-server's OpenAI answer (its last bytes), as Ollama names them. */
 function usageCounts(before: Uint8Array | undefined, last: Uint8Array): LogFields {
