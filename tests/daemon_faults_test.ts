@@ -63,6 +63,31 @@ Deno.test("daemon: a client that goes away, and a llama-server that dies mid-ans
           `${path}: llama-server still generating 5 s after the client went away`,
         );
       }
+      // An answer not streamed: the client gives up before anything was sent.
+      for (const path of ["/api/chat"]) {
+        const quit = new AbortController();
+        const r = post(`${url}${path}`, {
+          model: "smol",
+          stream: false,
+          max_tokens: 2000,
+          options: { ...greedy, num_predict: 2000 },
+          messages: [{ role: "user", content: "Tell a very long story." }],
+        }, { signal: quit.signal }).catch(() => undefined);
+        let waited = 0;
+        while ((await busy()) === 0 && waited++ < 100) await new Promise((r) => setTimeout(r, 50));
+        assertEquals(await busy(), 1, `${path} (not streamed): llama-server is not generating`);
+        const gone = performance.now();
+        quit.abort();
+        await r;
+        while ((await busy()) > 0 && performance.now() - gone < 5000) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assertEquals(
+          await busy(),
+          0,
+          `${path} (not streamed): still generating 5 s after the client went away`,
+        );
+      }
       // The runner was released each time: a new request is answered at once.
       const after = await post(`${url}/api/generate`, {
         model: "smol",

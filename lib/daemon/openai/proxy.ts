@@ -74,7 +74,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
   let up: UpstreamStream;
   try {
     await ctx.arrivals.ready(req);
-    up = await openUpstream(lease.url, path, send);
+    up = await openUpstream(lease.url, path, send, req.signal);
   } catch (err) {
     lease.release();
     throw err;
