@@ -12,6 +12,7 @@ import { smolModelPath, testInstance } from "./_fixtures.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { startDaemon } from "../lib/daemon/daemon.ts";
+import { pidAlive } from "../lib/util/process.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
 
@@ -147,7 +148,8 @@ Deno.test("daemon: a client that goes away, and a llama-server that dies mid-ans
       const reader = r.body!.getReader();
       const dec = new TextDecoder();
       let text = dec.decode((await reader.read()).value);
-      Deno.kill(daemon.ctx.scheduler.list()[0].pid!, "SIGKILL");
+      const pid = daemon.ctx.scheduler.list()[0].pid!;
+      Deno.kill(pid, "SIGKILL");
       while (true) {
         const { value, done } = await reader.read();
         if (done) break;
@@ -159,6 +161,8 @@ Deno.test("daemon: a client that goes away, and a llama-server that dies mid-ans
         typeof last.error?.message === "string" && last.error.message.length > 0,
         `last: ${text.slice(-300)}`,
       );
+      // A request in the moment before the crash shows (the process not yet gone) can still be refused.
+      for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
       const again = await post(`${url}/v1/chat/completions`, {
         model: "smol",
         max_tokens: 2,

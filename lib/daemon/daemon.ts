@@ -33,6 +33,23 @@ import { createLogger, type LogFormat, type LogLevel } from "../util/log.ts";
 import { createRequestLog } from "./request_log.ts";
 
 /**
+ * Drops, once for the process, Deno's notice that a served request's signal also aborts after a successful
+ * response: the generation handlers listen to it only until they return their response (a client that leaves
+ * before then stops llama-server's work), which is right under both behaviours, so the notice would only
+ * puzzle a user reading the daemon's log.
+ */
+function quietLegacyAbortNotice(): void {
+  if (quieted) return;
+  quieted = true;
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === "string" && args[0].startsWith("Deno.serve: request.signal aborts")) return;
+    warn(...args);
+  };
+}
+let quieted = false;
+
+/**
  * Options for {@linkcode startDaemon}.
  *
  * @example
@@ -232,6 +249,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
       throw err;
     });
   };
+  quietLegacyAbortNotice();
   const abort = new AbortController();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
