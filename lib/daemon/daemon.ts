@@ -39,6 +39,23 @@ import { createRequestLog } from "./request_log.ts";
 import { createDigestCache } from "../models/digests.ts";
 
 /**
+ * Drops, once for the process, Deno's notice that a served request's signal also aborts after a successful
+ * response: the generation handlers listen to it only until they return their response (a client that leaves
+ * before then stops llama-server's work), which is right under both behaviours, so the notice would only
+ * puzzle a user reading the daemon's log.
+ */
+function quietLegacyAbortNotice(): void {
+  if (quieted) return;
+  quieted = true;
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === "string" && args[0].startsWith("Deno.serve: request.signal aborts")) return;
+    warn(...args);
+  };
+}
+let quieted = false;
+
+/**
  * Options for {@linkcode startDaemon}.
  *
  * @example
@@ -154,6 +171,9 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     onStopped: dropConnections,
     env: options.env ?? Deno.env.toObject(),
   });
+  // Two daemons may share a data dir (a service and one started by hand on another port): the port they
+  // listen on keeps their runners' server names apart. Known once listening when the port is 0.
+  let listening: number = port;
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
   const scheduler = createScheduler({
     launcher,
@@ -162,6 +182,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     defaultCtx: settings.defaultCtx,
     conflicts: groupConflicts(options.config.groups),
     log,
+    serverTag: () => String(listening),
   });
   const catalog = createCatalog({
     paths: options.paths,
@@ -262,6 +283,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
       throw err;
     });
   };
+  quietLegacyAbortNotice();
   const abort = new AbortController();
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
@@ -288,6 +310,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
     maxBytes: options.logMaxBytes,
   });
   const addr = server.addr;
+  listening = addr.port;
   const urlHost = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {

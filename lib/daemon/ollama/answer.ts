@@ -133,6 +133,8 @@ export interface RunOptions {
   begun?: () => void;
   /** Hears the final counters (for the request log). */
   counted?: (metrics: Metrics) => void;
+  /** The client's request signal: it going away before the answer is sent stops llama-server's work. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -145,8 +147,9 @@ export interface RunOptions {
  * ```
  */
 export async function runGeneration(o: RunOptions): Promise<Response> {
-  // A streamed answer stops llama-server's work when the client goes away (the stream is cancelled); the
-  // request's own signal is not used (Deno.serve aborts it after every response, a legacy behaviour).
+  // A streamed answer stops llama-server's work when the client goes away (the stream is cancelled). Before
+  // the response is returned, the request's signal says so (Deno.serve also aborts it after every response,
+  // so it is listened to only until then).
   let released = false;
   const release = () => {
     if (released) return;
@@ -156,7 +159,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
   let up: UpstreamStream;
   try {
     const body = await resumeConversation(o.lease.url, o.path, { ...o.body, stream: true });
-    up = await openUpstreamOk(o.lease.url, o.path, JSON.stringify(body));
+    up = await openUpstreamOk(o.lease.url, o.path, JSON.stringify(body), o.signal);
   } catch (err) {
     release();
     throw err;
@@ -175,6 +178,8 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     b();
   };
   if (!o.stream) {
+    const gone = () => up.close();
+    o.signal?.addEventListener("abort", gone, { once: true });
     try {
       const all = { text: "", thinking: "", tools: [] as OllamaToolCall[], logprobs: [] as Logprob[] };
       const take = async (evs: GenEvent[]): Promise<Response | undefined> => {
@@ -200,6 +205,7 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
       if (res) return res;
       throw new Error("llama-server ended the answer early");
     } finally {
+      o.signal?.removeEventListener("abort", gone);
       up.close();
       release();
     }

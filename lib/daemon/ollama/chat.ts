@@ -101,5 +101,6 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     stream: body.stream !== false,
     startedAt,
     counted: countsFor(ctx.requests, req),
+    signal: req.signal,
   });
 }

@@ -154,6 +154,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       finish,
       begun: begin,
       counted: countsFor(ctx.requests, req),
+      signal: req.signal,
     });
   } catch (err) {
     // llama-server answers 501 when the model has no fill-in-the-middle tokens; Ollama says it this way.

@@ -90,7 +90,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
     if (mayResume(lease.url)) {
       send = JSON.stringify(await resumeConversation(lease.url, path, JSON.parse(send)));
     }
-    up = await openUpstream(lease.url, path, send);
+    up = await openUpstream(lease.url, path, send, req.signal);
   } catch (err) {
     lease.release();
     throw err;
@@ -116,6 +116,8 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
       lease.release();
     }
   };
+  const sse = (up.headers["content-type"] ?? "").includes("text/event-stream");
+  let tail: string | undefined; // the last bytes sent of a stream
   const out = new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       try {
@@ -127,6 +129,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
               before = last;
               last = value;
             }
+            if (sse) tail = dec.decode(value.subarray(Math.max(0, value.length - 2)));
             ctrl.enqueue(value);
           }
           if (done) {
@@ -137,7 +140,17 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
         }
       } catch (err) {
         release();
-        ctrl.error(err);
+        // The status is already 200: a stream ends with an error event, as llama-server and OpenAI send one
+        // (OpenAI's clients raise it); any other body can only break off.
+        if (!sse) return ctrl.error(err);
+        const message = `the model's llama-server failed mid-answer: ${(err as Error)?.message ?? err}`;
+        const open = tail !== undefined && !tail.endsWith("\n\n") ? "\n\n" : "";
+        // Anthropic's stream names its events; its clients read an `error` event of its own shape.
+        const event = path.startsWith("/v1/messages")
+          ? `event: error\ndata: ${JSON.stringify({ type: "error", error: { type: "api_error", message } })}`
+          : `data: ${JSON.stringify({ error: { message, type: "api_error", param: null, code: null } })}`;
+        ctrl.enqueue(enc.encode(`${open}${event}\n\n`));
+        ctrl.close();
       }
     },
     cancel() {
@@ -153,6 +166,7 @@ export async function proxyOpenAI(ctx: DaemonContext, req: Request, path: string
 }
 
 const dec = new TextDecoder();
+const enc = new TextEncoder();
 
 /** The token counts in the `usage` of llama-server's OpenAI answer (its last bytes), as Ollama names them. */
 function usageCounts(before: Uint8Array | undefined, last: Uint8Array): LogFields {

@@ -284,6 +284,9 @@ export interface SchedulerOptions {
   clock?: Clock;
   /** Whether two models must not be loaded at the same time (groups); default: any may. */
   conflicts?: (a: CatalogModel, b: CatalogModel) => boolean;
+  /** Part of every runner's server name that tells this daemon's runners from another's on the same data dir
+   * (the daemon's port); asked when a runner starts. */
+  serverTag?: () => string | undefined;
 }
 
 interface Runner extends RunnerInfo {
@@ -319,14 +322,17 @@ export function runnerKey(model: CatalogModel): string {
  * @example
  * ```ts ignore
  * runnerServerName(model, false); // "daemon-SmolLM2-135M-Instruct.Q4_1-1a2b3c4d"
+ * runnerServerName(model, false, "11434"); // "daemon-11434-SmolLM2-135M-Instruct.Q4_1-1a2b3c4d"
  * ```
  */
-export function runnerServerName(model: CatalogModel, embedding: boolean): string {
+export function runnerServerName(model: CatalogModel, embedding: boolean, tag?: string): string {
   const slug = model.entry.path.split("/").pop()!.replace(/\.gguf$/i, "").replace(/[^A-Za-z0-9_.-]+/g, "-")
     .slice(0, 40);
   let h = 0;
   for (const c of runnerKey(model)) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `daemon-${slug}-${h.toString(16)}${embedding ? "-e" : ""}`;
+  return `daemon-${tag ? `${tag.replace(/[^A-Za-z0-9_.-]+/g, "-")}-` : ""}${slug}-${h.toString(16)}${
+    embedding ? "-e" : ""
+  }`;
 }
 
 /**
@@ -606,7 +612,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       }
       leaveQueue(ticket);
       if (placement?.ngl !== undefined) load.ngl = placement.ngl;
-      const serverName = runnerServerName(req.model, embedding);
+      const serverName = runnerServerName(req.model, embedding, options.serverTag?.());
       const runner: Runner = {
         key,
         name: req.model.name,

@@ -344,7 +344,12 @@ async function exchange(
  * for await (const chunk of up.chunks) console.log(new TextDecoder().decode(chunk));
  * ```
  */
-export async function openUpstream(base: string, path: string, body: string): Promise<UpstreamStream> {
+export async function openUpstream(
+  base: string,
+  path: string,
+  body: string,
+  signal?: AbortSignal,
+): Promise<UpstreamStream> {
   const u = new URL(base);
   const key = u.host;
   const payload = enc.encode(body);
@@ -364,27 +369,48 @@ export async function openUpstream(base: string, path: string, body: string): Pr
   const target: Target = { hostname: u.hostname, port: Number(u.port || 80) };
   let conn: Deno.TcpConn | undefined;
   let answer: { head: string; rest: Uint8Array } | null = null;
-  while (!answer) {
-    const reused = pool.get(key)?.pop();
-    if (reused) {
-      readBuf = reused.buf;
-      answer = await exchange(reused.conn, request, readBuf, reused);
-      if (answer) conn = reused.conn;
-      else closeQuietly(reused.conn);
-      continue;
+  // llama-server answers a stream's head with its first token: a client that goes away before then closes the
+  // connection, which stops llama-server's work on it.
+  let current: Deno.TcpConn | undefined;
+  const gone = () => current && closeQuietly(current);
+  signal?.addEventListener("abort", gone, { once: true });
+  try {
+    while (!answer) {
+      signal?.throwIfAborted();
+      const reused = pool.get(key)?.pop();
+      if (reused) {
+        readBuf = reused.buf;
+        current = reused.conn;
+        answer = await exchange(reused.conn, request, readBuf, reused);
+        if (answer) conn = reused.conn;
+        else closeQuietly(reused.conn);
+        continue;
+      }
+      topUpSoon(key, target);
+      try {
+        conn = await Deno.connect(target);
+      } catch (err) {
+        throw new HttpError(500, `llama-server at ${base} did not answer: ${(err as Error).message}`);
+      }
+      current = conn;
+      signal?.throwIfAborted();
+      readBuf = takeBuf();
+      answer = await exchange(conn, request, readBuf);
+      if (!answer) {
+        closeQuietly(conn);
+        signal?.throwIfAborted();
+        throw new HttpError(500, `llama-server at ${base} closed the connection without answering`);
+      }
     }
-    topUpSoon(key, target);
-    try {
-      conn = await Deno.connect(target);
-    } catch (err) {
-      throw new HttpError(500, `llama-server at ${base} did not answer: ${(err as Error).message}`);
-    }
-    readBuf = takeBuf();
-    answer = await exchange(conn, request, readBuf);
-    if (!answer) {
-      closeQuietly(conn);
-      throw new HttpError(500, `llama-server at ${base} closed the connection without answering`);
-    }
+  } catch (err) {
+    if (current) closeQuietly(current);
+    throw err;
+  } finally {
+    signal?.removeEventListener("abort", gone);
+  }
+  if (signal?.aborted) {
+    closeQuietly(conn!);
+    signal.throwIfAborted();
   }
   const c = conn!;
   taken(key, target);
@@ -496,8 +522,13 @@ export async function openUpstream(base: string, path: string, body: string): Pr
  * const up = await openUpstreamOk("http://127.0.0.1:8080", "/v1/chat/completions", body);
  * ```
  */
-export async function openUpstreamOk(base: string, path: string, body: string): Promise<UpstreamStream> {
-  const up = await openUpstream(base, path, body);
+export async function openUpstreamOk(
+  base: string,
+  path: string,
+  body: string,
+  signal?: AbortSignal,
+): Promise<UpstreamStream> {
+  const up = await openUpstream(base, path, body, signal);
   if (up.status >= 200 && up.status < 300) return up;
   const text = await bodyText(up);
   const message = text.trim() ? upstreamMessage(text) : `llama-server answered ${up.status}`;
