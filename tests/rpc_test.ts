@@ -182,6 +182,10 @@ Deno.test({
           const busy = await llamaMgr(["rpc", "check", "lab"]);
           assertEquals(busy.code, 1);
           assertStringIncludes(busy.stderr, `RPC worker ${endpoints[0]} accepted but did not answer`);
+          // A restart checks the workers too (busy with it, they still accept) and keeps the cluster.
+          const restarted = await llamaMgr(["server", "restart", "big"]);
+          assertEquals(restarted.code, 0, restarted.stderr);
+          assertEquals(await completion((await listServers(paths)).find((s) => s.name === "big")!.url), want);
           assertEquals((await llamaMgr(["server", "stop", "big"])).code, 0);
           // The check left nothing a worker would answer into a closed socket (SIGPIPE): both still run.
           await new Promise((r) => setTimeout(r, 500));
@@ -252,6 +256,10 @@ Deno.test({
           // The supervisor tells the truth about the killed worker.
           const killed = JSON.parse((await llamaMgr(["rpc", "list", "--json"])).stdout);
           assertEquals(killed.map((w: { state: string }) => w.state), ["ready", "crashed"]);
+          // Restarting the CLI's server on the cluster names the missing worker and starts nothing.
+          const restart = await llamaMgr(["server", "restart", "big"]);
+          assertEquals(restart.code, 1);
+          assertStringIncludes(restart.stderr, `RPC worker ${endpoints[1]} of server 'big' is unreachable`);
           const again = await serve(1);
           assertEquals(again.code, 0, again.stderr);
           const back = await post(`${url}/api/generate`, {

@@ -732,6 +732,21 @@ export async function restartServer(
       hint: `give it again: llama-mgr server restart ${name} --api-key KEY`,
     });
   }
+  // A server spread over RPC workers needs each of them: one that accepts no connection is named before the
+  // running server is stopped (a worker busy with that server still accepts; it answers once free).
+  const rpcAt = spec.args.indexOf("--rpc");
+  for (const endpoint of rpcAt >= 0 ? (spec.args[rpcAt + 1] ?? "").split(",").filter(Boolean) : []) {
+    const colon = endpoint.lastIndexOf(":");
+    const host = endpoint.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+    if (!(await probeTcp(host, Number(endpoint.slice(colon + 1))))) {
+      throw new UserError(
+        `RPC worker ${endpoint} of server '${name}' is unreachable; '${name}' was left as it is`,
+        {
+          hint: `start it (\`llama-mgr rpc serve\` on that host), then restart again`,
+        },
+      );
+    }
+  }
   await stopServer(paths, name);
   return await startServer(paths, {
     ...spec,
