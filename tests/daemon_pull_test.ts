@@ -18,6 +18,8 @@ async function registry(): Promise<Registry> {
   await r.publish("library/smol:latest", [
     { mediaType: `${MT}model`, bytes: await Deno.readFile(await smolModelPath()) },
     { mediaType: `${MT}system`, bytes: te.encode("You are a small, helpful assistant.") },
+    // Its default options, as Ollama's library models carry them: answers stay short.
+    { mediaType: `${MT}params`, bytes: te.encode(JSON.stringify({ num_predict: 48 })) },
   ]);
   return r;
 }
@@ -90,7 +92,7 @@ Deno.test({
             const names = tags.models.map((m: { name: string }) => m.name);
             assert(!names.includes(name.toLowerCase()), names.join(", "));
             assertEquals(await Array.fromAsync(Deno.readDir(`${dataDir}/ollama/manifests`)), []);
-            // The copy stands on the model blob, which stays; the system prompt's blob goes.
+            // The copy stands on the model blob, which stays; the system prompt's and params' blobs go.
             const left = (await Array.fromAsync(Deno.readDir(`${dataDir}/ollama/blobs`))).map((e) => e.name);
             assertEquals(left.length, 1, left.join(", "));
             assert(names.includes("kept:latest"), names.join(", "));
