@@ -82,45 +82,19 @@ export interface ReleaseRecord {
  * console.log(`${inst.name}: llama.cpp ${inst.version} (${inst.commit.slice(0, 7)}) for ${inst.arch}`);
  * ```
  */
-export interface InstanceRecord {
+export interface InstanceRecord extends Omit<ReleaseRecord, "repoUrl" | "ref"> {
   /** Instance name, e.g. `cpu`, `rocm`. */
   name: string;
   /** Where the source came from (URL, path or bundle). */
   repoUrl: string;
   /** The ref asked for (branch, tag, commit), or `HEAD`. */
   ref: string;
-  /** The commit built. */
-  commit: string;
-  /** llama.cpp's version as `llama-server --version` prints it (build number). */
-  version: string;
-  /** GPU backend. */
-  arch: Arch;
-  /** GPU targets (CUDA architectures, gfx targets), empty when not applicable. */
-  gpuTargets: string[];
-  /** The user's extra cmake args. */
-  cmakeArgs: string[];
-  /** Source patches applied before the build (names from PATCHES in patches.ts). */
-  patches?: string[];
-  /** The full cmake configure command line used. */
-  cmakeCommand: string[];
-  /** Targets built. */
-  targets: string[];
-  /** ISO time the build finished. */
-  builtAt: string;
-  /** Seconds the build took. */
-  buildSeconds: number;
-  /** Directory of the verified binaries. */
-  binDir: string;
   /** The Python environment, or undefined when installed with `--ignore-python`. */
   venvDir?: string;
   /** False when installed with `--ignore-python` (updates keep that choice). */
   withPython?: boolean;
-  /** Directory with llama.cpp's Python scripts (convert_hf_to_gguf.py, gguf-py) for this build. */
-  pythonDir?: string;
   /** The cmake args given with `--cmake-args` (kept for updates; the config's are added anew each time). */
   flagCmakeArgs?: string[];
-  /** Compilations ccache answered and those it had to compile, when the build used ccache. */
-  ccache?: { hits: number; misses: number };
   /** Earlier good releases kept for `install --rollback`, newest first (`build.keep_releases`). */
   previous?: ReleaseRecord[];
 }
