@@ -203,6 +203,14 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
     }
     return d;
   };
+  // The model's preset, and the instance it runs on: the preset's `instance:`, else the daemon's, else the default.
+  const presetAndInstance = async (model: CatalogModel) => {
+    const preset = presetForModel(config, model);
+    return {
+      preset,
+      instance: await getInstance(paths, preset?.instance ?? options.instance, config.default_instance),
+    };
+  };
   return {
     defaults(model) {
       const p = presetForModel(config, model);
@@ -210,12 +218,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
     },
     async plan(spec) {
       // A model's own instance (its preset's `instance:`) decides which devices it can use.
-      const preset = presetForModel(config, spec.model);
-      const instance = await getInstance(
-        paths,
-        preset?.instance ?? options.instance,
-        config.default_instance,
-      );
+      const { preset, instance } = await presetAndInstance(spec.model);
       const devices = deviceBudgets(
         await listDevices(instance),
         config.memory,
@@ -227,12 +230,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
       return { devices, need: memoryNeed(spec, serverShape(spec, preset?.args ?? [], options)) };
     },
     async start(spec) {
-      const preset = presetForModel(config, spec.model);
-      const instance = await getInstance(
-        paths,
-        preset?.instance ?? options.instance,
-        config.default_instance,
-      );
+      const { preset, instance } = await presetAndInstance(spec.model);
       const ctx = spec.load.ctx;
       // A preset's own flags win over the daemon's settings.
       const shape = serverShape(spec, preset?.args ?? [], options);
