@@ -348,12 +348,13 @@ Deno.test({
           };
           const running: Promise<Response>[] = [];
           try {
-            // One answering (its first line is out), one waiting: the queue of one is full.
+            // One answering (its first line is out) and three more: with one slot and up to three models the
+            // daemon takes 1 + 3 requests (OLLAMA_MAX_QUEUE 1 beyond the slots), so it is full.
             running.push(long());
             await (await running[0]).body!.getReader().read();
-            running.push(long());
-            // The second may not have arrived yet on a busy machine: then the probe waits in the queue, and is
-            // given up and sent again.
+            for (let i = 0; i < 3; i++) running.push(long());
+            // The others may not have arrived yet on a busy machine: then the probe waits in the queue, and is
+            // given up (which gives its place back) and sent again.
             let msg: Response | undefined;
             for (let i = 0; i < 10 && !msg; i++) {
               await new Promise((r) => setTimeout(r, 300));
