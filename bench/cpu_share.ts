@@ -2,13 +2,14 @@
  * Two models generating at once on the CPU: together they must get at least 0.8x the tokens/s of one alone.
  *
  * llama.cpp's threads busy-wait (at OpenMP barriers, and between tokens), so two llama-servers with a thread per
- * core each, generating at the same time, take each other's cores and collapse. Waiting threads that sleep
- * (`OMP_WAIT_POLICY=passive`, `--poll 0`, set by a preset) avoid that. In one run, with two copies of the SmolLM2
- * fixture (`a` and `b`) and the shared test build:
+ * core each, generating at the same time, take each other's cores and collapse. The daemon makes runners on
+ * the CPU take turns (lib/daemon/runners/cpu_turns.ts). In one run, with two copies of the SmolLM2 fixture (`a`
+ * and `b`) and the shared test build:
  *
- * - **sharing**: one daemon whose presets give both runners sleeping waiters; `a` alone, `b` alone, then both;
- * - **two daemons**: the same with `a` in one daemon and `b` in another (both sharing);
- * - **spinning** (the peer): one daemon as it starts runners (llama.cpp's defaults).
+ * - **turns**: one daemon as it starts (turns on); `a` alone, `b` alone, then both at once;
+ * - **turns, two daemons**: the same with `a` in one daemon and `b` in another (the turn is a file lock);
+ * - **sleeping**: turns off, waiting threads that sleep (`OMP_WAIT_POLICY=passive`, `--poll 0` in presets);
+ * - **spinning** (the peer): turns off, llama.cpp's defaults, as llama-servers started by hand run.
  *
  * Each stream generates `--tokens` tokens (greedy, EOS ignored); a stream still going after `--cap` seconds is
  * cut there and counted as far as it got (a collapsed pair would take minutes). Tokens/s of a pair is both
@@ -96,19 +97,21 @@ async function measure(name: string, urlA: string, urlB: string): Promise<Figure
 const median = (xs: number[]) => [...xs].sort((p, q) => p - q)[Math.floor(xs.length / 2)];
 const smol = await smolModelPath();
 const models = { "a.gguf": smol, "b.gguf": smol };
+const off = { LLAMA_MGR_CPU_TURNS: "0" };
 const sleeping = { env: { OMP_WAIT_POLICY: "passive" }, args: ["--poll", "0"] };
-const sharing = {
-  models,
-  config: { presets: { a: { model: "a", ...sleeping }, b: { model: "b", ...sleeping } } },
-};
 const results: Record<string, Figures> = {};
 
-results.sharing = await withDaemon(sharing, ({ url }) => measure("sharing", url, url));
-results["two daemons"] = await withDaemon(
-  sharing,
-  ({ url: one }) => withDaemon(sharing, ({ url: two }) => measure("two daemons", one, two)),
+results.turns = await withDaemon({ models }, ({ url }) => measure("turns", url, url));
+results["turns, two daemons"] = await withDaemon(
+  { models },
+  ({ url: one }) => withDaemon({ models }, ({ url: two }) => measure("turns, two daemons", one, two)),
 );
-results.spinning = await withDaemon({ models }, ({ url }) => measure("spinning", url, url));
+results.sleeping = await withDaemon({
+  models,
+  env: off,
+  config: { presets: { a: { model: "a", ...sleeping }, b: { model: "b", ...sleeping } } },
+}, ({ url }) => measure("sleeping", url, url));
+results.spinning = await withDaemon({ models, env: off }, ({ url }) => measure("spinning", url, url));
 
 const load = (await Deno.readTextFile("/proc/loadavg").catch(() => "?")).split(" ").slice(0, 3).join(" ");
 const rows = Object.entries(results).map(([name, f]) => ({
@@ -126,12 +129,12 @@ if (flags.json) {
   for (const r of rows) {
     console.log(`| ${r.name} | ${r.alone.toFixed(1)} | ${r.both.toFixed(1)} | ${r.ratio.toFixed(2)} |`);
   }
-  const sharing = rows[0], spinning = rows[2];
+  const turns = rows[0], spinning = rows[3];
   console.log(
-    `\nsharing together / alone: ${sharing.ratio.toFixed(2)} (${
-      sharing.ratio >= 0.8 ? "met" : "NOT met"
-    }); ` +
-      `two daemons: ${rows[1].ratio.toFixed(2)}; spinning: ${spinning.ratio.toFixed(2)}; ` +
-      `one model alone, sharing / spinning: ${(sharing.alone / spinning.alone).toFixed(2)}`,
+    `\nturns together / alone: ${turns.ratio.toFixed(2)} (${turns.ratio >= 0.8 ? "met" : "NOT met"}); ` +
+      `two daemons: ${rows[1].ratio.toFixed(2)}; sleeping: ${rows[2].ratio.toFixed(2)}; ` +
+      `spinning: ${spinning.ratio.toFixed(2)}; one model alone, turns / spinning: ${
+        (turns.alone / spinning.alone).toFixed(2)
+      }`,
   );
 }

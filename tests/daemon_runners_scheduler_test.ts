@@ -13,6 +13,7 @@ import {
   type Launched,
   type Launcher,
   type LaunchSpec,
+  type Lease,
   LoadFailedError,
   QueueFullError,
   type Scheduler,
@@ -21,6 +22,7 @@ import {
 import type { CatalogModel, ModelEntry } from "../lib/models/mod.ts";
 import { describeModel } from "../lib/gguf/mod.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { createCpuTurns } from "../lib/daemon/runners/cpu_turns.ts";
 
 /** A llama model as the index describes it, with the context length it was trained for (0: unknown). */
 function model(short: string, trainedCtx = 0): CatalogModel {
@@ -852,4 +854,67 @@ Deno.test("scheduler, by bytes: a device's first budget stands when a later plan
   await use(model("b"));
   assertEquals(loaded(), ["a", "b"]);
   assertEquals(sched.devices().map((d) => [d.budgetBytes, d.usedBytes]), [[10 * GB, 8 * GB]]);
+});
+
+Deno.test("cpu turns: one runner's requests run together, another's wait, and the turn passes in order", async () => {
+  const turns = createCpuTurns();
+  const order: string[] = [];
+  await turns.enter("a");
+  await turns.enter("a"); // a second request of the runner that has the turn joins it
+  const b = turns.enter("b").then(() => order.push("b"));
+  const a3 = turns.enter("a").then(() => order.push("a3")); // behind b: a stream of a's cannot keep b waiting
+  await new Promise((r) => setTimeout(r, 10));
+  assertEquals([order, turns.holder(), turns.waiting()], [[], "a", 2]);
+  turns.leave("a");
+  await new Promise((r) => setTimeout(r, 10));
+  assertEquals(order, [], "b waits for the last of a's requests");
+  turns.leave("a");
+  await b;
+  assertEquals([order, turns.holder()], [["b"], "b"]);
+  turns.leave("b");
+  await a3;
+  assertEquals([order, turns.holder(), turns.waiting()], [["b", "a3"], "a", 0]);
+  turns.leave("a");
+  assertEquals(turns.holder(), undefined);
+});
+
+Deno.test("cpu turns: two daemons on one machine take turns through the lock file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const lockFile = `${dir}/cpu.lock`;
+    const one = createCpuTurns({ lockFile });
+    const two = createCpuTurns({ lockFile });
+    await one.enter("a");
+    let twoRuns = false;
+    const other = two.enter("b").then(() => twoRuns = true);
+    await new Promise((r) => setTimeout(r, 200));
+    assert(!twoRuns, "the second daemon's runner ran while the first's had the turn");
+    one.leave("a");
+    await other;
+    assert(twoRuns);
+    two.leave("b");
+    // The turn is free again: the first daemon gets it back.
+    await one.enter("c");
+    one.leave("c");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("scheduler, cpu turns: a request for another CPU model waits until the running one's requests end", async () => {
+  const { sched } = setup({ cpuTurns: createCpuTurns() });
+  const [a, b] = [model("a"), model("b")];
+  const first = await sched.acquire({ model: a, keepAliveMs: KEEP });
+  const second = await sched.acquire({ model: a, keepAliveMs: KEEP }); // the same model batches in its slots
+  let got: Lease | undefined;
+  const waiting = sched.acquire({ model: b, keepAliveMs: KEEP }).then((l) => got = l);
+  await new Promise((r) => setTimeout(r, 20));
+  assertEquals(got, undefined, "b ran beside a on the CPU");
+  assertEquals(sched.waiting(), 1);
+  first.release();
+  second.release();
+  await waiting;
+  assert(got);
+  assertEquals(sched.list().map((r) => r.name).sort(), ["a:latest", "b:latest"], "both stay loaded");
+  got.release();
 });

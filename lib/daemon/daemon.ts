@@ -7,6 +7,7 @@
  * @module
  */
 import { join } from "node:path";
+import { tmpdir } from "node:os";
 import type { Paths } from "../config/paths.ts";
 import type { Config } from "../config/schema.ts";
 import { startMemoryTrimmer } from "../util/memory.ts";
@@ -31,6 +32,7 @@ import { createScheduler, type Launcher } from "./runners/scheduler.ts";
 import { serverLauncher } from "./runners/launcher.ts";
 import { groupConflicts } from "./runners/groups.ts";
 import { openKvCache } from "./runners/kv_cache.ts";
+import { createCpuTurns } from "./runners/cpu_turns.ts";
 import { dropAllConnections, dropConnections } from "./upstream/client.ts";
 import { daemonSettings } from "./settings.ts";
 import { startLogRotation } from "../server/logs.ts";
@@ -175,8 +177,16 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonHandle>
   // listen on keeps their runners' server names apart. Known once listening when the port is 0.
   let listening: number = port;
   const listModels = options.listModels ?? (() => indexedModels(options.paths, options.config));
+  // Runners on the CPU alone generate in turns, with the other daemons of this machine too (cpu_turns.ts);
+  // LLAMA_MGR_CPU_TURNS=0 lets them all run at once.
+  const env = options.env ?? Deno.env.toObject();
+  const cpuTurns = env.LLAMA_MGR_CPU_TURNS === "0" ? undefined : createCpuTurns({
+    lockFile: join(env.XDG_RUNTIME_DIR || tmpdir(), "llama-mgr-cpu-turns.lock"),
+    onError: (err) => logger.warn(`CPU turns hold within this daemon only: ${err.message}`),
+  });
   const scheduler = createScheduler({
     launcher,
+    cpuTurns,
     maxLoaded: settings.maxLoaded,
     maxInFlight: settings.maxInFlight,
     defaultCtx: settings.defaultCtx,

@@ -19,3 +19,4 @@ export * from "./kv_cache.ts";
 export * from "./errors.ts";
 export * from "./placement.ts";
 export * from "./groups.ts";
+export * from "./cpu_turns.ts";

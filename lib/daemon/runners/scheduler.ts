@@ -24,6 +24,7 @@ import { CannotFitError, LoadFailedError, QueueFullError } from "./errors.ts";
 import { UserError } from "../../util/errors.ts";
 import type { DeviceBudget } from "../../llamacpp/devices.ts";
 import { type ModelNeed, type Placement, placeModel } from "./placement.ts";
+import type { CpuTurns } from "./cpu_turns.ts";
 
 /**
  * What the scheduler asks a launcher to start.
@@ -282,6 +283,8 @@ export interface SchedulerOptions {
   maxInFlight?: number;
   /** Time and timers (default: the system's). */
   clock?: Clock;
+  /** Turns on the CPU for runners that run there alone (./cpu_turns.ts); default: none, all run at once. */
+  cpuTurns?: CpuTurns;
   /** Whether two models must not be loaded at the same time (groups); default: any may. */
   conflicts?: (a: CatalogModel, b: CatalogModel) => boolean;
   /** Part of every runner's server name that tells this daemon's runners from another's on the same data dir
@@ -419,8 +422,19 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   let inFlight = 0;
   let leased = 0;
 
-  const lease = (r: Runner, launched: Launched, loadMs: number): Lease => {
+  // A runner on the CPU alone takes turns with the others (cpu_turns.ts); one with layers elsewhere does not.
+  const onCpuOnly = (r: Runner) =>
+    r.sizeVramBytes === 0 && !r.devices?.length && Object.keys(r.usage).every((d) => d === "CPU");
+
+  const lease = async (r: Runner, launched: Launched, loadMs: number): Promise<Lease> => {
     let done = false;
+    const turn = options.cpuTurns && onCpuOnly(r) ? options.cpuTurns : undefined;
+    if (turn) {
+      const t0 = performance.now();
+      await turn.enter(r.key);
+      const waited = performance.now() - t0;
+      if (waited > 1000) log(`${r.name} waited ${Math.round(waited)} ms for its turn on the CPU`);
+    }
     leased++;
     return {
       url: launched.url,
@@ -429,6 +443,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       release() {
         if (done) return;
         done = true;
+        turn?.leave(r.key);
         inFlight--;
         leased--;
         r.refs--;
@@ -571,7 +586,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
             throw err;
           }
           r.lastUsed = clock.now();
-          return lease(r, launched, wasLoading ? performance.now() - t0 : 0);
+          return await lease(r, launched, wasLoading ? performance.now() - t0 : 0);
         }
         // Different load options: wait for its requests, then reload.
         if (r.refs > 0) {
@@ -669,7 +684,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           Math.round(performance.now() - runner.loadStarted)
         } ms`,
       );
-      return lease(runner, launched, performance.now() - t0);
+      return await lease(runner, launched, performance.now() - t0);
     }
   };
 
