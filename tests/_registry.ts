@@ -1,7 +1,8 @@
 /**
  * An Ollama registry for tests, served on 127.0.0.1: manifests by tag (`MANIFEST_UNKNOWN` 404s), blobs
  * redirected (307) to a CDN-like path that serves ranges, with counters of what it served and a switch to
- * corrupt a blob's bytes.
+ * corrupt a blob's bytes. Options put the CDN on a host of its own (`localhost` on another port), serve blobs
+ * straight from the registry, and put a gate (sign-in) before the registry's `/v2/` paths.
  *
  * @module
  */
@@ -14,6 +15,28 @@ const te = new TextEncoder();
 export interface Layer {
   mediaType: string;
   bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** One request as a server of the registry saw it. */
+export interface Seen {
+  /** `registry` or `cdn`. */
+  server: "registry" | "cdn";
+  method: string;
+  /** Path and query. */
+  path: string;
+  authorization?: string;
+}
+
+/** Options for {@linkcode Registry}. */
+export interface RegistryOptions {
+  /**
+   * Answers a request before the registry does (sign-in: a 401, a token service); `undefined` lets it through.
+   * Called for requests to the registry's host only.
+   */
+  gate?: (req: Request, url: URL) => Response | undefined | Promise<Response | undefined>;
+  /** `same` (default): blobs redirect to `/cdn/` on the registry's host; `other`: to `localhost` on a port
+   * of its own; `none`: blobs are served at their registry path, with ranges. */
+  cdn?: "same" | "other" | "none";
 }
 
 /**
@@ -31,17 +54,51 @@ export class Registry {
   corrupt = new Map<string, number>();
   /** Every request, as `METHOD path [range]`. */
   log: string[] = [];
+  /** Every request with the server it reached and its Authorization header. */
+  seen: Seen[] = [];
   #server: Deno.HttpServer<Deno.NetAddr>;
+  #cdnServer?: Deno.HttpServer<Deno.NetAddr>;
+  #options: RegistryOptions;
 
-  constructor() {
+  constructor(options: RegistryOptions = {}) {
+    this.#options = options;
     this.#server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (req) => this.#answer(req),
+      (req) => this.#front(req, "registry"),
     );
+    if (options.cdn === "other") {
+      this.#cdnServer = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+        (req) => this.#front(req, "cdn"),
+      );
+    }
   }
 
   get host(): string {
     return `127.0.0.1:${this.#server.addr.port}`;
+  }
+
+  /** The CDN's origin when it has a host of its own (`http://localhost:<port>`). */
+  get cdnOrigin(): string | undefined {
+    return this.#cdnServer && `http://localhost:${this.#cdnServer.addr.port}`;
+  }
+
+  async #front(req: Request, server: Seen["server"]): Promise<Response> {
+    const url = new URL(req.url);
+    this.seen.push({
+      server,
+      method: req.method,
+      path: url.pathname + url.search,
+      authorization: req.headers.get("authorization") ?? undefined,
+    });
+    if (server === "registry" && this.#options.gate) {
+      const r = await this.#options.gate(req, url);
+      if (r) return r;
+    }
+    if (server === "cdn" && !url.pathname.startsWith("/cdn/")) {
+      return new Response("not found", { status: 404 });
+    }
+    return this.#answer(req);
   }
 
   /** Publishes `ns/model:tag` with these layers and a config blob; returns the layers' digests. */
@@ -89,9 +146,12 @@ export class Registry {
         });
       }
       // The real registry sends blobs to its CDN with a signed URL.
-      return new Response(null, { status: 307, headers: { location: `/cdn/sha256-${blob[1]}?sig=abc` } });
+      if (this.#options.cdn !== "none") {
+        const location = `${this.cdnOrigin ?? ""}/cdn/sha256-${blob[1]}?sig=abc`;
+        return new Response(null, { status: 307, headers: { location } });
+      }
     }
-    const cdn = url.pathname.match(/^\/cdn\/sha256-([0-9a-f]{64})$/);
+    const cdn = url.pathname.match(/^\/cdn\/sha256-([0-9a-f]{64})$/) ?? blob;
     const bytes = cdn && this.blobs.get(cdn[1]);
     if (!cdn || !bytes) return new Response("not found", { status: 404 });
     const hex = cdn[1];
@@ -122,5 +182,6 @@ export class Registry {
 
   async close(): Promise<void> {
     await this.#server.shutdown();
+    await this.#cdnServer?.shutdown();
   }
 }

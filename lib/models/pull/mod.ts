@@ -19,6 +19,7 @@ import { isValidModelName, normalizeName } from "../names.ts";
 import type { ModelEntry } from "../index.ts";
 import { parseHfRef, pullHuggingFace } from "./huggingface.ts";
 import { pullOllama } from "./ollama.ts";
+import { ollamaKeyPath } from "./registry_auth.ts";
 import { download } from "./download.ts";
 import { storeDigest } from "../digests.ts";
 
@@ -56,7 +57,12 @@ export interface PullOptions {
   token?: string;
   /** The instance whose llama.cpp must load the model (default: the default instance, when one is installed). */
   instance?: string;
-  /** Where `HF_*` settings come from (default: the process environment). */
+  /**
+   * The key that signs in to an Ollama registry that asks for it (default `$HOME/.ollama/id_ed25519` of
+   * `env`, Ollama's key).
+   */
+  keyPath?: string;
+  /** Where `HF_*` settings and `HOME` come from (default: the process environment). */
   env?: Record<string, string | undefined>;
   /** Progress lines. */
   onProgress?: (e: PullEvent) => void;
@@ -189,6 +195,7 @@ async function pullOnce(
       const r = await pullOllama(ref, {
         storeDir: ollamaPullDir(paths),
         insecure: options.insecure,
+        keyPath: options.keyPath ?? ollamaKeyPath(env),
         instance,
         onProgress: say,
         signal: options.signal,

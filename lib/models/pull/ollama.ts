@@ -24,6 +24,7 @@ import { checkHeaderSupport, type InstanceSource, readLlamaSupport } from "../..
 import { DIGEST_RE, parseModelName } from "../names.ts";
 import { download, type DownloadProgress } from "./download.ts";
 import { readRemoteGgufHeader } from "./gguf_range.ts";
+import { registryFetch } from "./registry_auth.ts";
 
 export { ollamaPullDir } from "../sources.ts";
 
@@ -155,6 +156,11 @@ export interface OllamaPullOptions {
   signal?: AbortSignal;
   /** The fetch to use (tests). */
   fetch?: typeof fetch;
+  /**
+   * The ed25519 key that signs token requests when the registry asks for sign-in (default
+   * `$HOME/.ollama/id_ed25519`, Ollama's key).
+   */
+  keyPath?: string;
   /** Parts of one blob fetched at once (the download engine's `parallel`). */
   parallel?: number;
 }
@@ -230,7 +236,7 @@ async function request(
   try {
     return await (options.fetch ?? fetch)(url, { ...init, signal: options.signal });
   } catch (err) {
-    if (options.signal?.aborted) throw err;
+    if (options.signal?.aborted || err instanceof UserError) throw err;
     const why = `${(err as Error).message}${(err as Error).cause ? `: ${(err as Error).cause}` : ""}`;
     if (ref.scheme === "https" && TLS_FAILURE.test(why)) {
       throw new RegistryError(`registry ${ref.host} does not answer over HTTPS (${why})`, {
@@ -290,7 +296,7 @@ async function pullManifest(
     throw new RegistryError(`registry ${ref.host} refused access to '${ref.displayName}': ${message}`, {
       status: res.status,
       code,
-      hint: "llama-mgr pulls public models only (no registry sign-in yet)",
+      hint: "the registry refused access without asking for sign-in: check the name, or ask its operator",
     });
   }
   if (!res.ok) {
@@ -347,6 +353,17 @@ async function sizeOf(path: string): Promise<number | undefined> {
  */
 export async function pullOllama(name: string, options: OllamaPullOptions): Promise<OllamaPullResult> {
   const ref = registryRef(name, options);
+  // Every request of this pull goes through one fetch that signs in when the registry asks for it.
+  options = {
+    ...options,
+    fetch: registryFetch({
+      origin: `${ref.scheme}://${ref.host}`,
+      name: ref.displayName,
+      keyPath: options.keyPath,
+      fetch: options.fetch,
+      signal: options.signal,
+    }),
+  };
   const emit = options.onProgress ?? (() => {});
   const blobsDir = join(options.storeDir, "blobs");
   const blobPath = (digest: string) => join(blobsDir, `sha256-${hexOf(digest)}`);
