@@ -1,7 +1,8 @@
 /**
  * `POST /api/generate`: a prompt (with `system` and `images`, and `context` from an earlier answer) through
  * llama-server's chat template, a `raw` prompt through `/completion`, and a `suffix` (fill in the middle)
- * through `/infill`. A non-raw answer ends with Ollama's `context`.
+ * through `/infill`. A request's own `template` (an Ollama Go template) is rendered here, as Ollama renders
+ * it, and the prompt it makes goes to `/completion` as written. A non-raw answer ends with Ollama's `context`.
  *
  * @module
  */
@@ -27,6 +28,8 @@ import {
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
 import { postJson } from "../upstream/client.ts";
+import { TemplateError } from "./template.ts";
+import { renderGoTemplate, type TemplateMessage } from "./template_exec.ts";
 
 /**
  * Answers `/api/generate`.
@@ -77,7 +80,40 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     ...completionSchema(body.format),
     ...logprobFields(top, "completion"),
   });
-  if (body.suffix) {
+  // The conversation as Ollama builds it: the system prompt (the request's, else the model's), the model's own
+  // messages (not when a conversation is given back as `context`), the prompt.
+  const system = body.system || model.settings?.system;
+  const modelMessages = body.context?.length ? [] : (model.settings?.messages ?? []) as Message[];
+  let templated: string | undefined;
+  if (body.template && !body.raw) {
+    if (body.images?.length) {
+      throw new HttpError(400, "a request's own template cannot place images here; send it without template");
+    }
+    try {
+      templated = renderGoTemplate(body.template, {
+        messages: [
+          ...(system ? [{ role: "system", content: system }] : []),
+          ...modelMessages.map((m): TemplateMessage => ({
+            role: String(m.role ?? "").toLowerCase(),
+            content: typeof m.content === "string" ? m.content : "",
+            ...(m.thinking ? { thinking: m.thinking } : {}),
+          })),
+          { role: "user", content: prompt },
+        ],
+        prompt,
+        suffix: body.suffix ?? undefined,
+        think: body.think,
+      });
+    } catch (err) {
+      if (err instanceof TemplateError) throw new HttpError(400, `template: ${err.message}`);
+      throw err;
+    }
+  }
+  if (templated !== undefined) {
+    path = "/completion";
+    events = completionEvents;
+    upstream = completion(templated);
+  } else if (body.suffix) {
     path = "/infill";
     events = completionEvents;
     upstream = {
@@ -97,13 +133,10 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     const user = body.images?.length
       ? { role: "user", content: [{ type: "text", text: prompt }, ...body.images.map(imagePart)] }
       : { role: "user", content: prompt };
-    // As Ollama builds it: the system prompt (the request's, else the model's), the model's own messages (not
-    // when a conversation is given back as `context`), the prompt.
-    const system = body.system || model.settings?.system;
     upstream = {
       messages: [
         ...(system ? [{ role: "system", content: system }] : []),
-        ...(body.context?.length ? [] : toOpenAIMessages((model.settings?.messages ?? []) as Message[])),
+        ...toOpenAIMessages(modelMessages),
         user,
       ],
       ...samplingFields(sampling),
@@ -113,7 +146,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     const rf = responseFormat(body.format);
     if (rf) upstream.response_format = rf;
   }
-  if (body.context?.length && (body.raw || body.suffix || body.images?.length)) {
+  if (body.context?.length && templated === undefined && (body.raw || body.suffix || body.images?.length)) {
     throw new HttpError(400, "context cannot be combined with raw, suffix or images here");
   }
   const name = body.model;
@@ -127,7 +160,11 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   let begin: (() => void) | undefined;
   try {
     await ctx.arrivals.ready(req);
-    if (path === "/v1/chat/completions") {
+    if (templated !== undefined) {
+      const turn = await templatedTurn(lease.url, templated, body.context ?? []);
+      finish = turn.finish;
+      upstream = completion(turn.prompt);
+    } else if (path === "/v1/chat/completions") {
       const turn = await conversation(lease.url, upstream, body.context ?? []);
       finish = turn.finish;
       begin = turn.begin;
@@ -163,6 +200,30 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     }
     throw err;
   }
+}
+
+/**
+ * A prompt rendered from the request's own template: after the conversation given back as `context` (as
+ * text), and the final line's `context` from the whole (as Ollama returns it).
+ */
+async function templatedTurn(
+  url: string,
+  rendered: string,
+  given: number[],
+): Promise<{ prompt: string; finish: (answer: string) => Promise<Record<string, unknown>> }> {
+  const prior = given.length
+    ? String((await postJson(url, "/detokenize", { tokens: given })).content ?? "")
+    : "";
+  const prompt = prior + rendered;
+  const finish = async (answer: string) => {
+    try {
+      const r = await postJson(url, "/tokenize", { content: prompt + answer });
+      return { context: r.tokens ?? [] };
+    } catch {
+      return {}; // the answer stands without its context
+    }
+  };
+  return { prompt, finish };
 }
 
 /**

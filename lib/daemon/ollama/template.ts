@@ -83,14 +83,15 @@ function lex(src: string): Tok[] {
 }
 
 /** An expression of a pipeline. */
-type Expr =
+export type Expr =
   | { k: "field"; base: string; path: string[] } // base: "." | "$" | "$name"
   | { k: "str"; v: string }
   | { k: "num"; v: string }
   | { k: "bool"; v: boolean }
   | { k: "call"; fn: string; args: Expr[] };
 
-type Node =
+/** A node of a parsed template. */
+export type Node =
   | { k: "text"; text: string }
   | { k: "print"; e: Expr }
   | { k: "set"; name: string; e: Expr }
@@ -153,7 +154,7 @@ function words(s: string): string[] {
 }
 
 /** Parses a pipeline (`cmd | cmd ...`) from tokens. */
-function parsePipeline(toks: string[], whole: string): Expr {
+function parsePipeline(toks: string[], whole: string, funcs: string[] = FUNCS): Expr {
   let pos = 0;
   const operand = (): Expr => {
     const t = toks[pos++];
@@ -167,7 +168,7 @@ function parsePipeline(toks: string[], whole: string): Expr {
         pos++;
       }
       if (depth) throw new TemplateError(`unclosed ( in {{ ${whole} }}`);
-      return parsePipeline(toks.slice(start, pos - 1), whole);
+      return parsePipeline(toks.slice(start, pos - 1), whole, funcs);
     }
     if (t.startsWith('"')) return { k: "str", v: JSON.parse(t) };
     if (t.startsWith("`")) return { k: "str", v: t.slice(1, -1) };
@@ -187,7 +188,7 @@ function parsePipeline(toks: string[], whole: string): Expr {
     const t = toks[pos];
     if (t !== undefined && /^[A-Za-z_]\w*$/.test(t) && !["true", "false"].includes(t)) {
       pos++;
-      if (!FUNCS.includes(t)) {
+      if (!funcs.includes(t)) {
         throw new TemplateError(`the function "${t}" (in {{ ${whole} }}) has no Jinja translation`);
       }
       const args: Expr[] = [];
@@ -214,7 +215,8 @@ function parsePipeline(toks: string[], whole: string): Expr {
 const KEYWORDS = ["if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"];
 
 /** Parses the token list into a tree. */
-function parseNodes(toks: Tok[]): Node[] {
+function parseNodes(toks: Tok[], funcs: string[] = FUNCS): Node[] {
+  const parsePipe = (ws: string[], whole: string) => parsePipeline(ws, whole, funcs);
   let pos = 0;
   // Parses nodes until one of the stop words; returns them and the action that stopped them.
   const list = (stops: string[]): { nodes: Node[]; stop?: string } => {
@@ -238,8 +240,8 @@ function parseNodes(toks: Tok[]): Node[] {
       } else {
         const ws = words(body);
         const decl = ws.length > 2 && ws[0].startsWith("$") && (ws[1] === ":=" || ws[1] === "=");
-        if (decl) nodes.push({ k: "set", name: ws[0], e: parsePipeline(ws.slice(2), body) });
-        else nodes.push({ k: "print", e: parsePipeline(ws, body) });
+        if (decl) nodes.push({ k: "set", name: ws[0], e: parsePipe(ws.slice(2), body) });
+        else nodes.push({ k: "print", e: parsePipe(ws, body) });
       }
     }
     return { nodes };
@@ -249,7 +251,7 @@ function parseNodes(toks: Tok[]): Node[] {
     let c = cond;
     for (;;) {
       const { nodes, stop } = list(["else", "end"]);
-      node.branches.push({ cond: parsePipeline(words(c), `if ${c}`), body: nodes });
+      node.branches.push({ cond: parsePipe(words(c), `if ${c}`), body: nodes });
       if (stop === undefined) throw new TemplateError(`{{ if ${cond} }} has no {{ end }}`);
       if (stop === "end") return node;
       if (stop.startsWith("else if ")) {
@@ -275,7 +277,7 @@ function parseNodes(toks: Tok[]): Node[] {
       else value = vars[0];
       rest = ws.slice(at + 1);
     }
-    const over = parsePipeline(rest, `range ${spec}`);
+    const over = parsePipe(rest, `range ${spec}`);
     const { nodes, stop } = list(["else", "end"]);
     if (stop === undefined) throw new TemplateError(`{{ range ${spec} }} has no {{ end }}`);
     const node: Node = { k: "range", key, value, over, body: nodes };
@@ -292,7 +294,7 @@ function parseNodes(toks: Tok[]): Node[] {
 }
 
 /** Whether a tree uses a top-level field (as Ollama's `Vars` finds identifiers anywhere). */
-function mentions(nodes: Node[], field: string): boolean {
+export function mentions(nodes: Node[], field: string): boolean {
   const inExpr = (e: Expr): boolean =>
     e.k === "field" ? e.path.some((p) => p.toLowerCase() === field) : e.k === "call" && e.args.some(inExpr);
   return nodes.some((n) => {
@@ -312,7 +314,7 @@ function mentions(nodes: Node[], field: string): boolean {
 }
 
 /** The tree cut after the first `{{ .Response }}` (Ollama's last turn: nothing after the response). */
-function cutAfterResponse(nodes: Node[]): Node[] {
+export function cutAfterResponse(nodes: Node[]): Node[] {
   let cut = false;
   const walk = (list: Node[]): Node[] => {
     const out: Node[] = [];
@@ -337,6 +339,27 @@ function cutAfterResponse(nodes: Node[]): Node[] {
   };
   return walk(nodes);
 }
+
+/**
+ * Parses a Go template into nodes (the subset above), with Ollama's `{{ .Response }}` appended to a template
+ * that uses neither `.Messages` nor `.Response` (as its `template.Parse` does). `funcs`: the functions
+ * allowed (default: those with a Jinja translation).
+ *
+ * @example
+ * ```ts
+ * const nodes = parseGoTemplate("{{ .System }} {{ .Prompt }}");
+ * ```
+ */
+export function parseGoTemplate(template: string, funcs: string[] = FUNCS): Node[] {
+  const nodes = parseNodes(lex(template), funcs);
+  if (!mentions(nodes, "messages") && !mentions(nodes, "response")) {
+    return [...nodes, { k: "print", e: { k: "field", base: ".", path: ["Response"] } }];
+  }
+  return nodes;
+}
+
+/** The functions of Ollama's Go templates that have a Jinja translation. */
+export const TRANSLATED_FUNCS: readonly string[] = FUNCS;
 
 // ---------------------------------------------------------------------------------------------------------
 // Emitting Jinja
@@ -629,12 +652,8 @@ const COLLATE = [
  * ```
  */
 export function goTemplateToJinja(template: string): string {
-  let nodes = parseNodes(lex(template));
+  const nodes = parseGoTemplate(template);
   const withMessages = mentions(nodes, "messages");
-  // Ollama appends {{ .Response }} to a template that uses neither .Messages nor .Response.
-  if (!withMessages && !mentions(nodes, "response")) {
-    nodes = [...nodes, { k: "print", e: { k: "field", base: ".", path: ["Response"] } }];
-  }
   const vars = [...declared(nodes)].map((v) => `, ${v}=""`).join("");
   const head = `{%- set ns = namespace(system="", nsys=0, msgs=[], prompt="", response=""${vars}) -%}` +
     COLLATE;

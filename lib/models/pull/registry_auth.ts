@@ -43,7 +43,14 @@ export interface SigningKey {
   sign(data: Uint8Array): Uint8Array;
 }
 
-/** Why a key file cannot be used. */
+/**
+ * Why a key file cannot be used.
+ *
+ * @example
+ * ```ts ignore
+ * try { await readSigningKey(path); } catch (e) { if (e instanceof KeyError && e.kind === "missing") console.log(e.message); }
+ * ```
+ */
 export class KeyError extends Error {
   /** `missing`: no file; `unusable`: unreadable, not ed25519, or protected by a passphrase. */
   kind: "missing" | "unusable";
@@ -293,6 +300,11 @@ export function connectUrl(key: SigningKey): string {
 /**
  * A registry refused access (401 or 403, after signing in where it asked for it): what it said and what to
  * do. A {@linkcode DownloadError} with the status, so the download engine does not retry it.
+ *
+ * @example
+ * ```ts ignore
+ * try { await pullOllama("me/private", { storeDir }); } catch (e) { if (e instanceof RegistryAuthError) console.log(e.hint); }
+ * ```
  */
 export class RegistryAuthError extends DownloadError {
   /** Builds the error. */
