@@ -7,7 +7,8 @@
  */
 import { createPublicKey, verify } from "node:crypto";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
-import { sha256File, smolModelPath, tempDir } from "./_fixtures.ts";
+import { cli, sha256File, smolModelPath, tempDir } from "./_fixtures.ts";
+import { cliWorld } from "./_daemon.ts";
 import { Registry } from "./_registry.ts";
 import { exists } from "../lib/util/fs.ts";
 import { pullOllama } from "../lib/models/pull/ollama.ts";
@@ -303,4 +304,36 @@ Deno.test("a challenge is read as Ollama reads it", () => {
       scope: "repository:me/x:pull",
     },
   );
+});
+
+Deno.test({
+  name: "llama-mgr pull of a private model: without a key it says to sign in; with the key it pulls",
+  ignore: !hasSshKeygen,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const w = await world("other");
+    const cw = await cliWorld();
+    try {
+      const pull = (home: string) =>
+        cli(["-d", cw.data, "--config", cw.config, "-i", "cpu", "pull", "--insecure", w.name], {
+          env: { ...cw.env, HOME: home },
+        });
+      const nobody = `${w.tmp.path}/nobody`;
+      await Deno.mkdir(nobody);
+      const refused = await pull(nobody);
+      assertEquals(refused.code, 1, refused.stderr);
+      assertStringIncludes(refused.stderr, `error: registry ${w.registry.host} gave no token`);
+      assertStringIncludes(refused.stderr, `hint: there is no key at ${nobody}/.ollama/id_ed25519`);
+      assertStringIncludes(refused.stderr, "ollama signin");
+      const home = `${w.tmp.path}/home`;
+      w.signIn.registered.add(await makeKey(home));
+      const pulled = await pull(home);
+      assertEquals(pulled.code, 0, pulled.stderr);
+      assertStringIncludes(pulled.stdout, `pulled ${w.name.toLowerCase()}`);
+    } finally {
+      await cw.close();
+      await w.close();
+    }
+  },
 });

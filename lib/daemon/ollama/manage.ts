@@ -14,6 +14,7 @@ import type { ModelSettings, NameRecord } from "../../models/catalog.ts";
 import { checkParameters } from "../options.ts";
 import { type ModelEntry, modelFromFile } from "../../models/mod.ts";
 import { type PullEvent, pullKind, verifyModel } from "../../models/pull/mod.ts";
+import { RegistryAuthError } from "../../models/pull/registry_auth.ts";
 import { exists } from "../../util/fs.ts";
 import { join } from "node:path";
 import { quantizedName } from "../../convert/quantize.ts";
@@ -109,7 +110,15 @@ export async function handlePull(ctx: DaemonContext, req: Request): Promise<Resp
     }
   })().then(
     () => push({ status: "success" }),
-    (err) => push({ error: err instanceof Error ? err.message : String(err) }),
+    // A refused sign-in is only useful with what to do about it (sign in, the key to add).
+    (err) =>
+      push({
+        error: err instanceof RegistryAuthError
+          ? `${err.message}; ${err.hint}`
+          : err instanceof Error
+          ? err.message
+          : String(err),
+      }),
   ).finally(() => {
     finished = true;
     wake?.();

@@ -263,7 +263,8 @@ export function tokenUrl(c: Challenge, now = Date.now()): string {
   const query = [...values.keys()].sort().flatMap((k) =>
     values.get(k)!.map((v) => `${goQueryEscape(k)}=${goQueryEscape(v)}`)
   ).join("&");
-  return `${realm.protocol}//${realm.host}${realm.pathname}?${query}`;
+  // The realm as the registry wrote it (Go re-serialises a parsed URL to the same text), then the new query.
+  return `${c.realm.split("#")[0].split("?")[0]}?${query}`;
 }
 
 /** The sha256 of an empty body, as hex, then base64: the last part of what Ollama signs for a GET. */
@@ -373,8 +374,8 @@ export function registryFetch(options: RegistryFetchOptions): typeof fetch {
     }
     const err = signedWith?.keyError;
     if (err?.kind === "missing") {
-      return `${err.message}: run \`ollama signin\` (Ollama makes ~/.ollama/id_ed25519 and adds it to your ` +
-        `ollama.com account), or copy your Ollama key to ${keyPath}`;
+      return `${err.message}: run \`ollama signin\` (it makes that key and adds it to your ollama.com ` +
+        "account), or copy your Ollama key there";
     }
     if (err) return `${err.message}; run \`ollama signin\` for a new key, or fix the file`;
     if (signedWith?.key) {
@@ -464,8 +465,8 @@ export function registryFetch(options: RegistryFetchOptions): typeof fetch {
       const headers = new Headers(init.headers);
       if (used) headers.set("authorization", `Bearer ${used}`);
       const res = await base(url, { ...init, headers });
-      if (res.status === 401 && attempt === 0) {
-        const challenge = res.headers.get("www-authenticate") ?? "";
+      const challenge = res.headers.get("www-authenticate") ?? "";
+      if (res.status === 401 && attempt === 0 && challenge) {
         await res.body?.cancel().catch(() => {});
         // Parallel parts that meet an expired token share one new one.
         if (token === used) {
