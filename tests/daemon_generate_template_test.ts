@@ -37,6 +37,29 @@ Deno.test("daemon: /api/generate renders the request's own Go template", async (
       assert(!text.includes("<|im_start|>"), text);
     });
 
+    await t.step("given back, the context comes before the next rendered turn", async () => {
+      const first = await ollama.generate({
+        model: "smol",
+        prompt: "My name is Ada.",
+        template: TEMPLATE,
+        options: greedy,
+      });
+      const next = await ollama.generate({
+        model: "smol",
+        prompt: "What is my name?",
+        template: TEMPLATE,
+        context: first.context,
+        options: greedy,
+      });
+      const server = daemon.ctx.scheduler.list().find((r) => !r.embedding)!;
+      const text = (await (await runnerFetch(server.url!, "/detokenize", { tokens: next.context })).json())
+        .content as string;
+      assertStringIncludes(
+        text,
+        `### Question: My name is Ada.\n### Answer:${first.response}### Question: What is my name?\n### Answer:`,
+      );
+    });
+
     await t.step("a .Messages template gets the system prompt and the prompt as messages", async () => {
       const messages = "{{ range .Messages }}[{{ .Role }}] {{ .Content }}\n{{ end }}[assistant]";
       const templated = await ollama.generate({
