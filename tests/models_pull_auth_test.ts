@@ -17,6 +17,7 @@ import {
   parseChallenge,
   readSigningKey,
   RegistryAuthError,
+  tokenUrl,
 } from "../lib/models/pull/registry_auth.ts";
 
 const te = new TextEncoder();
@@ -336,4 +337,20 @@ Deno.test({
       await w.close();
     }
   },
+});
+
+Deno.test("the token URL is written as Go's url.Values.Encode writes it (the signature covers the text)", () => {
+  const url = tokenUrl({
+    scheme: "Bearer",
+    realm: "https://r.example:8443/v2/token?b=1~2&a=x y",
+    service: "r.example",
+    scope: "repository:me/a:pull repository:me/b:pull,push",
+  }, 1_700_000_000_000);
+  const m = url.match(/^https:\/\/r\.example:8443\/v2\/token\?(.*)$/);
+  assert(m, url);
+  assertEquals(
+    m[1].replace(/nonce=[A-Za-z0-9_-]{22}&/, "nonce=N&"),
+    "a=x+y&b=1~2&nonce=N&scope=repository%3Ame%2Fa%3Apull&scope=repository%3Ame%2Fb%3Apull%2Cpush" +
+      "&service=r.example&ts=1700000000",
+  );
 });

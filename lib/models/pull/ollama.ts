@@ -11,7 +11,9 @@
  * the llama.cpp instance that will run it (architecture, tensor types, tensor extents), so a model that
  * build cannot load is refused after a few hundred kilobytes, not after gigabytes. A blob already in the
  * store with the manifest's size is not fetched again; a fetched blob whose SHA-256 is not its digest is
- * fetched once more, then refused.
+ * fetched once more, then refused. A registry that asks for sign-in (a 401 with a Bearer challenge: a private
+ * model on ollama.com, a private registry) gets it as Ollama gives it, with the user's Ollama key
+ * (registry_auth.ts).
  *
  * @module
  */
