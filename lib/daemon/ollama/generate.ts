@@ -102,7 +102,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         ],
         prompt,
         suffix: body.suffix ?? undefined,
-        think: body.think,
+        // As Ollama: a thinking model thinks unless the request says otherwise.
+        think: body.think ?? (modelCapabilities(model.entry).includes("thinking") ? true : undefined),
       });
     } catch (err) {
       if (err instanceof TemplateError) throw new HttpError(400, `template: ${err.message}`);
