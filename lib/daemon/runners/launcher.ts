@@ -122,6 +122,7 @@ function indexEstimate(
       kvBytes: e.kvBytes + e.recurrentBytes,
       computeBytes: e.computeBytes,
       layers: model.entry.facts.blockCount,
+      layerBytes: model.entry.facts.layerBytes,
     };
   } catch {
     return undefined;
