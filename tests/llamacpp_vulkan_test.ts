@@ -1,9 +1,10 @@
 /**
  * A real Vulkan build beside the CPU one, run on Mesa's software Vulkan device (lavapipe): the device with its
  * memory, the same model served through both with greedy decoding, and the daemon running one model on each
- * instance at once. The Vulkan instance is built once into the shared fixtures (instance `vulkan`, like the
- * CPU fixture `cpu`) and reused. Opt-in (LLAMA_MGR_SLOW=1): the build takes 18 to 45 minutes on this
- * machine, and a run about 7 (lavapipe compiles its pipelines on the CPU when a model loads).
+ * instance at once, the Vulkan one with its GPU layers fitted to a device budget. The Vulkan instance is built
+ * once into the shared fixtures (instance `vulkan`, like the CPU fixture `cpu`) and reused. Opt-in
+ * (LLAMA_MGR_SLOW=1): the build takes 18 to 45 minutes on this machine, and a run 5 to 7 (lavapipe compiles
+ * its pipelines on the CPU when a model loads).
  *
  * @module
  */
@@ -36,7 +37,7 @@ async function whyNot(): Promise<string | undefined> {
   if (!SLOW) {
     const built = await readInstance(testPaths(), "vulkan");
     return built && await exists(join(built.binDir, "llama-server"))
-      ? "it takes about 7 minutes here (lavapipe compiles its pipelines on the CPU): LLAMA_MGR_SLOW=1 runs it"
+      ? "it takes 5 to 7 minutes here (lavapipe compiles its pipelines on the CPU): LLAMA_MGR_SLOW=1 runs it"
       : "the Vulkan instance is not built yet (18 to 45 minutes on 2 busy cores): LLAMA_MGR_SLOW=1 builds it";
   }
   return undefined;
