@@ -76,6 +76,7 @@ export {
   listDevices,
   type MemoryBudgetConfig,
   parseListDevices,
+  serverEnv,
 } from "./lib/llamacpp/devices.ts";
 
 // GGUF files: the header, what it says about the model, and the memory it needs.

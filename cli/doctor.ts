@@ -7,12 +7,11 @@ import { type Command, type Context, table } from "./command.ts";
 import { str } from "./args.ts";
 import { platformHint, runDoctor } from "../lib/llamacpp/doctor.ts";
 import { detectGpu } from "../lib/llamacpp/detect.ts";
-import { type Arch, ARCHES, listInstances } from "../lib/llamacpp/instances.ts";
+import { type Arch, ARCHES, defaultInstanceName, listInstances } from "../lib/llamacpp/instances.ts";
 import { UserError } from "../lib/util/errors.ts";
-import { type DeviceBudget, deviceBudgets, formatDevice, listDevices } from "../lib/llamacpp/devices.ts";
+import { type DeviceView, formatDeviceViews, instanceDeviceViews } from "../lib/llamacpp/devices.ts";
 import { type CcacheReport, ccacheReport } from "../lib/llamacpp/ccache.ts";
 import { formatBytes } from "../lib/util/fs.ts";
-import { describeDevices, listDeviceLines } from "../lib/llamacpp/toolchain.ts";
 
 /** The `doctor` command. */
 export const doctorCommand: Command = {
@@ -40,23 +39,14 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   const missing = checks.filter((c) => c.required && !c.ok);
   const instances = await listInstances(ctx.paths);
   const config = await ctx.config();
-  // Each instance's devices as its llama-server sees them, with the budgets the daemon packs models into.
-  const devices: Record<string, DeviceBudget[] | { error: string }> = {};
+  // Each instance's devices as its llama-server sees them with the environment it runs with (the instance's,
+  // and each preset's that lists other devices), with the budgets the daemon packs models into.
+  const def = await defaultInstanceName(ctx.paths, config.default_instance);
+  const views: Record<string, DeviceView[]> = {};
   for (const i of instances) {
-    try {
-      devices[i.name] = deviceBudgets(await listDevices(i), config.memory, Deno.env.toObject());
-    } catch (err) {
-      devices[i.name] = { error: (err as Error).message };
-    }
+    views[i.name] = await instanceDeviceViews(i, config, { isDefault: i.name === def });
   }
   const ccache = await ccacheReport(instances);
-  // llama.cpp's Vulkan backend hides software devices (Mesa's lavapipe) unless asked: say how to use them.
-  const hidden: Record<string, string[]> = {};
-  for (const i of instances) {
-    if (i.arch !== "vulkan") continue;
-    const d = await listDeviceLines(i.binDir, { timeoutMs: 30_000, arch: i.arch });
-    if (!d.lines.length && d.hidden?.length) hidden[i.name] = describeDevices(d);
-  }
   if (ctx.json) {
     ctx.print(
       JSON.stringify(
@@ -67,9 +57,18 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
           configFile: ctx.paths.configFile,
           checks,
           instances: instances.map((i) => i.name),
-          devices,
+          devices: Object.fromEntries(
+            Object.entries(views).map(([name, v]) => [name, v[0].devices ?? { error: v[0].error }]),
+          ),
           ccache,
-          hiddenDevices: hidden,
+          hiddenDevices: Object.fromEntries(
+            Object.entries(views).filter(([, v]) => v[0].hidden.length).map((
+              [name, v],
+            ) => [name, v[0].hidden]),
+          ),
+          presetDevices: Object.fromEntries(
+            Object.entries(views).filter(([, v]) => v.length > 1).map(([name, v]) => [name, v.slice(1)]),
+          ),
           ok: missing.length === 0,
         },
         null,
@@ -82,11 +81,9 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   ctx.print(`data:    ${ctx.paths.dataDir}`);
   ctx.print(`config:  ${ctx.paths.configFile}`);
   ctx.print(`instances: ${instances.map((i) => `${i.name} (${i.arch})`).join(", ") || "none"}`);
-  for (const [name, list] of Object.entries(devices)) {
+  for (const [name, list] of Object.entries(views)) {
     ctx.print(`devices of ${name}:`);
-    if ("error" in list) ctx.print(`  ${list.error}`);
-    else for (const d of list) ctx.print(`  ${formatDevice(d)}`);
-    for (const line of hidden[name] ?? []) ctx.print(`  ${line}`);
+    for (const line of formatDeviceViews(list)) ctx.print(`  ${line}`);
   }
   ctx.print("");
   ctx.print(table(

@@ -14,9 +14,8 @@ import {
   setDefaultInstance,
 } from "../lib/llamacpp/instances.ts";
 import { formatBytes } from "../lib/util/fs.ts";
-import { describeDevices, listDeviceLines } from "../lib/llamacpp/toolchain.ts";
 import { UserError } from "../lib/util/errors.ts";
-import { deviceBudgets, formatDevice, listDevices } from "../lib/llamacpp/devices.ts";
+import { formatDeviceViews, instanceDeviceViews } from "../lib/llamacpp/devices.ts";
 
 /** The `instances` command. */
 export const instancesCommand: Command = {
@@ -51,15 +50,15 @@ export const instancesCommand: Command = {
         binaries: await listBinaries(inst),
         releases: instanceReleases(inst),
       };
-      // Its devices (llama-server --list-devices, and system RAM) with the daemon's budgets.
-      let devices;
-      try {
-        devices = deviceBudgets(await listDevices(inst), config.memory, Deno.env.toObject());
-      } catch (err) {
-        devices = { error: (err as Error).message };
-      }
-      if (ctx.json) ctx.print(JSON.stringify({ ...out, devices }, null, 2));
-      else {
+      // Its devices (llama-server --list-devices, and system RAM) with the daemon's budgets, listed with the
+      // environment its llama-server runs with (and its presets' when theirs shows other devices).
+      const isDefault = inst.name === await defaultInstanceName(ctx.paths, config.default_instance);
+      const views = await instanceDeviceViews(inst, config, { isDefault });
+      const devices = views[0].devices ?? { error: views[0].error };
+      if (ctx.json) {
+        const presetDevices = views.length > 1 ? { presetDevices: views.slice(1) } : {};
+        ctx.print(JSON.stringify({ ...out, devices, ...presetDevices }, null, 2));
+      } else {
         for (const [k, v] of Object.entries(out)) {
           if (k === "releases") continue;
           const text = Array.isArray(v) ? v.join(" ") : v && typeof v === "object" ? JSON.stringify(v) : v;
@@ -81,13 +80,7 @@ export const instancesCommand: Command = {
         if (out.releases.length > 1) {
           ctx.print(`\n* in use; \`llama-mgr install -i ${inst.name} --rollback\` switches to the next one`);
         }
-        const lines = Array.isArray(devices) ? devices.map(formatDevice) : [devices.error];
-        // llama.cpp's Vulkan backend hides software devices (Mesa's lavapipe) unless asked: say how to use them.
-        if (inst.arch === "vulkan") {
-          const d = await listDeviceLines(inst.binDir, { timeoutMs: 30_000, arch: inst.arch });
-          if (!d.lines.length && d.hidden?.length) lines.push(...describeDevices(d));
-        }
-        ctx.print(`${"devices".padEnd(14)} ${lines.join(`\n${" ".repeat(15)}`)}`);
+        ctx.print(`${"devices".padEnd(14)} ${formatDeviceViews(views).join(`\n${" ".repeat(15)}`)}`);
       }
       return;
     }

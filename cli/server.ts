@@ -20,6 +20,7 @@ import {
   stopServer,
 } from "../lib/server/mod.ts";
 import { getInstance } from "../lib/llamacpp/instances.ts";
+import { serverEnv } from "../lib/llamacpp/devices.ts";
 import { basename } from "node:path";
 import { findPreset, type ModelEntry, resolveModel } from "../lib/models/mod.ts";
 import { expandHome, formatBytes } from "../lib/util/fs.ts";
@@ -92,7 +93,7 @@ async function start(ctx: Context, args: ParsedArgs): Promise<number> {
       ctx: int(args, "ctx", "server start") ?? preset?.ctx,
       ngl: int(args, "ngl", "server start") ?? preset?.ngl,
       args: [...(preset?.args ?? []), ...rpc, ...args.rest],
-      env: preset?.env,
+      env: serverEnv(config, instance.name, preset?.env),
       apiKey: str(args, "api-key"),
       alias: entry?.name,
       readyTimeoutMs: timeout !== undefined ? timeout * 1000 : undefined,

@@ -1,8 +1,9 @@
 /**
  * The daemon's launcher plans a model on the instance its preset names (`instance:`): a model pinned to a
- * Vulkan build is planned on that build's devices, from its `llama-server --list-devices` (a script printing a
- * Vulkan build's listing stands in for the GPU this machine lacks), another on the shared CPU build's; with no
- * `num_gpu` the scheduler gives the pinned model the most layers the GPU budget holds.
+ * Vulkan build is planned on that build's devices, from its `llama-server --list-devices` run with the
+ * environment the server gets (a script printing a Vulkan build's listing stands in for the device, shown only
+ * when GGML_VK_VISIBLE_DEVICES names it, as llama.cpp does with Mesa's lavapipe), another on the shared CPU
+ * build's; with no `num_gpu` the scheduler gives the pinned model the most layers the GPU budget holds.
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { join } from "node:path";
@@ -26,16 +27,22 @@ Deno.test("launcher: each model is planned on its own instance's devices, and GP
     await Deno.writeTextFile(
       join(vkBin, "llama-server"),
       `#!/bin/sh
-echo "ggml_vulkan: Found 1 Vulkan devices:" >&2
 echo "Available devices:"
-echo "  Vulkan0: AMD Radeon RX 7900 XTX (RADV NAVI31) (24560 MiB, 24232 MiB free)"
+# As llama.cpp does with Mesa's software device: listed only when GGML_VK_VISIBLE_DEVICES names it.
+if [ -n "$GGML_VK_VISIBLE_DEVICES" ]; then
+  echo "ggml_vulkan: Found 1 Vulkan devices:" >&2
+  echo "  Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (2048 MiB, 2048 MiB free)"
+fi
 `,
       { mode: 0o755 },
     );
     await writeInstance(paths, { ...cpu, name: "cpu" });
     await writeInstance(paths, { ...cpu, name: "vulkan", arch: "vulkan", binDir: vkBin });
     const config = parseConfig({
-      presets: { pinned: { model: "smol-vk", instance: "vulkan" } },
+      presets: {
+        pinned: { model: "smol-vk", instance: "vulkan", env: { GGML_VK_VISIBLE_DEVICES: "0" } },
+        plain: { model: "smol-nov", instance: "vulkan" },
+      },
       memory: { budgets: { Vulkan0: "100MiB" } },
     });
     const path = await smolModelPath();
@@ -43,8 +50,10 @@ echo "  Vulkan0: AMD Radeon RX 7900 XTX (RADV NAVI31) (24560 MiB, 24232 MiB free
     // Two files (a link for the second name: one file under two names would share one runner).
     const linked = join(d.path, "smol-vk.gguf");
     await Deno.symlink(path, linked);
+    const linkedNov = join(d.path, "smol-nov.gguf");
+    await Deno.symlink(path, linkedNov);
     const model = (name: string): CatalogModel => {
-      const file = name.startsWith("smol-vk") ? linked : path;
+      const file = name.startsWith("smol-vk") ? linked : name.startsWith("smol-nov") ? linkedNov : path;
       return {
         name,
         copy: false,
@@ -60,8 +69,38 @@ echo "  Vulkan0: AMD Radeon RX 7900 XTX (RADV NAVI31) (24560 MiB, 24232 MiB free
         },
       };
     };
-    const launcher = await serverLauncher({ paths, config, instance: "cpu", env: {} });
+    const logs: string[] = [];
+    const launcher = await serverLauncher({
+      paths,
+      config,
+      instance: "cpu",
+      env: {},
+      log: (l) => logs.push(l),
+    });
     const load = { ctx: 4096 };
+
+    // Devices are listed with the environment the server gets: without the variable the device is hidden,
+    // the model is planned on the CPU, and the log says how to use the device.
+    const hidden = await launcher.plan!({ model: model("smol-nov:latest"), load, embedding: false });
+    assertEquals(hidden.devices.map((x) => x.name), ["CPU"]);
+    assertEquals(logs.filter((l) => l.includes("lists no Vulkan device")).length, 1, logs.join("\n"));
+    assert(logs.some((l) => l.includes("GGML_VK_VISIBLE_DEVICES=0 in the preset's env")), logs.join("\n"));
+    // The instance's own environment (build.instances.<name>.env) does it for every model on it.
+    const withInstanceEnv = await serverLauncher({
+      paths,
+      config: parseConfig({
+        ...config,
+        build: { instances: { vulkan: { env: { GGML_VK_VISIBLE_DEVICES: "0" } } } },
+      }),
+      instance: "cpu",
+      env: {},
+    });
+    const viaInstance = await withInstanceEnv.plan!({
+      model: model("smol-nov:latest"),
+      load,
+      embedding: false,
+    });
+    assertEquals(viaInstance.devices.map((x) => x.name), ["Vulkan0", "CPU"]);
 
     const onCpu = await launcher.plan!({ model: model("smol:latest"), load, embedding: false });
     assertEquals(onCpu.devices.map((x) => x.name), ["CPU"]);

@@ -796,6 +796,37 @@ Deno.test("scheduler, by bytes: with no num_gpu the GPU takes the most layers th
     assertEquals(Math.round(two.usage.Vulkan0 / two.usage.Vulkan1), 3, "in proportion to their budgets");
   });
 
+  await t.step("placeModel: the output layer goes first at its own size, the token embedding stays", () => {
+    // A small model with a large vocabulary and tied embeddings (as SmolLM2): the output layer is the token
+    // embedding again, as big as 10 repeating layers; llama.cpp puts that copy on the GPU first.
+    const cpu = cpuDevice(30 * GB);
+    const need: ModelNeed = {
+      totalBytes: 2.1 * GB,
+      weightsBytes: 1.5 * GB,
+      kvBytes: 0.5 * GB,
+      computeBytes: 0.1 * GB,
+      layers: 20,
+      layerBytes: { input: 0.5 * GB, output: 0.5 * GB, repeating: 1 * GB },
+    };
+    // 0.1 compute + 0.5 output + 5 × (0.05 + 0.025) = 0.975 GB: 6 units in 1 GB (an even split says 10).
+    const part = placeModel(need, [gpuDevice("Vulkan0", 1 * GB), cpu]);
+    assertEquals(part.ngl, 6);
+    assert(part.sizeVramBytes > 0.95 * GB && part.sizeVramBytes <= 1 * GB, String(part.sizeVramBytes));
+    // The CPU keeps the embedding and the other 15 layers, and runs them with its own compute buffers.
+    assertEquals(part.usage.CPU, Math.round(0.5 * GB + 15 * 0.075 * GB + 0.1 * GB));
+    const evenly = placeModel({ ...need, layerBytes: undefined }, [gpuDevice("Vulkan0", 1 * GB), cpu]);
+    assertEquals(evenly.ngl, 9, "without layerBytes: 21 even units of 0.095 GB");
+    const all = placeModel(need, [gpuDevice("Vulkan0", 4 * GB), cpu]);
+    assertEquals(all.ngl, 21);
+    assertEquals(
+      all.usage,
+      { Vulkan0: 2.1 * GB, CPU: 0.5 * GB },
+      "the copy on the GPU, the embedding in RAM",
+    );
+    const none = placeModel(need, [gpuDevice("Vulkan0", 0.5 * GB), cpu]);
+    assertEquals(none.ngl, 0, "not even the output layer fits");
+  });
+
   await t.step(
     "the scheduler starts llama-server with the fitted layers and shows size and size_vram",
     async () => {

@@ -6,7 +6,12 @@ import {
   normalizeRocmTarget,
   splitCmakeArgs,
 } from "../lib/llamacpp/cmake.ts";
-import { parseNinjaProgress, resolveTargets, unusedCmakeVariables } from "../lib/llamacpp/build.ts";
+import {
+  ninjaProgress,
+  parseNinjaProgress,
+  resolveTargets,
+  unusedCmakeVariables,
+} from "../lib/llamacpp/build.ts";
 import { parseComputeCaps, parseGfxTargets } from "../lib/llamacpp/detect.ts";
 import { UserError } from "../lib/util/errors.ts";
 
@@ -106,6 +111,22 @@ Deno.test("build output is read for progress, unused options and targets", async
     assertEquals(parseNinjaProgress("[12/219] Building CXX object src/llama.cpp.o")?.n, 12);
     assertEquals(parseNinjaProgress("[12/219] Building CXX object src/llama.cpp.o")?.total, 219);
     assertEquals(parseNinjaProgress("-- Configuring done"), undefined);
+  });
+  await t.step("a sub-build's own ninja lines do not move the main build's bar", () => {
+    // As a Vulkan build prints them: the shader generator is an ExternalProject with a ninja of its own.
+    const lines = [
+      "[0/2] Re-checking globbed directories...",
+      "[47/528] Linking CXX static library tools/ui/libllama-ui.a",
+      "[48/528] Performing build step for 'vulkan-shaders-gen'",
+      "[1/2] Building CXX object CMakeFiles/vulkan-shaders-gen.dir/vulkan-shaders-gen.cpp.o",
+      "[2/2] Linking CXX executable vulkan-shaders-gen",
+      "[49/528] Performing install step for 'vulkan-shaders-gen'",
+      "[52/528] Generate vulkan shaders for acc.comp",
+      "[53/526] Generate vulkan shaders for add1.comp",
+    ];
+    const progress = ninjaProgress();
+    const seen = lines.map(progress).filter((p) => p !== undefined).map((p) => `${p.n}/${p.total}`);
+    assertEquals(seen, ["0/2", "47/528", "48/528", "49/528", "52/528", "53/526"]);
   });
   await t.step("cmake's unused-variable warning is found", () => {
     const out =

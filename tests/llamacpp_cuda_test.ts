@@ -13,7 +13,7 @@ import { bundlePath, fixturesDir, smolModelPath, tempDir, testPaths } from "./_f
 import { post } from "./_daemon.ts";
 import { installInstance } from "../lib/llamacpp/install.ts";
 import { type InstanceRecord, readInstance } from "../lib/llamacpp/instances.ts";
-import { listDeviceLines } from "../lib/llamacpp/toolchain.ts";
+import { listDeviceLines } from "../lib/llamacpp/devices.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { startServer, stopServer } from "../lib/server/supervisor.ts";
 import { exists } from "../lib/util/fs.ts";

@@ -6,17 +6,23 @@
  */
 import { assert, assertEquals, assertMatch, assertThrows } from "./_assert.ts";
 import {
+  describeDevices,
   type Device,
   deviceBudgets,
   formatDevice,
+  listDeviceLines,
   listDevices,
   parseListDevices,
   parseMeminfo,
+  serverEnv,
 } from "../lib/llamacpp/devices.ts";
+import { join } from "node:path";
+import { resolvePaths } from "../lib/config/paths.ts";
+import { writeInstance } from "../lib/llamacpp/instances.ts";
 import { parseByteSize } from "../lib/util/bytes.ts";
 import { UserError } from "../lib/util/errors.ts";
 import { parseConfig } from "../lib/config/load.ts";
-import { cli, testInstance } from "./_fixtures.ts";
+import { cli, tempDir, testInstance } from "./_fixtures.ts";
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -176,4 +182,97 @@ Deno.test("instances show and doctor print each instance's devices with free, to
     doctor.stdout,
     /\ndevices of cpu:\n {2}CPU: system memory, [\d.]+ GiB free of [\d.]+ GiB, budget/,
   );
+});
+
+Deno.test("devices are listed with the environment the server gets, kept per instance and environment", async (t) => {
+  const { instance: cpu } = await testInstance();
+  const d = await tempDir();
+  try {
+    // A Vulkan build's listing as llama.cpp prints it on Mesa's software device: shown only when
+    // GGML_VK_VISIBLE_DEVICES names it. Each run is counted.
+    const bin = join(d.path, "bin");
+    await Deno.mkdir(bin);
+    const calls = join(d.path, "calls");
+    await Deno.writeTextFile(
+      join(bin, "llama-server"),
+      `#!/bin/sh
+echo run >> "${calls}"
+echo "Available devices:"
+[ -n "$GGML_VK_VISIBLE_DEVICES" ] && echo "  Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (2048 MiB, 2048 MiB free)"
+exit 0
+`,
+      { mode: 0o755 },
+    );
+    const runs = async () => (await Deno.readTextFile(calls).catch(() => "")).split("\n").length - 1;
+    const vk = { ...cpu, name: "vk", arch: "vulkan" as const, binDir: bin };
+    const lavapipe = { GGML_VK_VISIBLE_DEVICES: "0" };
+
+    await t.step(
+      "listDevices: without the variable no GPU, with it the device; each listed once",
+      async () => {
+        assertEquals((await listDevices(vk)).map((x) => x.name), ["CPU"]);
+        const seen = await listDevices(vk, { env: lavapipe });
+        assertEquals(seen.map((x) => [x.name, x.kind, x.totalBytes / MiB]).slice(0, 1), [[
+          "Vulkan0",
+          "gpu",
+          2048,
+        ]]);
+        assert(await listDevices(vk, { env: { ...lavapipe } }) === await listDevices(vk, { env: lavapipe }));
+        assertEquals(await runs(), 2, "one run per environment");
+      },
+    );
+
+    await t.step("listDeviceLines: a Vulkan build that lists nothing names the hidden device", async () => {
+      const listing = await listDeviceLines(bin, { arch: "vulkan" });
+      assertEquals([listing.lines, listing.error], [[], undefined]);
+      assertEquals(describeDevices(listing), [
+        "Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (2048 MiB, 2048 MiB free) " +
+        "[CPU-type: used only with GGML_VK_VISIBLE_DEVICES=0]",
+      ]);
+      const shown = await listDeviceLines(bin, { arch: "vulkan", env: lavapipe });
+      assertEquals([shown.lines.length, shown.hidden, shown.devices[0].name], [1, undefined, "Vulkan0"]);
+    });
+
+    await t.step("serverEnv: the preset's variables over the instance's", () => {
+      const config = parseConfig({ build: { instances: { vk: { env: { A: "1", B: "1" } } } } });
+      assertEquals(serverEnv(config, "vk", { B: "2" }), { A: "1", B: "2" });
+      assertEquals(serverEnv(config, "other"), {});
+      const bad = assertThrows(
+        () => parseConfig({ build: { instances: { vk: { env: { "NOT A NAME": "1" } } } } }),
+        UserError,
+      );
+      assert(bad.message.includes("build.instances.vk.env"), bad.message);
+    });
+
+    await t.step("instances show and doctor print the device a preset's environment shows", async () => {
+      const data = join(d.path, "data");
+      const paths = resolvePaths({ dataDir: data, env: {} });
+      await writeInstance(paths, vk);
+      const configFile = join(d.path, "config.yaml");
+      await Deno.writeTextFile(
+        configFile,
+        "presets:\n  onvk: { model: smol, instance: vk, env: { GGML_VK_VISIBLE_DEVICES: '0' } }\n" +
+          "  same: { model: other, instance: vk }\nmemory: { budgets: { Vulkan0: 1GiB } }\n",
+      );
+      const env = { LLAMA_MGR_CONFIG: configFile };
+      const show = await cli(["-d", data, "instances", "show", "vk"], { env });
+      assertEquals(show.code, 0, show.stderr);
+      assertMatch(
+        show.stdout,
+        new RegExp(
+          "\\ndevices +CPU: system memory, .*\\n +Vulkan0: llvmpipe .*\\[CPU-type: used only with " +
+            "GGML_VK_VISIBLE_DEVICES=0\\]\\n +with the env of preset onvk:\\n +Vulkan0: llvmpipe \\(LLVM " +
+            "15\\.0\\.6, 256 bits\\), 2\\.0 GiB free of 2\\.0 GiB, budget 1\\.0 GiB\\n +CPU: ",
+        ),
+      );
+      assert(!show.stdout.includes("preset same"), "a preset with the instance's environment adds nothing");
+      const doctor = await cli(["-d", data, "doctor", "--arch", "cpu"], { env });
+      assertMatch(
+        doctor.stdout,
+        /devices of vk:\n {2}CPU: .*\n {2}Vulkan0: .*\[CPU-type.*\n {2}with the env of preset onvk:\n {4}Vulkan0: llvmpipe .*budget 1\.0 GiB\n/,
+      );
+    });
+  } finally {
+    await d.cleanup();
+  }
 });

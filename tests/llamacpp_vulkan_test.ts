@@ -1,9 +1,10 @@
 /**
  * A real Vulkan build beside the CPU one, run on Mesa's software Vulkan device (lavapipe): the device with its
  * memory, the same model served through both with greedy decoding, and the daemon running one model on each
- * instance at once. The Vulkan instance is built once into the shared fixtures (instance `vulkan`, like the
- * CPU fixture `cpu`) and reused. Opt-in (LLAMA_MGR_SLOW=1): the build takes 18 to 45 minutes on this
- * machine, and a run about 7 (lavapipe compiles its pipelines on the CPU when a model loads).
+ * instance at once, the Vulkan one with its GPU layers fitted to a device budget. The Vulkan instance is built
+ * once into the shared fixtures (instance `vulkan`, like the CPU fixture `cpu`) and reused. Opt-in
+ * (LLAMA_MGR_SLOW=1): the build takes 18 to 45 minutes on this machine, and a run 5 to 7 (lavapipe compiles
+ * its pipelines on the CPU when a model loads).
  *
  * @module
  */
@@ -13,15 +14,11 @@ import { bundlePath, cli, smolModelPath, tempDir, testInstance, testPaths } from
 import { post, withDaemon } from "./_daemon.ts";
 import { installInstance } from "../lib/llamacpp/install.ts";
 import { type InstanceRecord, readInstance } from "../lib/llamacpp/instances.ts";
-import {
-  findGlslc,
-  glslcSupports,
-  listDeviceLines,
-  VK_VISIBLE,
-  vulkanRequirements,
-} from "../lib/llamacpp/toolchain.ts";
+import { findGlslc, glslcSupports, vulkanRequirements } from "../lib/llamacpp/toolchain.ts";
+import { listDeviceLines, VK_VISIBLE } from "../lib/llamacpp/devices.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { startServer, stopServer } from "../lib/server/supervisor.ts";
+import { serverLogPath } from "../lib/server/logs.ts";
 import { exists } from "../lib/util/fs.ts";
 import { createProgress } from "../lib/util/progress.ts";
 
@@ -40,7 +37,7 @@ async function whyNot(): Promise<string | undefined> {
   if (!SLOW) {
     const built = await readInstance(testPaths(), "vulkan");
     return built && await exists(join(built.binDir, "llama-server"))
-      ? "it takes about 7 minutes here (lavapipe compiles its pipelines on the CPU): LLAMA_MGR_SLOW=1 runs it"
+      ? "it takes 5 to 7 minutes here (lavapipe compiles its pipelines on the CPU): LLAMA_MGR_SLOW=1 runs it"
       : "the Vulkan instance is not built yet (18 to 45 minutes on 2 busy cores): LLAMA_MGR_SLOW=1 builds it";
   }
   return undefined;
@@ -148,6 +145,34 @@ Deno.test({
         /devices of vulkan:\n( {2}.*\n)* {2}Vulkan0: llvmpipe .* MiB free\) \[CPU-type/,
       );
       assertMatch(doctor.stdout, /devices of cpu:\n {2}CPU: /);
+      // A preset that runs on the instance with the variable set: the device as the daemon will use it, with
+      // the budget the config gives it.
+      const tmp = await tempDir();
+      try {
+        const configFile = join(tmp.path, "config.yaml");
+        await Deno.writeTextFile(
+          configFile,
+          `presets:\n  smolvk:\n    model: smolvk\n    instance: vulkan\n    env: { ${VK_VISIBLE}: "0" }\n` +
+            `memory:\n  budgets: { Vulkan0: 100MiB }\n`,
+        );
+        const env = { LLAMA_MGR_CONFIG: configFile };
+        const withPreset = await cli(["-d", data, "instances", "show", "vulkan"], { env });
+        assertEquals(withPreset.code, 0, withPreset.stderr);
+        assertMatch(
+          withPreset.stdout,
+          /^ +with the env of preset smolvk:\n +Vulkan0: llvmpipe .*, [\d.]+ GiB free of 2\.0 GiB, budget 100 MiB$/m,
+        );
+        const doctorPreset = await cli(["-d", data, "doctor", "--arch", "vulkan"], { env });
+        assertMatch(
+          doctorPreset.stdout,
+          /devices of vulkan:\n( {2}.*\n)* {2}with the env of preset smolvk:\n {4}Vulkan0: llvmpipe .*budget 100 MiB\n/,
+        );
+        console.log(
+          withPreset.stdout.split("\n").filter((l) => /devices|Vulkan0|preset|CPU:/.test(l)).join("\n"),
+        );
+      } finally {
+        await tmp.cleanup();
+      }
     });
 
     await t.step(
@@ -206,22 +231,27 @@ Deno.test({
     );
 
     await t.step(
-      "the daemon serves one model on the CPU instance and one on the Vulkan instance at once",
+      "the daemon serves a model on each instance at once, the Vulkan one's GPU layers fitted to its budget",
       async () => {
+        // lavapipe offers 2 GiB; a 100 MiB budget holds only part of SmolLM2 at 4096 tokens (about 190 MiB), so
+        // the scheduler must pick -ngl itself, with the device it sees through the preset's environment.
+        const budget = 100 * 2 ** 20;
         const config = {
-          presets: { smolvk: { model: "smolvk", instance: "vulkan", ngl: 99, env: LAVAPIPE } },
+          // At -lv 4 llama-server logs the layers it offloaded and each buffer it allocated.
+          presets: { smolvk: { model: "smolvk", instance: "vulkan", env: LAVAPIPE, args: ["-lv", "4"] } },
+          memory: { budgets: { Vulkan0: budget } },
         };
         await withDaemon({
           models: { "smol.gguf": model, "smolvk.gguf": model },
           config,
           env: { OLLAMA_MAX_LOADED_MODELS: "2" },
-        }, async ({ url, daemon }) => {
+        }, async ({ url, daemon, dataDir }) => {
           const ask = (name: string) =>
             post(`${url}/api/generate`, {
               model: name,
               prompt: "Name a colour.",
               stream: false,
-              options: { temperature: 0, num_predict: 8 },
+              options: { temperature: 0, num_predict: 8, num_ctx: 4096 },
             }).then(async (r) => ({ status: r.status, body: await r.json() }));
           const [c, v] = await Promise.all([ask("smol"), ask("smolvk")]);
           assertEquals(c.status, 200, JSON.stringify(c.body));
@@ -231,14 +261,36 @@ Deno.test({
           const byName = Object.fromEntries(ps.models.map((m: any) => [m.name.replace(/:latest$/, ""), m]));
           assert(byName.smol && byName.smolvk, JSON.stringify(ps));
           assertEquals(byName.smol.size_vram, 0);
-          assert(byName.smolvk.size_vram > 0, JSON.stringify(byName.smolvk));
+          const vram = byName.smolvk.size_vram;
+          assert(vram > 0 && vram < byName.smolvk.size, `part on the GPU: ${JSON.stringify(byName.smolvk)}`);
+          assert(vram <= budget, `${vram} bytes planned on Vulkan0, over its ${budget} budget`);
           // Each runner is the llama-server of its own instance.
-          const exes: Record<string, string> = {};
-          for (const r of daemon.ctx.scheduler.list()) {
-            exes[r.name.replace(/:latest$/, "")] = await Deno.readLink(`/proc/${r.pid}/exe`);
-          }
-          assertStringIncludes(exes.smol, cpu.binDir);
-          assertStringIncludes(exes.smolvk, vk.binDir);
+          const runners = Object.fromEntries(
+            daemon.ctx.scheduler.list().map((r) => [r.name.replace(/:latest$/, ""), r]),
+          );
+          assertStringIncludes(await Deno.readLink(`/proc/${runners.smol.pid}/exe`), cpu.binDir);
+          assertStringIncludes(await Deno.readLink(`/proc/${runners.smolvk.pid}/exe`), vk.binDir);
+          // What llama-server was told and what it did: its command line (the log's first line) and its own
+          // report of the layers it offloaded and the buffers it put on the device.
+          const log = await Deno.readTextFile(
+            serverLogPath(resolvePaths({ dataDir, env: {} }), runners.smolvk.serverName),
+          );
+          const ngl = Number(log.split("\n")[0].match(/ -ngl (\d+)/)?.[1]);
+          const offloaded = log.match(/offloaded (\d+)\/(\d+) layers to GPU/);
+          assert(offloaded, "llama-server's log says how many layers it offloaded");
+          assertEquals(Number(offloaded[1]), ngl, "the layers offloaded are the -ngl the scheduler chose");
+          assert(ngl > 0 && ngl < Number(offloaded[2]), `some layers on the GPU, not all: ${offloaded[0]}`);
+          const onDevice = [...log.matchAll(/Vulkan0 (?:model|KV|compute) buffer size = +([\d.]+) MiB/g)]
+            .reduce((n, m) => n + Number(m[1]) * 2 ** 20, 0);
+          assert(onDevice > 0, "llama-server reports its Vulkan0 buffers");
+          assert(
+            onDevice <= budget,
+            `llama-server put ${onDevice} bytes on Vulkan0, over the ${budget} budget`,
+          );
+          console.log(
+            `  smolvk: -ngl ${ngl} (${offloaded[0]}); size ${byName.smolvk.size}, size_vram ${vram}; ` +
+              `llama-server's Vulkan0 buffers ${(onDevice / 2 ** 20).toFixed(1)} MiB of a 100 MiB budget`,
+          );
         });
       },
     );

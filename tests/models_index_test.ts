@@ -254,8 +254,8 @@ Deno.test("index cache: a change to how facts are read comes with a new cache ve
   // The index keeps each file's facts; a new llama-mgr that reads facts differently must not show the old
   // ones, so lib/models/index.ts's INDEX_VERSION changes with lib/gguf/facts.ts. Recorded together here:
   const recorded = {
-    version: 6,
-    factsSha256: "a85490b6f7599d9219a6473e48278a82e3c59a899ddf3505e5fb293d91053746",
+    version: 7,
+    factsSha256: "2bf1ea90afa01bccd0aa5e2043240bf2253f2af737fb45596868e1a737a8879a",
   };
   const index = await Deno.readTextFile(new URL("../lib/models/index.ts", import.meta.url));
   const version = Number(index.match(/const INDEX_VERSION = (\d+)/)?.[1]);

@@ -91,7 +91,8 @@ export interface BuildProfile {
 }
 
 /**
- * Build options for one instance (`build.instances.<name>`); they win over its backend's profile.
+ * Build options for one instance (`build.instances.<name>`), which win over its backend's profile, and the
+ * environment its llama-server runs with.
  *
  * @example
  * ```ts
@@ -107,6 +108,11 @@ export interface InstanceBuildConfig {
   cmake_args: string[];
   /** Targets built by install and update (default: llama-server; others are built on first use). */
   targets?: string[];
+  /**
+   * Environment of the instance's llama-server (its `--list-devices` too), under a preset's `env`: e.g.
+   * `GGML_VK_VISIBLE_DEVICES: "0"` for Mesa's software Vulkan device (default none).
+   */
+  env?: Record<string, string>;
 }
 
 /**
@@ -368,6 +374,8 @@ export const InstanceBuildSchema: z.ZodType<InstanceBuildConfig> = exactly<Insta
     gpu_targets: GpuTargets.optional(),
     cmake_args: z.array(CmakeArg).default([]),
     targets: z.array(z.string().regex(/^[A-Za-z0-9_.-]+$/, "a build target such as llama-bench")).min(1)
+      .optional(),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name"), z.string())
       .optional(),
   }).superRefine((v, ctx) => checkTargets(v.arch, v.gpu_targets, ctx)),
 );

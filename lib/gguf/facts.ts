@@ -48,6 +48,13 @@ export interface ModelFacts {
   quantMix: { type: string; tensors: number; bytes: number }[];
   /** Bytes of all tensors. */
   tensorBytes: number;
+  /**
+   * The weights by layer, as llama.cpp offloads them: the input layer's (the token embedding and the other
+   * tensors outside the repeating layers, kept on the CPU), the output layer's as a GPU holds it (the first
+   * thing offloaded: `output.weight`, or a copy of `token_embd.weight` when the model ties the two), and the
+   * repeating layers' (`blk.N.*`).
+   */
+  layerBytes?: { input: number; output: number; repeating: number };
   /** Training context length. */
   contextLength: number;
   /** Embedding width. */
@@ -224,10 +231,15 @@ export function describeModel(header: GgufHeader): ModelFacts {
   let params = 0;
   let bytes = 0;
   const mix = new Map<string, { tensors: number; bytes: number }>();
+  const layers = { input: 0, output: 0, repeating: 0, embedding: 0 };
   for (const t of header.tensors) {
     params += tensorElements(t.dims);
     const b = tensorBytes(t.dims, t.type);
     bytes += b;
+    if (t.name.startsWith("blk.")) layers.repeating += b;
+    else if (t.name === "output.weight") layers.output += b;
+    else layers.input += b;
+    if (t.name === "token_embd.weight") layers.embedding = b;
     const name = ggmlTypeName(t.type);
     const e = mix.get(name) ?? { tensors: 0, bytes: 0 };
     e.tensors++;
@@ -321,6 +333,11 @@ export function describeModel(header: GgufHeader): ModelFacts {
     fileType,
     quantMix,
     tensorBytes: bytes,
+    layerBytes: {
+      input: layers.input,
+      output: layers.output || layers.embedding,
+      repeating: layers.repeating,
+    },
     contextLength: num(k("context_length")) ?? 0,
     embeddingLength: embd,
     feedForwardLength: maxOf(numOrArray(k("feed_forward_length"), blockCount) ?? []),

@@ -126,6 +126,29 @@ export function parseNinjaProgress(line: string): { n: number; total: number; te
   return { n: Number(m[1]), total: Number(m[2]), text: m[3].replace(/^.*\s(\S+)$/, "$1").slice(-60) };
 }
 
+/**
+ * Reads the main build's progress from ninja's output. A sub-build (an ExternalProject: the Vulkan backend
+ * builds its shader generator with a ninja of its own) prints its own `[1/2]`, `[2/2]` into the same output;
+ * taken as they come, a Vulkan build's bar jumped from 48 of 528 to 100% and back. A line counts when its
+ * total is at least half the main build's (ninja may lower its total a little as it prunes steps).
+ *
+ * @example
+ * ```ts
+ * const progress = ninjaProgress();
+ * progress("[48/528] Performing build step for 'vulkan-shaders-gen'")?.n; // 48
+ * progress("[1/2] Building CXX object CMakeFiles/vulkan-shaders-gen.dir/vulkan-shaders-gen.cpp.o"); // undefined
+ * ```
+ */
+export function ninjaProgress(): (line: string) => { n: number; total: number; text: string } | undefined {
+  let main: { n: number; total: number } | undefined;
+  return (line) => {
+    const p = parseNinjaProgress(line);
+    if (!p || (main && p.total < main.total / 2)) return undefined;
+    main = p;
+    return p;
+  };
+}
+
 /** The variables cmake reports as "Manually-specified variables were not used by the project". */
 export function unusedCmakeVariables(output: string): string[] {
   const m = output.match(
@@ -220,12 +243,13 @@ export async function configureAndBuild(options: BuildOptions): Promise<BuildRes
   }
   const jobs = options.parallel ?? navigator.hardwareConcurrency ?? 2;
   const build = options.progress?.("build");
+  const progress = ninjaProgress();
   try {
     await run(["ninja", "-C", buildDir, "-j", String(jobs), ...targets], {
       logFile,
       env: buildEnv,
       onLine: (l) => {
-        const p = parseNinjaProgress(l);
+        const p = progress(l);
         if (p) build?.update(p.n, p.total, p.text);
       },
     });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { InstanceRecord } from "./instances.ts";
 import { binaryPath } from "./instances.ts";
 import { run } from "../util/run.ts";
@@ -122,27 +123,140 @@ export async function systemMemory(): Promise<Device> {
   };
 }
 
+/** The variable that makes llama.cpp's Vulkan backend use the devices it names, CPU-type ones included. */
+export const VK_VISIBLE = "GGML_VK_VISIBLE_DEVICES";
+
+/**
+ * What one `llama-server --list-devices` run said.
+ *
+ * @example
+ * ```ts
+ * const listing: DeviceListing = { lines: [], devices: [], hidden: ["Vulkan0: llvmpipe (2048 MiB, 2048 MiB free)"] };
+ * ```
+ */
+export interface DeviceListing {
+  /** The device lines as llama-server printed them. */
+  lines: string[];
+  /** The GPUs read from them. */
+  devices: Device[];
+  /** For a Vulkan build that lists nothing: the CPU-type devices it hides, as listed when asked for. */
+  hidden?: string[];
+  /** Why there is no listing (it would not run, or printed no `Available devices:`). */
+  error?: string;
+}
+
+/** Runs `llama-server --list-devices` once, with `env` over the process's environment. */
+async function runListDevices(
+  bin: string,
+  env: Record<string, string> | undefined,
+  timeoutMs: number,
+): Promise<DeviceListing> {
+  try {
+    const r = await run([bin, "--list-devices"], { check: false, env, timeoutMs });
+    if (r.code !== 0) {
+      return { lines: [], devices: [], error: `exit code ${r.code}: ${r.tail.slice(-2).join(" ").trim()}` };
+    }
+    const text = `${r.stdout}\n${r.stderr}`;
+    const lines = text.split("\n").map((l) => l.trim()).filter((l) =>
+      /^[A-Za-z][\w-]*:\s/.test(l) && /\(\d+ MiB, \d+ MiB free\)$/.test(l)
+    );
+    return { lines, devices: parseListDevices(text) };
+  } catch (err) {
+    return { lines: [], devices: [], error: (err as Error).message };
+  }
+}
+
+/**
+ * The one way llama-mgr runs `llama-server --list-devices`: the device lines of a build (one per device, with
+ * its memory) and the devices read from them, or the reason there are none. `env` is the environment the
+ * server would run with (a preset's and its instance's, {@linkcode serverEnv}): it decides what llama.cpp
+ * sees. llama.cpp's Vulkan backend hides CPU-type devices (Mesa's lavapipe) unless
+ * `GGML_VK_VISIBLE_DEVICES` names them: with `arch: "vulkan"`, a build that lists nothing is asked again
+ * with them named, and those come back apart, as `hidden`.
+ *
+ * @example
+ * ```ts ignore
+ * const d = await listDeviceLines("/data/instances/vulkan/releases/x/bin", { arch: "vulkan" });
+ * // { lines: [], devices: [], hidden: ["Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (2048 MiB, 2048 MiB free)"] }
+ * ```
+ */
+export async function listDeviceLines(
+  binDir: string,
+  options: { env?: Record<string, string>; timeoutMs?: number; arch?: string } = {},
+): Promise<DeviceListing> {
+  const bin = join(binDir, "llama-server");
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const d = await runListDevices(bin, options.env, timeoutMs);
+  if (d.error || d.lines.length || options.arch !== "vulkan" || options.env?.[VK_VISIBLE] !== undefined) {
+    return d;
+  }
+  const all = await runListDevices(bin, { ...options.env, [VK_VISIBLE]: "0" }, timeoutMs);
+  return all.lines.length ? { ...d, hidden: all.lines } : d;
+}
+
+/**
+ * One line per device for `doctor` and `instances show`: llama-server's own words, hidden software devices
+ * marked with how to use them.
+ *
+ * @example
+ * ```ts
+ * describeDevices({ lines: [], devices: [], hidden: ["Vulkan0: llvmpipe (2048 MiB, 2048 MiB free)"] });
+ * // ["Vulkan0: llvmpipe (2048 MiB, 2048 MiB free) [CPU-type: used only with GGML_VK_VISIBLE_DEVICES=0]"]
+ * ```
+ */
+export function describeDevices(d: DeviceListing): string[] {
+  if (d.lines.length) return d.lines;
+  if (d.hidden?.length) {
+    return d.hidden.map((l, i) => `${l} [CPU-type: used only with ${VK_VISIBLE}=${i}]`);
+  }
+  return [d.error ? `cannot list (${d.error})` : "CPU only"];
+}
+
+/**
+ * The environment an instance's llama-server runs with, over the daemon's own: the instance's
+ * (`build.instances.<name>.env` in the config), then the preset's. Its devices are listed with the same.
+ *
+ * @example
+ * ```ts
+ * const config = { build: { instances: { vulkan: { env: { GGML_VK_VISIBLE_DEVICES: "0" } } } } };
+ * serverEnv(config, "vulkan", { LLAMA_ARG_THREADS: "2" });
+ * // { GGML_VK_VISIBLE_DEVICES: "0", LLAMA_ARG_THREADS: "2" }
+ * ```
+ */
+export function serverEnv(
+  config: { build?: { instances?: Record<string, { env?: Record<string, string> }> } },
+  instance: string,
+  presetEnv: Record<string, string> = {},
+): Record<string, string> {
+  return { ...config.build?.instances?.[instance]?.env, ...presetEnv };
+}
+
 const cache = new Map<string, Promise<Device[]>>();
 // System RAM is one device for every instance: read once, so that a later listing (another instance's, after
 // models were loaded) does not see the daemon's own models as memory someone else took.
 let ram: Promise<Device> | undefined;
 
 /**
- * The devices of an instance: its llama-server's GPUs (`--list-devices`) then system RAM as `CPU`. The list is
- * taken once per llama-server binary, and system RAM once, and kept (a daemon takes its budgets from the memory
- * free when it first needs them, before it has loaded anything); `refresh` takes both again.
+ * The devices of an instance as its llama-server sees them with `env` (over the process's environment; see
+ * {@linkcode serverEnv}): its GPUs (`--list-devices`) then system RAM as `CPU`. The list is taken once per
+ * llama-server binary and environment, and system RAM once, and kept (a daemon takes its budgets from the
+ * memory free when it first needs them, before it has loaded anything); `refresh` takes both again.
  *
  * @example
  * ```ts ignore
- * for (const d of await listDevices(await getInstance(paths))) console.log(d.name, d.freeBytes, d.totalBytes);
+ * for (const d of await listDevices(await getInstance(paths), { env: { GGML_VK_VISIBLE_DEVICES: "0" } })) {
+ *   console.log(d.name, d.freeBytes, d.totalBytes);
+ * }
  * ```
  */
 export function listDevices(
   instance: InstanceRecord,
-  options: { refresh?: boolean } = {},
+  options: { refresh?: boolean; env?: Record<string, string> } = {},
 ): Promise<Device[]> {
   const bin = binaryPath(instance, "llama-server");
-  const cached = cache.get(bin);
+  const env = options.env && Object.keys(options.env).length ? options.env : undefined;
+  const key = `${bin}\0${JSON.stringify(Object.entries(env ?? {}).sort(([a], [b]) => a.localeCompare(b)))}`;
+  const cached = cache.get(key);
   if (cached && !options.refresh) return cached;
   if (options.refresh || !ram) {
     ram = systemMemory();
@@ -150,24 +264,18 @@ export function listDevices(
   }
   const memory = ram;
   const listed = (async () => {
-    let gpus: Device[];
-    try {
-      const { stdout, stderr, code } = await run([bin, "--list-devices"], {
-        check: false,
-        timeoutMs: 60_000,
+    const d = await runListDevices(bin, env, 60_000);
+    if (d.error) {
+      // The variables' names only: a preset's environment may hold secrets.
+      const withEnv = env ? ` with ${Object.keys(env).join(", ")} set as for the server` : "";
+      throw new UserError(`cannot list the devices of instance '${instance.name}': ${d.error}`, {
+        hint: `run \`${bin} --list-devices\`${withEnv} to see why, or rebuild it with \`llama-mgr update\``,
       });
-      if (code !== 0) throw new Error(`exit code ${code}`);
-      gpus = parseListDevices(stdout + "\n" + stderr);
-    } catch (err) {
-      throw new UserError(
-        `cannot list the devices of instance '${instance.name}': ${(err as Error).message}`,
-        { hint: `run \`${bin} --list-devices\` to see why, or rebuild it with \`llama-mgr update\`` },
-      );
     }
-    return [...gpus, await memory];
+    return [...d.devices, await memory];
   })();
-  cache.set(bin, listed);
-  listed.catch(() => cache.delete(bin));
+  cache.set(key, listed);
+  listed.catch(() => cache.delete(key));
   return listed;
 }
 
@@ -257,4 +365,107 @@ export function formatDevice(device: Device | DeviceBudget): string {
   return `${device.name}: ${device.description}, ${formatBytes(device.freeBytes)} free of ${
     formatBytes(device.totalBytes)
   }${budget}`;
+}
+
+/**
+ * An instance's devices with the budgets the daemon packs models into, as seen with one environment: the
+ * instance's own (`presets` empty), or that of the presets that run on it with an `env` that changes what
+ * llama-server lists.
+ *
+ * @example
+ * ```ts ignore
+ * for (const v of await instanceDeviceViews(instance, config)) console.log(v.presets, v.devices?.length);
+ * ```
+ */
+export interface DeviceView {
+  /** The presets whose environment this is; empty for the instance's own. */
+  presets: string[];
+  /** The devices and budgets, unless they could not be listed. */
+  devices?: DeviceBudget[];
+  /** Why they could not be listed. */
+  error?: string;
+  /** Vulkan devices hidden with this environment, each with how to use it ({@linkcode describeDevices}). */
+  hidden: string[];
+}
+
+/**
+ * The devices `doctor` and `instances show` print for an instance: those its llama-server lists with the
+ * instance's environment ({@linkcode serverEnv}), then, for presets on it whose `env` makes llama-server list
+ * other devices (`GGML_VK_VISIBLE_DEVICES`, `CUDA_VISIBLE_DEVICES`...), those too, as the daemon will see
+ * them. Presets without `instance:` count for the default instance (`isDefault`).
+ *
+ * @example
+ * ```ts ignore
+ * const views = await instanceDeviceViews(instance, config, { isDefault: true });
+ * for (const v of views) for (const d of v.devices ?? []) console.log(v.presets.join(","), formatDevice(d));
+ * ```
+ */
+export async function instanceDeviceViews(
+  instance: InstanceRecord,
+  config: {
+    memory?: MemoryBudgetConfig;
+    presets?: Record<string, { instance?: string; env?: Record<string, string> }>;
+    build?: { instances?: Record<string, { env?: Record<string, string> }> };
+  },
+  options: { isDefault?: boolean; env?: Record<string, string | undefined> } = {},
+): Promise<DeviceView[]> {
+  const processEnv = options.env ?? Deno.env.toObject();
+  const keyOf = (env: Record<string, string>) =>
+    JSON.stringify(Object.entries(env).sort(([a], [b]) => a.localeCompare(b)));
+  const view = async (env: Record<string, string>, presets: string[]): Promise<DeviceView> => {
+    const out: DeviceView = { presets, hidden: [] };
+    try {
+      out.devices = deviceBudgets(await listDevices(instance, { env }), config.memory, processEnv);
+    } catch (err) {
+      out.error = (err as Error).message;
+    }
+    if (instance.arch === "vulkan" && out.devices && !out.devices.some((d) => d.kind === "gpu")) {
+      const d = await listDeviceLines(instance.binDir, { env, arch: instance.arch, timeoutMs: 30_000 });
+      if (d.hidden?.length) out.hidden = describeDevices(d);
+    }
+    return out;
+  };
+  const own = serverEnv(config, instance.name);
+  const views = [await view(own, [])];
+  const groups = new Map<string, { env: Record<string, string>; presets: string[] }>();
+  for (const [name, preset] of Object.entries(config.presets ?? {})) {
+    if (!(preset.instance === instance.name || (!preset.instance && options.isDefault))) continue;
+    const env = serverEnv(config, instance.name, preset.env);
+    const key = keyOf(env);
+    if (key === keyOf(own)) continue;
+    const group = groups.get(key) ?? { env, presets: [] };
+    group.presets.push(name);
+    groups.set(key, group);
+  }
+  // Free memory moves between two listings: which devices there are is what an environment changes.
+  const gpus = (v: DeviceView) =>
+    v.error ?? v.devices?.filter((d) => d.kind === "gpu").map((d) => `${d.name} ${d.description}`).join("\n");
+  for (const g of groups.values()) {
+    const v = await view(g.env, g.presets);
+    if (gpus(v) !== gpus(views[0])) views.push(v);
+  }
+  return views;
+}
+
+/**
+ * An instance's devices for people ({@linkcode instanceDeviceViews}): those of its own environment, then
+ * those that presets' environments show, indented under the presets' names.
+ *
+ * @example
+ * ```ts
+ * const cpu = { name: "CPU", description: "system memory", kind: "cpu" as const, totalBytes: 2 ** 34, freeBytes: 2 ** 33, budgetBytes: 2 ** 33 };
+ * formatDeviceViews([{ presets: [], devices: [cpu], hidden: [] }]);
+ * // ["CPU: system memory, 8.0 GiB free of 16.0 GiB, budget 8.0 GiB"]
+ * ```
+ */
+export function formatDeviceViews(views: DeviceView[]): string[] {
+  const lines = (
+    v: DeviceView,
+  ) => [...(v.error ? [v.error] : (v.devices ?? []).map(formatDevice)), ...v.hidden];
+  const out = views.length ? lines(views[0]) : [];
+  for (const v of views.slice(1)) {
+    out.push(`with the env of preset${v.presets.length > 1 ? "s" : ""} ${v.presets.join(", ")}:`);
+    out.push(...lines(v).map((l) => `  ${l}`));
+  }
+  return out;
 }

@@ -29,7 +29,7 @@ import { UserError } from "../util/errors.ts";
 import { run, which } from "../util/run.ts";
 import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
-import { applyPatches, keepUnchangedTimes, patchedFiles, snapshotFiles, validatePatches } from "./patches.ts";
+import { checkoutPatched, validatePatches } from "./patches.ts";
 import { preflightMachine, preflightSource } from "./toolchain.ts";
 
 /**
@@ -293,13 +293,8 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       return { status: "updated", record, commit, logFile, seconds: seconds() };
     }
 
-    const unpatched = await snapshotFiles(srcDir, patchedFiles(patches));
-    await checkoutCommit(srcDir, commit, { logFile });
-    if (patches.length) {
-      await applyPatches(srcDir, patches, { logFile });
-      await keepUnchangedTimes(srcDir, unpatched);
-      info(`patched: ${patches.join(", ")}`);
-    }
+    await checkoutPatched(srcDir, commit, patches, { logFile });
+    if (patches.length) info(`patched: ${patches.join(", ")}`);
     await preflightSource({ arch, srcDir, cmakeArgs, onInfo: info });
     info(
       `building ${name} (${arch}${gpuTargets.length ? ` ${gpuTargets.join(",")}` : ""}) at ${

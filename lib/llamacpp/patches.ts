@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import { UserError } from "../util/errors.ts";
 import { run } from "../util/run.ts";
+import { checkoutCommit } from "./source.ts";
 
 /**
  * A named source patch.
@@ -248,4 +249,28 @@ export async function applyPatches(
     }
     await run(["git", "-C", srcDir, "apply", "-"], { stdin: patch.diff, logFile: options.logFile });
   }
+}
+
+/**
+ * Puts the source at `commit` with exactly the named patches applied, whatever was checked out or patched
+ * before (a rollback leaves the tree at a newer commit, patched for that release or not): a forced checkout,
+ * then the patches. Files whose text comes out as it was keep their modification time, so ninja rebuilds only
+ * what changed. Every build (install, update, a tool built on first use) prepares its source this way.
+ *
+ * @example
+ * ```ts ignore
+ * await checkoutPatched("/data/instances/vulkan/src", record.commit, record.patches ?? [], { logFile });
+ * ```
+ */
+export async function checkoutPatched(
+  srcDir: string,
+  commit: string,
+  patches: string[],
+  options: { logFile?: string } = {},
+): Promise<void> {
+  const names = validatePatches(patches);
+  const before = await snapshotFiles(srcDir, patchedFiles(Object.keys(PATCHES)));
+  await checkoutCommit(srcDir, commit, { logFile: options.logFile });
+  if (names.length) await applyPatches(srcDir, names, { logFile: options.logFile });
+  await keepUnchangedTimes(srcDir, before);
 }

@@ -394,65 +394,6 @@ export async function vulkanRequirements(options: {
   return out;
 }
 
-/**
- * Raw `llama-server --list-devices` lines of a build (one per device, with its memory), or the reason there
- * are none. llama.cpp's Vulkan backend hides CPU-type devices (Mesa's lavapipe) unless
- * `GGML_VK_VISIBLE_DEVICES` names them: for a Vulkan build that lists nothing, those are asked for and
- * returned apart, as `hidden`.
- *
- * @example
- * ```ts ignore
- * const d = await listDeviceLines("/data/instances/vulkan/releases/x/bin", { arch: "vulkan" });
- * // { lines: [], hidden: ["Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (2048 MiB, 2048 MiB free)"] }
- * ```
- */
-export async function listDeviceLines(
-  binDir: string,
-  options: { env?: Record<string, string>; timeoutMs?: number; arch?: Arch } = {},
-): Promise<{ lines: string[]; hidden?: string[]; error?: string }> {
-  const list = async (env?: Record<string, string>) => {
-    const r = await run([join(binDir, "llama-server"), "--list-devices"], {
-      check: false,
-      env,
-      timeoutMs: options.timeoutMs ?? 60_000,
-    });
-    const lines = `${r.stdout}\n${r.stderr}`.split("\n").map((l) => l.trim()).filter((l) =>
-      /^[A-Za-z][\w-]*\d+:\s/.test(l) && /MiB|GiB|bytes/.test(l)
-    );
-    return { lines, error: r.code !== 0 ? `exit code ${r.code}: ${r.tail.slice(-2).join(" ")}` : undefined };
-  };
-  try {
-    const d = await list(options.env);
-    if (d.error) return d;
-    if (d.lines.length || options.arch !== "vulkan" || options.env?.[VK_VISIBLE]) return { lines: d.lines };
-    const all = await list({ ...options.env, [VK_VISIBLE]: "0" });
-    return { lines: [], hidden: all.lines };
-  } catch (err) {
-    return { lines: [], error: (err as Error).message };
-  }
-}
-
-/** The variable that makes llama.cpp's Vulkan backend use the devices it names, CPU-type ones included. */
-export const VK_VISIBLE = "GGML_VK_VISIBLE_DEVICES";
-
-/**
- * One line per device for `doctor` and `instances show`: llama-server's own words, hidden software devices
- * marked with how to use them.
- *
- * @example
- * ```ts
- * describeDevices({ lines: [], hidden: ["Vulkan0: llvmpipe (2048 MiB, 2048 MiB free)"] });
- * // ["Vulkan0: llvmpipe (2048 MiB, 2048 MiB free) [CPU-type: used only with GGML_VK_VISIBLE_DEVICES=0]"]
- * ```
- */
-export function describeDevices(d: { lines: string[]; hidden?: string[]; error?: string }): string[] {
-  if (d.lines.length) return d.lines;
-  if (d.hidden?.length) {
-    return d.hidden.map((l, i) => `${l} [CPU-type: used only with ${VK_VISIBLE}=${i}]`);
-  }
-  return [d.error ? `cannot list (${d.error})` : "CPU only"];
-}
-
 // ------------------------------------------------------------------------------------------------ CUDA
 
 /**

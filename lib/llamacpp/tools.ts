@@ -19,7 +19,8 @@ import {
   writeInstance,
 } from "./instances.ts";
 import { configureAndBuild } from "./build.ts";
-import { checkoutCommit, currentCommit } from "./source.ts";
+import { checkoutPatched } from "./patches.ts";
+import { configureCommand } from "./cmake.ts";
 import { exists, removeAll } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import { run, which } from "../util/run.ts";
@@ -127,15 +128,21 @@ export async function ensureTool(
     await Deno.mkdir(paths.logsDir, { recursive: true });
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "");
     const logFile = join(paths.logsDir, `build-${name}-${tool}-${stamp}.log`);
-    // The same source and configuration as the release in use: after a rollback the tree is at another
-    // commit. A tree already there is left as it is (with whatever the install did to it).
-    if ((await currentCommit(srcDir)) !== rec.commit) await checkoutCommit(srcDir, rec.commit, { logFile });
+    // The same source as the release in use: its commit with its patches (after a rollback the tree is at
+    // another commit, patched for another release or not).
+    await checkoutPatched(srcDir, rec.commit, rec.patches ?? [], { logFile });
+    if (rec.patches?.length) info(`patched: ${rec.patches.join(", ")}`);
     const ccache = (options.ccache ?? true) && rec.cmakeCommand.some((a) => a.endsWith("LAUNCHER=ccache")) &&
       !!which("ccache");
+    // And its configuration: the install added what it found on the machine (cuBLAS from a wheel...) to the
+    // recorded args; the same configure command keeps the build tree instead of starting it anew.
+    const spec = { arch: rec.arch, gpuTargets: rec.gpuTargets, cmakeArgs: rec.cmakeArgs, ccache };
+    const base = configureCommand(srcDir, join(dir, "build"), spec);
+    const found = base.every((a, i) => rec.cmakeCommand[i] === a) ? rec.cmakeCommand.slice(base.length) : [];
     const built = await configureAndBuild({
       srcDir,
       buildDir: join(dir, "build"),
-      spec: { arch: rec.arch, gpuTargets: rec.gpuTargets, cmakeArgs: rec.cmakeArgs, ccache },
+      spec: { ...spec, cmakeArgs: [...rec.cmakeArgs, ...found] },
       targets: [tool],
       parallel: options.parallel,
       logFile,

@@ -101,7 +101,7 @@ interface IndexFile {
   templates?: Record<string, string>;
 }
 
-const INDEX_VERSION = 6; // bumped whenever describeModel's output changes (new fields, new rules): old caches are rebuilt;
+const INDEX_VERSION = 7; // bumped whenever describeModel's output changes (new fields, new rules): old caches are rebuilt;
 // tests/models_index_test.ts records it with a hash of facts.ts and fails when one changes without the other
 
 type StoredFacts = Omit<ModelFacts, "chatTemplate"> & { chatTemplate?: string; templateId?: string };

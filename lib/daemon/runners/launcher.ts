@@ -11,7 +11,13 @@ import { getInstance } from "../../llamacpp/instances.ts";
 import { pidAlive } from "../../util/process.ts";
 import { listServers, processAlive, removeServer, startServer, stopServer } from "../../server/mod.ts";
 import { estimateMemory } from "../../gguf/mod.ts";
-import { type DeviceBudget, deviceBudgets, listDevices } from "../../llamacpp/devices.ts";
+import {
+  type DeviceBudget,
+  deviceBudgets,
+  listDevices,
+  serverEnv,
+  VK_VISIBLE,
+} from "../../llamacpp/devices.ts";
 import { type CatalogModel, embeddingOnly, presetForModel } from "../../models/mod.ts";
 import { loadFlags } from "../options.ts";
 import { setUpstreamDiagnosis, setUpstreamKey } from "../upstream/client.ts";
@@ -116,6 +122,7 @@ function indexEstimate(
       kvBytes: e.kvBytes + e.recurrentBytes,
       computeBytes: e.computeBytes,
       layers: model.entry.facts.blockCount,
+      layerBytes: model.entry.facts.layerBytes,
     };
   } catch {
     return undefined;
@@ -204,13 +211,14 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
     return d;
   };
   // The model's preset, and the instance it runs on: the preset's `instance:`, else the daemon's, else the default.
+  // Its environment is the instance's under the preset's: the devices are listed with what the server will see.
   const presetAndInstance = async (model: CatalogModel) => {
     const preset = presetForModel(config, model);
-    return {
-      preset,
-      instance: await getInstance(paths, preset?.instance ?? options.instance, config.default_instance),
-    };
+    const instance = await getInstance(paths, preset?.instance ?? options.instance, config.default_instance);
+    return { preset, instance, env: serverEnv(config, instance.name, preset?.env) };
   };
+  // Said once per instance and environment: a Vulkan build that sees no device runs its models on the CPU.
+  const warned = new Set<string>();
   return {
     defaults(model) {
       const p = presetForModel(config, model);
@@ -218,19 +226,28 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
     },
     async plan(spec) {
       // A model's own instance (its preset's `instance:`) decides which devices it can use.
-      const { preset, instance } = await presetAndInstance(spec.model);
+      const { preset, instance, env } = await presetAndInstance(spec.model);
       const devices = deviceBudgets(
-        await listDevices(instance),
+        await listDevices(instance, { env }),
         config.memory,
         options.env ?? Deno.env.toObject(),
       );
+      const key = `${instance.name} ${JSON.stringify(env)}`;
+      if (instance.arch === "vulkan" && !devices.some((d) => d.kind === "gpu") && !warned.has(key)) {
+        warned.add(key);
+        log(
+          `instance '${instance.name}' lists no Vulkan device, so ${spec.model.name} runs on the CPU; a software ` +
+            `device (Mesa's lavapipe) is used only with ${VK_VISIBLE}=0 in the preset's env or in ` +
+            `build.instances.${instance.name}.env`,
+        );
+      }
       // A cluster's workers take the offloaded layers as a GPU would: its memory is one more budget, so a model
       // on it is packed (and an idle one on the same workers unloaded to make room) like any other.
       if (preset?.cluster) devices.unshift(await clusterDevice(preset.cluster));
       return { devices, need: memoryNeed(spec, serverShape(spec, preset?.args ?? [], options)) };
     },
     async start(spec) {
-      const { preset, instance } = await presetAndInstance(spec.model);
+      const { preset, instance, env } = await presetAndInstance(spec.model);
       const ctx = spec.load.ctx;
       // A preset's own flags win over the daemon's settings.
       const shape = serverShape(spec, preset?.args ?? [], options);
@@ -290,7 +307,7 @@ export async function serverLauncher(options: ServerLauncherOptions): Promise<La
         ctx: totalCtx,
         ngl: spec.load.ngl,
         args,
-        env: preset?.env,
+        env,
         apiKey,
         readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
         owner: { kind: "daemon", pid: Deno.pid },

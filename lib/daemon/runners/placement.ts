@@ -25,6 +25,11 @@ export interface ModelNeed {
   computeBytes: number;
   /** Repeating layers (`blockCount`). */
   layers: number;
+  /**
+   * The weights by layer ((`layerBytes` of the model's facts)): the input layer's stay on the CPU, the output
+   * layer's go to the GPU first. Without them the weights are spread evenly over `layers + 1`.
+   */
+  layerBytes?: { input: number; output: number; repeating: number };
 }
 
 /**
@@ -49,8 +54,9 @@ export interface Placement {
 /**
  * Places a model: on a build without GPUs (or with `ngl` 0) everything is on the CPU; else the GPUs take `ngl`
  * layers when given (-1: all), or the most layers that fit their budgets, as Ollama fits `num_gpu`. The output
- * layer counts as one layer more (`ngl = layers + 1` offloads everything), weights and KV cache are spread
- * evenly over the layers, and each side that runs layers has the compute buffers. Several GPUs share the
+ * layer counts as one layer more (`ngl = layers + 1` offloads everything) and is offloaded first, at its own
+ * size when the need has `layerBytes` (the token embedding then stays on the CPU), else weights and KV cache
+ * are spread evenly over the layers; each side that runs layers has the compute buffers. Several GPUs share the
  * layers in proportion to their budgets, as llama.cpp's default split does by free memory.
  *
  * @example
@@ -68,17 +74,29 @@ export function placeModel(need: ModelNeed, devices: DeviceBudget[], ngl?: numbe
   if (!gpus.length || ngl === 0 || need.layers <= 0) {
     return { ngl, usage: { [cpu]: need.totalBytes }, sizeBytes: need.totalBytes, sizeVramBytes: 0 };
   }
-  const perLayer = (need.weightsBytes + need.kvBytes) / units;
   const rest = Math.max(0, need.totalBytes - need.weightsBytes - need.kvBytes - need.computeBytes);
   const gpuBudget = gpus.reduce((n, d) => n + d.budgetBytes, 0);
+  // llama.cpp offloads the output layer first, then repeating layers from the last; the KV cache of a layer
+  // goes with it, and the input layer (token embedding) stays on the CPU. A model that ties its output to the
+  // token embedding gets a copy of it on the GPU, so its output layer costs as much again.
+  const l = need.layerBytes;
+  const perLayer = l
+    ? (l.repeating + need.kvBytes) / need.layers
+    : (need.weightsBytes + need.kvBytes) / units;
+  const output = l ? l.output : perLayer;
+  const fixedOnCpu = l ? l.input : 0;
+  const onGpu = (n: number) => n === 0 ? 0 : need.computeBytes + rest + output + (n - 1) * perLayer;
   let n: number;
   if (ngl !== undefined) n = ngl < 0 || ngl > units ? units : ngl;
-  else n = Math.max(0, Math.min(units, Math.floor((gpuBudget - need.computeBytes - rest) / perLayer)));
+  else {
+    const fit = gpuBudget - need.computeBytes - rest - output;
+    n = fit < 0 ? 0 : Math.min(units, 1 + Math.floor(fit / perLayer));
+  }
   if (n === 0) {
     return { ngl: 0, usage: { [cpu]: need.totalBytes }, sizeBytes: need.totalBytes, sizeVramBytes: 0 };
   }
-  const vram = Math.round(need.computeBytes + rest + n * perLayer);
-  const onCpu = Math.round((units - n) * perLayer + (n < units ? need.computeBytes : 0));
+  const vram = Math.round(onGpu(n));
+  const onCpu = Math.round(fixedOnCpu + (units - n) * perLayer + (n < units ? need.computeBytes : 0));
   const usage: Record<string, number> = {};
   for (const g of gpus) {
     usage[g.name] = gpuBudget > 0
