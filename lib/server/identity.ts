@@ -73,8 +73,8 @@ export function checkProcess(id: ProcessIdentity): ProcessCheck {
 /**
  * Whether a process this program started (and so knows the pid of) is still alive, one that has begun to exit
  * counting as gone (a server killed a moment ago refuses connections before it is a zombie): one read of
- * `/proc`, cheap enough for every request. A pid from a record of another run needs {@linkcode checkProcess}, which also tells a
- * reused pid apart.
+ * `/proc`, cheap enough for every request. A pid from a record of another run needs {@linkcode checkProcess},
+ * which also tells a reused pid apart.
  *
  * @example
  * ```ts

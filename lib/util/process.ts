@@ -42,6 +42,12 @@ const PF_EXITING = 0x4;
  * True when a process with this pid exists (zombies count as gone). With `exitingIsGone`, a process that has
  * begun to exit (killed, its sockets closing, not yet a zombie) counts as gone too: for a server, whose
  * connections are refused from that moment.
+ *
+ * @example
+ * ```ts
+ * pidAlive(Deno.pid); // true
+ * pidAlive(Deno.pid, { exitingIsGone: true }); // true; false for a server killed a moment ago
+ * ```
  */
 export function pidAlive(pid: number, options: { exitingIsGone?: boolean } = {}): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
