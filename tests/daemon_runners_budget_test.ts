@@ -5,7 +5,7 @@
  * unloads the idle one used least recently (not the one loaded first), whose conversation is saved and restored
  * when it comes back; a model generating is never unloaded and its answer runs to its end; when both loaded
  * models are busy, requests for others wait and load in the order they came, and one past `OLLAMA_MAX_QUEUE`
- * gets Ollama's busy answer at once.
+ * gets Ollama's busy answer at once; a model that expires gives its bytes back to the next one.
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { post, withDaemon } from "./_daemon.ts";
@@ -175,6 +175,19 @@ Deno.test({
         assertEquals(evictions().slice(2), ["a>c", "b>d"]);
         assertEquals(await names(), ["c:latest", "d:latest"]);
       });
+
+      await t.step(
+        "an expired model gives its bytes back: the next one loads without an eviction",
+        async () => {
+          const r = await post(`${url}/api/generate`, { model: "d", keep_alive: "1s" });
+          assertEquals(r.status, 200, await r.text());
+          await until("d's expiry", () => sched.list().length === 1, 10_000);
+          assertEquals(await names(), ["c:latest"]);
+          assertEquals((await ask("a")).status, 200);
+          assertEquals(await names(), ["a:latest", "c:latest"]);
+          assertEquals(evictions().length, 4, "a model was evicted though d's bytes were free");
+        },
+      );
     });
   },
 });
