@@ -12,7 +12,6 @@ import { smolModelPath, testInstance } from "./_fixtures.ts";
 import { resolvePaths } from "../lib/config/paths.ts";
 import { parseConfig } from "../lib/config/load.ts";
 import { startDaemon } from "../lib/daemon/daemon.ts";
-import { pidAlive } from "../lib/util/process.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42 };
 
@@ -161,8 +160,7 @@ Deno.test("daemon: a client that goes away, and a llama-server that dies mid-ans
         typeof last.error?.message === "string" && last.error.message.length > 0,
         `last: ${text.slice(-300)}`,
       );
-      // A request in the moment before the crash shows (the process not yet gone) can still be refused.
-      for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+      // At once: the process may not be a zombie yet, but it has begun to exit, and that is what counts.
       const again = await post(`${url}/v1/chat/completions`, {
         model: "smol",
         max_tokens: 2,

@@ -6,8 +6,8 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "./_assert.ts";
 import { smolModelPath } from "./_fixtures.ts";
-import { post, readNdjson, withDaemon } from "./_daemon.ts";
-import { openKvCache, parseByteSize, readSlotTokens } from "../lib/daemon/runners/kv_cache.ts";
+import { post, readNdjson, runnerFetch, withDaemon } from "./_daemon.ts";
+import { openKvCache, parseByteSize, promptTokens, readSlotTokens } from "../lib/daemon/runners/kv_cache.ts";
 
 /** A slot file as llama-server writes it: 'ggsq', version 3, the packed token list, then `stateBytes` of state. */
 function slotFile(tokens: number[], stateBytes: number, packed = true): Uint8Array {
@@ -120,5 +120,116 @@ Deno.test("kv cache: a conversation goes on after its model was unloaded, restor
     assert(restored, logs.join("\n"));
     assert(a2.length > 0);
     assertEquals(a2, await chat(url, "ref", second));
+  });
+});
+
+Deno.test("kv cache: Anthropic and Responses conversations are restored after an unload too", async (t) => {
+  const smol = await smolModelPath();
+  const logs: string[] = [];
+  await withDaemon({ models: { "smol.gguf": smol, "ref.gguf": smol }, logs }, async ({ url, daemon }) => {
+    const apis = {
+      "/v1/messages": {
+        turn: (model: string, history: { role: string; content: string }[]) => ({
+          model,
+          system: SYSTEM,
+          messages: history,
+          max_tokens: 24,
+          temperature: 0,
+        }),
+        text: (body: { content: { type: string; text: string }[] }) =>
+          body.content.filter((c) => c.type === "text").map((c) => c.text).join(""),
+        cached: (body: { usage: { cache_read_input_tokens?: number } }) => body.usage.cache_read_input_tokens,
+      },
+      "/v1/responses": {
+        turn: (model: string, history: { role: string; content: string }[]) => ({
+          model,
+          instructions: SYSTEM,
+          input: history.map((m) =>
+            m.role === "assistant"
+              ? { type: "message", role: "assistant", content: [{ type: "output_text", text: m.content }] }
+              : m
+          ),
+          max_output_tokens: 24,
+          temperature: 0,
+        }),
+        text: (body: { output: { type: string; content?: { type: string; text: string }[] }[] }) =>
+          body.output.filter((o) => o.type === "message").flatMap((o) => o.content ?? []).map((c) => c.text)
+            .join(""),
+        cached: (body: { usage: { input_tokens_details?: { cached_tokens?: number } } }) =>
+          body.usage.input_tokens_details?.cached_tokens,
+      },
+    };
+    await t.step("the prompt of each body is as long as llama-server's own count of it", async () => {
+      await (await post(`${url}/api/generate`, { model: "ref" })).json();
+      const runner = daemon.ctx.scheduler.list().find((r) => r.name === "ref:latest")!;
+      const tools = [{ name: "weather", description: "Weather in a city", input_schema: { type: "object" } }];
+      const messages = {
+        model: "ref",
+        max_tokens: 8,
+        system: [{ type: "text", text: SYSTEM }],
+        tools,
+        messages: [
+          { role: "user", content: [{ type: "text", text: "Weather in Paris?" }] },
+          {
+            role: "assistant",
+            content: [{ type: "tool_use", id: "t1", name: "weather", input: { city: "Paris" } }],
+          },
+          {
+            role: "user",
+            content: [{ type: "tool_result", tool_use_id: "t1", content: [{ type: "text", text: "sunny" }] }],
+          },
+        ],
+      };
+      const responses = {
+        model: "ref",
+        instructions: SYSTEM,
+        input: [
+          { role: "user", content: "Weather in Paris?" },
+          { type: "function_call", call_id: "t1", name: "weather", arguments: '{"city":"Paris"}' },
+          { type: "function_call_output", call_id: "t1", output: "sunny" },
+          { type: "message", role: "assistant", content: [{ type: "output_text", text: "It is sunny." }] },
+          { role: "user", content: [{ type: "input_text", text: "And tomorrow?" }] },
+        ],
+        tools: [{ type: "function", name: "weather", parameters: { type: "object" } }],
+      };
+      for (
+        const [path, count, body] of [
+          ["/v1/messages", "/v1/messages/count_tokens", messages],
+          ["/v1/responses", "/v1/responses/input_tokens", responses],
+        ] as const
+      ) {
+        const theirs = await (await runnerFetch(runner.url!, count, body)).json();
+        const ours = await promptTokens(runner.url!, path, body);
+        assert(ours && ours.length > 100, `${path}: ${ours?.length}`);
+        assertEquals(ours.length, theirs.input_tokens, `${path}: ${JSON.stringify(theirs)}`);
+      }
+    });
+    for (const [path, api] of Object.entries(apis)) {
+      await t.step(`${path}: the second turn after an unload restores the first`, async () => {
+        const ask = async (model: string, history: { role: string; content: string }[]) => {
+          const res = await post(`${url}${path}`, api.turn(model, history));
+          const body = await res.json();
+          assertEquals(res.status, 200, JSON.stringify(body));
+          return { text: api.text(body), cached: api.cached(body) ?? 0, body };
+        };
+        const first = [{ role: "user", content: TURN1 }];
+        const a1 = (await ask("smol", first)).text;
+        assertEquals(a1, (await ask("ref", first)).text);
+        await (await post(`${url}/api/generate`, { model: "smol", keep_alive: 0 })).json();
+        assert(logs.some((l) => l.includes("kv cache: saved slot")), logs.join("\n"));
+        const restoredBefore = logs.filter((l) => l.includes("kv cache: restored")).length;
+        const second = [...first, { role: "assistant", content: a1 }, { role: "user", content: TURN2 }];
+        const a2 = await ask("smol", second);
+        assertEquals(
+          logs.filter((l) => l.includes("kv cache: restored")).length,
+          restoredBefore + 1,
+          `not restored:\n${logs.slice(-20).join("\n")}`,
+        );
+        // llama-server took the restored tokens instead of computing them (the system prompt alone is ~100).
+        assert(a2.cached > 100, `cached tokens: ${JSON.stringify(a2.body)}`);
+        assert(a2.text.length > 0);
+        assertEquals(a2.text, (await ask("ref", second)).text);
+      });
+    }
   });
 });

@@ -536,6 +536,20 @@ Deno.test("scheduler: a server that died while idle is stopped and started again
   l2.release();
 });
 
+Deno.test("scheduler: a server that died with a request still on it is not handed to the next one", async () => {
+  const { launcher, sched } = setup();
+  const a = model("a");
+  const l1 = await sched.acquire({ model: a, keepAliveMs: KEEP });
+  launcher.kill(a); // l1's answer has not yet seen the crash
+  const l2 = await sched.acquire({ model: a, keepAliveMs: KEEP });
+  assertEquals(launcher.calls, ["start a", "stop a", "start a"]);
+  assert(l2.url !== l1.url);
+  l1.release();
+  assertEquals(sched.list().map((r) => [r.url, r.refs]), [[l2.url, 1]]);
+  l2.release();
+  assertEquals(sched.inFlight(), 0);
+});
+
 Deno.test("scheduler: stopAll stops every server, busy or idle, and a second release() changes nothing", async (t) => {
   await t.step("stopAll", async () => {
     const { launcher, sched } = setup();

@@ -71,9 +71,10 @@ export function checkProcess(id: ProcessIdentity): ProcessCheck {
 }
 
 /**
- * Whether a process this program started (and so knows the pid of) is still alive: one signal, cheap enough
- * for every request. A pid from a record of another run needs {@linkcode checkProcess}, which also tells a
- * reused pid apart.
+ * Whether a process this program started (and so knows the pid of) is still alive, one that has begun to exit
+ * counting as gone (a server killed a moment ago refuses connections before it is a zombie): one read of
+ * `/proc`, cheap enough for every request. A pid from a record of another run needs {@linkcode checkProcess},
+ * which also tells a reused pid apart.
  *
  * @example
  * ```ts
@@ -81,5 +82,5 @@ export function checkProcess(id: ProcessIdentity): ProcessCheck {
  * ```
  */
 export function processAlive(pid: number): boolean {
-  return pidAlive(pid);
+  return pidAlive(pid, { exitingIsGone: true });
 }

@@ -35,12 +35,28 @@ function statFields(pid: number): string[] {
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 }
 
-/** True when a process with this pid exists (zombies count as gone). */
-export function pidAlive(pid: number): boolean {
+/** The kernel's PF_EXITING: the task has begun to exit (set before it closes its files). */
+const PF_EXITING = 0x4;
+
+/**
+ * True when a process with this pid exists (zombies count as gone). With `exitingIsGone`, a process that has
+ * begun to exit (killed, its sockets closing, not yet a zombie) counts as gone too: for a server, whose
+ * connections are refused from that moment.
+ *
+ * @example
+ * ```ts
+ * pidAlive(Deno.pid); // true
+ * pidAlive(Deno.pid, { exitingIsGone: true }); // true; false for a server killed a moment ago
+ * ```
+ */
+export function pidAlive(pid: number, options: { exitingIsGone?: boolean } = {}): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
-    const state = statFields(pid)[0];
-    return state !== "Z" && state !== "X";
+    const fields = statFields(pid);
+    const state = fields[0];
+    if (state === "Z" || state === "X") return false;
+    // Field 9 of proc(5), the task's flags.
+    return !(options.exitingIsGone && (Number(fields[6]) & PF_EXITING) !== 0);
   } catch {
     // No /proc (macOS): signal 0 probes existence.
     try {

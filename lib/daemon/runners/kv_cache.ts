@@ -5,7 +5,10 @@
  * the model and those tokens. When a later request to a freshly started runner of the same model continues a
  * saved conversation (its prompt, tokenized by the runner, shares a long prefix with the saved tokens), the file
  * is restored into an idle slot (`action=restore`) and the request is pinned to that slot (`id_slot`), so
- * llama-server computes only the new tokens. The files are bounded by a size cap, least recently used removed
+ * llama-server computes only the new tokens. The prompt is known for Ollama's `/api/chat` and `/api/generate`,
+ * OpenAI's chat completions, completions and Responses, and Anthropic's messages (./chat_forms.ts); llama-server
+ * drops `id_slot` from Anthropic's body, but picks by itself the idle slot whose tokens share the longest prefix
+ * with the prompt, which is the restored one. The files are bounded by a size cap, least recently used removed
  * first; the index (`index.json`) is written atomically.
  *
  * A restore that fails (a file from another cache type, a conversation longer than the new context, no room
@@ -20,6 +23,7 @@ import { readJson, writeJsonAtomic } from "../../util/fs.ts";
 import { formatBytes } from "../../util/fs.ts";
 import { UserError } from "../../util/errors.ts";
 import { postJson, upstreamAuth } from "../upstream/client.ts";
+import { anthropicToChat, responsesToChat } from "./chat_forms.ts";
 
 /** The default size cap of the saved KV caches: 2 GiB. */
 export const DEFAULT_KV_CACHE_MAX_BYTES: number = 2 * 1024 ** 3;
@@ -255,15 +259,33 @@ async function slotAction(
   return JSON.parse(text);
 }
 
-/** The prompt's tokens as llama-server will see them for this request; undefined when it cannot tell. */
-async function promptTokens(
+/**
+ * The prompt's tokens as llama-server will see them for a request to `path` of the runner at `url`: through its
+ * chat template for chat, Responses and Anthropic bodies, as given for completions; undefined when it cannot
+ * tell.
+ *
+ * @example
+ * ```ts ignore
+ * const tokens = await promptTokens(url, "/v1/messages", { max_tokens: 8, messages: [{ role: "user", content: "Hi" }] });
+ * ```
+ */
+export async function promptTokens(
   url: string,
   path: string,
   body: Record<string, unknown>,
 ): Promise<number[] | undefined> {
   let content: unknown;
-  if (path === "/v1/chat/completions" || path === "/chat/completions") {
-    const { prompt } = await postJson(url, "/apply-template", body) as { prompt?: unknown };
+  // Anthropic's and the Responses API's bodies become a chat body inside llama-server: the same conversion here
+  // gives the prompt its template makes of them.
+  const chat = path === "/v1/chat/completions" || path === "/chat/completions"
+    ? body
+    : path === "/v1/messages"
+    ? anthropicToChat(body)
+    : path === "/v1/responses" || path === "/responses"
+    ? responsesToChat(body)
+    : undefined;
+  if (chat) {
+    const { prompt } = await postJson(url, "/apply-template", chat) as { prompt?: unknown };
     content = prompt;
   } else if (path === "/completion" || path === "/completions" || path === "/v1/completions") {
     content = body.prompt;

@@ -564,7 +564,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           await r.stopped;
           continue;
         }
-        if (r.state === "ready" && r.refs === 0 && !options.launcher.alive(r.serverName)) {
+        // Asked on every request, busy or not: a runner that died serves nobody, and requests still on it get
+        // their error from the broken connection.
+        if (r.state === "ready" && !options.launcher.alive(r.serverName)) {
           log(`${r.name}'s llama-server (pid ${r.pid}) is gone; starting a new one`);
           await unload(r);
           continue;
