@@ -182,7 +182,14 @@ Deno.test("a plain download arrives whole, with its sha256 checked, and leaves n
     sha256: sha,
     onProgress: (p) => progress.push(p.completed),
   });
-  assertEquals(r, { path: t.dest, size: SIZE, sha256: sha, fetchedBytes: SIZE, resumed: false });
+  assertEquals(r, {
+    path: t.dest,
+    size: SIZE,
+    sha256: sha,
+    fetchedBytes: SIZE,
+    resumed: false,
+    connections: 1,
+  });
   assertEquals(sha256(await Deno.readFile(t.dest)), sha);
   assertEquals(progress[progress.length - 1], SIZE);
   assertEquals(ranged(t.server).length, 1, "under 64 MiB: one ranged request");
