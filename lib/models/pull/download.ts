@@ -21,6 +21,7 @@ import { freeBytes, sha256File } from "../../util/fs.ts";
 import { formatBytes, removeAll } from "../../util/fs.ts";
 import { withLock } from "../../util/lock.ts";
 import { blockHasher, ShortFile } from "./hasher.ts";
+import { type Http1Client, http1Client, http1Usable, Unsupported } from "./http1.ts";
 
 const MiB = 1024 * 1024;
 /** Files over this size are fetched in parallel parts unless the request says otherwise. */
@@ -63,7 +64,7 @@ export interface DownloadRequest {
   headers?: Record<string, string>;
   /**
    * Ranged parts in flight at once. By default a file over 64 MiB starts on one connection and goes to 4 when
-   * that one is slow (it waits on the network and brings under 256 MiB/s); a smaller one uses 1.
+   * that one is slow (it waits on the network and brings under 128 MiB/s); a smaller one uses 1.
    */
   parallel?: number;
   /** Called as bytes arrive (at most every 100 ms, and once at the end). */
@@ -340,7 +341,7 @@ const WORKER_OVER = 16 * MiB;
  * any link one connection fills, one stream costs the least CPU on both ends.
  */
 const ADAPT_WINDOW_MS = 2000;
-const SLOW_BYTES_PER_SECOND = 256 * MiB;
+const SLOW_BYTES_PER_SECOND = 128 * MiB;
 
 /** Bytes waiting for the hasher: in a block of its memory, or only on disk (at `at`) when none was free. */
 interface Held {
@@ -474,7 +475,43 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
   /** Milliseconds connections spent waiting for a read, summed. */
   let waited = 0;
 
-  const fetchPart = async (part: Part, file: Deno.FsFile, client?: Deno.HttpClient) => {
+  /**
+   * Cleared when the server answers something the HTTP/1.1 client does not handle, or when its first request
+   * fails (a TLS setup fetch may handle differently): fetch from then on.
+   */
+  let direct = !ctx.req.fetch && http1Usable(remote.url);
+  let directWorked = false;
+  /** One ranged GET of `part` from `from`: through the HTTP/1.1 client while it serves, else fetch. */
+  const get = async (
+    part: Part,
+    from: number,
+    signal: AbortSignal,
+    client?: Deno.HttpClient,
+    h1?: Http1Client,
+  ): Promise<{ res: ResponseHead; body: BodyReader; direct: boolean }> => {
+    const extra = { range: `bytes=${from}-${part.end - 1}`, ...ifRange(remote) };
+    if (direct && h1) {
+      try {
+        const res = await h1.get(
+          remote.url,
+          { ...remote.headers, ...extra, "accept-encoding": "identity" },
+          signal,
+        );
+        if (res.status < 300 || res.status >= 400) {
+          directWorked = true;
+          return { res, body: res, direct: true };
+        }
+        await res.cancel(); // a redirect: fetch follows it
+      } catch (err) {
+        if (signal.aborted || (directWorked && !(err instanceof Unsupported))) throw err;
+      }
+      direct = false;
+    }
+    const res = (await request(ctx, remote.url, remote.headers, extra, signal, client)).response;
+    return { res, body: bodyReader(res), direct: false };
+  };
+
+  const fetchPart = async (part: Part, file: Deno.FsFile, client?: Deno.HttpClient, h1?: Http1Client) => {
     let failures = 0;
     let buffer = new ArrayBuffer(READ);
     while (part.start + part.received < part.end) {
@@ -488,19 +525,9 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
       let at = from;
       try {
         const signal = AbortSignal.any([run.signal, flight.ac.signal]);
-        const res = await request(
-          ctx,
-          remote.url,
-          remote.headers,
-          {
-            range: `bytes=${from}-${part.end - 1}`,
-            ...ifRange(remote),
-          },
-          signal,
-          client,
-        ).then((r) => r.response);
+        const { res, body, direct: intoBlocks } = await get(part, from, signal, client, h1);
         if (res.status !== 206) {
-          await res.body?.cancel().catch(() => {});
+          await body.cancel().catch(() => {});
           // 200 to a ranged request with If-Range: the file changed (or Range is no longer honoured); 416:
           // it shrank.
           if (res.status === 200 || res.status === 416) throw new RemoteChanged();
@@ -508,11 +535,10 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         }
         const range = parseContentRange(res.headers.get("content-range"));
         if (!range || range.start !== from || (range.total !== undefined && range.total !== size)) {
-          await res.body?.cancel().catch(() => {});
+          await body.cancel().catch(() => {});
           throw new RemoteChanged();
         }
         file.seekSync(from, Deno.SeekMode.Start);
-        const body = bodyReader(res);
         try {
           while (part.start + part.received < part.end) {
             if (slot === undefined && !spill) {
@@ -526,14 +552,19 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
               at = part.start + part.received;
             }
             const want = Math.min(READ, BLOCK - filled, part.end - part.start - part.received);
+            // The HTTP/1.1 client reads straight into the block; fetch's BYOB reads need a buffer it can
+            // transfer (not shared memory), copied into the block after.
+            const inBlock = intoBlocks && slot !== undefined;
             const t0 = performance.now();
-            const got = await body.read(new Uint8Array(buffer, 0, want));
-            buffer = got.buffer as ArrayBuffer;
+            const got = inBlock
+              ? await body.read(hasher.memory.subarray(slot! * BLOCK + filled, slot! * BLOCK + filled + want))
+              : await body.read(new Uint8Array(buffer, 0, want));
+            if (!inBlock) buffer = got.buffer as ArrayBuffer;
             flight.last = performance.now();
             waited += flight.last - t0;
             if (!got.length) break;
             writeAll(file, got);
-            if (slot !== undefined) hasher.memory.set(got, slot * BLOCK + filled);
+            if (slot !== undefined && !inBlock) hasher.memory.set(got, slot * BLOCK + filled);
             filled += got.length;
             part.received += got.length;
             ctx.fetched += got.length;
@@ -576,12 +607,16 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     // A client per connection: one each, even where the server speaks HTTP/2 (one connection's window is
     // what limits a far CDN).
     const client = ctx.req.fetch ? undefined : Deno.createHttpClient({});
+    const h1 = direct ? http1Client() : undefined;
     const file = await Deno.open(ctx.partial, { write: true });
     try {
-      while (!run.signal.aborted && nextPart < parts.length) await fetchPart(parts[nextPart++], file, client);
+      while (!run.signal.aborted && nextPart < parts.length) {
+        await fetchPart(parts[nextPart++], file, client, h1);
+      }
     } finally {
       file.close();
       client?.close();
+      h1?.close();
     }
   };
   let connections = Math.min(fixed ?? 1, parts.length);
@@ -649,8 +684,15 @@ function chunkSizeFor(size: number, parallel: number): number {
   return Math.min(6 * MiB, Math.max(MiB, per));
 }
 
-/** Reads a body into buffers of ours: BYOB where the body is a byte stream (fetch's is), else copying. */
-function bodyReader(res: Response): {
+/** A response's status and headers, from fetch or the HTTP/1.1 client. */
+interface ResponseHead {
+  status: number;
+  statusText: string;
+  headers: Headers;
+}
+
+/** A body read into buffers of ours. */
+interface BodyReader {
   /**
    * Fills some of `into`; returns the bytes read, a view of `into`'s memory (whose buffer a BYOB read
    * transfers: use the returned view's buffer from then on). An empty view means the body has ended.
@@ -659,7 +701,10 @@ function bodyReader(res: Response): {
   /** Reads on to the end (cancelling if the server sends more than was asked for). */
   finish(): Promise<void>;
   cancel(): Promise<void>;
-} {
+}
+
+/** Reads a body into buffers of ours: BYOB where the body is a byte stream (fetch's is), else copying. */
+function bodyReader(res: Response): BodyReader {
   const stream = res.body;
   let byob: ReadableStreamBYOBReader | undefined;
   let plain: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -867,7 +912,7 @@ function retryable(status?: number): boolean {
   return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
-function httpError(ctx: Ctx, res: Response): DownloadError {
+function httpError(ctx: Ctx, res: ResponseHead): DownloadError {
   const s = res.status;
   const hint = s === 401 || s === 403
     ? "the server refused access: the file may need a token, or its licence accepted"
@@ -960,8 +1005,19 @@ async function checkSpace(ctx: Ctx, need: number): Promise<void> {
   }
 }
 
+/**
+ * Writes go to the page cache 16 KiB at a time, as curl's do (4 to 16 KiB). A larger write makes the kernel
+ * allocate a larger folio (6.x kernels), taken from free memory that a VM's hypervisor may have to map on
+ * first touch: on the 2-vCPU VM of bench/pull.ts, 256 KiB writes cost 2.5 to 3 s of system time per GiB and
+ * 16 KiB writes 1.1 to 1.3 s (perf: the copy into the page cache went from half the samples to 5 %). The
+ * extra system calls cost some 0.1 s per GiB.
+ */
+const WRITE = 16 * 1024;
+
 function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
-  for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
+  for (let off = 0; off < bytes.length;) {
+    off += file.writeSync(bytes.subarray(off, Math.min(bytes.length, off + WRITE)));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
