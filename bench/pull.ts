@@ -121,6 +121,7 @@ async function pull(url: string, dest: string, sha256: string): Promise<void> {
       hwm: pidStatusBytes(Deno.pid, "VmHWM"),
       fetched: r.fetchedBytes,
       resumed: r.resumed,
+      connections: r.connections,
     }),
   );
 }
@@ -146,6 +147,7 @@ interface PullRun {
   hwm: number;
   fetched: number;
   resumed: boolean;
+  connections: number;
   wall: number;
 }
 
@@ -262,7 +264,7 @@ async function main(): Promise<void> {
           console.error(
             `pull             ${(r.ms / 1000).toFixed(2)} s (process ${(r.wall / 1000).toFixed(2)} s), CPU ${
               r.cpu.toFixed(2)
-            } s, VmHWM ${(r.hwm / MiB).toFixed(1)} MiB`,
+            } s, VmHWM ${(r.hwm / MiB).toFixed(1)} MiB, ${r.connections} connection(s)`,
           );
         }
         if (which !== "verified") serverCpu[which as "curl" | "pull"].push(cpuSeconds(server.pid) - c0);
@@ -302,6 +304,7 @@ async function main(): Promise<void> {
       pullMs: pulls.map((r) => r.ms),
       pullProcessMs: pulls.map((r) => r.wall),
       pullCpuSeconds: pulls.map((r) => r.cpu),
+      pullConnections: pulls.map((r) => r.connections),
       serverCpuSeconds: serverCpu,
       sha256InMemoryMs: hashMs,
       ratio: pullMed / curlMed,
@@ -326,9 +329,9 @@ async function main(): Promise<void> {
       return known.length ? `${median(known).toFixed(2)} s` : "?";
     };
     console.log(
-      `file: ${size / MiB} MiB, parallel ${result.parallel}; ${shared}; load average ${
-        loadBefore.toFixed(1)
-      } ` +
+      `file: ${size / MiB} MiB, parallel ${result.parallel} (connections used: ${
+        result.pullConnections.join(", ")
+      }); ${shared}; load average ${loadBefore.toFixed(1)} ` +
         `before, ${loadAfter.toFixed(1)} after`,
     );
     console.log(

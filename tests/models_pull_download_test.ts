@@ -47,6 +47,8 @@ interface Behaviour {
   bytesPerSecond?: number;
   /** Bytes per second of responses that start at byte 0 (the first part). */
   firstPartBytesPerSecond?: number;
+  /** Send ranged answers without a Content-Length (chunked). */
+  chunked?: boolean;
 }
 
 interface TestServer {
@@ -105,6 +107,7 @@ function startServer(b: Behaviour, redirectTo?: string): TestServer {
     };
     if (!srv.b.ignoreRange) headers["accept-ranges"] = "bytes";
     if (status === 206) headers["content-range"] = `bytes ${start}-${end}/${data.length}`;
+    if (status === 206 && srv.b.chunked && end > start) delete headers["content-length"];
     const drop = (srv.b.drops ?? 0) > 0 && end - start > (srv.b.dropAfter ?? 0);
     if (drop) srv.b.drops!--;
     const bad = data.length >> 1;
@@ -208,8 +211,33 @@ Deno.test("parallel ranged parts make an identical file", async () => {
   assertEquals(t.server.served, SIZE + 1);
 });
 
+Deno.test("a large file starts on one connection and opens more when that one is slow", async () => {
+  // Over 64 MiB, at 12 MiB/s per response: a far CDN's per-connection limit.
+  const data = generate(7, 80 * MiB);
+  await using t = await setup({ data, bytesPerSecond: 12 * MiB });
+  const sha = sha256(data);
+  const r = await download({ url: `${t.server.url}/file`, dest: t.dest, sha256: sha });
+  assertEquals(r.sha256, sha);
+  assertEquals(r.connections, 4);
+  assert(t.server.mostAtOnce >= 3, `responses streaming at once: ${t.server.mostAtOnce}`);
+  const first = ranged(t.server)[0].range;
+  assertEquals(first, `bytes=0-${data.length - 1}`, "the first request asks for the whole file");
+  assert(
+    t.server.served <= data.length + 1 + 2 * MiB,
+    `sent ${t.server.served} for ${data.length}: the first connection's cut costs little`,
+  );
+});
+
+Deno.test("a ranged answer without a Content-Length is read through fetch", async () => {
+  await using t = await setup({ chunked: true });
+  const { sha } = file();
+  const r = await download({ url: `${t.server.url}/file`, dest: t.dest, sha256: sha });
+  assertEquals(r.sha256, sha);
+  assertEquals(sha256(await Deno.readFile(t.dest)), sha);
+});
+
 Deno.test("parts far ahead of a slow first part are written, then hashed from disk in order", async () => {
-  // The first part comes at 4 MiB/s, the rest at full speed: more than MAX_HELD (16 MiB) arrives ahead.
+  // The first part comes at 4 MiB/s, the rest at full speed: more than MAX_HELD (8 MiB) arrives ahead.
   await using t = await setup({ firstPartBytesPerSecond: 4 * MiB });
   const { sha } = file();
   const r = await download({
