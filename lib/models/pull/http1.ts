@@ -102,6 +102,10 @@ export function http1Client(): Http1Client {
     const onAbort = () => drop();
     signal?.addEventListener("abort", onAbort, { once: true });
     const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `host: ${url.host}`];
+    // What fetch sends unless told otherwise.
+    const given = new Set(Object.keys(headers).map((k) => k.toLowerCase()));
+    if (!given.has("user-agent")) lines.push(`user-agent: Deno/${Deno.version.deno}`);
+    if (!given.has("accept")) lines.push("accept: */*");
     for (const [k, v] of Object.entries(headers)) {
       if (/[\r\n]/.test(k + v)) throw new TypeError(`a header with a line break: ${k}`);
       lines.push(`${k}: ${v}`);
