@@ -486,7 +486,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     part: Part,
     from: number,
     signal: AbortSignal,
-    client?: Deno.HttpClient,
+    client: () => Deno.HttpClient | undefined,
     h1?: Http1Client,
   ): Promise<{ res: ResponseHead; body: BodyReader }> => {
     const extra = { range: `bytes=${from}-${part.end - 1}`, ...ifRange(remote) };
@@ -507,11 +507,16 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
       }
       direct = false;
     }
-    const res = (await request(ctx, remote.url, remote.headers, extra, signal, client)).response;
+    const res = (await request(ctx, remote.url, remote.headers, extra, signal, client())).response;
     return { res, body: bodyReader(res) };
   };
 
-  const fetchPart = async (part: Part, file: Deno.FsFile, client?: Deno.HttpClient, h1?: Http1Client) => {
+  const fetchPart = async (
+    part: Part,
+    file: Deno.FsFile,
+    client: () => Deno.HttpClient | undefined,
+    h1?: Http1Client,
+  ) => {
     let failures = 0;
     let buffer = new ArrayBuffer(READ);
     while (part.start + part.received < part.end) {
@@ -605,7 +610,10 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
   const connection = async () => {
     // A client per connection: one each, even where the server speaks HTTP/2 (one connection's window is
     // what limits a far CDN).
-    const client = ctx.req.fetch ? undefined : Deno.createHttpClient({});
+    // Made on first use: the HTTP/1.1 client usually carries every request, and each HttpClient holds some
+    // memory of its own (its TLS setup).
+    let made: Deno.HttpClient | undefined;
+    const client = () => ctx.req.fetch ? undefined : (made ??= Deno.createHttpClient({}));
     const h1 = direct ? http1Client() : undefined;
     const file = await Deno.open(ctx.partial, { write: true });
     try {
@@ -614,7 +622,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
       }
     } finally {
       file.close();
-      client?.close();
+      made?.close();
       h1?.close();
     }
   };
