@@ -104,9 +104,38 @@ function cpuSeconds(pid: number | "self"): number {
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
+/**
+ * CPU seconds of this process's threads by role: the main thread, the Worker threads (the sha256), the rest
+ * (Deno's and V8's helpers), from /proc/self/task. A thread that has ended is counted in none (only `cpu`).
+ */
+function threadCpu(): { main: number; workers: number; other: number } {
+  const out = { main: 0, workers: 0, other: 0 };
+  for (const t of Deno.readDirSync("/proc/self/task")) {
+    let comm: string;
+    let s: number;
+    try {
+      comm = Deno.readTextFileSync(`/proc/self/task/${t.name}/comm`).trim();
+      const stat = Deno.readTextFileSync(`/proc/self/task/${t.name}/stat`);
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      s = (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      continue; // ended meanwhile
+    }
+    if (Number(t.name) === Deno.pid) out.main += s;
+    else if (comm.startsWith("worker")) out.workers += s;
+    else out.other += s;
+  }
+  return out;
+}
+
 /** The puller role: one download, then its time, CPU and peak memory as JSON on stdout. */
 async function pull(url: string, dest: string, sha256: string): Promise<void> {
   const t0 = performance.now();
+  let threads = threadCpu();
+  // The Worker ends with the download: its CPU is read while it runs.
+  const sampler = setInterval(() => {
+    threads = threadCpu();
+  }, 100);
   const r = await download({
     url,
     dest,
@@ -114,13 +143,18 @@ async function pull(url: string, dest: string, sha256: string): Promise<void> {
     parallel: flags.parallel ? Number(flags.parallel) : undefined,
   });
   const ms = performance.now() - t0;
+  clearInterval(sampler);
+  const main = threadCpu().main;
   console.log(
     JSON.stringify({
       ms,
       cpu: cpuSeconds("self"),
+      mainCpu: main,
+      workerCpu: threads.workers,
       hwm: pidStatusBytes(Deno.pid, "VmHWM"),
       fetched: r.fetchedBytes,
       resumed: r.resumed,
+      connections: r.connections,
     }),
   );
 }
@@ -146,6 +180,9 @@ interface PullRun {
   hwm: number;
   fetched: number;
   resumed: boolean;
+  connections: number;
+  mainCpu: number;
+  workerCpu: number;
   wall: number;
 }
 
@@ -262,7 +299,9 @@ async function main(): Promise<void> {
           console.error(
             `pull             ${(r.ms / 1000).toFixed(2)} s (process ${(r.wall / 1000).toFixed(2)} s), CPU ${
               r.cpu.toFixed(2)
-            } s, VmHWM ${(r.hwm / MiB).toFixed(1)} MiB`,
+            } s (main thread ${r.mainCpu.toFixed(2)}, sha256 worker ${r.workerCpu.toFixed(2)}), VmHWM ${
+              (r.hwm / MiB).toFixed(1)
+            } MiB, ${r.connections} connection(s)`,
           );
         }
         if (which !== "verified") serverCpu[which as "curl" | "pull"].push(cpuSeconds(server.pid) - c0);
@@ -302,6 +341,9 @@ async function main(): Promise<void> {
       pullMs: pulls.map((r) => r.ms),
       pullProcessMs: pulls.map((r) => r.wall),
       pullCpuSeconds: pulls.map((r) => r.cpu),
+      pullMainThreadCpuSeconds: pulls.map((r) => r.mainCpu),
+      pullWorkerCpuSeconds: pulls.map((r) => r.workerCpu),
+      pullConnections: pulls.map((r) => r.connections),
       serverCpuSeconds: serverCpu,
       sha256InMemoryMs: hashMs,
       ratio: pullMed / curlMed,
@@ -326,9 +368,9 @@ async function main(): Promise<void> {
       return known.length ? `${median(known).toFixed(2)} s` : "?";
     };
     console.log(
-      `file: ${size / MiB} MiB, parallel ${result.parallel}; ${shared}; load average ${
-        loadBefore.toFixed(1)
-      } ` +
+      `file: ${size / MiB} MiB, parallel ${result.parallel} (connections used: ${
+        result.pullConnections.join(", ")
+      }); ${shared}; load average ${loadBefore.toFixed(1)} ` +
         `before, ${loadAfter.toFixed(1)} after`,
     );
     console.log(
@@ -342,9 +384,13 @@ async function main(): Promise<void> {
         `against curl -o then openssl dgst (${s(median(verified))}): ${result.verifiedRatio.toFixed(3)}x`,
     );
     console.log(
-      `the server's CPU per run: ${median(serverCpu.curl).toFixed(2)} s for curl, ${
-        median(serverCpu.pull).toFixed(2)
-      } s for pull; sha256 of ${size / MiB} MiB in memory alone: ${s(hashMs)}`,
+      `the pull's CPU by thread (medians): main ${
+        median(result.pullMainThreadCpuSeconds).toFixed(2)
+      } s, sha256 worker ${median(result.pullWorkerCpuSeconds).toFixed(2)} s; the server's CPU per run: ${
+        median(serverCpu.curl).toFixed(2)
+      } s for curl, ${median(serverCpu.pull).toFixed(2)} s for pull; sha256 of ${
+        size / MiB
+      } MiB in memory alone: ${s(hashMs)}`,
     );
     console.log(
       `peak resident memory of the puller: ${(result.peakRssBytes / 1e6).toFixed(1)} MB (target < 100 MB: ${

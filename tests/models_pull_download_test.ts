@@ -47,6 +47,8 @@ interface Behaviour {
   bytesPerSecond?: number;
   /** Bytes per second of responses that start at byte 0 (the first part). */
   firstPartBytesPerSecond?: number;
+  /** Send ranged answers without a Content-Length (chunked). */
+  chunked?: boolean;
 }
 
 interface TestServer {
@@ -60,7 +62,7 @@ interface TestServer {
   close(): Promise<void>;
 }
 
-function startServer(b: Behaviour, redirectTo?: string): TestServer {
+function startServer(b: Behaviour, redirectTo?: string, tls?: { cert: string; key: string }): TestServer {
   let streaming = 0;
   const srv: TestServer = {
     url: "",
@@ -78,6 +80,7 @@ function startServer(b: Behaviour, redirectTo?: string): TestServer {
     port: 0,
     onListen() {},
     onError: () => new Response(null, { status: 500 }),
+    ...tls,
   }, (req) => {
     const path = new URL(req.url).pathname;
     srv.requests.push({ path, range: req.headers.get("range"), auth: req.headers.get("authorization") });
@@ -105,6 +108,7 @@ function startServer(b: Behaviour, redirectTo?: string): TestServer {
     };
     if (!srv.b.ignoreRange) headers["accept-ranges"] = "bytes";
     if (status === 206) headers["content-range"] = `bytes ${start}-${end}/${data.length}`;
+    if (status === 206 && srv.b.chunked && end > start) delete headers["content-length"];
     const drop = (srv.b.drops ?? 0) > 0 && end - start > (srv.b.dropAfter ?? 0);
     if (drop) srv.b.drops!--;
     const bad = data.length >> 1;
@@ -146,7 +150,7 @@ function startServer(b: Behaviour, redirectTo?: string): TestServer {
     });
     return new Response(body, { status, headers });
   });
-  srv.url = `http://127.0.0.1:${server.addr.port}`;
+  srv.url = tls ? `https://localhost:${server.addr.port}` : `http://127.0.0.1:${server.addr.port}`;
   return srv;
 }
 
@@ -182,7 +186,14 @@ Deno.test("a plain download arrives whole, with its sha256 checked, and leaves n
     sha256: sha,
     onProgress: (p) => progress.push(p.completed),
   });
-  assertEquals(r, { path: t.dest, size: SIZE, sha256: sha, fetchedBytes: SIZE, resumed: false });
+  assertEquals(r, {
+    path: t.dest,
+    size: SIZE,
+    sha256: sha,
+    fetchedBytes: SIZE,
+    resumed: false,
+    connections: 1,
+  });
   assertEquals(sha256(await Deno.readFile(t.dest)), sha);
   assertEquals(progress[progress.length - 1], SIZE);
   assertEquals(ranged(t.server).length, 1, "under 64 MiB: one ranged request");
@@ -201,8 +212,33 @@ Deno.test("parallel ranged parts make an identical file", async () => {
   assertEquals(t.server.served, SIZE + 1);
 });
 
+Deno.test("a large file starts on one connection and opens more when that one is slow", async () => {
+  // Over 64 MiB, at 12 MiB/s per response: a far CDN's per-connection limit.
+  const data = generate(7, 80 * MiB);
+  await using t = await setup({ data, bytesPerSecond: 12 * MiB });
+  const sha = sha256(data);
+  const r = await download({ url: `${t.server.url}/file`, dest: t.dest, sha256: sha });
+  assertEquals(r.sha256, sha);
+  assertEquals(r.connections, 4);
+  assert(t.server.mostAtOnce >= 3, `responses streaming at once: ${t.server.mostAtOnce}`);
+  const first = ranged(t.server)[0].range;
+  assertEquals(first, `bytes=0-${data.length - 1}`, "the first request asks for the whole file");
+  assert(
+    t.server.served <= data.length + 1 + 2 * MiB,
+    `sent ${t.server.served} for ${data.length}: the first connection's cut costs little`,
+  );
+});
+
+Deno.test("a ranged answer without a Content-Length is read through fetch", async () => {
+  await using t = await setup({ chunked: true });
+  const { sha } = file();
+  const r = await download({ url: `${t.server.url}/file`, dest: t.dest, sha256: sha });
+  assertEquals(r.sha256, sha);
+  assertEquals(sha256(await Deno.readFile(t.dest)), sha);
+});
+
 Deno.test("parts far ahead of a slow first part are written, then hashed from disk in order", async () => {
-  // The first part comes at 4 MiB/s, the rest at full speed: more than MAX_HELD (16 MiB) arrives ahead.
+  // The first part comes at 4 MiB/s, the rest at full speed: more than MAX_HELD (8 MiB) arrives ahead.
   await using t = await setup({ firstPartBytesPerSecond: 4 * MiB });
   const { sha } = file();
   const r = await download({
@@ -397,6 +433,120 @@ Deno.test("two downloads of one file at once in two processes make one transfer 
   assertEquals(mine.sha256, sha);
   assertEquals(mine.fetchedBytes, 0);
   assertEquals(t.server.served, SIZE + 1, "one transfer (and the first one's probe)");
+});
+
+/** A CA, and a certificate for localhost signed by it (rustls refuses a CA as the server's own), with openssl. */
+async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const run = async (...args: string[]) =>
+    (await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "null", stdin: "null" })
+      .output()).success;
+  await Deno.writeTextFile(
+    `${dir}/leaf.cnf`,
+    "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+  );
+  const steps = [
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=test CA",
+    ],
+    [
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      "leaf.key",
+      "-out",
+      "leaf.csr",
+      "-subj",
+      "/CN=localhost",
+    ],
+    [
+      "x509",
+      "-req",
+      "-in",
+      "leaf.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "leaf.pem",
+      "-days",
+      "1",
+      "-extfile",
+      "leaf.cnf",
+    ],
+  ];
+  for (const step of steps) if (!await run(...step)) throw new Error(`openssl ${step.join(" ")} failed`);
+  return {
+    ca: `${dir}/ca.pem`,
+    cert: await Deno.readTextFile(`${dir}/leaf.pem`),
+    key: await Deno.readTextFile(`${dir}/leaf.key`),
+  };
+}
+
+const hasOpenssl = await new Deno.Command("openssl", { args: ["version"], stdout: "null", stderr: "null" })
+  .output().then((o) => o.success, () => false);
+
+Deno.test({
+  name: "over https the HTTP/1.1 client reads a range, and a download makes the same file",
+  ignore: !hasOpenssl, // the test's certificates are made with openssl
+  async fn() {
+    const dir = await tempDir("llama-mgr-pull-tls-");
+    try {
+      const certs = await makeCertificates(dir.path);
+      const { data, sha } = file();
+      const server = startServer({ data, etag: '"v1"' }, undefined, { cert: certs.cert, key: certs.key });
+      try {
+        // A child process, so that it trusts the test's CA (DENO_CERT) as a user's corporate CA would be.
+        const script = `${dir.path}/pull.ts`;
+        const lib = new URL("../lib/models/pull/", import.meta.url).href;
+        await Deno.writeTextFile(
+          script,
+          `import { download } from ${JSON.stringify(`${lib}download.ts`)};\n` +
+            `import { http1Client } from ${JSON.stringify(`${lib}http1.ts`)};\n` +
+            `const c = http1Client();\n` +
+            `const res = await c.get(new URL(Deno.args[0]), { range: "bytes=1000-1999" });\n` +
+            `const got = new Uint8Array(1000);\n` +
+            `let n = 0;\n` +
+            `while (n < 1000) { const v = await res.read(got.subarray(n)); if (!v.length) break; n += v.length; }\n` +
+            `await res.finish();\n` +
+            `c.close();\n` +
+            `const r = await download({ url: Deno.args[0], dest: Deno.args[1], sha256: Deno.args[2] });\n` +
+            `console.log(JSON.stringify({ status: res.status, range: Array.from(got.subarray(0, n)), r }));\n`,
+        );
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", script, `${server.url}/file`, `${dir.path}/m.gguf`, sha],
+          env: { DENO_CERT: certs.ca },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+        const got = JSON.parse(new TextDecoder().decode(out.stdout));
+        assertEquals(got.status, 206);
+        assertEquals(got.range, Array.from(data.subarray(1000, 2000)));
+        assertEquals(got.r.sha256, sha);
+        assertEquals(sha256(await Deno.readFile(`${dir.path}/m.gguf`)), sha);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      await dir.cleanup();
+    }
+  },
 });
 
 Deno.test("too little free disk space is an error before any transfer", async () => {

@@ -1,9 +1,10 @@
 /**
  * The download engine of `llama-mgr pull`: one file from an http(s) URL to a path.
  *
- * - Large files come in ranged parts fetched in parallel. The sha256 is computed while the bytes arrive, in
- *   order: parts ahead of the hasher are held in memory for it, at most 16 MiB in all
- *   (beyond that they are only written, and the hasher reads them back from the page cache).
+ * - A large file comes over one connection, and in ranged parts over several when one connection is slow
+ *   (a far CDN). The sha256 is computed while the bytes arrive, in order, on a Worker thread: parts ahead of
+ *   the hasher are held in memory for it, at most 8 MiB in all (beyond that they are only written, and the
+ *   hasher reads them back from the page cache).
  * - The bytes go to `<dest>.partial`, beside a small JSON sidecar (`<dest>.partial.json`) that records which
  *   ranges are on disk and the server's validator (ETag, Last-Modified). A run after Ctrl-C, `kill -9` or a
  *   dropped connection fetches only what is missing; a file that changed on the server starts from zero.
@@ -19,6 +20,8 @@ import { UserError } from "../../util/errors.ts";
 import { freeBytes, sha256File } from "../../util/fs.ts";
 import { formatBytes, removeAll } from "../../util/fs.ts";
 import { withLock } from "../../util/lock.ts";
+import { blockHasher, ShortFile } from "./hasher.ts";
+import { type Http1Client, http1Client, http1Usable, Unsupported } from "./http1.ts";
 
 const MiB = 1024 * 1024;
 /** Files over this size are fetched in parallel parts unless the request says otherwise. */
@@ -29,9 +32,9 @@ const DEFAULT_PARALLEL = 4;
  * flight lead it by up to 18 MiB when they go at one speed. Past it a part's bytes are written but not held,
  * and the hasher reads them back (from the page cache) when it gets there; pausing that part instead would
  * leave megabytes in its socket buffers, lost on a kill. The bound keeps a pull's resident memory small
- * (bench/pull.ts measures it).
+ * beside the hasher's Worker (bench/pull.ts measures it).
  */
-const MAX_HELD = 16 * MiB;
+const MAX_HELD = 8 * MiB;
 /** Retries of a failed request that made no progress (one that made progress starts the count again). */
 const RETRIES = 5;
 /** A connection that delivers nothing for this long is dropped and retried. */
@@ -59,7 +62,10 @@ export interface DownloadRequest {
   size?: number;
   /** Request headers, e.g. `Authorization: Bearer ...`. */
   headers?: Record<string, string>;
-  /** Ranged parts in flight at once (default 4 for files over 64 MiB when the server honours Range, else 1). */
+  /**
+   * Ranged parts in flight at once. By default a file over 64 MiB starts on one connection and goes to 4 when
+   * that one is slow (it waits on the network and brings under 128 MiB/s); a smaller one uses 1.
+   */
   parallel?: number;
   /** Called as bytes arrive (at most every 100 ms, and once at the end). */
   onProgress?: (p: DownloadProgress) => void;
@@ -87,6 +93,8 @@ export interface DownloadResult {
   fetchedBytes: number;
   /** True when this run continued an earlier run's partial file. */
   resumed: boolean;
+  /** The most connections this run used at once (0 when nothing was transferred). */
+  connections: number;
 }
 
 /**
@@ -162,6 +170,7 @@ interface Fetched {
   size: number;
   sha256: string;
   resumed: boolean;
+  connections: number;
 }
 
 const inflight = new Map<string, { key: string; promise: Promise<DownloadResult> }>();
@@ -266,7 +275,14 @@ async function downloadFile(req: DownloadRequest, dest: string, waited: boolean)
     if (!ctx.expected || got.sha256 === ctx.expected) {
       await Deno.rename(ctx.partial, dest);
       await removeAll(ctx.statePath);
-      return { path: dest, size: got.size, sha256: got.sha256, fetchedBytes: ctx.fetched, resumed };
+      return {
+        path: dest,
+        size: got.size,
+        sha256: got.sha256,
+        fetchedBytes: ctx.fetched,
+        resumed,
+        connections: got.connections,
+      };
     }
     await discardPartial(ctx);
     if (++mismatches > 1) {
@@ -307,16 +323,29 @@ async function fetchOnce(ctx: Ctx): Promise<Fetched> {
 // ---------------------------------------------------------------------------------------------------------
 // Ranged parts, fetched in parallel, hashed in order.
 
-/**
- * Bytes are read into blocks of this size, BYOB, straight into buffers of ours that are used again: the
- * default reader's fresh buffer per network chunk leaves tens of MB waiting for a GC. A block is filled
- * before it goes to the hasher.
- */
+/** Bytes handed to the hasher at a time: a block of the hasher's shared memory is filled before it goes. */
 const BLOCK = MiB;
+/**
+ * Each connection reads into a buffer of its own of this size (BYOB: no fresh chunk per read for a GC to
+ * collect), writes it, and copies it into a block while it is still in the CPU's cache.
+ */
+const READ = 256 * 1024;
+/** Blocks kept for the part the hasher is at: the other parts leave these free, so it never waits on them. */
+const RESERVE = 4;
+/** Files at least this big are hashed on a Worker thread (it costs some 20 MB and 50 ms to start). */
+const WORKER_OVER = 16 * MiB;
+/**
+ * With the default `parallel`, a download starts on one connection and opens more only when that connection
+ * is what limits it: over a window of this length, its reads waited for the network at least half the time
+ * and it brought less than SLOW_BYTES_PER_SECOND (a far CDN that caps each connection). On loopback, a LAN or
+ * any link one connection fills, one stream costs the least CPU on both ends.
+ */
+const ADAPT_WINDOW_MS = 2000;
+const SLOW_BYTES_PER_SECOND = 128 * MiB;
 
-/** Bytes waiting for the hasher: in a block of memory, or only on disk (at `at`) when none was free. */
+/** Bytes waiting for the hasher: in a block of its memory, or only on disk (at `at`) when none was free. */
 interface Held {
-  buffer?: ArrayBuffer;
+  slot?: number;
   at: number;
   length: number;
 }
@@ -333,18 +362,16 @@ interface Part {
 
 async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fetched> {
   const size = remote.size;
-  const parallel = Math.max(
-    1,
-    Math.floor(ctx.req.parallel ?? (size > PARALLEL_OVER ? DEFAULT_PARALLEL : 1)),
-  );
-  const chunk = Math.max(1, Math.floor(ctx.req.chunkSize ?? chunkSizeFor(size, parallel)));
+  const fixed = ctx.req.parallel === undefined ? undefined : Math.max(1, Math.floor(ctx.req.parallel));
+  const most = fixed ?? (size > PARALLEL_OVER ? DEFAULT_PARALLEL : 1);
+  const chunk = Math.max(1, Math.floor(ctx.req.chunkSize ?? chunkSizeFor(size, most)));
+  const newPart = (start: number, end: number): Part => ({ start, end, received: 0, held: [], next: 0 });
   const parts: Part[] = [];
   for (const [a, b] of holes(have, size)) {
-    // One worker fetches each hole in one request; several take it in chunks, so they stay near the hasher.
-    const step = parallel > 1 ? chunk : b - a;
-    for (let s = a; s < b; s += step) {
-      parts.push({ start: s, end: Math.min(b, s + step), received: 0, held: [], next: 0 });
-    }
+    // One connection fetches each hole in one request; several take it in chunks, so they stay near the
+    // hasher.
+    const step = (fixed ?? 1) > 1 ? chunk : b - a;
+    for (let s = a; s < b; s += step) parts.push(newPart(s, Math.min(b, s + step)));
   }
   const segments: { start: number; end: number; part?: Part }[] = [
     ...have.map(([start, end]) => ({ start, end })),
@@ -368,23 +395,26 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     wakeHasher();
   };
 
-  // Blocks in use (being filled or waiting for the hasher) count against MAX_HELD; free ones are reused.
-  const pool: ArrayBuffer[] = [];
-  let held = 0;
-  const take = () => {
-    held += BLOCK;
-    return pool.pop() ?? new ArrayBuffer(BLOCK);
-  };
-  const give = (b: ArrayBuffer) => {
-    held -= BLOCK;
-    if (!b.detached && b.byteLength === BLOCK) pool.push(b);
-  };
+  const hasher = blockHasher({
+    blocks: MAX_HELD / BLOCK + RESERVE,
+    blockSize: BLOCK,
+    worker: size >= WORKER_OVER,
+    onError: fail,
+  });
   const hold = (part: Part, h: Held) => {
     const last = part.held[part.held.length - 1];
-    if (!h.buffer && last && part.next < part.held.length && !last.buffer && last.at + last.length === h.at) {
+    if (
+      h.slot === undefined && last && part.next < part.held.length && last.slot === undefined &&
+      last.at + last.length === h.at
+    ) {
       last.length += h.length;
     } else part.held.push(h);
     wakeHasher();
+  };
+  const release = (part: Part, slot: number | undefined, at: number, length: number) => {
+    if (slot !== undefined && length) return hold(part, { slot, at, length });
+    if (slot !== undefined) hasher.give(slot);
+    if (length) hold(part, { at, length }); // written but not kept: the hasher reads it back
   };
 
   let current: Part | undefined;
@@ -407,87 +437,102 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     savedAtTime = performance.now();
   };
 
-  const hash = createHash("sha256");
-  const hasher = async () => {
-    let disk = undefined as Deno.FsFile | undefined;
-    let buf: Uint8Array | undefined;
-    // Bytes of an earlier run, or written while no block was free: read back once, in order.
-    const hashFromDisk = async (start: number, end: number) => {
-      disk ??= await Deno.open(ctx.partial, { read: true });
-      buf ??= new Uint8Array(BLOCK);
-      await disk.seek(start, Deno.SeekMode.Start);
-      for (let pos = start; pos < end;) {
-        run.signal.throwIfAborted();
-        const n = await disk.read(buf.subarray(0, Math.min(buf.length, end - pos)));
-        if (n === null) throw new RemoteChanged(); // shorter than its state says: start over
-        hash.update(buf.subarray(0, n));
-        pos += n;
+  // In file order: bytes of an earlier run and bytes that were only written are read back from disk.
+  const order = async () => {
+    for (let i = 0; i < segments.length; i++) {
+      const seg = segments[i];
+      if (!seg.part) {
+        hasher.file(ctx.partial, seg.start, seg.end);
+        continue;
       }
-    };
-    try {
-      for (const seg of segments) {
-        if (!seg.part) {
-          await hashFromDisk(seg.start, seg.end);
+      const part = current = seg.part;
+      let hashed = 0;
+      // `part.end` is read each time: a split shortens the part in flight.
+      while (hashed < part.end - part.start) {
+        run.signal.throwIfAborted();
+        if (part.next < part.held.length) {
+          const h = part.held[part.next++];
+          if (h.slot !== undefined) hasher.block(h.slot, h.length);
+          else hasher.file(ctx.partial, h.at, h.at + h.length);
+          hashed += h.length;
           continue;
         }
-        const part = current = seg.part;
-        const len = part.end - part.start;
-        let hashed = 0;
-        while (hashed < len) {
-          run.signal.throwIfAborted();
-          if (part.next < part.held.length) {
-            const h = part.held[part.next++];
-            if (h.buffer) {
-              hash.update(new Uint8Array(h.buffer, 0, h.length));
-              give(h.buffer);
-            } else await hashFromDisk(h.at, h.at + h.length);
-            hashed += h.length;
-            continue;
-          }
-          part.held = [];
-          part.next = 0;
-          await new Promise<void>((r) => hasherWake = r);
-        }
+        part.held = [];
+        part.next = 0;
+        await new Promise<void>((r) => hasherWake = r);
       }
-    } finally {
-      disk?.close();
     }
+    current = undefined;
   };
 
-  const inFlight = new Set<{ ac: AbortController; last: number }>();
+  const inFlight = new Set<{ ac: AbortController; last: number; part: Part }>();
   const stallTimer = setInterval(() => {
     const now = performance.now();
     for (const f of inFlight) {
       if (now - f.last > STALL_MS) f.ac.abort(new Error(`no data for ${STALL_MS / 1000} s`));
     }
   }, 5000);
+  /** Milliseconds connections spent waiting for a read, summed. */
+  let waited = 0;
 
-  const fetchPart = async (part: Part, file: Deno.FsFile, client?: Deno.HttpClient) => {
+  /**
+   * Cleared when the server answers something the HTTP/1.1 client does not handle, or when its first request
+   * fails (a TLS setup fetch may handle differently): fetch from then on.
+   */
+  let direct = !ctx.req.fetch && http1Usable(remote.url);
+  let directWorked = false;
+  /** One ranged GET of `part` from `from`: through the HTTP/1.1 client while it serves, else fetch. */
+  const get = async (
+    part: Part,
+    from: number,
+    signal: AbortSignal,
+    client: () => Deno.HttpClient | undefined,
+    h1?: Http1Client,
+  ): Promise<{ res: ResponseHead; body: BodyReader }> => {
+    const extra = { range: `bytes=${from}-${part.end - 1}`, ...ifRange(remote) };
+    if (direct && h1) {
+      try {
+        const res = await h1.get(
+          remote.url,
+          { ...remote.headers, ...extra, "accept-encoding": "identity" },
+          signal,
+        );
+        if (res.status < 300 || res.status >= 400) {
+          directWorked = true;
+          return { res, body: res };
+        }
+        await res.cancel(); // a redirect: fetch follows it
+      } catch (err) {
+        if (signal.aborted || (directWorked && !(err instanceof Unsupported))) throw err;
+      }
+      direct = false;
+    }
+    const res = (await request(ctx, remote.url, remote.headers, extra, signal, client())).response;
+    return { res, body: bodyReader(res) };
+  };
+
+  const fetchPart = async (
+    part: Part,
+    file: Deno.FsFile,
+    client: () => Deno.HttpClient | undefined,
+    h1?: Http1Client,
+  ) => {
     let failures = 0;
+    let buffer = new ArrayBuffer(READ);
     while (part.start + part.received < part.end) {
       const from = part.start + part.received;
       let moved = false;
-      const flight = { ac: new AbortController(), last: performance.now() };
+      const flight = { ac: new AbortController(), last: performance.now(), part };
       inFlight.add(flight);
-      let block: ArrayBuffer | undefined;
+      let slot: number | undefined;
+      let spill = false;
       let filled = 0;
       let at = from;
-      let spill = false;
       try {
         const signal = AbortSignal.any([run.signal, flight.ac.signal]);
-        const res = await request(
-          ctx,
-          remote.url,
-          remote.headers,
-          {
-            range: `bytes=${from}-${part.end - 1}`,
-            ...ifRange(remote),
-          },
-          signal,
-          client,
-        ).then((r) => r.response);
+        const { res, body } = await get(part, from, signal, client, h1);
         if (res.status !== 206) {
-          await res.body?.cancel().catch(() => {});
+          await body.cancel().catch(() => {});
           // 200 to a ranged request with If-Range: the file changed (or Range is no longer honoured); 416:
           // it shrank.
           if (res.status === 200 || res.status === 416) throw new RemoteChanged();
@@ -495,34 +540,45 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         }
         const range = parseContentRange(res.headers.get("content-range"));
         if (!range || range.start !== from || (range.total !== undefined && range.total !== size)) {
-          await res.body?.cancel().catch(() => {});
+          await body.cancel().catch(() => {});
           throw new RemoteChanged();
         }
         file.seekSync(from, Deno.SeekMode.Start);
-        const body = bodyReader(res);
         try {
           while (part.start + part.received < part.end) {
-            if (!block) {
-              // The part the hasher is at always gets a block: its bytes are hashed at once.
-              spill = held >= MAX_HELD && part !== current;
-              block = spill ? (scratch.pop() ?? new ArrayBuffer(BLOCK)) : take();
+            if (slot === undefined && !spill) {
+              // The hasher's part waits for a block (the hasher is behind); the others take one only while
+              // the reserve stays free, else their bytes are only written.
+              if (part === current) {
+                while ((slot = hasher.take()) === undefined) await untilAborted(hasher.whenFree(), signal);
+              } else if (hasher.free() > RESERVE) slot = hasher.take();
+              else spill = true;
               filled = 0;
               at = part.start + part.received;
             }
-            const want = Math.min(BLOCK - filled, part.end - part.start - part.received);
-            const got = await body.read(new Uint8Array(block, filled, want));
-            block = got.buffer as ArrayBuffer;
+            const want = Math.min(READ, BLOCK - filled, part.end - part.start - part.received);
+            // Into the connection's own buffer, not straight into the block: perf put the socket copy into
+            // the shared block, which the Worker had just read on the other core, at 16-18 % of the pull's
+            // samples against 3 % into a buffer that stays in this core's cache. fetch's BYOB reads need an
+            // ArrayBuffer they can transfer anyway.
+            const t0 = performance.now();
+            const got = await body.read(new Uint8Array(buffer, 0, want));
+            buffer = got.buffer as ArrayBuffer;
+            flight.last = performance.now();
+            waited += flight.last - t0;
             if (!got.length) break;
             writeAll(file, got);
-            flight.last = performance.now();
+            if (slot !== undefined) hasher.memory.set(got, slot * BLOCK + filled);
             filled += got.length;
             part.received += got.length;
             ctx.fetched += got.length;
             completed += got.length;
             moved = true;
             if (filled === BLOCK || part.start + part.received === part.end) {
-              release(part, block, at, filled, spill);
-              block = undefined;
+              release(part, slot, at, filled);
+              slot = undefined;
+              spill = false;
+              filled = 0;
             }
             if (completed - savedAtBytes >= saveEvery || flight.last - savedAtTime >= 1000) save();
             ctx.report(completed, size);
@@ -543,53 +599,91 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         await sleep((ctx.req.retryDelayMs ?? 250) * 2 ** (failures - 1), run.signal);
       } finally {
         inFlight.delete(flight);
-        // What a broken-off request did deliver is on disk and counted: the hasher takes it too.
-        if (block) release(part, block, at, filled, spill);
+        // What a broken-off request did deliver is on disk (and in its block) and counted: it is hashed too.
+        if (slot !== undefined || filled) release(part, slot, at, filled);
+        if (buffer.detached) buffer = new ArrayBuffer(READ); // a failed BYOB read keeps its buffer
       }
     }
   };
 
-  /** Spare blocks for bytes that are only written. */
-  const scratch: ArrayBuffer[] = [];
-  const release = (part: Part, block: ArrayBuffer, at: number, length: number, spill: boolean) => {
-    if (!spill && !block.detached && length) return hold(part, { buffer: block, at, length });
-    if (!spill) give(block);
-    else if (!block.detached) scratch.push(block);
-    // A BYOB read that failed took its buffer with it: those bytes are on disk only.
-    if (length) hold(part, { at, length });
-  };
-
   let nextPart = 0;
-  const worker = async () => {
-    // A client per worker: a connection each, even where the server speaks HTTP/2 (one connection's window
-    // is what limits a far CDN).
-    const client = ctx.req.fetch ? undefined : Deno.createHttpClient({});
+  const connection = async () => {
+    // A client per connection: one each, even where the server speaks HTTP/2 (one connection's window is
+    // what limits a far CDN).
+    // Made on first use: the HTTP/1.1 client usually carries every request, and each HttpClient holds some
+    // memory of its own (its TLS setup).
+    let made: Deno.HttpClient | undefined;
+    const client = () => ctx.req.fetch ? undefined : (made ??= Deno.createHttpClient({}));
+    const h1 = direct ? http1Client() : undefined;
     const file = await Deno.open(ctx.partial, { write: true });
     try {
-      while (!run.signal.aborted && nextPart < parts.length) await fetchPart(parts[nextPart++], file, client);
+      while (!run.signal.aborted && nextPart < parts.length) {
+        await fetchPart(parts[nextPart++], file, client, h1);
+      }
     } finally {
       file.close();
-      client?.close();
+      made?.close();
+      h1?.close();
     }
   };
+  let connections = Math.min(fixed ?? 1, parts.length);
+  const tasks = Array.from({ length: connections }, () => connection().catch(fail));
+
+  // The part in flight is cut a little ahead of where it is, and the rest split into chunks that more
+  // connections take; the bytes already in its socket past the cut are fetched again (a few hundred KiB).
+  const split = (): boolean => {
+    const f = [...inFlight].find((f) => f.part.end - f.part.start - f.part.received > 4 * chunk);
+    if (!f) return false;
+    const part = f.part;
+    const cut = Math.ceil((part.start + part.received + 2 * BLOCK) / BLOCK) * BLOCK;
+    const added: Part[] = [];
+    for (let s = cut; s < part.end; s += chunk) added.push(newPart(s, Math.min(part.end, s + chunk)));
+    part.end = cut;
+    parts.splice(nextPart, 0, ...added);
+    const at = segments.findIndex((s) => s.part === part);
+    segments[at].end = cut;
+    segments.splice(at + 1, 0, ...added.map((p) => ({ start: p.start, end: p.end, part: p })));
+    for (; connections < most; connections++) tasks.push(connection().catch(fail));
+    return true;
+  };
+  let window = { at: performance.now(), waited: 0, fetched: ctx.fetched };
+  const adaptTimer = fixed === undefined && most > 1
+    ? setInterval(() => {
+      const now = performance.now();
+      const seconds = (now - window.at) / 1000;
+      const slow = (waited - window.waited) / 1000 >= seconds / 2 &&
+        (ctx.fetched - window.fetched) / seconds < SLOW_BYTES_PER_SECOND;
+      window = { at: now, waited, fetched: ctx.fetched };
+      if (slow && split()) clearInterval(adaptTimer);
+    }, ADAPT_WINDOW_MS)
+    : undefined;
 
   ctx.report(completed, size, true);
+  let sha256 = "";
   try {
     save(); // the validator is on disk before the first byte
-    const workers = Array.from({ length: Math.min(parallel, parts.length) }, () => worker().catch(fail));
-    await Promise.all([hasher().catch(fail), ...workers]);
+    const ordered = order().catch(fail);
+    // Connections may be added while these run.
+    for (let i = 0; i < tasks.length; i++) await tasks[i];
+    await ordered;
+    if (!failure) sha256 = await hasher.digest().catch((err) => (fail(err), ""));
   } finally {
     clearInterval(stallTimer);
+    clearInterval(adaptTimer);
+    hasher.close();
     ctx.req.signal?.removeEventListener("abort", onAbort);
     if (parts.length) save();
   }
-  if (failure) throw ctx.req.signal?.aborted ? ctx.req.signal.reason : failure;
+  if (failure) {
+    if (ctx.req.signal?.aborted) throw ctx.req.signal.reason;
+    throw failure instanceof ShortFile ? new RemoteChanged() : failure;
+  }
   ctx.report(size, size, true);
-  return { size, sha256: hash.digest("hex"), resumed: haveBytes > 0 };
+  return { size, sha256, resumed: haveBytes > 0, connections };
 }
 
 /**
- * Parts of 1 to 6 MiB: several per worker, and small enough that what the other parts fetch while the
+ * Parts of 1 to 6 MiB: several per connection, and small enough that what the other parts fetch while the
  * hasher's part finishes mostly fits in MAX_HELD. Each costs a request (a round trip of idle connection).
  */
 function chunkSizeFor(size: number, parallel: number): number {
@@ -597,8 +691,15 @@ function chunkSizeFor(size: number, parallel: number): number {
   return Math.min(6 * MiB, Math.max(MiB, per));
 }
 
-/** Reads a body into buffers of ours: BYOB where the body is a byte stream (fetch's is), else copying. */
-function bodyReader(res: Response): {
+/** A response's status and headers, from fetch or the HTTP/1.1 client. */
+interface ResponseHead {
+  status: number;
+  statusText: string;
+  headers: Headers;
+}
+
+/** A body read into buffers of ours. */
+interface BodyReader {
   /**
    * Fills some of `into`; returns the bytes read, a view of `into`'s memory (whose buffer a BYOB read
    * transfers: use the returned view's buffer from then on). An empty view means the body has ended.
@@ -607,7 +708,10 @@ function bodyReader(res: Response): {
   /** Reads on to the end (cancelling if the server sends more than was asked for). */
   finish(): Promise<void>;
   cancel(): Promise<void>;
-} {
+}
+
+/** Reads a body into buffers of ours: BYOB where the body is a byte stream (fetch's is), else copying. */
+function bodyReader(res: Response): BodyReader {
   const stream = res.body;
   let byob: ReadableStreamBYOBReader | undefined;
   let plain: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -696,7 +800,7 @@ async function fetchWhole(ctx: Ctx, remote: Remote, first: Response): Promise<Fe
       }
       if (size !== undefined && got !== size) throw new Error("the connection closed early");
       ctx.report(got, got, true);
-      return { size: got, sha256: hash.digest("hex"), resumed: false };
+      return { size: got, sha256: hash.digest("hex"), resumed: false, connections: 1 };
     } catch (err) {
       await body?.cancel();
       if (buffer.detached) buffer = new ArrayBuffer(BLOCK);
@@ -815,7 +919,7 @@ function retryable(status?: number): boolean {
   return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
-function httpError(ctx: Ctx, res: Response): DownloadError {
+function httpError(ctx: Ctx, res: ResponseHead): DownloadError {
   const s = res.status;
   const hint = s === 401 || s === 403
     ? "the server refused access: the file may need a token, or its licence accepted"
@@ -895,7 +999,7 @@ async function reuseExisting(ctx: Ctx, waited: boolean): Promise<DownloadResult 
   const sha256 = await sha256File(ctx.dest, ctx.req.signal);
   if (ctx.expected && sha256 !== ctx.expected) return undefined;
   ctx.report(st.size, st.size, true);
-  return { path: ctx.dest, size: st.size, sha256, fetchedBytes: 0, resumed: false };
+  return { path: ctx.dest, size: st.size, sha256, fetchedBytes: 0, resumed: false, connections: 0 };
 }
 
 async function checkSpace(ctx: Ctx, need: number): Promise<void> {
@@ -908,8 +1012,19 @@ async function checkSpace(ctx: Ctx, need: number): Promise<void> {
   }
 }
 
+/**
+ * Writes go to the page cache 16 KiB at a time, as curl's do (4 to 16 KiB). A larger write makes the kernel
+ * allocate a larger folio (6.x kernels), taken from free memory that a VM's hypervisor may have to map on
+ * first touch: on the 2-vCPU VM of bench/pull.ts, 256 KiB writes cost 2.5 to 3 s of system time per GiB and
+ * 16 KiB writes 1.1 to 1.3 s (perf: the copy into the page cache went from half the samples to 5 %). The
+ * extra system calls cost some 0.1 s per GiB.
+ */
+const WRITE = 16 * 1024;
+
 function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
-  for (let off = 0; off < bytes.length;) off += file.writeSync(bytes.subarray(off));
+  for (let off = 0; off < bytes.length;) {
+    off += file.writeSync(bytes.subarray(off, Math.min(bytes.length, off + WRITE)));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
