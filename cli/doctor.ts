@@ -69,6 +69,10 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
           instances: instances.map((i) => i.name),
           devices,
           ccache,
+          unity: {
+            config: config.build.unity,
+            instances: Object.fromEntries(instances.map((i) => [i.name, !!i.unity])),
+          },
           hiddenDevices: hidden,
           ok: missing.length === 0,
         },
@@ -125,6 +129,13 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
     }
   }
   printCcache(ctx, ccache);
+  ctx.print(
+    `unity builds: ${config.build.unity ? "on" : "off"} for new builds (build.unity in the config; ` +
+      "install --no-unity turns them off once)",
+  );
+  for (const i of instances) {
+    ctx.print(`  '${i.name}' was built ${i.unity ? "in unity batches" : "file by file"}`);
+  }
   ctx.print("");
   ctx.print(
     missing.length ? `${missing.length} required tool(s) missing for ${arch}` : `ready to build for ${arch}`,

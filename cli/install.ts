@@ -124,6 +124,10 @@ export const installCommand: Command = {
     "update-only": { type: "boolean", description: "rebuild only when the source or configuration changed" },
     "ignore-python": { type: "boolean", description: "skip the Python environment for conversion scripts" },
     "no-ccache": { type: "boolean", description: "do not use ccache even when installed" },
+    "no-unity": {
+      type: "boolean",
+      description: "compile file by file, not in unity batches (slower; for debugging or clashing patches)",
+    },
     rollback: { type: "boolean", description: "switch back to the release kept from before the last update" },
     wait: { type: "boolean", description: "wait for a running install of the same instance" },
     ...PYTHON_FLAGS,
@@ -199,6 +203,7 @@ export const installCommand: Command = {
       ignorePython: bool(args, "ignore-python") ? true : undefined,
       python: pythonOptions(config.python, args),
       ccache: config.build.ccache && !bool(args, "no-ccache"),
+      unity: config.build.unity && !bool(args, "no-unity"),
       wait: bool(args, "wait"),
       quiet: ctx.quiet,
       onInfo: ctx.info,

@@ -5,6 +5,11 @@ import {
   normalizeCudaArch,
   normalizeRocmTarget,
   splitCmakeArgs,
+  UNITY_BATCH_SIZE,
+  UNITY_TARGETS,
+  unityIncludePath,
+  unityIncludeText,
+  usesUnity,
 } from "../lib/llamacpp/cmake.ts";
 import { parseNinjaProgress, resolveTargets, unusedCmakeVariables } from "../lib/llamacpp/build.ts";
 import { parseComputeCaps, parseGfxTargets } from "../lib/llamacpp/detect.ts";
@@ -133,5 +138,50 @@ Deno.test("build output is read for progress, unused options and targets", async
       "gfx1100",
       "gfx1030",
     ]);
+  });
+});
+
+Deno.test("unity builds: one cmake include for the libraries llama-server links, and a way out", async (t) => {
+  await t.step("asked for, the configure command includes llama-mgr's file from the build tree", () => {
+    const cmd = configureCommand("/s", "/b", { arch: "cpu", unity: true, cmakeArgs: ["-DGGML_NATIVE=OFF"] });
+    assertEquals(cmd.filter((a) => a.startsWith("-DCMAKE_PROJECT_INCLUDE=")), [
+      `-DCMAKE_PROJECT_INCLUDE=${unityIncludePath("/b")}`,
+    ]);
+    assertEquals(unityIncludePath("/b"), "/b/llama-mgr-unity.cmake");
+    // The user's args still come last, after it.
+    assertEquals(cmd.at(-1), "-DGGML_NATIVE=OFF");
+  });
+  await t.step("off, or overridden by the user's own cmake args, nothing is added", () => {
+    for (
+      const spec of [
+        { arch: "cpu" as const },
+        { arch: "cpu" as const, unity: false },
+        { arch: "cpu" as const, unity: true, cmakeArgs: ["-DCMAKE_UNITY_BUILD=OFF"] },
+        { arch: "cuda" as const, unity: true, cmakeArgs: ["-DCMAKE_PROJECT_INCLUDE:FILEPATH=/mine.cmake"] },
+      ]
+    ) {
+      const cmd = configureCommand("/s", "/b", spec);
+      assertEquals(cmd.some((a) => a.includes("llama-mgr-unity")), false, JSON.stringify(spec));
+      assertEquals(usesUnity(spec), false, JSON.stringify(spec));
+    }
+    assertEquals(usesUnity({ arch: "vulkan", unity: true, cmakeArgs: ["-DGGML_VULKAN_DEBUG=ON"] }), true);
+  });
+  await t.step("the include names the CPU-side libraries, never ggml-rpc, llama or a GPU backend", () => {
+    const text = unityIncludeText();
+    const items = text.match(/foreach\(t IN ITEMS ([^)]*)\)/)?.[1].split(" ") ?? [];
+    assertEquals(items, UNITY_TARGETS);
+    for (const t of ["llama-common", "mtmd", "server-context", "ggml-cpu"]) {
+      assertEquals(items.includes(t), true, t);
+    }
+    for (const t of ["ggml-rpc", "llama", "ggml-cuda", "ggml-vulkan"]) {
+      assertEquals(items.includes(t), false, t);
+    }
+    assertEquals(text.includes(`UNITY_BUILD_BATCH_SIZE ${UNITY_BATCH_SIZE}`), true);
+    // Deferred to the end of the top directory, so every target exists; a CMake without DEFER skips it.
+    assertEquals(
+      text.includes('cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL llama_mgr_unity)'),
+      true,
+    );
+    assertEquals(text.includes("VERSION_LESS 3.19"), true);
   });
 });

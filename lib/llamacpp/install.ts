@@ -31,6 +31,7 @@ import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
 import { applyPatches, keepUnchangedTimes, patchedFiles, snapshotFiles, validatePatches } from "./patches.ts";
 import { preflightMachine, preflightSource } from "./toolchain.ts";
+import { usesUnity } from "./cmake.ts";
 
 /**
  * Options for {@linkcode installInstance}.
@@ -73,6 +74,8 @@ export interface InstallOptions {
   python?: PythonOptions;
   /** Use ccache when installed (default true). */
   ccache?: boolean;
+  /** Compile the CPU-side libraries as unity batches (default: the config's `build.unity`, else true). */
+  unity?: boolean;
   /** Wait for another install of this instance instead of failing. */
   wait?: boolean;
   /** Status lines. */
@@ -116,7 +119,8 @@ function reusable(
 ): boolean {
   const has = r.targets.length ? r.targets : DEFAULT_TARGETS;
   const wanted = want.targets.length ? want.targets : DEFAULT_TARGETS;
-  return r.commit === want.commit && r.arch === want.arch && sameList(r.gpuTargets, want.gpuTargets) &&
+  return r.commit === want.commit && (r.unity ?? false) === (want.unity ?? false) && r.arch === want.arch &&
+    sameList(r.gpuTargets, want.gpuTargets) &&
     sameList(r.cmakeArgs, want.cmakeArgs) && sameList(r.patches, want.patches) &&
     (r.repoUrl === undefined || r.repoUrl === want.repoUrl) &&
     wanted.every((t) => has.includes(t));
@@ -217,6 +221,8 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     const keep = options.build?.keep_releases ?? 1;
     const patches = validatePatches(options.patches ?? existing?.patches ?? []);
     const ccache = (options.ccache ?? true) && !!which("ccache");
+    // Records from before unity builds have none: they were built without, and an update says so.
+    const unity = usesUnity({ arch, cmakeArgs, unity: options.unity ?? options.build?.unity ?? true });
 
     const dir = instanceDir(paths, name);
     const srcDir = join(dir, "src");
@@ -257,6 +263,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     const configSame = existing && existing.commit === commit && existing.arch === arch &&
       sameList(existing.gpuTargets, gpuTargets) && sameList(existing.cmakeArgs, cmakeArgs) &&
       sameList(existing.targets, targets) && sameList(existing.patches, patches) &&
+      (existing.unity ?? false) === unity &&
       existing.repoUrl === repoUrl && (await exists(existing.binDir));
     if (options.updateOnly && configSame && existing) {
       if (wantsPython && !existing.venvDir && existing.pythonDir) {
@@ -277,7 +284,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       ]
       : [];
     const kept = earlier.slice(existing && (await exists(existing.binDir)) ? 1 : 0).find((r) =>
-      reusable(r, { commit, arch, gpuTargets, cmakeArgs, patches, targets, repoUrl })
+      reusable(r, { commit, arch, gpuTargets, cmakeArgs, patches, targets, repoUrl, unity })
     );
     if (existing && kept && (await keptReleaseRuns(kept))) {
       info(`release ${kept.commit.slice(0, 10)} (${kept.version}) is kept: switching to it without a build`);
@@ -306,11 +313,17 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
         commit.slice(0, 10)
       }`,
     );
+    info(
+      unity
+        ? "unity build: the libraries llama-server links compile as batches of sources, about half the CPU " +
+          "time (turn off with --no-unity or build.unity: false)"
+        : "unity build: off",
+    );
     const built = await configureAndBuild({
       onWarning: (w) => info(`warning: ${w}`),
       srcDir,
       buildDir,
-      spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache },
+      spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache, unity },
       targets,
       parallel: options.parallel,
       logFile,
@@ -342,6 +355,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       venvDir: existing?.venvDir,
       withPython: wantsPython,
       ...(built.ccache ? { ccache: built.ccache } : {}),
+      unity,
       previous: earlier,
     };
     // The switch: from here on the instance uses the new build; the releases beyond `keep` go.

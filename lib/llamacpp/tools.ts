@@ -135,7 +135,14 @@ export async function ensureTool(
     const built = await configureAndBuild({
       srcDir,
       buildDir: join(dir, "build"),
-      spec: { arch: rec.arch, gpuTargets: rec.gpuTargets, cmakeArgs: rec.cmakeArgs, ccache },
+      // Unity as the release was built: another setting would reconfigure and rebuild the whole tree.
+      spec: {
+        arch: rec.arch,
+        gpuTargets: rec.gpuTargets,
+        cmakeArgs: rec.cmakeArgs,
+        ccache,
+        unity: rec.unity,
+      },
       targets: [tool],
       parallel: options.parallel,
       logFile,
