@@ -130,8 +130,9 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
   }
   printCcache(ctx, ccache);
   ctx.print(
-    `unity builds: ${config.build.unity ? "on" : "off"} for new builds (build.unity in the config; ` +
-      "install --no-unity turns them off once)",
+    `unity builds: ${
+      config.build.unity ? "on for new instances" : "off (build.unity: false in the config)"
+    }; install --unity or --no-unity switches an instance`,
   );
   for (const i of instances) {
     ctx.print(`  '${i.name}' was built ${i.unity ? "in unity batches" : "file by file"}`);

@@ -124,9 +124,13 @@ export const installCommand: Command = {
     "update-only": { type: "boolean", description: "rebuild only when the source or configuration changed" },
     "ignore-python": { type: "boolean", description: "skip the Python environment for conversion scripts" },
     "no-ccache": { type: "boolean", description: "do not use ccache even when installed" },
+    unity: {
+      type: "boolean",
+      description: "compile the server's libraries in unity batches (the default for a new instance)",
+    },
     "no-unity": {
       type: "boolean",
-      description: "compile file by file, not in unity batches (slower; for debugging or clashing patches)",
+      description: "compile file by file (slower; for debugging or a patch that clashes in a batch)",
     },
     rollback: { type: "boolean", description: "switch back to the release kept from before the last update" },
     wait: { type: "boolean", description: "wait for a running install of the same instance" },
@@ -181,6 +185,9 @@ export const installCommand: Command = {
       );
       return;
     }
+    if (bool(args, "unity") && bool(args, "no-unity")) {
+      throw new UserError("--unity and --no-unity exclude each other");
+    }
     const cmakeFlag = str(args, "cmake-args");
     const list = (v?: string) =>
       v === undefined ? undefined : v.split(",").map((s) => s.trim()).filter(Boolean);
@@ -203,7 +210,7 @@ export const installCommand: Command = {
       ignorePython: bool(args, "ignore-python") ? true : undefined,
       python: pythonOptions(config.python, args),
       ccache: config.build.ccache && !bool(args, "no-ccache"),
-      unity: config.build.unity && !bool(args, "no-unity"),
+      unity: bool(args, "unity") ? true : bool(args, "no-unity") ? false : undefined,
       wait: bool(args, "wait"),
       quiet: ctx.quiet,
       onInfo: ctx.info,

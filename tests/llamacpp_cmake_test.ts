@@ -14,6 +14,9 @@ import {
 import { parseNinjaProgress, resolveTargets, unusedCmakeVariables } from "../lib/llamacpp/build.ts";
 import { parseComputeCaps, parseGfxTargets } from "../lib/llamacpp/detect.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { parseConfig } from "../lib/config/load.ts";
+import { buildSettings } from "../lib/llamacpp/install.ts";
+import type { InstanceRecord } from "../lib/llamacpp/instances.ts";
 
 Deno.test("build flags map to cmake options for every backend", async (t) => {
   await t.step("cpu adds nothing and refuses GPU targets", () => {
@@ -184,4 +187,26 @@ Deno.test("unity builds: one cmake include for the libraries llama-server links,
     );
     assertEquals(text.includes("VERSION_LESS 3.19"), true);
   });
+});
+
+Deno.test("unity setting: on for a new instance, kept by an update, switched by a flag or the config", async () => {
+  const on = parseConfig({}).build;
+  const off = parseConfig({ build: { unity: false } }).build;
+  const known = { arch: "cpu" as const };
+  const unity = async (
+    options: { unity?: boolean; build: typeof on; cmakeArgs?: string[] },
+    existing?: Partial<InstanceRecord>,
+  ) => (await buildSettings("cpu", { ...known, ...options }, existing as InstanceRecord)).unity;
+  assertEquals(on.unity, true);
+  assertEquals(await unity({ build: on }), true);
+  assertEquals(await unity({ build: off }), false);
+  // A record from before unity builds has no field: it was built file by file and an update keeps that.
+  assertEquals(await unity({ build: on }, { arch: "cpu", cmakeArgs: [] }), false);
+  assertEquals(await unity({ build: on }, { arch: "cpu", cmakeArgs: [], unity: true }), true);
+  assertEquals(await unity({ build: off }, { arch: "cpu", cmakeArgs: [], unity: true }), false);
+  assertEquals(await unity({ build: on, unity: true }, { arch: "cpu", cmakeArgs: [] }), true);
+  assertEquals(await unity({ build: on, unity: false }), false);
+  // The user's own unity settings in cmake args win over llama-mgr's.
+  assertEquals(await unity({ build: on, cmakeArgs: ["-DCMAKE_UNITY_BUILD=ON"] }), false);
+  assertThrows(() => parseConfig({ build: { unity: "yes" } }), UserError, "build.unity");
 });

@@ -137,8 +137,9 @@ export interface BuildConfig {
   keep_releases: number;
   /** Build a tool the first time a command needs it (default true); false: say how to build it. */
   on_demand: boolean;
-  /** Compile the libraries llama-server links as unity batches, about half the CPU time of a cold build
-   * (default true); false builds file by file, for debugging or a source patch that clashes in a batch. */
+  /** New instances compile the libraries llama-server links as unity batches, less CPU time for a cold build
+   * (default true; an existing instance keeps how it was built unless `install --unity`/`--no-unity`); false
+   * builds every instance file by file, for debugging or a source patch that clashes in a batch. */
   unity: boolean;
   /** Options per backend (default none). */
   profiles: Partial<Record<Arch, BuildProfile>>;

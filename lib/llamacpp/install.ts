@@ -74,7 +74,8 @@ export interface InstallOptions {
   python?: PythonOptions;
   /** Use ccache when installed (default true). */
   ccache?: boolean;
-  /** Compile the CPU-side libraries as unity batches (default: the config's `build.unity`, else true). */
+  /** Compile the libraries llama-server links as unity batches (default: off when the config's `build.unity`
+   * is false, else as the instance was built, else on). */
   unity?: boolean;
   /** Wait for another install of this instance instead of failing. */
   wait?: boolean;
@@ -132,24 +133,30 @@ function reusable(
  * detection (`detect`, called only when the backend or a CUDA/ROCm instance's GPU targets are still unknown).
  * The config wins over the record, so an edit to it takes effect at the next update. cmake args add up: the
  * config's `build.cmake_args`, the profile's, the instance entry's, then the flag's (or those the last flag
- * gave).
+ * gave). Unity batches: the flag, else off when the config's `build.unity` is false, else as the instance was
+ * built, else on; never when the cmake args set `CMAKE_PROJECT_INCLUDE` or `CMAKE_UNITY_BUILD`.
  *
  * @example
  * ```ts
  * import { parseConfig } from "../config/load.ts";
  * const build = parseConfig({ build: { profiles: { cuda: { gpu_targets: ["8.6"], cmake_args: ["-DGGML_CUDA_F16=ON"] } } } }).build;
  * const s = await buildSettings("cuda", { arch: "cuda", build });
- * // s.gpuTargets: ["8.6"]; s.cmakeArgs: ["-DGGML_CUDA_F16=ON"]; s.targets: ["llama-server"]
+ * // s.gpuTargets: ["8.6"]; s.cmakeArgs: ["-DGGML_CUDA_F16=ON"]; s.targets: ["llama-server"]; s.unity: true
  * ```
  */
 export async function buildSettings(
   name: string,
-  options: Pick<InstallOptions, "arch" | "gpuTargets" | "cmakeArgs" | "targets" | "build">,
+  options: Pick<InstallOptions, "arch" | "gpuTargets" | "cmakeArgs" | "targets" | "build" | "unity">,
   existing?: InstanceRecord,
   more: { detect?: () => Promise<Detected>; onInfo?: (text: string) => void } = {},
-): Promise<
-  { arch: Arch; gpuTargets: string[]; cmakeArgs: string[]; flagCmakeArgs: string[]; targets: string[] }
-> {
+): Promise<{
+  arch: Arch;
+  gpuTargets: string[];
+  cmakeArgs: string[];
+  flagCmakeArgs: string[];
+  targets: string[];
+  unity: boolean;
+}> {
   const own = options.build?.instances[name];
   let arch = options.arch === "auto" ? undefined : options.arch ?? own?.arch ?? existing?.arch;
   let detected: Detected | undefined;
@@ -170,12 +177,18 @@ export async function buildSettings(
   }
   const global = options.build?.cmake_args ?? [];
   const flagCmakeArgs = options.cmakeArgs ?? recordedFlagArgs(existing, global);
+  const cmakeArgs = [...global, ...(profile?.cmake_args ?? []), ...(own?.cmake_args ?? []), ...flagCmakeArgs];
+  // An instance keeps how it was built (records from before unity builds have none: built without): a switch
+  // recompiles the whole tree, and ccache misses each batch's first compile.
+  const unity = options.unity ??
+    (options.build?.unity === false ? false : existing ? existing.unity ?? false : true);
   return {
     arch,
     gpuTargets: gpuTargets ?? [],
-    cmakeArgs: [...global, ...(profile?.cmake_args ?? []), ...(own?.cmake_args ?? []), ...flagCmakeArgs],
+    cmakeArgs,
     flagCmakeArgs,
     targets: options.targets ?? own?.targets ?? existing?.targets ?? FIRST_TARGETS,
+    unity: usesUnity({ arch, cmakeArgs, unity }),
   };
 }
 
@@ -212,7 +225,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     }
     const repoUrl = normalizeRepoUrl(options.repoUrl ?? existing?.repoUrl ?? DEFAULT_REPO_URL);
     const ref = options.ref ?? existing?.ref ?? "HEAD";
-    const { arch, gpuTargets, cmakeArgs, flagCmakeArgs, targets } = await buildSettings(
+    const { arch, gpuTargets, cmakeArgs, flagCmakeArgs, targets, unity } = await buildSettings(
       name,
       options,
       existing,
@@ -221,8 +234,6 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     const keep = options.build?.keep_releases ?? 1;
     const patches = validatePatches(options.patches ?? existing?.patches ?? []);
     const ccache = (options.ccache ?? true) && !!which("ccache");
-    // Records from before unity builds have none: they were built without, and an update says so.
-    const unity = usesUnity({ arch, cmakeArgs, unity: options.unity ?? options.build?.unity ?? true });
 
     const dir = instanceDir(paths, name);
     const srcDir = join(dir, "src");
