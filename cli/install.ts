@@ -65,7 +65,7 @@ export const installCommand: Command = {
   usage: [
     "install [-i NAME] [--arch cpu|cuda|rocm|vulkan|metal|sycl] [--gpu-targets T,..] [--repo-url URL|PATH|BUNDLE]",
     "        [--branch REF] [--cmake-args ARGS] [--patch NAME,..] [--parallel N] [--pull-only|--update-only]",
-    "        [--ignore-python]",
+    "        [--ignore-python] [--no-unity|--unity]",
     "install -i NAME --rollback",
   ],
   details: [
@@ -75,6 +75,8 @@ export const installCommand: Command = {
     "The Python environment for the conversion scripts is made with uv; choose torch with --torch,",
     "--torch-version, --find-links (e.g. a directory holding a local torch wheel) or --index-url.",
     "A new instance builds llama-server; other tools are built the first time a command needs one.",
+    "The libraries llama-server links compile in unity batches (less CPU time); an instance keeps how it was",
+    "built; --no-unity (or build.unity: false) builds file by file, --unity switches back.",
     "An update keeps the release it replaces (build.keep_releases); --rollback switches back to it without",
     "a build. The config's build.profiles.<arch> and build.instances.<name> give GPU targets and cmake args.",
     "Before configuring, GPU builds are checked for what they need (Vulkan: headers, SPIR-V headers, glslc and",
