@@ -169,24 +169,27 @@ Deno.test("unity builds: one cmake include for the libraries llama-server links,
     }
     assertEquals(usesUnity({ arch: "vulkan", unity: true, cmakeArgs: ["-DGGML_VULKAN_DEBUG=ON"] }), true);
   });
-  await t.step("the include names the CPU-side libraries, never ggml-rpc, llama or a GPU backend", () => {
-    const text = unityIncludeText();
-    const items = text.match(/foreach\(t IN ITEMS ([^)]*)\)/)?.[1].split(" ") ?? [];
-    assertEquals(items, UNITY_TARGETS);
-    for (const t of ["llama-common", "mtmd", "server-context", "ggml-cpu"]) {
-      assertEquals(items.includes(t), true, t);
-    }
-    for (const t of ["ggml-rpc", "llama", "ggml-cuda", "ggml-vulkan"]) {
-      assertEquals(items.includes(t), false, t);
-    }
-    assertEquals(text.includes(`UNITY_BUILD_BATCH_SIZE ${UNITY_BATCH_SIZE}`), true);
-    // Deferred to the end of the top directory, so every target exists; a CMake without DEFER skips it.
-    assertEquals(
-      text.includes('cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL llama_mgr_unity)'),
-      true,
-    );
-    assertEquals(text.includes("VERSION_LESS 3.19"), true);
-  });
+  await t.step(
+    "the include names the libraries around the model, never ggml's kernels, llama or a GPU backend",
+    () => {
+      const text = unityIncludeText();
+      const items = text.match(/foreach\(t IN ITEMS ([^)]*)\)/)?.[1].split(" ") ?? [];
+      assertEquals(items, UNITY_TARGETS);
+      for (const t of ["llama-common", "mtmd", "server-context", "llama-server-impl"]) {
+        assertEquals(items.includes(t), true, t);
+      }
+      for (const t of ["ggml-base", "ggml-cpu", "ggml-rpc", "llama", "ggml-cuda", "ggml-vulkan"]) {
+        assertEquals(items.includes(t), false, t);
+      }
+      assertEquals(text.includes(`UNITY_BUILD_BATCH_SIZE ${UNITY_BATCH_SIZE}`), true);
+      // Deferred to the end of the top directory, so every target exists; a CMake without DEFER skips it.
+      assertEquals(
+        text.includes('cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL llama_mgr_unity)'),
+        true,
+      );
+      assertEquals(text.includes("VERSION_LESS 3.19"), true);
+    },
+  );
 });
 
 Deno.test("unity setting: on for a new instance, kept by an update, switched by a flag or the config", async () => {

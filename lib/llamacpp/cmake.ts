@@ -19,7 +19,7 @@ export interface BuildSpec {
   cmakeArgs?: string[];
   /** Use ccache as the compiler launcher. */
   ccache?: boolean;
-  /** Compile the CPU-side libraries as unity batches ({@linkcode UNITY_TARGETS}). */
+  /** Compile the libraries around the model as unity batches ({@linkcode UNITY_TARGETS}). */
   unity?: boolean;
 }
 
@@ -154,10 +154,11 @@ export const BACKEND_DL_ARGS: string[] = [
 
 /**
  * The libraries compiled as unity batches (several sources per compilation, so the headers they share, such
- * as nlohmann/json, are parsed once per batch instead of once per file): those `llama-server` links that
- * build cleanly that way, by their current and older target names. Not the GPU backends (untested that way),
- * nor ggml-rpc (two of its files define the same static variable), nor llama (its own CMakeLists keeps its
- * core sources out of unity batches on purpose).
+ * as nlohmann/json, are parsed once per batch instead of once per file): the libraries around the model that
+ * `llama-server` links, by their current and older target names. Not ggml's: its compute kernels stay
+ * compiled as upstream compiles them, so inference speed cannot change (and ggml-cpu's x86 repack.cpp and
+ * ggml-rpc clash in a batch: both define the same static helpers), nor the GPU backends, nor llama (its own
+ * CMakeLists keeps its core sources out of unity batches on purpose).
  *
  * @example
  * ```ts
@@ -165,9 +166,6 @@ export const BACKEND_DL_ARGS: string[] = [
  * ```
  */
 export const UNITY_TARGETS: string[] = [
-  "ggml-base",
-  "ggml",
-  "ggml-cpu",
   "llama-common",
   "common",
   "mtmd",
@@ -207,7 +205,7 @@ export function unityIncludePath(buildDir: string): string {
 export function unityIncludeText(): string {
   return [
     "# Written by llama-mgr (build.unity in its config, --no-unity to turn off): unity batches for the",
-    "# libraries llama-server links, roughly halving the CPU time of a build from a cold cache.",
+    "# libraries around the model that llama-server links (not ggml's kernels), for less CPU time from a cold cache.",
     "include_guard(GLOBAL)",
     "if(CMAKE_VERSION VERSION_LESS 3.19)",
     "  return()",

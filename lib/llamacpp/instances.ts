@@ -71,7 +71,7 @@ export interface ReleaseRecord {
   ref?: string;
   /** Compilations ccache answered and those it had to compile, when the build used ccache. */
   ccache?: { hits: number; misses: number };
-  /** True when the CPU-side libraries were compiled as unity batches (see UNITY_TARGETS in cmake.ts). */
+  /** True when the libraries around the model (common, mtmd, server) were compiled as unity batches (see UNITY_TARGETS in cmake.ts). */
   unity?: boolean;
 }
 
