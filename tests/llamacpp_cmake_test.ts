@@ -6,6 +6,7 @@ import {
   normalizeRocmTarget,
   splitCmakeArgs,
   UNITY_BATCH_SIZE,
+  UNITY_SKIP,
   UNITY_TARGETS,
   unityIncludePath,
   unityIncludeText,
@@ -182,6 +183,13 @@ Deno.test("unity builds: one cmake include for the libraries llama-server links,
         assertEquals(items.includes(t), false, t);
       }
       assertEquals(text.includes(`UNITY_BUILD_BATCH_SIZE ${UNITY_BATCH_SIZE}`), true);
+      for (const [target, file] of UNITY_SKIP) {
+        assertEquals(
+          text.includes(`"\${CMAKE_SOURCE_DIR}/${file}" TARGET_DIRECTORY ${target}\n`),
+          true,
+          file,
+        );
+      }
       // Deferred to the end of the top directory, so every target exists; a CMake without DEFER skips it.
       assertEquals(
         text.includes('cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL llama_mgr_unity)'),

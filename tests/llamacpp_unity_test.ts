@@ -35,6 +35,9 @@ Deno.test({
       assert(ninja.includes("common/CMakeFiles/llama-common.dir/Unity/unity_0_cxx.cxx.o"));
       assert(ninja.includes("tools/server/CMakeFiles/server-context.dir/Unity/unity_0_cxx.cxx.o"));
       assert(!ninja.includes("common/CMakeFiles/llama-common.dir/arg.cpp.o"), "arg.cpp is in a batch");
+      // The sources that clash in a batch compile alone.
+      assert(ninja.includes("common/CMakeFiles/llama-common.dir/json.cpp.o"));
+      assert(ninja.includes("tools/mtmd/CMakeFiles/mtmd.dir/mtmd-helper.cpp.o"));
       assert(!out.includes("unity build of ggml"), "ggml's kernels stay file by file");
       assert(ninja.includes("ggml/src/CMakeFiles/ggml-cpu.dir/ggml-cpu/ops.cpp.o"));
       // ggml-rpc would not compile in a batch; llama keeps its own choice (core sources alone).

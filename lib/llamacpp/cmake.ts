@@ -175,6 +175,23 @@ export const UNITY_TARGETS: string[] = [
   "vendor-hash",
 ];
 
+/**
+ * Sources of {@linkcode UNITY_TARGETS} that cannot share a batch, each with its target: common/json.cpp
+ * declares `ordered_json` otherwise than the files before it, and mtmd-helper.cpp and mtmd-helper-gen.cpp
+ * refuse (`#error`) to see mtmd's internal headers that their batch mates include.
+ *
+ * @example
+ * ```ts
+ * UNITY_SKIP.some(([, file]) => file === "common/json.cpp"); // true
+ * ```
+ */
+export const UNITY_SKIP: [target: string, file: string][] = [
+  ["llama-common", "common/json.cpp"],
+  ["common", "common/json.cpp"],
+  ["mtmd", "tools/mtmd/mtmd-helper.cpp"],
+  ["mtmd", "tools/mtmd/mtmd-helper-gen.cpp"],
+];
+
 /** Sources per unity batch: 16 leaves llama-common's 51 files in 4 batches, so two cores still share work. */
 export const UNITY_BATCH_SIZE = 16;
 
@@ -221,6 +238,12 @@ export function unityIncludeText(): string {
     "      endif()",
     "    endif()",
     "  endforeach()",
+    ...UNITY_SKIP.flatMap(([t, file]) => [
+      `  if(TARGET ${t} AND EXISTS "\${CMAKE_SOURCE_DIR}/${file}")`,
+      `    set_source_files_properties("\${CMAKE_SOURCE_DIR}/${file}" TARGET_DIRECTORY ${t}`,
+      "      PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)",
+      "  endif()",
+    ]),
     "  # CMake 4 can name a batch's sources by relative path, so ccache answers in another data dir too.",
     `  foreach(t IN ITEMS ${UNITY_TARGETS.join(" ")} llama)`,
     "    if(TARGET ${t})",
