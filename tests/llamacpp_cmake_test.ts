@@ -5,6 +5,12 @@ import {
   normalizeCudaArch,
   normalizeRocmTarget,
   splitCmakeArgs,
+  UNITY_BATCH_SIZE,
+  UNITY_SKIP,
+  UNITY_TARGETS,
+  unityIncludePath,
+  unityIncludeText,
+  usesUnity,
 } from "../lib/llamacpp/cmake.ts";
 import {
   ninjaProgress,
@@ -14,6 +20,9 @@ import {
 } from "../lib/llamacpp/build.ts";
 import { parseComputeCaps, parseGfxTargets } from "../lib/llamacpp/detect.ts";
 import { UserError } from "../lib/util/errors.ts";
+import { parseConfig } from "../lib/config/load.ts";
+import { buildSettings } from "../lib/llamacpp/install.ts";
+import type { InstanceRecord } from "../lib/llamacpp/instances.ts";
 
 Deno.test("build flags map to cmake options for every backend", async (t) => {
   await t.step("cpu adds nothing and refuses GPU targets", () => {
@@ -155,4 +164,81 @@ Deno.test("build output is read for progress, unused options and targets", async
       "gfx1030",
     ]);
   });
+});
+
+Deno.test("unity builds: one cmake include for the libraries llama-server links, and a way out", async (t) => {
+  await t.step("asked for, the configure command includes llama-mgr's file from the build tree", () => {
+    const cmd = configureCommand("/s", "/b", { arch: "cpu", unity: true, cmakeArgs: ["-DGGML_NATIVE=OFF"] });
+    assertEquals(cmd.filter((a) => a.startsWith("-DCMAKE_PROJECT_INCLUDE=")), [
+      `-DCMAKE_PROJECT_INCLUDE=${unityIncludePath("/b")}`,
+    ]);
+    assertEquals(unityIncludePath("/b"), "/b/llama-mgr-unity.cmake");
+    // The user's args still come last, after it.
+    assertEquals(cmd.at(-1), "-DGGML_NATIVE=OFF");
+  });
+  await t.step("off, or overridden by the user's own cmake args, nothing is added", () => {
+    for (
+      const spec of [
+        { arch: "cpu" as const },
+        { arch: "cpu" as const, unity: false },
+        { arch: "cpu" as const, unity: true, cmakeArgs: ["-DCMAKE_UNITY_BUILD=OFF"] },
+        { arch: "cuda" as const, unity: true, cmakeArgs: ["-DCMAKE_PROJECT_INCLUDE:FILEPATH=/mine.cmake"] },
+      ]
+    ) {
+      const cmd = configureCommand("/s", "/b", spec);
+      assertEquals(cmd.some((a) => a.includes("llama-mgr-unity")), false, JSON.stringify(spec));
+      assertEquals(usesUnity(spec), false, JSON.stringify(spec));
+    }
+    assertEquals(usesUnity({ arch: "vulkan", unity: true, cmakeArgs: ["-DGGML_VULKAN_DEBUG=ON"] }), true);
+  });
+  await t.step(
+    "the include names the libraries around the model, never ggml's kernels, llama or a GPU backend",
+    () => {
+      const text = unityIncludeText();
+      const items = text.match(/foreach\(t IN ITEMS ([^)]*)\)/)?.[1].split(" ") ?? [];
+      assertEquals(items, UNITY_TARGETS);
+      for (const t of ["llama-common", "mtmd", "server-context", "llama-server-impl"]) {
+        assertEquals(items.includes(t), true, t);
+      }
+      for (const t of ["ggml-base", "ggml-cpu", "ggml-rpc", "llama", "ggml-cuda", "ggml-vulkan"]) {
+        assertEquals(items.includes(t), false, t);
+      }
+      assertEquals(text.includes(`UNITY_BUILD_BATCH_SIZE ${UNITY_BATCH_SIZE}`), true);
+      for (const [target, file] of UNITY_SKIP) {
+        assertEquals(
+          text.includes(`"\${CMAKE_SOURCE_DIR}/${file}" TARGET_DIRECTORY ${target}\n`),
+          true,
+          file,
+        );
+      }
+      // Deferred to the end of the top directory, so every target exists; a CMake without DEFER skips it.
+      assertEquals(
+        text.includes('cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL llama_mgr_unity)'),
+        true,
+      );
+      assertEquals(text.includes("VERSION_LESS 3.19"), true);
+    },
+  );
+});
+
+Deno.test("unity setting: on for a new instance, kept by an update, switched by a flag or the config", async () => {
+  const on = parseConfig({}).build;
+  const off = parseConfig({ build: { unity: false } }).build;
+  const known = { arch: "cpu" as const };
+  const unity = async (
+    options: { unity?: boolean; build: typeof on; cmakeArgs?: string[] },
+    existing?: Partial<InstanceRecord>,
+  ) => (await buildSettings("cpu", { ...known, ...options }, existing as InstanceRecord)).unity;
+  assertEquals(on.unity, true);
+  assertEquals(await unity({ build: on }), true);
+  assertEquals(await unity({ build: off }), false);
+  // A record from before unity builds has no field: it was built file by file and an update keeps that.
+  assertEquals(await unity({ build: on }, { arch: "cpu", cmakeArgs: [] }), false);
+  assertEquals(await unity({ build: on }, { arch: "cpu", cmakeArgs: [], unity: true }), true);
+  assertEquals(await unity({ build: off }, { arch: "cpu", cmakeArgs: [], unity: true }), false);
+  assertEquals(await unity({ build: on, unity: true }, { arch: "cpu", cmakeArgs: [] }), true);
+  assertEquals(await unity({ build: on, unity: false }), false);
+  // The user's own unity settings in cmake args win over llama-mgr's.
+  assertEquals(await unity({ build: on, cmakeArgs: ["-DCMAKE_UNITY_BUILD=ON"] }), false);
+  assertThrows(() => parseConfig({ build: { unity: "yes" } }), UserError, "build.unity");
 });

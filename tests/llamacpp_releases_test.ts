@@ -64,7 +64,9 @@ Deno.test({
       await git(tmp.path, "clone", "--quiet", bundle, repo);
       const first = await git(repo, "rev-parse", "HEAD");
       const profile = "  profiles:\n    cpu:\n      cmake_args: [-DLLAMA_MGR_PROFILE_TEST=ON]\n";
-      await Deno.writeTextFile(configFile, `build:\n  keep_releases: 1\n${profile}`);
+      // unity: false, file by file like the shared build, so ccache answers (unity batches name their sources
+      // by absolute path and miss in every new data dir).
+      await Deno.writeTextFile(configFile, `build:\n  keep_releases: 1\n  unity: false\n${profile}`);
 
       await t.step(
         "a new instance builds llama-server alone, with its backend profile's cmake args",

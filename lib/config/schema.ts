@@ -126,6 +126,7 @@ export interface InstanceBuildConfig {
  *   cmake_args: ["-DGGML_NATIVE=ON"],
  *   keep_releases: 1,
  *   on_demand: true,
+ *   unity: true,
  *   profiles: { cuda: { gpu_targets: ["8.6"], cmake_args: [] } },
  *   instances: {},
  * };
@@ -142,6 +143,10 @@ export interface BuildConfig {
   keep_releases: number;
   /** Build a tool the first time a command needs it (default true); false: say how to build it. */
   on_demand: boolean;
+  /** New instances compile the libraries llama-server links as unity batches, less CPU time for a cold build
+   * (default true; an existing instance keeps how it was built unless `install --unity`/`--no-unity`); false
+   * builds every instance file by file, for debugging or a source patch that clashes in a batch. */
+  unity: boolean;
   /** Options per backend (default none). */
   profiles: Partial<Record<Arch, BuildProfile>>;
   /** Options per instance name (default none). */
@@ -424,6 +429,7 @@ export const ConfigSchema: z.ZodType<Config> = exactly<Config>()(z.strictObject(
     cmake_args: z.array(CmakeArg).default([]),
     keep_releases: z.number().int().min(0).max(20).default(1),
     on_demand: z.boolean().default(true),
+    unity: z.boolean().default(true),
     profiles: ProfilesSchema.prefault({}),
     instances: z.record(
       z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "an instance name (letters, digits, . _ -)"),

@@ -5,10 +5,10 @@
  * @module
  */
 import { join } from "node:path";
-import { type BuildSpec, configureCommand } from "./cmake.ts";
+import { type BuildSpec, configureCommand, unityIncludePath, unityIncludeText, usesUnity } from "./cmake.ts";
 import { archEnv } from "./cmake.ts";
 import { CommandError, run, shellQuote } from "../util/run.ts";
-import { exists, removeAll } from "../util/fs.ts";
+import { exists, removeAll, writeFileAtomic } from "../util/fs.ts";
 import { UserError } from "../util/errors.ts";
 import type { Progress } from "../util/progress.ts";
 
@@ -183,6 +183,24 @@ export function resolveTargets(requested: string[], known: Set<string>): string[
 }
 
 /**
+ * Writes the unity settings file that {@linkcode configureCommand} names for a unity build (atomically, and
+ * only when it changed: cmake reconfigures for a newer one). Nothing for a build without unity.
+ *
+ * @example
+ * ```ts ignore
+ * await writeUnityInclude(buildDir, { arch: "cpu", unity: true });
+ * await run(configureCommand(srcDir, buildDir, { arch: "cpu", unity: true }));
+ * ```
+ */
+export async function writeUnityInclude(buildDir: string, spec: BuildSpec): Promise<void> {
+  if (!usesUnity(spec)) return;
+  const file = unityIncludePath(buildDir);
+  if ((await Deno.readTextFile(file).catch(() => "")) !== unityIncludeText()) {
+    await writeFileAtomic(file, unityIncludeText());
+  }
+}
+
+/**
  * Configures (wiping the build tree when the configuration changed) and builds the targets.
  *
  * @example
@@ -209,6 +227,7 @@ export async function configureAndBuild(options: BuildOptions): Promise<BuildRes
   const wanted = JSON.stringify({ cmd: cmd.slice(5), env });
   const prev = await Deno.readTextFile(stamp).catch(() => undefined);
   if (prev !== wanted) await removeAll(buildDir);
+  await writeUnityInclude(buildDir, spec);
 
   const configure = options.progress?.("configure");
   try {

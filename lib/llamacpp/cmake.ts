@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { type Arch, ARCHES } from "./instances.ts";
 import { UserError } from "../util/errors.ts";
 
@@ -18,6 +19,8 @@ export interface BuildSpec {
   cmakeArgs?: string[];
   /** Use ccache as the compiler launcher. */
   ccache?: boolean;
+  /** Compile the libraries around the model as unity batches ({@linkcode UNITY_TARGETS}). */
+  unity?: boolean;
 }
 
 /** Normalises a CUDA architecture: `8.6`, `86`, `sm_86`, `compute_86` all become `86`; `native`, `all`,
@@ -150,6 +153,141 @@ export const BACKEND_DL_ARGS: string[] = [
 ];
 
 /**
+ * The libraries compiled as unity batches (several sources per compilation, so the headers they share, such
+ * as nlohmann/json, are parsed once per batch instead of once per file): the libraries around the model that
+ * `llama-server` links, by their current and older target names. Not ggml's: its compute kernels stay
+ * compiled as upstream compiles them, so inference speed cannot change (and ggml-cpu's x86 repack.cpp and
+ * ggml-rpc clash in a batch: both define the same static helpers), nor the GPU backends, nor llama (its own
+ * CMakeLists keeps its core sources out of unity batches on purpose).
+ *
+ * @example
+ * ```ts
+ * UNITY_TARGETS.includes("llama-common"); // true
+ * ```
+ */
+export const UNITY_TARGETS: string[] = [
+  "llama-common",
+  "common",
+  "mtmd",
+  "server-context",
+  "llama-server-impl",
+  "llama-cli-impl",
+  "vendor-hash",
+];
+
+/**
+ * Sources of {@linkcode UNITY_TARGETS} that cannot share a batch, each with its target: common/json.cpp
+ * declares `ordered_json` otherwise than the files before it, and mtmd-helper.cpp and mtmd-helper-gen.cpp
+ * refuse (`#error`) to see mtmd's internal headers that their batch mates include.
+ *
+ * @example
+ * ```ts
+ * UNITY_SKIP.some(([, file]) => file === "common/json.cpp"); // true
+ * ```
+ */
+export const UNITY_SKIP: [target: string, file: string][] = [
+  ["llama-common", "common/json.cpp"],
+  ["common", "common/json.cpp"],
+  ["mtmd", "tools/mtmd/mtmd-helper.cpp"],
+  ["mtmd", "tools/mtmd/mtmd-helper-gen.cpp"],
+];
+
+/** Sources per unity batch: 16 leaves llama-common's 51 files in 4 batches, so two cores still share work. */
+export const UNITY_BATCH_SIZE = 16;
+
+/**
+ * Where a build tree's unity settings file goes (`CMAKE_PROJECT_INCLUDE`): inside the tree, which
+ * llama-mgr owns, so a fresh tree gets it written anew.
+ *
+ * @example
+ * ```ts
+ * unityIncludePath("/data/instances/cpu/build"); // "/data/instances/cpu/build/llama-mgr-unity.cmake"
+ * ```
+ */
+export function unityIncludePath(buildDir: string): string {
+  return join(buildDir, "llama-mgr-unity.cmake");
+}
+
+/**
+ * The CMake file that turns unity builds on for {@linkcode UNITY_TARGETS}, without touching llama.cpp's
+ * sources: included after `project()` (`CMAKE_PROJECT_INCLUDE`), it defers until every directory is added,
+ * then sets `UNITY_BUILD` on those targets that exist in this release. CMake older than 3.19 (no
+ * `cmake_language(DEFER)`) builds as usual.
+ *
+ * @example
+ * ```ts
+ * unityIncludeText().includes("UNITY_BUILD ON"); // true
+ * ```
+ */
+export function unityIncludeText(): string {
+  return [
+    "# Written by llama-mgr (build.unity in its config, --no-unity to turn off): unity batches for the",
+    "# libraries around the model that llama-server links (not ggml's kernels), for less CPU time from a cold cache.",
+    "include_guard(GLOBAL)",
+    "if(CMAKE_VERSION VERSION_LESS 3.19)",
+    "  return()",
+    "endif()",
+    "function(llama_mgr_unity)",
+    `  foreach(t IN ITEMS ${UNITY_TARGETS.join(" ")})`,
+    "    if(TARGET ${t})",
+    "      get_target_property(aliased ${t} ALIASED_TARGET)",
+    "      get_target_property(imported ${t} IMPORTED)",
+    "      if(NOT aliased AND NOT imported)",
+    `        set_target_properties(\${t} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE ${UNITY_BATCH_SIZE})`,
+    '        message(STATUS "llama-mgr: unity build of ${t}")',
+    "      endif()",
+    "    endif()",
+    "  endforeach()",
+    ...UNITY_SKIP.flatMap(([t, file]) => [
+      `  if(TARGET ${t} AND EXISTS "\${CMAKE_SOURCE_DIR}/${file}")`,
+      `    set_source_files_properties("\${CMAKE_SOURCE_DIR}/${file}" TARGET_DIRECTORY ${t}`,
+      "      PROPERTIES SKIP_UNITY_BUILD_INCLUSION ON)",
+      "  endif()",
+    ]),
+    "  # CMake 4 can name a batch's sources by relative path, so ccache answers in another data dir too.",
+    `  foreach(t IN ITEMS ${UNITY_TARGETS.join(" ")} llama)`,
+    "    if(TARGET ${t})",
+    "      get_target_property(aliased ${t} ALIASED_TARGET)",
+    "      get_target_property(unity ${t} UNITY_BUILD)",
+    "      if(NOT aliased AND unity)",
+    "        set_target_properties(${t} PROPERTIES UNITY_BUILD_RELOCATABLE ON)",
+    "      endif()",
+    "    endif()",
+    "  endforeach()",
+    "endfunction()",
+    'cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL llama_mgr_unity)',
+    "",
+  ].join("\n");
+}
+
+/**
+ * The cmake option that includes the unity settings file, unless the user's args set their own
+ * `CMAKE_PROJECT_INCLUDE` (theirs wins; unity is then off) or a global `CMAKE_UNITY_BUILD`.
+ *
+ * @example
+ * ```ts
+ * unityArgs("/b", { arch: "cpu", unity: true }); // ["-DCMAKE_PROJECT_INCLUDE=/b/llama-mgr-unity.cmake"]
+ * ```
+ */
+export function unityArgs(buildDir: string, spec: BuildSpec): string[] {
+  return usesUnity(spec) ? [`-DCMAKE_PROJECT_INCLUDE=${unityIncludePath(buildDir)}`] : [];
+}
+
+/**
+ * Whether a build of this spec gets llama-mgr's unity batches: asked for, and not overridden by the user's own
+ * `CMAKE_PROJECT_INCLUDE` or `CMAKE_UNITY_BUILD` in the cmake args.
+ *
+ * @example
+ * ```ts
+ * usesUnity({ arch: "cpu", unity: true, cmakeArgs: ["-DCMAKE_UNITY_BUILD=OFF"] }); // false
+ * ```
+ */
+export function usesUnity(spec: BuildSpec): boolean {
+  return !!spec.unity &&
+    !(spec.cmakeArgs ?? []).some((a) => /^-D\s*CMAKE_(PROJECT_INCLUDE|UNITY_BUILD)(:\w+)?=/.test(a));
+}
+
+/**
  * The full cmake configure command for a source and build dir.
  *
  * @example
@@ -171,6 +309,7 @@ export function configureCommand(srcDir: string, buildDir: string, spec: BuildSp
   if (spec.arch === "cuda") common.splice(common.indexOf("-DBUILD_SHARED_LIBS=OFF"), 1, ...BACKEND_DL_ARGS);
   if (spec.ccache) common.push("-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
   if (spec.arch === "cuda" && spec.ccache) common.push("-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache");
+  common.push(...unityArgs(buildDir, spec));
   return [
     "cmake",
     "-S",

@@ -31,6 +31,7 @@ import type { Progress } from "../util/progress.ts";
 import { ensureVenv } from "../python/venv.ts";
 import { checkoutPatched, validatePatches } from "./patches.ts";
 import { preflightMachine, preflightSource } from "./toolchain.ts";
+import { usesUnity } from "./cmake.ts";
 
 /**
  * Options for {@linkcode installInstance}.
@@ -73,6 +74,9 @@ export interface InstallOptions {
   python?: PythonOptions;
   /** Use ccache when installed (default true). */
   ccache?: boolean;
+  /** Compile the libraries llama-server links as unity batches (default: off when the config's `build.unity`
+   * is false, else as the instance was built, else on). */
+  unity?: boolean;
   /** Wait for another install of this instance instead of failing. */
   wait?: boolean;
   /** Status lines. */
@@ -116,7 +120,8 @@ function reusable(
 ): boolean {
   const has = r.targets.length ? r.targets : DEFAULT_TARGETS;
   const wanted = want.targets.length ? want.targets : DEFAULT_TARGETS;
-  return r.commit === want.commit && r.arch === want.arch && sameList(r.gpuTargets, want.gpuTargets) &&
+  return r.commit === want.commit && (r.unity ?? false) === (want.unity ?? false) && r.arch === want.arch &&
+    sameList(r.gpuTargets, want.gpuTargets) &&
     sameList(r.cmakeArgs, want.cmakeArgs) && sameList(r.patches, want.patches) &&
     (r.repoUrl === undefined || r.repoUrl === want.repoUrl) &&
     wanted.every((t) => has.includes(t));
@@ -128,24 +133,30 @@ function reusable(
  * detection (`detect`, called only when the backend or a CUDA/ROCm instance's GPU targets are still unknown).
  * The config wins over the record, so an edit to it takes effect at the next update. cmake args add up: the
  * config's `build.cmake_args`, the profile's, the instance entry's, then the flag's (or those the last flag
- * gave).
+ * gave). Unity batches: the flag, else off when the config's `build.unity` is false, else as the instance was
+ * built, else on; never when the cmake args set `CMAKE_PROJECT_INCLUDE` or `CMAKE_UNITY_BUILD`.
  *
  * @example
  * ```ts
  * import { parseConfig } from "../config/load.ts";
  * const build = parseConfig({ build: { profiles: { cuda: { gpu_targets: ["8.6"], cmake_args: ["-DGGML_CUDA_F16=ON"] } } } }).build;
  * const s = await buildSettings("cuda", { arch: "cuda", build });
- * // s.gpuTargets: ["8.6"]; s.cmakeArgs: ["-DGGML_CUDA_F16=ON"]; s.targets: ["llama-server"]
+ * // s.gpuTargets: ["8.6"]; s.cmakeArgs: ["-DGGML_CUDA_F16=ON"]; s.targets: ["llama-server"]; s.unity: true
  * ```
  */
 export async function buildSettings(
   name: string,
-  options: Pick<InstallOptions, "arch" | "gpuTargets" | "cmakeArgs" | "targets" | "build">,
+  options: Pick<InstallOptions, "arch" | "gpuTargets" | "cmakeArgs" | "targets" | "build" | "unity">,
   existing?: InstanceRecord,
   more: { detect?: () => Promise<Detected>; onInfo?: (text: string) => void } = {},
-): Promise<
-  { arch: Arch; gpuTargets: string[]; cmakeArgs: string[]; flagCmakeArgs: string[]; targets: string[] }
-> {
+): Promise<{
+  arch: Arch;
+  gpuTargets: string[];
+  cmakeArgs: string[];
+  flagCmakeArgs: string[];
+  targets: string[];
+  unity: boolean;
+}> {
   const own = options.build?.instances[name];
   let arch = options.arch === "auto" ? undefined : options.arch ?? own?.arch ?? existing?.arch;
   let detected: Detected | undefined;
@@ -166,12 +177,18 @@ export async function buildSettings(
   }
   const global = options.build?.cmake_args ?? [];
   const flagCmakeArgs = options.cmakeArgs ?? recordedFlagArgs(existing, global);
+  const cmakeArgs = [...global, ...(profile?.cmake_args ?? []), ...(own?.cmake_args ?? []), ...flagCmakeArgs];
+  // An instance keeps how it was built (records from before unity builds have none: built without): a switch
+  // recompiles the whole tree, and ccache misses each batch's first compile.
+  const unity = options.unity ??
+    (options.build?.unity === false ? false : existing ? existing.unity ?? false : true);
   return {
     arch,
     gpuTargets: gpuTargets ?? [],
-    cmakeArgs: [...global, ...(profile?.cmake_args ?? []), ...(own?.cmake_args ?? []), ...flagCmakeArgs],
+    cmakeArgs,
     flagCmakeArgs,
     targets: options.targets ?? own?.targets ?? existing?.targets ?? FIRST_TARGETS,
+    unity: usesUnity({ arch, cmakeArgs, unity }),
   };
 }
 
@@ -208,7 +225,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     }
     const repoUrl = normalizeRepoUrl(options.repoUrl ?? existing?.repoUrl ?? DEFAULT_REPO_URL);
     const ref = options.ref ?? existing?.ref ?? "HEAD";
-    const { arch, gpuTargets, cmakeArgs, flagCmakeArgs, targets } = await buildSettings(
+    const { arch, gpuTargets, cmakeArgs, flagCmakeArgs, targets, unity } = await buildSettings(
       name,
       options,
       existing,
@@ -257,6 +274,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     const configSame = existing && existing.commit === commit && existing.arch === arch &&
       sameList(existing.gpuTargets, gpuTargets) && sameList(existing.cmakeArgs, cmakeArgs) &&
       sameList(existing.targets, targets) && sameList(existing.patches, patches) &&
+      (existing.unity ?? false) === unity &&
       existing.repoUrl === repoUrl && (await exists(existing.binDir));
     if (options.updateOnly && configSame && existing) {
       if (wantsPython && !existing.venvDir && existing.pythonDir) {
@@ -277,7 +295,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       ]
       : [];
     const kept = earlier.slice(existing && (await exists(existing.binDir)) ? 1 : 0).find((r) =>
-      reusable(r, { commit, arch, gpuTargets, cmakeArgs, patches, targets, repoUrl })
+      reusable(r, { commit, arch, gpuTargets, cmakeArgs, patches, targets, repoUrl, unity })
     );
     if (existing && kept && (await keptReleaseRuns(kept))) {
       info(`release ${kept.commit.slice(0, 10)} (${kept.version}) is kept: switching to it without a build`);
@@ -301,11 +319,17 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
         commit.slice(0, 10)
       }`,
     );
+    info(
+      unity
+        ? "unity build: the libraries llama-server links compile as batches of sources, about half the CPU " +
+          "time (turn off with --no-unity or build.unity: false)"
+        : "unity build: off",
+    );
     const built = await configureAndBuild({
       onWarning: (w) => info(`warning: ${w}`),
       srcDir,
       buildDir,
-      spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache },
+      spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache, unity },
       targets,
       parallel: options.parallel,
       logFile,
@@ -337,6 +361,7 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
       venvDir: existing?.venvDir,
       withPython: wantsPython,
       ...(built.ccache ? { ccache: built.ccache } : {}),
+      unity,
       previous: earlier,
     };
     // The switch: from here on the instance uses the new build; the releases beyond `keep` go.

@@ -71,6 +71,8 @@ export interface ReleaseRecord {
   ref?: string;
   /** Compilations ccache answered and those it had to compile, when the build used ccache. */
   ccache?: { hits: number; misses: number };
+  /** True when the libraries around the model (common, mtmd, server) were compiled as unity batches (see UNITY_TARGETS in cmake.ts). */
+  unity?: boolean;
 }
 
 /**
@@ -258,6 +260,7 @@ export function currentRelease(instance: InstanceRecord): ReleaseRecord {
     repoUrl: instance.repoUrl,
     ref: instance.ref,
     ccache: instance.ccache,
+    unity: instance.unity,
   };
 }
 

@@ -168,6 +168,7 @@ export async function rollbackInstance(
       repoUrl: existing.repoUrl,
       ref: existing.ref,
       ccache: to.ccache,
+      unity: to.unity,
       previous: [from, ...rest],
     };
     await switchRelease(paths, record, Math.max(1, options.keep ?? 1), options);

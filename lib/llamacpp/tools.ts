@@ -136,7 +136,14 @@ export async function ensureTool(
       !!which("ccache");
     // And its configuration: the install added what it found on the machine (cuBLAS from a wheel...) to the
     // recorded args; the same configure command keeps the build tree instead of starting it anew.
-    const spec = { arch: rec.arch, gpuTargets: rec.gpuTargets, cmakeArgs: rec.cmakeArgs, ccache };
+    // Unity as the release was built: another setting would reconfigure and rebuild the whole tree.
+    const spec = {
+      arch: rec.arch,
+      gpuTargets: rec.gpuTargets,
+      cmakeArgs: rec.cmakeArgs,
+      ccache,
+      unity: rec.unity,
+    };
     const base = configureCommand(srcDir, join(dir, "build"), spec);
     const found = base.every((a, i) => rec.cmakeCommand[i] === a) ? rec.cmakeCommand.slice(base.length) : [];
     const built = await configureAndBuild({
