@@ -20,7 +20,7 @@ import {
   writeInstance,
 } from "./instances.ts";
 import { checkoutCommit, DEFAULT_REPO_URL, fetchSource, normalizeRepoUrl, resolveRef } from "./source.ts";
-import { configureAndBuild, DEFAULT_TARGETS, FIRST_TARGETS, stageRelease } from "./build.ts";
+import { BuildStepError, configureAndBuild, DEFAULT_TARGETS, FIRST_TARGETS, stageRelease } from "./build.ts";
 import { type Detected, detectGpu } from "./detect.ts";
 import { switchRelease } from "./releases.ts";
 import { withLock } from "../util/lock.ts";
@@ -225,12 +225,15 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     }
     const repoUrl = normalizeRepoUrl(options.repoUrl ?? existing?.repoUrl ?? DEFAULT_REPO_URL);
     const ref = options.ref ?? existing?.ref ?? "HEAD";
-    const { arch, gpuTargets, cmakeArgs, flagCmakeArgs, targets, unity } = await buildSettings(
+    const settings = await buildSettings(
       name,
       options,
       existing,
       { onInfo: info },
     );
+    const { arch, gpuTargets, cmakeArgs, flagCmakeArgs, targets } = settings;
+    // Turned off below when a batch fails to compile.
+    let unity = settings.unity;
     const keep = options.build?.keep_releases ?? 1;
     const patches = validatePatches(options.patches ?? existing?.patches ?? []);
     const ccache = (options.ccache ?? true) && !!which("ccache");
@@ -321,22 +324,41 @@ export async function installInstance(paths: Paths, options: InstallOptions): Pr
     );
     info(
       unity
-        ? "unity build: the libraries llama-server links compile as batches of sources, about half the CPU " +
+        ? "unity build: the libraries llama-server links compile as batches of sources, about 30% less CPU " +
           "time (turn off with --no-unity or build.unity: false)"
         : "unity build: off",
     );
-    const built = await configureAndBuild({
-      onWarning: (w) => info(`warning: ${w}`),
-      srcDir,
-      buildDir,
-      spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache, unity },
-      targets,
-      parallel: options.parallel,
-      logFile,
-      ccacheBaseDir: paths.dataDir,
-      ccacheStatsLog: join(paths.logsDir, `ccache-${name}-${stamp}.stats`),
-      progress: options.progress,
-    });
+    const build = (batched: boolean) =>
+      configureAndBuild({
+        onWarning: (w) => info(`warning: ${w}`),
+        srcDir,
+        buildDir,
+        spec: { arch, gpuTargets, cmakeArgs: [...cmakeArgs, ...foundArgs], ccache, unity: batched },
+        targets,
+        parallel: options.parallel,
+        logFile,
+        ccacheBaseDir: paths.dataDir,
+        ccacheStatsLog: join(paths.logsDir, `ccache-${name}-${stamp}.stats`),
+        progress: options.progress,
+      });
+    let built: Awaited<ReturnType<typeof build>>;
+    try {
+      built = await build(unity);
+    } catch (err) {
+      // Batching is ours, not llama.cpp's: a release whose sources clash in a batch (two files defining one
+      // name) still builds, file by file, instead of failing the install.
+      if (
+        !unity || !(err instanceof BuildStepError) || err.step !== "build" || !err.message.includes("/Unity/")
+      ) {
+        throw err;
+      }
+      info(
+        `unity build: a batch of sources failed to compile (${logFile}); building file by file instead ` +
+          "(--no-unity skips the batches)",
+      );
+      unity = false;
+      built = await build(false);
+    }
     const releaseDir = join(dir, "releases", `${commit.slice(0, 10)}-${stamp}`);
     const version = await stageRelease(buildDir, srcDir, releaseDir, logFile);
     info(`verified: llama-server ${version}`);
