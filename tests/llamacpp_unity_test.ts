@@ -1,6 +1,6 @@
 /**
  * Unity builds against the real release: cmake configures the bundled llama.cpp with llama-mgr's include, and
- * the generated build compiles the chosen libraries in batches while ggml-rpc and llama's core sources stay
+ * the generated build compiles the chosen libraries and llama's core in batches while ggml-rpc and ggml stay
  * file by file. Configure only: the compile itself is measured in bench/README.md ("Build times").
  */
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
@@ -40,9 +40,12 @@ Deno.test({
       assert(ninja.includes("tools/mtmd/CMakeFiles/mtmd.dir/mtmd-helper.cpp.o"));
       assert(!out.includes("unity build of ggml"), "ggml's kernels stay file by file");
       assert(ninja.includes("ggml/src/CMakeFiles/ggml-cpu.dir/ggml-cpu/ops.cpp.o"));
-      // ggml-rpc would not compile in a batch; llama keeps its own choice (core sources alone).
+      // ggml-rpc would not compile in a batch.
       assert(ninja.includes("ggml/src/ggml-rpc/CMakeFiles/ggml-rpc.dir/transport.cpp.o"));
-      assert(ninja.includes("src/CMakeFiles/llama.dir/llama-model.cpp.o"));
+      // llama's core joins the batches of its model graphs: no source of it compiles alone.
+      assertStringIncludes(out, "llama-mgr: unity build of llama's core\n");
+      assert(!ninja.includes("src/CMakeFiles/llama.dir/llama-model.cpp.o"), "llama-model.cpp is in a batch");
+      assert(!/src\/CMakeFiles\/llama\.dir\/[^ :]*\.cpp\.o/.test(ninja), "a source of llama compiles alone");
       // A second write with nothing changed leaves the file (and so cmake's inputs) alone.
       const before = (await Deno.stat(unityIncludePath(build))).mtime;
       await writeUnityInclude(build, spec);
