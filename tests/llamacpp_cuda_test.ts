@@ -59,7 +59,7 @@ async function cudaInstance(): Promise<InstanceRecord> {
     repoUrl: await bundlePath(),
     targets: ["llama-server"],
     cmakeArgs: [`-DCUDA_cublas_LIBRARY=${lib}`],
-    parallel: 1,
+    parallel: 2,
     ignorePython: true,
     wait: true,
     onInfo: (t) => console.error(t),
