@@ -216,10 +216,12 @@ Deno.test({
             options: { ...greedy, num_predict: 400 },
           });
           assertEquals(r.status, 200, r.status === 200 ? "" : await r.text());
-          assertEquals(daemon.ctx.scheduler.list()[0].devices, [{
-            id: "rpc:lab",
-            bytes: daemon.ctx.scheduler.list()[0].sizeBytes,
-          }]);
+          // On the cluster's workers (the placement also counts the copy of a tied output layer that llama.cpp
+          // puts beside the layers, so the whole size can be above the launcher's estimate for the workers).
+          const loaded = daemon.ctx.scheduler.list()[0];
+          assertEquals(loaded.devices?.map((d) => d.id), ["rpc:lab"], JSON.stringify(loaded.devices));
+          const onWorkers = loaded.devices![0].bytes;
+          assert(onWorkers > 0.7 * loaded.sizeBytes && onWorkers <= loaded.sizeBytes, JSON.stringify(loaded));
           // The scheduler packs it into the cluster's memory: its layers are counted on the workers' budget.
           const onCluster = daemon.ctx.scheduler.list()[0].usage["rpc:lab"] ?? 0;
           assert(onCluster > 0, JSON.stringify(daemon.ctx.scheduler.list()[0].usage));
