@@ -67,6 +67,18 @@ Deno.test({
         const body = await r.json();
         return { status: r.status, body, at: performance.now() };
       };
+      /** A chat turn of `b`, not streamed; fails the step unless it is answered. */
+      const chatB = async (messages: { role: string; content: string }[], numPredict: number) => {
+        const r = await post(`${url}/api/chat`, {
+          model: "b",
+          messages,
+          stream: false,
+          options: { ...greedy, num_predict: numPredict },
+        });
+        const body = await r.json();
+        assertEquals(r.status, 200, JSON.stringify(body));
+        return body;
+      };
       /**
        * A long streamed story: resolves once its first line is there (the model is generating), with a reader of
        * the rest that resolves with every line.
@@ -98,15 +110,7 @@ Deno.test({
 
       await t.step("two fit together; a third unloads the idle one used least recently", async () => {
         assertEquals((await ask("a")).status, 200);
-        const chat = await post(`${url}/api/chat`, {
-          model: "b",
-          messages: turn1,
-          stream: false,
-          options: { ...greedy, num_predict: 24 },
-        });
-        const body = await chat.json();
-        assertEquals(chat.status, 200, JSON.stringify(body));
-        answer1 = body.message.content;
+        answer1 = (await chatB(turn1, 24)).message.content;
         assertEquals(await names(), ["a:latest", "b:latest"]);
         const ps = await (await fetch(`${url}/api/ps`)).json();
         assertEquals(ps.llama_mgr.devices, [{ name: "CPU", budget, used: 2 * need }]);
@@ -131,14 +135,7 @@ Deno.test({
           role: "user",
           content: "Now explain how collisions are handled.",
         }];
-        const chat = await post(`${url}/api/chat`, {
-          model: "b",
-          messages: turn2,
-          stream: false,
-          options: { ...greedy, num_predict: 8 },
-        });
-        const body = await chat.json();
-        assertEquals(chat.status, 200, JSON.stringify(body));
+        const body = await chatB(turn2, 8);
         assert(body.message.content.length > 0);
         assertEquals(evictions(), ["b>c", "c>b"]);
         assert(
