@@ -2,7 +2,9 @@
  * `POST /api/generate`: a prompt (with `system` and `images`, and `context` from an earlier answer) through
  * llama-server's chat template, a `raw` prompt through `/completion`, and a `suffix` (fill in the middle)
  * through `/infill`. A request's own `template` (an Ollama Go template) is rendered here, as Ollama renders
- * it, and the prompt it makes goes to `/completion` as written. A non-raw answer ends with Ollama's `context`.
+ * it, and the prompt it makes goes to `/completion` as written: images in it where Ollama's `[img-N]` tags
+ * land, and the thinking split from the response at the thinking tags, as Ollama splits it. A non-raw answer
+ * ends with Ollama's `context`.
  *
  * @module
  */
@@ -27,9 +29,11 @@ import {
 } from "./to_llama.ts";
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
-import { postJson } from "../upstream/client.ts";
+import { postJson, upstreamAuth } from "../upstream/client.ts";
 import { TemplateError } from "./template.ts";
 import { renderGoTemplate, type TemplateMessage } from "./template_exec.ts";
+import { inferThinkingTags, ThinkingEventParser, type ThinkingTags } from "./thinking.ts";
+import { DEFAULT_MEDIA_MARKER, imagesError, imageTagged, multimodalPrompt } from "./images.ts";
 
 /**
  * Answers `/api/generate`.
@@ -60,7 +64,11 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     throw new HttpError(400, "raw mode does not support template, system, or context");
   }
   if (embeddingOnly(model.entry)) throw new HttpError(400, `"${body.model}" does not support generate`);
-  checkCapabilities(body.model, modelCapabilities(model.entry), {
+  // As Ollama: a model whose own Go template has thinking tags can think (a TEMPLATE given to /api/create).
+  const modelTags = inferThinkingTags(model.settings?.template);
+  const caps = modelCapabilities(model.entry);
+  if (modelTags && !caps.includes("thinking")) caps.push("thinking");
+  checkCapabilities(body.model, caps, {
     think: body.think,
     images: !!body.images?.length,
   });
@@ -85,10 +93,11 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   const system = body.system || model.settings?.system;
   const modelMessages = body.context?.length ? [] : (model.settings?.messages ?? []) as Message[];
   let templated: string | undefined;
+  const images = body.images ?? [];
+  // As Ollama: a thinking model thinks unless the request says otherwise.
+  const think = body.think ?? (caps.includes("thinking") ? true : undefined);
   if (body.template && !body.raw) {
-    if (body.images?.length) {
-      throw new HttpError(400, "a request's own template cannot place images here; send it without template");
-    }
+    const userText = images.length ? imageTagged(prompt, images.length) : prompt;
     try {
       templated = renderGoTemplate(body.template, {
         messages: [
@@ -98,12 +107,11 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
             content: typeof m.content === "string" ? m.content : "",
             ...(m.thinking ? { thinking: m.thinking } : {}),
           })),
-          { role: "user", content: prompt },
+          { role: "user", content: userText },
         ],
-        prompt,
+        prompt: userText,
         suffix: body.suffix ?? undefined,
-        // As Ollama: a thinking model thinks unless the request says otherwise.
-        think: body.think ?? (modelCapabilities(model.entry).includes("thinking") ? true : undefined),
+        think,
       });
     } catch (err) {
       if (err instanceof TemplateError) throw new HttpError(400, `template: ${err.message}`);
@@ -163,8 +171,21 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     await ctx.arrivals.ready(req);
     if (templated !== undefined) {
       const turn = await templatedTurn(lease.url, templated, body.context ?? []);
-      finish = turn.finish;
       upstream = completion(turn.prompt);
+      if (images.length) {
+        upstream.prompt = multimodalPrompt(turn.prior, templated, images, await mediaMarker(lease.url));
+      }
+      const tags = thinkingOn(think)
+        ? modelTags ?? inferThinkingTags(body.template) ?? jinjaThinkingTags(model.entry.facts.chatTemplate)
+        : undefined;
+      if (tags) {
+        // The answer starts inside the thinking when the prompt ends with the opening tag.
+        const inside = turn.prompt.trimEnd().endsWith(tags.open);
+        let split: ThinkingEventParser | undefined;
+        events = () => (split = new ThinkingEventParser(completionEvents(), tags, inside));
+        // The context is the conversation as the model wrote it, thinking and tags included.
+        finish = (text) => turn.finish(split?.raw ?? text);
+      } else finish = turn.finish;
     } else if (path === "/v1/chat/completions") {
       const turn = await conversation(lease.url, upstream, body.context ?? []);
       finish = turn.finish;
@@ -199,7 +220,35 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     if (body.suffix && err instanceof HttpError && err.status === 501) {
       throw new HttpError(400, `"${name}" does not support insert`);
     }
-    throw err;
+    throw images.length ? imagesError(err, name) : err;
+  }
+}
+
+/** Whether a `think` value turns thinking on (Ollama's `ThinkValue.Bool`). */
+function thinkingOn(think: unknown): boolean {
+  return think === true || ["low", "medium", "high", "max"].includes(String(think));
+}
+
+/** `<think>` and `</think>` when a model's own Jinja chat template writes them (Qwen3, DeepSeek-R1 and others). */
+function jinjaThinkingTags(chatTemplate: string | undefined): ThinkingTags | undefined {
+  return chatTemplate?.includes("<think>") && chatTemplate.includes("</think>")
+    ? { open: "<think>", close: "</think>" }
+    : undefined;
+}
+
+/**
+ * The text llama-server stands for each image with (`/props`' `media_marker`: random per process unless
+ * `LLAMA_MEDIA_MARKER` pins it; builds from before that use the fixed default).
+ */
+async function mediaMarker(url: string): Promise<string> {
+  try {
+    const res = await fetch(`${url}/props`, { headers: upstreamAuth(url) });
+    const props = res.ok ? await res.json() : undefined;
+    return typeof props?.media_marker === "string" && props.media_marker
+      ? props.media_marker
+      : DEFAULT_MEDIA_MARKER;
+  } catch {
+    return DEFAULT_MEDIA_MARKER;
   }
 }
 
@@ -211,7 +260,9 @@ async function templatedTurn(
   url: string,
   rendered: string,
   given: number[],
-): Promise<{ prompt: string; finish: (answer: string) => Promise<Record<string, unknown>> }> {
+): Promise<
+  { prior: string; prompt: string; finish: (answer: string) => Promise<Record<string, unknown>> }
+> {
   const prior = given.length
     ? String((await postJson(url, "/detokenize", { tokens: given })).content ?? "")
     : "";
@@ -224,7 +275,7 @@ async function templatedTurn(
       return {}; // the answer stands without its context
     }
   };
-  return { prompt, finish };
+  return { prior, prompt, finish };
 }
 
 /**

@@ -1,0 +1,100 @@
+/**
+ * Images placed in a prompt the daemon renders itself (a request's own Go template), as Ollama places them:
+ * the prompt gets Ollama's `[img-N]` tags (each `[img]` the prompt holds replaced in turn, else the tags put
+ * first), the template is rendered, and the tags become llama-server's media marker, with the images sent as
+ * `multimodal_data` beside the text (llama-server's `/completion` prompt object).
+ *
+ * @module
+ */
+import { HttpError } from "../http.ts";
+
+/**
+ * The prompt with a tag per image, as Ollama's `imageTaggedMessages` makes it: each image takes the next
+ * `[img]` of the prompt; the images the prompt has no `[img]` for go first, in order.
+ *
+ * @example
+ * ```ts
+ * imageTagged("Compare [img] with this.", 2); // "[img-1]Compare [img-0] with this."
+ * ```
+ */
+export function imageTagged(prompt: string, count: number): string {
+  let prefix = "";
+  let text = prompt;
+  for (let i = 0; i < count; i++) {
+    const tag = `[img-${i}]`;
+    if (text.includes("[img]")) text = text.replace("[img]", tag);
+    else prefix += tag;
+  }
+  return prefix + text;
+}
+
+/** The base64 alphabet, with padding, white space allowed between groups as Go's decoder skips newlines. */
+const BASE64 = /^[A-Za-z0-9+/\r\n]*={0,2}$/;
+
+/** An image as base64 for llama-server: a data URL's payload, or the text as given. */
+function base64Of(image: string, i: number): string {
+  const data = image.startsWith("data:") ? image.slice(image.indexOf(",") + 1) : image;
+  if (!data || !BASE64.test(data)) {
+    throw new HttpError(400, `images[${i}] is not base64: send each image's file bytes base64-encoded`);
+  }
+  return data;
+}
+
+/**
+ * llama-server's `/completion` prompt object for a rendered prompt with images: each `[img-N]` tag (its first
+ * place after `prior`, the text of a conversation given back, which may carry tags of earlier turns as text)
+ * becomes `marker`, and the images go in `multimodal_data` in that order. A tag the template left out is a
+ * 400: the template must print the prompt (or the user message's content) for the image to have a place.
+ *
+ * @example
+ * ```ts
+ * multimodalPrompt("", "USER: [img-0]What is this?\nBOT:", ["iVBORw0KGgo="], "<__media__>");
+ * // { prompt_string: "USER: <__media__>What is this?\nBOT:", multimodal_data: ["iVBORw0KGgo="] }
+ * ```
+ */
+export function multimodalPrompt(
+  prior: string,
+  rendered: string,
+  images: string[],
+  marker: string,
+): { prompt_string: string; multimodal_data: string[] } {
+  let text = rendered;
+  images.forEach((_, i) => {
+    const tag = `[img-${i}]`;
+    const at = text.indexOf(tag);
+    if (at < 0) {
+      throw new HttpError(
+        400,
+        `the template leaves out image ${i} (its place, ${tag}, is in the prompt): a template given with ` +
+          "images must print .Prompt, or .Content of the user's message",
+      );
+    }
+    text = text.slice(0, at) + marker + text.slice(at + tag.length);
+  });
+  return { prompt_string: prior + text, multimodal_data: images.map(base64Of) };
+}
+
+/** llama-server's marker before it became a random one per process (and its fixed default since). */
+export const DEFAULT_MEDIA_MARKER = "<__media__>";
+
+/**
+ * llama-server's answer to images sent to a model it runs without a vision projector, said for the user; other
+ * errors unchanged.
+ *
+ * @example
+ * ```ts
+ * throw imagesError(err, "llava:7b");
+ * ```
+ */
+export function imagesError(err: unknown, name: string): unknown {
+  if (
+    err instanceof HttpError && /does not support multimodal|multimodal.*not supported/i.test(err.message)
+  ) {
+    return new HttpError(
+      400,
+      `"${name}" cannot read images: its llama-server runs without a vision projector (mmproj). Put the ` +
+        `model's mmproj GGUF next to it (or pull the model again with its projector), then send the images again`,
+    );
+  }
+  return err;
+}
