@@ -11,7 +11,7 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_as
 import { post, runnerFetch, withDaemon } from "./_daemon.ts";
 import { HttpError } from "../lib/daemon/http.ts";
 import { postJson } from "../lib/daemon/upstream/client.ts";
-import { imagesError, imageTagged, multimodalPrompt } from "../lib/daemon/ollama/images.ts";
+import { imagesError, imagesPrompt, imageTagged, mediaMarker } from "../lib/daemon/ollama/images.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42, num_predict: 12 };
 const TEMPLATE = "{{ if .System }}### System: {{ .System }}\n{{ end }}### Question: {{ .Prompt }}\n" +
@@ -255,17 +255,16 @@ Deno.test("daemon: /api/generate with a template and images, against a llama-ser
       async () => {
         await ollama.generate({ model: "smol", prompt: "hi", options: { num_predict: 1 } });
         const server = daemon.ctx.scheduler.list().find((r) => !r.embedding)!;
+        // This llama.cpp picks a random marker per process: the one read must be the server's own.
         const props = await (await runnerFetch(server.url!, "/props")).json();
-        assert(typeof props.media_marker === "string" && props.media_marker.startsWith("<__media"));
-        const body = {
-          prompt: multimodalPrompt(
-            "",
-            `Q: ${imageTagged("What is this?", 1)}\nA:`,
-            [PNG],
-            props.media_marker,
-          ),
-          n_predict: 1,
-        };
+        const marker = await mediaMarker(server.url!);
+        assertEquals(marker, props.media_marker);
+        assert(marker.startsWith("<__media_") && marker !== "<__media__>", marker);
+        const prompt = await imagesPrompt(server.url!, "", `Q: ${imageTagged("What is this?", 1)}\nA:`, [
+          PNG,
+        ]);
+        assertEquals(prompt, { prompt_string: `Q: ${marker}What is this?\nA:`, multimodal_data: [PNG] });
+        const body = { prompt, n_predict: 1 };
         const err = await assertRejects(() => postJson(server.url!, "/completion", body), HttpError);
         // llama-server read the object (a malformed one is refused with another message) and has no projector.
         assertStringIncludes(

@@ -40,6 +40,17 @@ Deno.test("the rendered prompt becomes llama-server's prompt object with its mar
   });
 });
 
+Deno.test("a .Messages template sees the user message's images and their tags", () => {
+  const template = "{{ range .Messages }}{{ .Role }}{{ if .Images }} ({{ len .Images }} image){{ end }}: " +
+    "{{ .Content }}\n{{ end }}assistant:";
+  assertEquals(
+    renderGoTemplate(template, {
+      messages: [{ role: "user", content: imageTagged("What is [img]?", 1), images: [PNG] }],
+    }),
+    "user (1 image): What is [img-0]?\nassistant:",
+  );
+});
+
 Deno.test("a template that drops the prompt, or an image that is not base64, is a 400 saying so", () => {
   const err = assertThrows(() => multimodalPrompt("", "USER: hi\nBOT:", [PNG], "<m>"), HttpError);
   assertEquals(err.status, 400);

@@ -29,11 +29,11 @@ import {
 } from "./to_llama.ts";
 import { ChatEventParser, CompletionEventParser, type EventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
-import { postJson, upstreamAuth } from "../upstream/client.ts";
+import { postJson } from "../upstream/client.ts";
 import { TemplateError } from "./template.ts";
 import { renderGoTemplate, type TemplateMessage } from "./template_exec.ts";
 import { inferThinkingTags, ThinkingEventParser, type ThinkingTags } from "./thinking.ts";
-import { DEFAULT_MEDIA_MARKER, imagesError, imageTagged, multimodalPrompt } from "./images.ts";
+import { imagesError, imagesPrompt, imageTagged } from "./images.ts";
 
 /**
  * Answers `/api/generate`.
@@ -107,7 +107,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
             content: typeof m.content === "string" ? m.content : "",
             ...(m.thinking ? { thinking: m.thinking } : {}),
           })),
-          { role: "user", content: userText },
+          { role: "user", content: userText, ...(images.length ? { images } : {}) },
         ],
         prompt: userText,
         suffix: body.suffix ?? undefined,
@@ -173,7 +173,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       const turn = await templatedTurn(lease.url, templated, body.context ?? []);
       upstream = completion(turn.prompt);
       if (images.length) {
-        upstream.prompt = multimodalPrompt(turn.prior, templated, images, await mediaMarker(lease.url));
+        upstream.prompt = await imagesPrompt(lease.url, turn.prior, templated, images);
       }
       const tags = thinkingOn(think)
         ? modelTags ?? inferThinkingTags(body.template) ?? jinjaThinkingTags(model.entry.facts.chatTemplate)
@@ -234,22 +234,6 @@ function jinjaThinkingTags(chatTemplate: string | undefined): ThinkingTags | und
   return chatTemplate?.includes("<think>") && chatTemplate.includes("</think>")
     ? { open: "<think>", close: "</think>" }
     : undefined;
-}
-
-/**
- * The text llama-server stands for each image with (`/props`' `media_marker`: random per process unless
- * `LLAMA_MEDIA_MARKER` pins it; builds from before that use the fixed default).
- */
-async function mediaMarker(url: string): Promise<string> {
-  try {
-    const res = await fetch(`${url}/props`, { headers: upstreamAuth(url) });
-    const props = res.ok ? await res.json() : undefined;
-    return typeof props?.media_marker === "string" && props.media_marker
-      ? props.media_marker
-      : DEFAULT_MEDIA_MARKER;
-  } catch {
-    return DEFAULT_MEDIA_MARKER;
-  }
 }
 
 /**

@@ -7,6 +7,7 @@
  * @module
  */
 import { HttpError } from "../http.ts";
+import { upstreamAuth } from "../upstream/client.ts";
 
 /**
  * The prompt with a tag per image, as Ollama's `imageTaggedMessages` makes it: each image takes the next
@@ -74,8 +75,45 @@ export function multimodalPrompt(
   return { prompt_string: prior + text, multimodal_data: images.map(base64Of) };
 }
 
-/** llama-server's marker before it became a random one per process (and its fixed default since). */
-export const DEFAULT_MEDIA_MARKER = "<__media__>";
+/** llama-server's marker before it became a random one per process. */
+const DEFAULT_MEDIA_MARKER = "<__media__>";
+
+/**
+ * The text the llama-server at `url` stands for each image with: `/props`' `media_marker` (random per process
+ * unless `LLAMA_MEDIA_MARKER` pins it), else the fixed one of builds from before it was given there.
+ *
+ * @example
+ * ```ts
+ * await mediaMarker("http://127.0.0.1:8080"); // "<__media_…__>"
+ * ```
+ */
+export async function mediaMarker(url: string): Promise<string> {
+  try {
+    const res = await fetch(`${url}/props`, { headers: upstreamAuth(url) });
+    const props = res.ok ? await res.json() : await res.body?.cancel();
+    const marker = props?.media_marker;
+    return typeof marker === "string" && marker ? marker : DEFAULT_MEDIA_MARKER;
+  } catch {
+    return DEFAULT_MEDIA_MARKER;
+  }
+}
+
+/**
+ * {@linkcode multimodalPrompt} with the marker of the llama-server at `url`.
+ *
+ * @example
+ * ```ts
+ * const prompt = await imagesPrompt(lease.url, "", "USER: [img-0]What is this?\nBOT:", [png]);
+ * ```
+ */
+export async function imagesPrompt(
+  url: string,
+  prior: string,
+  rendered: string,
+  images: string[],
+): Promise<{ prompt_string: string; multimodal_data: string[] }> {
+  return multimodalPrompt(prior, rendered, images, await mediaMarker(url));
+}
 
 /**
  * llama-server's answer to images sent to a model it runs without a vision projector, said for the user; other

@@ -30,6 +30,8 @@ export interface TemplateMessage {
   content: string;
   /** The model's thinking (assistant turns). */
   thinking?: string;
+  /** The message's images (base64), for a template that tests `.Images`. */
+  images?: string[];
 }
 
 /** What a template is run with (Ollama's `template.Values`). */
@@ -406,7 +408,7 @@ export function renderGoTemplate(template: string, values: TemplateValues): stri
         Role: m.role,
         Content: m.content,
         Thinking: m.thinking ?? "",
-        Images: [],
+        Images: m.images ?? [],
         ToolCalls: [],
         ToolName: "",
         ToolCallID: "",
