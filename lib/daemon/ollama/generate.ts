@@ -33,7 +33,7 @@ import { postJson } from "../upstream/client.ts";
 import { TemplateError } from "./template.ts";
 import { renderGoTemplate, type TemplateMessage } from "./template_exec.ts";
 import { inferThinkingTags, ThinkingEventParser, type ThinkingTags } from "./thinking.ts";
-import { imagesError, imagesPrompt, imageTagged } from "./images.ts";
+import { imagesError, imagesPrompt, imageTagged, multimodalPrompt } from "./images.ts";
 
 /**
  * Answers `/api/generate`.
@@ -117,6 +117,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       if (err instanceof TemplateError) throw new HttpError(400, `template: ${err.message}`);
       throw err;
     }
+    // Images the template leaves no place for, or that are not base64: a 400 before the model is loaded.
+    if (images.length) multimodalPrompt("", templated, images, "");
   }
   if (templated !== undefined) {
     path = "/completion";
