@@ -1,18 +1,22 @@
 /**
  * The download engine of `llama-mgr pull` against `curl -o`, on a local server serving a 1 GiB file:
  *
- * - wall time of `download()` (sha256 verified) against `curl -o` of the same file, alternating, 3 runs each:
+ * - wall time of `download()` (sha256 verified) against `curl -o` of the same file, alternating, 5 runs each:
  *   medians and their ratio (target: pull <= 1.1x curl);
  * - peak resident memory (VmHWM) of the pulling process, a child Deno process run with the CLI's V8 flags
  *   (target < 100 MB);
  * - a `kill -9` of the puller once the server has sent half the file, then a resume: the bytes sent twice,
  *   as the server counts them, over the file's size (target <= 5 %).
  *
- * The server is a child Deno process reading the file from a temp dir (made once per run, never held in
- * memory), with Range, ETag and a byte counter. Server, puller and curl share this machine's cores.
+ * The server sends the file from a temp dir (made once per run, never held in memory) with `sendfile(2)`, as
+ * nginx or a CDN's edge does, from a small Python program (`--server sendfile`, the default when python3 is
+ * on PATH), or as a child Deno process that reads and writes it (`--server deno`, which costs a core's worth
+ * of CPU that the puller and curl then lack); both with Range, ETag and a byte counter. Server, puller and
+ * curl share this machine's cores.
  *
- * Run: `deno run -A bench/pull.ts [--size-mib 1024] [--runs 3] [--parallel N] [--json]` (the same file also
- * runs as the server, `--serve FILE`, and as the puller, `--pull URL DEST SHA256`).
+ * Run: `deno run -A bench/pull.ts [--size-mib 1024] [--runs 5] [--parallel N] [--server sendfile|deno]
+ * [--json]` (the same file also runs as the Deno server, `--serve FILE`, and as the puller,
+ * `--pull URL DEST SHA256`).
  *
  * @module
  */
@@ -28,7 +32,8 @@ const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     "size-mib": { type: "string", default: "1024" },
-    runs: { type: "string", default: "3" },
+    runs: { type: "string", default: "5" },
+    server: { type: "string" },
     parallel: { type: "string" },
     json: { type: "boolean", default: false },
     serve: { type: "boolean", default: false },
@@ -36,6 +41,70 @@ const { values: flags, positionals } = parseArgs({
   },
 });
 const self = new URL(import.meta.url).pathname;
+
+/**
+ * The sendfile server: the same routes as `serve`, the body sent by the kernel from the page cache
+ * (`os.sendfile`), bytes counted as the kernel takes them.
+ */
+const SENDFILE_SERVER = `
+import http.server, json, os, sys, threading
+path = sys.argv[1]
+size = os.path.getsize(path)
+lock = threading.Lock()
+served = 0
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def small(self, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_GET(self):
+        global served
+        if self.path == "/stats":
+            return self.small({"served": served})
+        if self.path == "/reset":
+            with lock:
+                served = 0
+            return self.small({"served": 0})
+        start, end, status = 0, size - 1, 200
+        r = self.headers.get("range", "")
+        if r.startswith("bytes="):
+            a, b = r[6:].split("-", 1)
+            start, end, status = int(a), min(size - 1, int(b)) if b else size - 1, 206
+        self.send_response(status)
+        self.send_header("content-length", str(end - start + 1))
+        self.send_header("accept-ranges", "bytes")
+        self.send_header("etag", '"bench-%d"' % size)
+        if status == 206:
+            self.send_header("content-range", "bytes %d-%d/%d" % (start, end, size))
+        self.end_headers()
+        self.wfile.flush()
+        with open(path, "rb") as f:
+            offset, left = start, end - start + 1
+            try:
+                while left:
+                    n = os.sendfile(self.connection.fileno(), f.fileno(), offset, min(left, 1 << 20))
+                    if n == 0:
+                        break
+                    with lock:
+                        served += n
+                    offset += n
+                    left -= n
+            except OSError:
+                self.close_connection = True
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    def handle_error(self, request, client_address):
+        pass
+server = Server(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+`;
 
 if (flags.serve) await serve(positionals[0]);
 else if (flags.pull) await pull(positionals[0], positionals[1], positionals[2]);
@@ -105,8 +174,9 @@ function cpuSeconds(pid: number | "self"): number {
 }
 
 /**
- * CPU seconds of this process's threads by role: the main thread, the Worker threads (the sha256), the rest
- * (Deno's and V8's helpers), from /proc/self/task. A thread that has ended is counted in none (only `cpu`).
+ * CPU seconds of this process's threads by role: the main thread (receiving, hashing), the Worker threads
+ * (writing), the rest (Deno's and V8's helpers), from /proc/self/task. A thread that has ended is counted in
+ * none (only `cpu`).
  */
 function threadCpu(): { main: number; workers: number; other: number } {
   const out = { main: 0, workers: 0, other: 0 };
@@ -236,8 +306,14 @@ async function main(): Promise<void> {
     const sha = hash.digest("hex");
     await Deno.mkdir(`${dir}/out`);
 
-    server = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", self, "--serve", source],
+    const python = await new Deno.Command("python3", { args: ["--version"], stdout: "null", stderr: "null" })
+      .output().then((o) => o.success, () => false);
+    const kind = flags.server ?? (python ? "sendfile" : "deno");
+    if (kind !== "sendfile" && kind !== "deno") throw new Error(`--server: sendfile or deno, not ${kind}`);
+    if (kind === "sendfile" && !python) throw new Error("--server sendfile needs python3 on PATH");
+    await Deno.writeTextFile(`${dir}/server.py`, SENDFILE_SERVER);
+    server = new Deno.Command(kind === "sendfile" ? "python3" : Deno.execPath(), {
+      args: kind === "sendfile" ? [`${dir}/server.py`, source] : ["run", "-A", self, "--serve", source],
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
@@ -256,9 +332,10 @@ async function main(): Promise<void> {
     const reset = async () => void await (await fetch(`${base}/reset`)).body?.cancel();
 
     const cores = navigator.hardwareConcurrency;
-    const shared = cores <= 2
+    const shared = (cores <= 2
       ? `the server and the puller (or curl) share the ${cores} cores`
-      : `${cores} cores: the server and the puller (or curl) can each have one`;
+      : `${cores} cores: the server and the puller (or curl) can each have one`) +
+      `; server: ${kind === "sendfile" ? "sendfile(2) from python3" : "a Deno process reading the file"}`;
     const loadBefore = Deno.loadavg()[0];
     console.error(`${shared}; load average ${loadBefore.toFixed(1)} before the runs`);
     // Warm: the served file's pages in the cache for every run.
@@ -268,7 +345,9 @@ async function main(): Promise<void> {
     // The floor the hash sets: node:crypto over the same number of bytes, in this process.
     const floor = createHash("sha256");
     const h0 = performance.now();
-    for (let i = 0; i < size / MiB; i++) floor.update(block);
+    for (let i = 0; i < size / MiB; i++) {
+      floor.update(block);
+    }
     floor.digest();
     const hashMs = performance.now() - h0;
     console.error(`sha256 of ${size / MiB} MiB in memory: ${(hashMs / 1000).toFixed(2)} s`);
@@ -291,7 +370,9 @@ async function main(): Promise<void> {
           await timed(["curl", "-sS", "-o", dest, url]);
           const dgst = await timed(["openssl", "dgst", "-sha256", dest]);
           verified.push(performance.now() - t0);
-          if (!dgst.stdout.includes(sha)) throw new Error("curl's file has another sha256");
+          if (!dgst.stdout.includes(sha)) {
+            throw new Error("curl's file has another sha256");
+          }
           console.error(`curl -o + openssl ${(verified.at(-1)! / 1000).toFixed(2)} s`);
         } else {
           const r = await runPull(url, dest, sha);
@@ -299,12 +380,14 @@ async function main(): Promise<void> {
           console.error(
             `pull             ${(r.ms / 1000).toFixed(2)} s (process ${(r.wall / 1000).toFixed(2)} s), CPU ${
               r.cpu.toFixed(2)
-            } s (main thread ${r.mainCpu.toFixed(2)}, sha256 worker ${r.workerCpu.toFixed(2)}), VmHWM ${
-              (r.hwm / MiB).toFixed(1)
-            } MiB, ${r.connections} connection(s)`,
+            } s (main thread: receive + sha256 ${r.mainCpu.toFixed(2)}, writer worker ${
+              r.workerCpu.toFixed(2)
+            }), VmHWM ${(r.hwm / MiB).toFixed(1)} MiB, ${r.connections} connection(s)`,
           );
         }
-        if (which !== "verified") serverCpu[which as "curl" | "pull"].push(cpuSeconds(server.pid) - c0);
+        if (which !== "verified") {
+          serverCpu[which as "curl" | "pull"].push(cpuSeconds(server.pid) - c0);
+        }
         await Deno.remove(dest);
       }
     }
@@ -313,7 +396,11 @@ async function main(): Promise<void> {
     await sync();
     await reset();
     const child = pullCommand(url, dest, sha).spawn();
-    while (await served() < size / 2) await new Promise((r) => setTimeout(r, 10));
+    while (await served() < size / 2) {
+      await new Promise((r) =>
+        setTimeout(r, 10)
+      );
+    }
     child.kill("SIGKILL");
     await child.output();
     const before = await served();
@@ -386,11 +473,11 @@ async function main(): Promise<void> {
     console.log(
       `the pull's CPU by thread (medians): main ${
         median(result.pullMainThreadCpuSeconds).toFixed(2)
-      } s, sha256 worker ${median(result.pullWorkerCpuSeconds).toFixed(2)} s; the server's CPU per run: ${
-        median(serverCpu.curl).toFixed(2)
-      } s for curl, ${median(serverCpu.pull).toFixed(2)} s for pull; sha256 of ${
-        size / MiB
-      } MiB in memory alone: ${s(hashMs)}`,
+      } s (receive + sha256), writer worker ${
+        median(result.pullWorkerCpuSeconds).toFixed(2)
+      } s; the server's CPU per run: ${median(serverCpu.curl).toFixed(2)} s for curl, ${
+        median(serverCpu.pull).toFixed(2)
+      } s for pull; sha256 of ${size / MiB} MiB in memory alone: ${s(hashMs)}`,
     );
     console.log(
       `peak resident memory of the puller: ${(result.peakRssBytes / 1e6).toFixed(1)} MB (target < 100 MB: ${

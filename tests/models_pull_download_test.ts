@@ -4,6 +4,7 @@
  * one file, free space and redirects.
  */
 import { createHash } from "node:crypto";
+import { dirname } from "node:path";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { tempDir } from "./_fixtures.ts";
 import { rng } from "./_rng.ts";
@@ -560,6 +561,27 @@ Deno.test("too little free disk space is an error before any transfer", async ()
   assert(t.server.served <= 1, "only the probe's byte");
   assert(!(await exists(t.dest)) && !(await exists(`${t.dest}.partial`)));
 });
+
+for (
+  const [what, size] of [["on the writer's Worker", SIZE], ["on the receiving thread", 4 * MiB]] as const
+) {
+  Deno.test(`a disk that fills up mid-way ends the pull with the system's error (${what}), nothing at dest`, async () => {
+    // The partial file is /dev/full: every write of a byte fails with ENOSPC, as on a disk that filled up.
+    await using t = await setup({ data: generate(3, size) });
+    await Deno.mkdir(dirname(t.dest), { recursive: true });
+    await Deno.symlink("/dev/full", `${t.dest}.partial`);
+    const err = await assertRejects(
+      () => download({ url: `${t.server.url}/file`, dest: t.dest }),
+      DownloadError,
+      `cannot write ${t.dest}.partial: No space left on device`,
+    );
+    assertStringIncludes(err.hint ?? "", "free some disk space");
+    assert(t.server.requests.length <= 3, "a full disk is not retried");
+    assert(!(await exists(t.dest)), "no file at dest");
+    const state = JSON.parse(await Deno.readTextFile(`${t.dest}.partial.json`));
+    assertEquals(state.have, [], "the state claims no byte that did not reach the disk");
+  });
+}
 
 Deno.test("redirects are followed; Authorization goes to the same origin only", async () => {
   const { data, sha } = file();

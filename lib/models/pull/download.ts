@@ -2,9 +2,9 @@
  * The download engine of `llama-mgr pull`: one file from an http(s) URL to a path.
  *
  * - A large file comes over one connection, and in ranged parts over several when one connection is slow
- *   (a far CDN). The sha256 is computed while the bytes arrive, in order, on a Worker thread: parts ahead of
- *   the hasher are held in memory for it, at most 8 MiB in all (beyond that they are only written, and the
- *   hasher reads them back from the page cache).
+ *   (a far CDN). The sha256 is computed while the bytes arrive, in order, and a Worker thread writes them
+ *   meanwhile: parts ahead of the hasher are held in memory for it, at most 8 MiB in all (beyond that they
+ *   are only written, and the hasher reads them back from the page cache).
  * - The bytes go to `<dest>.partial`, beside a small JSON sidecar (`<dest>.partial.json`) that records which
  *   ranges are on disk and the server's validator (ETag, Last-Modified). A run after Ctrl-C, `kill -9` or a
  *   dropped connection fetches only what is missing; a file that changed on the server starts from zero.
@@ -22,6 +22,7 @@ import { formatBytes, removeAll } from "../../util/fs.ts";
 import { withLock } from "../../util/lock.ts";
 import { blockHasher, ShortFile } from "./hasher.ts";
 import { type Http1Client, http1Client, http1Usable, Unsupported } from "./http1.ts";
+import { blockWriter, writeAll, WriteError } from "./writer.ts";
 
 const MiB = 1024 * 1024;
 /** Files over this size are fetched in parallel parts unless the request says otherwise. */
@@ -32,7 +33,7 @@ const DEFAULT_PARALLEL = 4;
  * flight lead it by up to 18 MiB when they go at one speed. Past it a part's bytes are written but not held,
  * and the hasher reads them back (from the page cache) when it gets there; pausing that part instead would
  * leave megabytes in its socket buffers, lost on a kill. The bound keeps a pull's resident memory small
- * beside the hasher's Worker (bench/pull.ts measures it).
+ * beside the writer's Worker (bench/pull.ts measures it).
  */
 const MAX_HELD = 8 * MiB;
 /** Retries of a failed request that made no progress (one that made progress starts the count again). */
@@ -332,7 +333,7 @@ const BLOCK = MiB;
 const READ = 256 * 1024;
 /** Blocks kept for the part the hasher is at: the other parts leave these free, so it never waits on them. */
 const RESERVE = 4;
-/** Files at least this big are hashed on a Worker thread (it costs some 20 MB and 50 ms to start). */
+/** Files at least this big are written by a Worker thread (it costs some 9 MB and 50 ms to start). */
 const WORKER_OVER = 16 * MiB;
 /**
  * With the default `parallel`, a download starts on one connection and opens more only when that connection
@@ -395,10 +396,24 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     wakeHasher();
   };
 
-  const hasher = blockHasher({
-    blocks: MAX_HELD / BLOCK + RESERVE,
+  const hasher = blockHasher({ blocks: MAX_HELD / BLOCK + RESERVE, blockSize: BLOCK });
+  /** Ranges in the file this run: what the state may record (a block on its way to the writer is not yet). */
+  const written: Range[] = [];
+  const noteWritten = (a: number, b: number) => {
+    const r = written.find((r) => r[1] === a);
+    if (r) r[1] = b;
+    else written.push([a, b]);
+    if (written.length > 16) written.splice(0, written.length, ...merge(written));
+  };
+  const writer = blockWriter({
+    memory: hasher.memory,
     blockSize: BLOCK,
+    path: ctx.partial,
     worker: size >= WORKER_OVER,
+    onWritten: (slot, at, length) => {
+      noteWritten(at, at + length);
+      hasher.give(slot);
+    },
     onError: fail,
   });
   const hold = (part: Part, h: Held) => {
@@ -412,7 +427,11 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     wakeHasher();
   };
   const release = (part: Part, slot: number | undefined, at: number, length: number) => {
-    if (slot !== undefined && length) return hold(part, { slot, at, length });
+    if (slot !== undefined && length) {
+      hasher.retain(slot);
+      writer.write(slot, at, length);
+      return hold(part, { slot, at, length });
+    }
     if (slot !== undefined) hasher.give(slot);
     if (length) hold(part, { at, length }); // written but not kept: the hasher reads it back
   };
@@ -424,7 +443,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
   let savedAtBytes = 0;
   let savedAtTime = performance.now();
   const save = () => {
-    const ranges: Range[] = [...have, ...parts.map((p): Range => [p.start, p.start + p.received])];
+    const ranges: Range[] = [...have, ...written];
     writeState(ctx, {
       version: 1,
       url: ctx.req.url,
@@ -442,7 +461,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     for (let i = 0; i < segments.length; i++) {
       const seg = segments[i];
       if (!seg.part) {
-        hasher.file(ctx.partial, seg.start, seg.end);
+        await hasher.file(ctx.partial, seg.start, seg.end);
         continue;
       }
       const part = current = seg.part;
@@ -453,7 +472,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         if (part.next < part.held.length) {
           const h = part.held[part.next++];
           if (h.slot !== undefined) hasher.block(h.slot, h.length);
-          else hasher.file(ctx.partial, h.at, h.at + h.length);
+          else await hasher.file(ctx.partial, h.at, h.at + h.length);
           hashed += h.length;
           continue;
         }
@@ -543,7 +562,6 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
           await body.cancel().catch(() => {});
           throw new RemoteChanged();
         }
-        file.seekSync(from, Deno.SeekMode.Start);
         try {
           while (part.start + part.received < part.end) {
             if (slot === undefined && !spill) {
@@ -567,8 +585,17 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
             flight.last = performance.now();
             waited += flight.last - t0;
             if (!got.length) break;
-            writeAll(file, got);
             if (slot !== undefined) hasher.memory.set(got, slot * BLOCK + filled);
+            else {
+              // Blocks go to the writer's Worker: this thread's own position is not where this read goes.
+              try {
+                file.seekSync(part.start + part.received, Deno.SeekMode.Start);
+                writeAll(file, got);
+              } catch (err) {
+                throw new WriteError(ctx.partial, err instanceof Error ? err.message : String(err));
+              }
+              noteWritten(part.start + part.received, part.start + part.received + got.length);
+            }
             filled += got.length;
             part.received += got.length;
             ctx.fetched += got.length;
@@ -591,7 +618,10 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         if (part.start + part.received < part.end) throw new Error("the connection closed early");
       } catch (err) {
         if (run.signal.aborted) throw run.signal.reason ?? err;
-        if (err instanceof RemoteChanged || (err instanceof DownloadError && !retryable(err.status))) {
+        if (
+          err instanceof RemoteChanged || err instanceof WriteError ||
+          (err instanceof DownloadError && !retryable(err.status))
+        ) {
           throw err;
         }
         failures = moved ? 1 : failures + 1;
@@ -666,16 +696,20 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     // Connections may be added while these run.
     for (let i = 0; i < tasks.length; i++) await tasks[i];
     await ordered;
-    if (!failure) sha256 = await hasher.digest().catch((err) => (fail(err), ""));
+    await writer.settled();
+    if (!failure) sha256 = hasher.digest();
   } finally {
     clearInterval(stallTimer);
     clearInterval(adaptTimer);
-    hasher.close();
+    // What was received is written before the state says what is on disk.
+    await writer.settled();
+    await writer.close().catch(fail);
     ctx.req.signal?.removeEventListener("abort", onAbort);
     if (parts.length) save();
   }
   if (failure) {
     if (ctx.req.signal?.aborted) throw ctx.req.signal.reason;
+    if (failure instanceof WriteError) throw diskError(ctx, failure);
     throw failure instanceof ShortFile ? new RemoteChanged() : failure;
   }
   ctx.report(size, size, true);
@@ -935,6 +969,18 @@ function httpError(ctx: Ctx, res: ResponseHead): DownloadError {
   });
 }
 
+/** A failed write as the user sees it: the file, the system's words, and what to do. */
+function diskError(ctx: Ctx, err: WriteError): DownloadError {
+  const full = /no space|os error 28|quota/i.test(err.reason);
+  return new DownloadError(`downloading ${ctx.name}: ${err.message}`, {
+    hint: full
+      ? "free some disk space (or pull into another folder) and run the command again: it resumes where it stopped"
+      : "check the folder (permissions, the disk) and run the command again: it resumes where it stopped",
+    cause: err,
+    url: ctx.req.url,
+  });
+}
+
 function gaveUp(ctx: Ctx, err: unknown): DownloadError {
   if (err instanceof DownloadError) return err;
   const why = err instanceof Error ? err.message : String(err);
@@ -1009,21 +1055,6 @@ async function checkSpace(ctx: Ctx, need: number): Promise<void> {
       `not enough free disk space for ${ctx.name}: ${formatBytes(need)} needed, ${formatBytes(free)} free`,
       { hint: "free some space, or pull into another folder", url: ctx.req.url },
     );
-  }
-}
-
-/**
- * Writes go to the page cache 16 KiB at a time, as curl's do (4 to 16 KiB). A larger write makes the kernel
- * allocate a larger folio (6.x kernels), taken from free memory that a VM's hypervisor may have to map on
- * first touch: on the 2-vCPU VM of bench/pull.ts, 256 KiB writes cost 2.5 to 3 s of system time per GiB and
- * 16 KiB writes 1.1 to 1.3 s (perf: the copy into the page cache went from half the samples to 5 %). The
- * extra system calls cost some 0.1 s per GiB.
- */
-const WRITE = 16 * 1024;
-
-function writeAll(file: Deno.FsFile, bytes: Uint8Array): void {
-  for (let off = 0; off < bytes.length;) {
-    off += file.writeSync(bytes.subarray(off, Math.min(bytes.length, off + WRITE)));
   }
 }
 
