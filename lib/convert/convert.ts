@@ -7,7 +7,14 @@
 import { basename, join } from "node:path";
 import type { Paths } from "../config/paths.ts";
 import type { PythonOptions } from "../config/schema.ts";
-import { instanceDir, type InstanceRecord, writeInstance } from "../llamacpp/instances.ts";
+import {
+  instanceDir,
+  instanceLockPath,
+  type InstanceRecord,
+  readInstance,
+  writeInstance,
+} from "../llamacpp/instances.ts";
+import { withLock } from "../util/lock.ts";
 import { ensureVenv } from "../python/venv.ts";
 import { hfHubDir } from "../models/sources.ts";
 import { exists, expandHome } from "../util/fs.ts";
@@ -160,7 +167,14 @@ export async function convertModel(
     onProgress: options.onVenvProgress,
   });
   if (inst.venvDir !== venvDir || inst.withPython === false) {
-    await writeInstance(paths, { ...inst, venvDir, withPython: true });
+    // Under the instance's lock and on the record as it is now, so an install or rollback that ran meanwhile
+    // is not undone. While one runs, the record is left as it is: the environment's path is found again.
+    await withLock(instanceLockPath(paths, inst.name), `convert's update of '${inst.name}'`, async () => {
+      const now = await readInstance(paths, inst.name);
+      if (now) await writeInstance(paths, { ...now, venvDir, withPython: true });
+    }).catch((err) => {
+      if (!(err instanceof UserError)) throw err;
+    });
   }
   await Deno.mkdir(join(output, ".."), { recursive: true });
   const t0 = performance.now();
