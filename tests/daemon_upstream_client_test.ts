@@ -3,8 +3,9 @@
  * server keeps connections alive (plain answers) or closes them after every streamed answer, as llama-server
  * does; connections the server closes while idle are dropped, and shutdown leaves nothing open.
  */
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { dropAllConnections, dropConnections, openUpstream } from "../lib/daemon/upstream/client.ts";
+import { HttpError } from "../lib/daemon/http.ts";
 
 interface Seen {
   /** When the connection carrying the request was accepted. */
@@ -261,6 +262,34 @@ Deno.test("stream client: chunked answers are decoded however their bytes arrive
     assertEquals(message, "llama-server sent a malformed chunk");
   } finally {
     await bad.close();
+  }
+  await dropAllConnections();
+});
+
+Deno.test("stream client: an answer whose head is not HTTP, or never ends, is a 500 that says so", async () => {
+  const enc = new TextEncoder();
+  const cases: [Uint8Array, string][] = [
+    [
+      enc.encode('{"error":"not http"}\r\n\r\n'),
+      'the status line is not HTTP/1.x: "{\\"error\\":\\"not http\\"}"',
+    ],
+    [
+      enc.encode(`HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(20_000)}`),
+      "does not end within its first 16384 bytes",
+    ],
+  ];
+  for (const [wire, says] of cases) {
+    const server = serveRaw([wire]);
+    try {
+      const err = await assertRejects(() => openUpstream(server.base, "/x", "{}"), HttpError, says);
+      assertEquals(err.status, 500);
+      assert(
+        err.message.startsWith(`llama-server at ${server.base} sent an unreadable answer: `),
+        err.message,
+      );
+    } finally {
+      await server.close();
+    }
   }
   await dropAllConnections();
 });

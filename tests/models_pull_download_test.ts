@@ -9,6 +9,7 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_as
 import { tempDir } from "./_fixtures.ts";
 import { rng } from "./_rng.ts";
 import { download, DownloadError } from "../lib/models/pull/download.ts";
+import { http1Client, Unsupported } from "../lib/models/pull/http1.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = 40 * MiB;
@@ -548,6 +549,46 @@ Deno.test({
       await dir.cleanup();
     }
   },
+});
+
+Deno.test("the HTTP/1.1 client leaves to fetch an answer it cannot read, and closes its connection", async () => {
+  const enc = new TextEncoder();
+  const cases: [string, string][] = [
+    ["ICY 200 OK\r\n\r\n", 'the status line is not HTTP/1.x: "ICY 200 OK"'],
+    ["HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", "not HTTP/1.1: HTTP/1.0"],
+    [`HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(20_000)}`, "does not end within its first 16384 bytes"],
+    ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "a body without a Content-Length"],
+  ];
+  for (const [wire, says] of cases) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    // The server answers, then waits for the client to close the connection.
+    const closed = (async () => {
+      const conn = await listener.accept();
+      try {
+        await conn.read(new Uint8Array(4096));
+        await conn.write(enc.encode(wire));
+        const buf = new Uint8Array(4096);
+        while ((await conn.read(buf)) !== null) { /* until the client closes */ }
+        return true;
+      } catch {
+        return true; // reset by the client
+      } finally {
+        conn.close();
+      }
+    })();
+    const c = http1Client();
+    try {
+      const url = new URL(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/f`);
+      await assertRejects(() => c.get(url, { range: "bytes=0-9" }), Unsupported, says);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<false>((r) => timer = setTimeout(() => r(false), 5000));
+      assertEquals(await Promise.race([closed, late]), true, `the connection stays open after: ${says}`);
+      clearTimeout(timer);
+    } finally {
+      c.close();
+      listener.close();
+    }
+  }
 });
 
 Deno.test("too little free disk space is an error before any transfer", async () => {

@@ -15,6 +15,8 @@
 import { HttpError } from "../http.ts";
 import { upstreamMessage } from "./sse.ts";
 import { concatBytes } from "../../util/bytes.ts";
+import { findHeadEnd, MalformedHead, parseResponseHead, requestHead } from "../../util/http1_head.ts";
+import type { ResponseHead } from "../../util/http1_head.ts";
 
 /** An answer being received. */
 export interface UpstreamStream {
@@ -297,13 +299,14 @@ export async function dropAllConnections(): Promise<void> {
 /**
  * Sends the request on a connection and reads the status line and headers; null if the connection was dead.
  * `first` is a read already pending on the connection (a pooled one), whose bytes come first.
+ * @throws {MalformedHead} when the answer's head cannot be read.
  */
 async function exchange(
   conn: Deno.TcpConn,
   request: Uint8Array,
   readBuf: Uint8Array,
   first?: Idle,
-): Promise<{ head: string; rest: Uint8Array } | null> {
+): Promise<{ head: ResponseHead; rest: Uint8Array } | null> {
   try {
     let off = 0;
     while (off < request.length) off += await conn.write(request.subarray(off));
@@ -325,12 +328,10 @@ async function exchange(
       return null;
     }
     if (n === null) return null;
+    const searched = buf.length;
     buf = concatBytes([buf, from.slice(0, n)]);
-    for (let i = 0; i + 3 < buf.length; i++) {
-      if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
-        return { head: dec.decode(buf.subarray(0, i)), rest: buf.slice(i + 4) };
-      }
-    }
+    const end = findHeadEnd(buf, searched, buf.length);
+    if (end >= 0) return { head: parseResponseHead(buf.subarray(0, end)), rest: buf.slice(end) };
   }
 }
 
@@ -354,21 +355,17 @@ export async function openUpstream(
   const key = u.host;
   const payload = enc.encode(body);
   const apiKey = keys.get(key);
-  const auth = apiKey === undefined ? "" : `Authorization: Bearer ${apiKey}\r\n`;
-  const request = concatBytes([
-    enc.encode(
-      `POST ${path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n${auth}` +
-        `Content-Length: ${payload.length}\r\nConnection: keep-alive\r\n\r\n`,
-    ),
-    payload,
-  ]);
+  const fields: [string, string][] = [["Host", u.host], ["Content-Type", "application/json"]];
+  if (apiKey !== undefined) fields.push(["Authorization", `Bearer ${apiKey}`]);
+  fields.push(["Content-Length", String(payload.length)], ["Connection", "keep-alive"]);
+  const request = concatBytes([requestHead("POST", path, fields), payload]);
   // A pooled connection brings the buffer its idle read used (that read is over once the exchange has it).
   let readBuf: Uint8Array;
 
   // A pooled connection may still have been closed by the server just now: then try the next, then a new one.
   const target: Target = { hostname: u.hostname, port: Number(u.port || 80) };
   let conn: Deno.TcpConn | undefined;
-  let answer: { head: string; rest: Uint8Array } | null = null;
+  let answer: { head: ResponseHead; rest: Uint8Array } | null = null;
   // llama-server answers a stream's head with its first token: a client that goes away before then closes the
   // connection, which stops llama-server's work on it.
   let current: Deno.TcpConn | undefined;
@@ -404,6 +401,9 @@ export async function openUpstream(
     }
   } catch (err) {
     if (current) closeQuietly(current);
+    if (err instanceof MalformedHead) {
+      throw new HttpError(500, `llama-server at ${base} sent an unreadable answer: ${err.message}`);
+    }
     throw err;
   } finally {
     signal?.removeEventListener("abort", gone);
@@ -414,13 +414,9 @@ export async function openUpstream(
   }
   const c = conn!;
   taken(key, target);
-  const lines = answer.head.split("\r\n");
-  const status = Number(lines[0].split(" ")[1]);
+  const status = answer.head.status;
   const headers: Record<string, string> = {};
-  for (const l of lines.slice(1)) {
-    const i = l.indexOf(":");
-    if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-  }
+  for (const [k, v] of answer.head.fields) headers[k] = v;
   const chunked = (headers["transfer-encoding"] ?? "").toLowerCase().includes("chunked");
   const length = headers["content-length"] !== undefined ? Number(headers["content-length"]) : undefined;
   const reusable = (headers["connection"] ?? "").toLowerCase() !== "close" &&

@@ -10,6 +10,8 @@
  *
  * @module
  */
+import { findHeadEnd, MalformedHead, parseResponseHead, requestHead } from "../../util/http1_head.ts";
+import type { ResponseHead } from "../../util/http1_head.ts";
 
 /** The server answered in a way this client does not handle: use `fetch`. */
 export class Unsupported extends Error {}
@@ -97,25 +99,25 @@ export function http1Client(): Http1Client {
     signal?: AbortSignal,
   ): Promise<Http1Response> => {
     signal?.throwIfAborted();
+    // What fetch sends unless told otherwise.
+    const given = new Set(Object.keys(headers).map((k) => k.toLowerCase()));
+    const fields: [string, string][] = [["host", url.host]];
+    if (!given.has("user-agent")) fields.push(["user-agent", `Deno/${Deno.version.deno}`]);
+    if (!given.has("accept")) fields.push(["accept", "*/*"]);
+    fields.push(...Object.entries(headers));
+    const request = requestHead("GET", `${url.pathname}${url.search}`, fields);
     const reused = conn !== undefined && origin === url.origin;
     const c = await open(url);
     const onAbort = () => drop();
     signal?.addEventListener("abort", onAbort, { once: true });
-    const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `host: ${url.host}`];
-    // What fetch sends unless told otherwise.
-    const given = new Set(Object.keys(headers).map((k) => k.toLowerCase()));
-    if (!given.has("user-agent")) lines.push(`user-agent: Deno/${Deno.version.deno}`);
-    if (!given.has("accept")) lines.push("accept: */*");
-    for (const [k, v] of Object.entries(headers)) {
-      if (/[\r\n]/.test(k + v)) throw new TypeError(`a header with a line break: ${k}`);
-      lines.push(`${k}: ${v}`);
-    }
     let filled = 0;
     let end = -1;
+    let res: ResponseHead;
+    const parsed = new Headers();
+    let length: number;
     try {
-      await writeAll(c, new TextEncoder().encode(`${lines.join("\r\n")}\r\n\r\n`));
+      await writeAll(c, request);
       while (end < 0) {
-        if (filled === head.length) throw new Unsupported("response headers over 16 KiB");
         const n = await c.read(head.subarray(filled));
         if (n === null) {
           // A kept connection the server closed meanwhile: once more on a new one.
@@ -126,32 +128,26 @@ export function http1Client(): Http1Client {
           }
           throw new Error("the server closed the connection before answering");
         }
-        const from = Math.max(0, filled - 3);
+        const searched = filled;
         filled += n;
-        end = indexOfBlankLine(head, from, filled);
+        end = findHeadEnd(head, searched, filled, head.length);
+      }
+      res = parseResponseHead(head.subarray(0, end));
+      for (const [k, v] of res.fields) parsed.append(k, v);
+      length = Number(parsed.get("content-length") ?? NaN);
+      if (res.version !== "1.1") throw new Unsupported(`not HTTP/1.1: HTTP/${res.version}`);
+      if (parsed.has("transfer-encoding") || !Number.isSafeInteger(length)) {
+        throw new Unsupported("a body without a Content-Length");
       }
     } catch (err) {
       drop();
       signal?.removeEventListener("abort", onAbort);
-      throw signal?.aborted ? signal.reason : err;
-    }
-    const text = latin1(head.subarray(0, end));
-    const [statusLine, ...headerLines] = text.split("\r\n");
-    const m = statusLine.match(/^HTTP\/1\.1 (\d{3})(?: (.*))?$/);
-    const parsed = new Headers();
-    for (const line of headerLines) {
-      const i = line.indexOf(":");
-      if (i > 0) parsed.append(line.slice(0, i).trim(), line.slice(i + 1).trim());
-    }
-    const length = Number(parsed.get("content-length") ?? NaN);
-    if (!m || parsed.has("transfer-encoding") || !Number.isSafeInteger(length)) {
-      drop();
-      signal?.removeEventListener("abort", onAbort);
-      throw new Unsupported(m ? "a body without a Content-Length" : `not HTTP/1.1: ${statusLine}`);
+      if (signal?.aborted) throw signal.reason;
+      throw err instanceof MalformedHead ? new Unsupported(err.message) : err;
     }
     const keep = !/\bclose\b/i.test(parsed.get("connection") ?? "");
     // Body bytes that came with the headers.
-    let extra = head.subarray(end + 4, filled);
+    let extra = head.subarray(end, filled);
     let left = length;
     let done = false;
     const settle = (reusable: boolean) => {
@@ -188,8 +184,8 @@ export function http1Client(): Http1Client {
     };
     if (left === 0) settle(true);
     return {
-      status: Number(m[1]),
-      statusText: m[2] ?? "",
+      status: res.status,
+      statusText: res.statusText,
       headers: parsed,
       read,
       finish: () => Promise.resolve(settle(left === 0)),
@@ -201,20 +197,4 @@ export function http1Client(): Http1Client {
 
 async function writeAll(c: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await c.write(bytes.subarray(off));
-}
-
-/** The index of the `\r\n\r\n` that ends the headers, searched from `from`, or -1. */
-function indexOfBlankLine(b: Uint8Array, from: number, to: number): number {
-  for (let i = from; i + 3 < to; i++) {
-    if (b[i] === 13 && b[i + 1] === 10 && b[i + 2] === 13 && b[i + 3] === 10) return i;
-  }
-  return -1;
-}
-
-function latin1(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += 4096) {
-    s += String.fromCharCode(...b.subarray(i, Math.min(b.length, i + 4096)));
-  }
-  return s;
 }
