@@ -331,6 +331,12 @@ const BLOCK = MiB;
  * collect), writes it, and copies it into a block while it is still in the CPU's cache.
  */
 const READ = 256 * 1024;
+/**
+ * A block's bytes go to the writer every POST_BYTES, or after POST_MS, not only when it is full: one message
+ * per MiB would leave up to a MiB per connection in memory only, lost on a kill.
+ */
+const POST_BYTES = 256 * 1024;
+const POST_MS = 100;
 /** Blocks kept for the part the hasher is at: the other parts leave these free, so it never waits on them. */
 const RESERVE = 4;
 /** Files at least this big are written by a Worker thread (it costs some 9 MB and 50 ms to start). */
@@ -426,12 +432,9 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     } else part.held.push(h);
     wakeHasher();
   };
+  /** A block's bytes (all sent to the writer already) to the hasher; an unused block back to the pool. */
   const release = (part: Part, slot: number | undefined, at: number, length: number) => {
-    if (slot !== undefined && length) {
-      hasher.retain(slot);
-      writer.write(slot, at, length);
-      return hold(part, { slot, at, length });
-    }
+    if (slot !== undefined && length) return hold(part, { slot, at, length });
     if (slot !== undefined) hasher.give(slot);
     if (length) hold(part, { at, length }); // written but not kept: the hasher reads it back
   };
@@ -547,6 +550,17 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
       let spill = false;
       let filled = 0;
       let at = from;
+      // Bytes of the block handed to the writer so far, and when: what is received goes to the page cache
+      // within moments, as with a write per read, so a kill loses little more than the socket held.
+      let posted = 0;
+      let postedAt = performance.now();
+      const post = () => {
+        if (slot === undefined || filled === posted) return;
+        hasher.retain(slot);
+        writer.write(slot, posted, filled - posted, at + posted);
+        posted = filled;
+        postedAt = performance.now();
+      };
       try {
         const signal = AbortSignal.any([run.signal, flight.ac.signal]);
         const { res, body } = await get(part, from, signal, client, h1);
@@ -572,6 +586,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
               } else if (hasher.free() > RESERVE) slot = hasher.take();
               else spill = true;
               filled = 0;
+              posted = 0;
               at = part.start + part.received;
             }
             const want = Math.min(READ, BLOCK - filled, part.end - part.start - part.received);
@@ -601,7 +616,9 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
             ctx.fetched += got.length;
             completed += got.length;
             moved = true;
-            if (filled === BLOCK || part.start + part.received === part.end) {
+            const ends = filled === BLOCK || part.start + part.received === part.end;
+            if (ends || filled - posted >= POST_BYTES || flight.last - postedAt >= POST_MS) post();
+            if (ends) {
               release(part, slot, at, filled);
               slot = undefined;
               spill = false;
@@ -630,6 +647,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
       } finally {
         inFlight.delete(flight);
         // What a broken-off request did deliver is on disk (and in its block) and counted: it is hashed too.
+        post();
         if (slot !== undefined || filled) release(part, slot, at, filled);
         if (buffer.detached) buffer = new ArrayBuffer(READ); // a failed BYOB read keeps its buffer
       }

@@ -82,7 +82,8 @@ function workerMain(): void {
         blockSize = m.blockSize;
         file = Deno.openSync(m.path, { write: true });
       } else if (m.op === "write") {
-        const bytes = memory.subarray(m.slot * blockSize, m.slot * blockSize + m.length);
+        const from = m.slot * blockSize + m.offset;
+        const bytes = memory.subarray(from, from + m.length);
         file!.seekSync(m.at, Deno.SeekMode.Start);
         for (let off = 0; off < bytes.length;) {
           off += file!.writeSync(bytes.subarray(off, Math.min(bytes.length, off + m.chunk)));
@@ -104,8 +105,11 @@ const WORKER_SOURCE = `(${workerMain.toString()})();\n`;
 
 /** Writes blocks of a shared memory to one file, each at its offset. */
 export interface BlockWriter {
-  /** Writes `length` bytes of block `slot` at offset `at`; `onWritten` hears when they are in the file. */
-  write(slot: number, at: number, length: number): void;
+  /**
+   * Writes `length` bytes of block `slot` from `offset` in it to the file at `at`; `onWritten` hears when
+   * they are in the file.
+   */
+  write(slot: number, offset: number, length: number, at: number): void;
   /** Resolves when every write asked for so far is done (or has failed: `onError` heard of it). */
   settled(): Promise<void>;
   /** Closes the file and stops the Worker; call after `settled()`. */
@@ -114,8 +118,8 @@ export interface BlockWriter {
 
 /**
  * A writer of `path` (which must exist) from `memory`'s blocks: on a Worker when `worker` is true (on this
- * thread when a Worker cannot start, or for a small file not worth one), calling `onWritten` for each block in
- * the order asked and `onError` for a write that failed.
+ * thread when a Worker cannot start, or for a small file not worth one), calling `onWritten` for each write
+ * in the order asked and `onError` for a write that failed.
  *
  * @example
  * ```ts ignore
@@ -125,7 +129,7 @@ export interface BlockWriter {
  *   onWritten: (slot, at, length) => console.log(`block ${slot}: ${length} bytes at ${at}`),
  *   onError: console.error,
  * });
- * w.write(0, 0, 1024);
+ * w.write(0, 0, 1024, 0);
  * await w.settled();
  * await w.close();
  * ```
@@ -154,11 +158,12 @@ export function blockWriter(options: {
     const file = Deno.openSync(path, { write: true });
     let failed = false;
     return {
-      write(slot, at, length) {
+      write(slot, offset, length, at) {
         try {
           if (failed) throw new Error("an earlier write failed");
           file.seekSync(at, Deno.SeekMode.Start);
-          writeAll(file, memory.subarray(slot * blockSize, slot * blockSize + length));
+          const from = slot * blockSize + offset;
+          writeAll(file, memory.subarray(from, from + length));
         } catch (err) {
           failed = true;
           options.onError(new WriteError(path, err instanceof Error ? err.message : String(err)));
@@ -205,9 +210,9 @@ export function blockWriter(options: {
   };
   w.postMessage({ op: "init", memory: memory.buffer, blockSize, path });
   return {
-    write(slot, at, length) {
+    write(slot, offset, length, at) {
       pending++;
-      w.postMessage({ op: "write", slot, at, length, chunk: WRITE });
+      w.postMessage({ op: "write", slot, offset, length, at, chunk: WRITE });
     },
     settled: () => pending ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve(),
     async close() {
