@@ -10,12 +10,12 @@
  */
 import type { DaemonContext } from "../context.ts";
 import { countsFor } from "../request_log.ts";
-import { findModel, modelOptions } from "../context.ts";
+import { capabilitiesOf, findModel, modelOptions } from "../context.ts";
 import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { GenerateRequestSchema, type Message } from "../types.ts";
-import { embeddingOnly, modelCapabilities } from "../../models/mod.ts";
+import { embeddingOnly } from "../../models/mod.ts";
 import { checkCapabilities } from "./capabilities.ts";
 import {
   completionSchema,
@@ -31,8 +31,14 @@ import { ChatEventParser, CompletionEventParser, type EventParser } from "./even
 import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
 import { postJson } from "../upstream/client.ts";
 import { TemplateError } from "./template.ts";
-import { renderGoTemplate, type TemplateMessage } from "./template_exec.ts";
-import { inferThinkingTags, ThinkingEventParser, type ThinkingTags } from "./thinking.ts";
+import { renderGoTemplate, type TemplateMessage, templateMessages } from "./template_exec.ts";
+import {
+  inferThinkingTags,
+  startsInside,
+  ThinkingEventParser,
+  thinkingOn,
+  type ThinkingTags,
+} from "./thinking.ts";
 import { imagesError, imagesPrompt, imageTagged, multimodalPrompt } from "./images.ts";
 
 /**
@@ -64,10 +70,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     throw new HttpError(400, "raw mode does not support template, system, or context");
   }
   if (embeddingOnly(model.entry)) throw new HttpError(400, `"${body.model}" does not support generate`);
-  // As Ollama: a model whose own Go template has thinking tags can think (a TEMPLATE given to /api/create).
   const modelTags = inferThinkingTags(model.settings?.template);
-  const caps = modelCapabilities(model.entry);
-  if (modelTags && !caps.includes("thinking")) caps.push("thinking");
+  const caps = await capabilitiesOf(ctx, model);
   checkCapabilities(body.model, caps, {
     think: body.think,
     images: !!body.images?.length,
@@ -79,7 +83,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   }
   let path: string;
   let upstream: Record<string, unknown>;
-  let events = (): EventParser => new ChatEventParser(top);
+  let events: () => EventParser | Promise<EventParser> = () => new ChatEventParser(top);
   const completionEvents = () => new CompletionEventParser(top);
   // A prompt run as written through `/completion` (raw, or a conversation given back as `context`).
   const completion = (text: string) => ({
@@ -96,6 +100,9 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   const images = body.images ?? [];
   // As Ollama: a thinking model thinks unless the request says otherwise.
   const think = body.think ?? (caps.includes("thinking") ? true : undefined);
+  // A model whose own Go template has thinking tags has its answer split at them here when it thinks, as Ollama
+  // splits it (llama-server's reasoning parser, which does not know the tags, leaves the text as written).
+  const goTags = thinkingOn(think) ? modelTags : undefined;
   if (body.template && !body.raw) {
     const userText = images.length ? imageTagged(prompt, images.length) : prompt;
     try {
@@ -137,8 +144,13 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   } else if (body.raw) {
     if (body.images?.length) throw new HttpError(400, "raw mode does not support images");
     path = "/completion";
-    events = completionEvents;
     upstream = completion(prompt);
+    // As Ollama: a raw answer is split too, the prompt given saying whether it starts inside the thinking.
+    const tags = thinkingOn(think)
+      ? modelTags ?? jinjaThinkingTags(model.entry.facts.chatTemplate)
+      : undefined;
+    const inside = tags !== undefined && prompt.trimEnd().endsWith(tags.open);
+    events = tags ? () => new ThinkingEventParser(completionEvents(), tags, inside) : completionEvents;
   } else {
     path = "/v1/chat/completions";
     const user = body.images?.length
@@ -151,7 +163,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         user,
       ],
       ...samplingFields(sampling),
-      ...thinkFields(body.think),
+      ...thinkFields(modelTags ? think : body.think),
+      ...(modelTags ? { reasoning_format: "none" } : {}),
       ...logprobFields(top, "chat"),
     };
     const rf = responseFormat(body.format);
@@ -192,11 +205,30 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       const turn = await conversation(lease.url, upstream, body.context ?? []);
       finish = turn.finish;
       begin = turn.begin;
+      const chat = upstream;
       if (turn.prompt !== undefined) {
         // Going on from a context: the whole conversation as a plain completion.
         path = "/completion";
         events = completionEvents;
         upstream = completion(turn.prompt);
+      }
+      if (goTags) {
+        const given = turn.prompt;
+        const inner = given === undefined ? () => new ChatEventParser(top) : completionEvents;
+        const render = () =>
+          given ?? renderGoTemplate(model.settings!.template!, {
+            messages: templateMessages([
+              ...(system ? [{ role: "system", content: system }] : []),
+              ...modelMessages,
+              { role: "user", content: prompt },
+            ]),
+            think,
+          });
+        const inside = startsInside(goTags, render, lease.url, chat);
+        let split: ThinkingEventParser | undefined;
+        events = async () => (split = new ThinkingEventParser(inner(), goTags, await inside));
+        // The context is the conversation as the model wrote it, thinking and tags included.
+        finish = (text) => turn.finish(split?.raw ?? text);
       }
     }
   } catch (err) {
@@ -224,11 +256,6 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     }
     throw images.length ? imagesError(err, name) : err;
   }
-}
-
-/** Whether a `think` value turns thinking on (Ollama's `ThinkValue.Bool`). */
-function thinkingOn(think: unknown): boolean {
-  return think === true || ["low", "medium", "high", "max"].includes(String(think));
 }
 
 /** `<think>` and `</think>` when a model's own Jinja chat template writes them (Qwen3, DeepSeek-R1 and others). */
