@@ -11,12 +11,13 @@ import { post, withDaemon } from "./_daemon.ts";
 
 /**
  * An Ollama-style template: the system prompt, questions, answers with their thinking between `<think>` and
- * `</think>`, and `<think>` at the end when thinking is on (so the answer starts inside the thinking).
+ * `</think>`, and `<think>` at the end when thinking is on (so the answer starts inside the thinking), an empty
+ * thinking when it was turned off (as Qwen3's template in Ollama's library does).
  */
 const TEMPLATE = '{{- range .Messages }}{{ if eq .Role "system" }}{{ .Content }}\n' +
   '{{ else if eq .Role "user" }}Q: {{ .Content }}\n' +
   '{{ else if eq .Role "assistant" }}{{ if .Thinking }}<think>{{ .Thinking }}</think>\n{{ end }}A: {{ .Content }}\n' +
-  "{{ end }}{{ end }}{{ if $.Think }}<think>{{ end }}";
+  "{{ end }}{{ end }}{{ if $.Think }}<think>{{ else if $.IsThinkSet }}<think></think>\n{{ end }}";
 const EXAMPLES = "Q: What is 1+1?\n<think>One plus one is two.</think>\nA: 2\n" +
   "Q: What is 3+3?\n<think>Three plus three is six.</think>\nA: 6";
 /** What Go's text/template makes of TEMPLATE for EXAMPLES as the system prompt and the question. */
@@ -83,10 +84,15 @@ Deno.test("daemon: a model whose Go template has thinking tags thinks, split as 
       assert(lines[lines.length - 1].done);
     });
 
-    await t.step("think: false: no <think> in the prompt, and the answer is all content", async () => {
+    await t.step("think: false: an empty thinking in the prompt, and the answer is all content", async () => {
       const r = await ollama.chat({ model: "smol-think", messages, think: false, options: greedy });
+      const off = await asWritten(`${PROMPT}<think></think>\n`);
+      assert(
+        off !== await asWritten(PROMPT),
+        "the empty thinking makes no difference here: nothing is tested",
+      );
       assertEquals(r.message.thinking, undefined);
-      assertEquals(r.message.content, await asWritten(PROMPT));
+      assertEquals(r.message.content, off);
     });
 
     await t.step("earlier thinking goes back to the model through the template", async () => {
