@@ -95,6 +95,21 @@ Deno.test("daemon: a model whose Go template has thinking tags thinks, split as 
       assertEquals(r.message.content, off);
     });
 
+    await t.step("with a format (a grammar from the first token) it is asked not to think", async () => {
+      const r = await ollama.chat({ model: "smol-think", messages, format: "json", options: greedy });
+      // The JSON is the answer, not thinking (the prompt does not end inside the thinking).
+      assertEquals(r.message.thinking, undefined);
+      assert(r.message.content.trimStart().startsWith("{"), r.message.content);
+      const off = await ollama.chat({
+        model: "smol-think",
+        messages,
+        format: "json",
+        think: false,
+        options: greedy,
+      });
+      assertEquals(r.message.content, off.message.content);
+    });
+
     await t.step("earlier thinking goes back to the model through the template", async () => {
       const next = [
         { role: "system", content: EXAMPLES },

@@ -71,7 +71,12 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   // tags (and splits a leading <think> even with thinking off), leaves the text as the model wrote it.
   const goTemplate = model.settings?.template;
   const modelTags = inferThinkingTags(goTemplate);
-  const think = body.think ?? (modelTags ? true : undefined);
+  const rf = responseFormat(body.format);
+  // With a format, llama-server's grammar binds from the first token, so such a model could not think before
+  // its answer (Ollama lets it think, then asks again with the format): it is asked not to think.
+  const think = modelTags && rf && thinkingOn(body.think ?? true)
+    ? false
+    : body.think ?? (modelTags ? true : undefined);
   const tags = thinkingOn(think) ? modelTags : undefined;
   const upstream: Record<string, unknown> = {
     messages: toOpenAIMessages(all),
@@ -90,7 +95,6 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     }
     upstream.tools = body.tools;
   }
-  const rf = responseFormat(body.format);
   if (rf) upstream.response_format = rf;
   Object.assign(upstream, logprobFields(top, "chat"));
   const shape = lineShape(body.model, (p) => ({

@@ -100,9 +100,13 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   const images = body.images ?? [];
   // As Ollama: a thinking model thinks unless the request says otherwise.
   const think = body.think ?? (caps.includes("thinking") ? true : undefined);
+  // Where the answer is split here: with a format, llama-server's grammar binds from the first token, so the
+  // model could not think before its answer (Ollama lets it think, then asks again with the format): it is
+  // asked not to think.
+  const ownThink = responseFormat(body.format) && thinkingOn(think) ? false : think;
   // A model whose own Go template has thinking tags has its answer split at them here when it thinks, as Ollama
   // splits it (llama-server's reasoning parser, which does not know the tags, leaves the text as written).
-  const goTags = thinkingOn(think) ? modelTags : undefined;
+  const goTags = thinkingOn(ownThink) ? modelTags : undefined;
   if (body.template && !body.raw) {
     const userText = images.length ? imageTagged(prompt, images.length) : prompt;
     try {
@@ -118,7 +122,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         ],
         prompt: userText,
         suffix: body.suffix ?? undefined,
-        think,
+        think: ownThink,
       });
     } catch (err) {
       if (err instanceof TemplateError) throw new HttpError(400, `template: ${err.message}`);
@@ -146,7 +150,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     path = "/completion";
     upstream = completion(prompt);
     // As Ollama: a raw answer is split too, the prompt given saying whether it starts inside the thinking.
-    const tags = thinkingOn(think)
+    const tags = thinkingOn(ownThink)
       ? modelTags ?? jinjaThinkingTags(model.entry.facts.chatTemplate)
       : undefined;
     const inside = tags !== undefined && prompt.trimEnd().endsWith(tags.open);
@@ -163,7 +167,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         user,
       ],
       ...samplingFields(sampling),
-      ...thinkFields(modelTags ? think : body.think),
+      ...thinkFields(modelTags ? ownThink : body.think),
       ...(modelTags ? { reasoning_format: "none" } : {}),
       ...logprobFields(top, "chat"),
     };
@@ -190,7 +194,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       if (images.length) {
         upstream.prompt = await imagesPrompt(lease.url, turn.prior, templated, images);
       }
-      const tags = thinkingOn(think)
+      const tags = thinkingOn(ownThink)
         ? modelTags ?? inferThinkingTags(body.template) ?? jinjaThinkingTags(model.entry.facts.chatTemplate)
         : undefined;
       if (tags) {
@@ -222,7 +226,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
               ...modelMessages,
               { role: "user", content: prompt },
             ]),
-            think,
+            think: ownThink,
           });
         const inside = startsInside(goTags, render, lease.url, chat);
         let split: ThinkingEventParser | undefined;
