@@ -24,7 +24,7 @@ import {
 } from "./to_llama.ts";
 import { ChatEventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
-import { inferThinkingTags, startsInside, ThinkingEventParser, thinkingOn } from "./thinking.ts";
+import { servedThinkingTags, startsInside, ThinkingEventParser, thinkingOn } from "./thinking.ts";
 import { renderGoTemplate, templateMessages } from "./template_exec.ts";
 
 /**
@@ -70,7 +70,7 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   // split at those tags here, only when it thinks. llama-server's reasoning parser, which does not know the
   // tags (and splits a leading <think> even with thinking off), leaves the text as the model wrote it.
   const goTemplate = model.settings?.template;
-  const modelTags = inferThinkingTags(goTemplate);
+  const modelTags = servedThinkingTags(model.settings);
   const rf = responseFormat(body.format);
   // With a format, llama-server's grammar binds from the first token, so such a model could not think before
   // its answer (Ollama lets it think, then asks again with the format): it is asked not to think.

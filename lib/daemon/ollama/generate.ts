@@ -34,6 +34,7 @@ import { TemplateError } from "./template.ts";
 import { renderGoTemplate, type TemplateMessage, templateMessages } from "./template_exec.ts";
 import {
   inferThinkingTags,
+  servedThinkingTags,
   startsInside,
   ThinkingEventParser,
   thinkingOn,
@@ -71,6 +72,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   }
   if (embeddingOnly(model.entry)) throw new HttpError(400, `"${body.model}" does not support generate`);
   const modelTags = inferThinkingTags(model.settings?.template);
+  // Through llama-server's chat template: only when that is the model's Go template.
+  const servedTags = servedThinkingTags(model.settings);
   const caps = await capabilitiesOf(ctx, model);
   checkCapabilities(body.model, caps, {
     think: body.think,
@@ -106,7 +109,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   const ownThink = responseFormat(body.format) && thinkingOn(think) ? false : think;
   // A model whose own Go template has thinking tags has its answer split at them here when it thinks, as Ollama
   // splits it (llama-server's reasoning parser, which does not know the tags, leaves the text as written).
-  const goTags = thinkingOn(ownThink) ? modelTags : undefined;
+  const goTags = thinkingOn(ownThink) ? servedTags : undefined;
   if (body.template && !body.raw) {
     const userText = images.length ? imageTagged(prompt, images.length) : prompt;
     try {
@@ -167,8 +170,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         user,
       ],
       ...samplingFields(sampling),
-      ...thinkFields(modelTags ? ownThink : body.think),
-      ...(modelTags ? { reasoning_format: "none" } : {}),
+      ...thinkFields(servedTags ? ownThink : body.think),
+      ...(servedTags ? { reasoning_format: "none" } : {}),
       ...logprobFields(top, "chat"),
     };
     const rf = responseFormat(body.format);

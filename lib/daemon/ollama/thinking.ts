@@ -71,6 +71,22 @@ export function inferThinkingTags(template: string | null | undefined): Thinking
 
 const inferred = new Map<string, ThinkingTags | undefined>();
 
+/**
+ * The thinking tags of a model's own Go template when that template is the one llama-server runs (translated
+ * to Jinja): a pulled model whose GGUF template can do more is served that one, whose thinking llama-server
+ * parses itself (as Ollama, which then uses the GGUF's template).
+ *
+ * @example
+ * ```ts ignore
+ * const tags = servedThinkingTags(model.settings); // { open: "<think>", close: "</think>" }
+ * ```
+ */
+export function servedThinkingTags(
+  settings: { template?: string; chatTemplateFile?: string } | undefined,
+): ThinkingTags | undefined {
+  return settings?.chatTemplateFile ? inferThinkingTags(settings.template) : undefined;
+}
+
 function inferTags(template: string): ThinkingTags | undefined {
   let nodes: Node[];
   try {
