@@ -1,7 +1,7 @@
 /**
  * `POST /api/chat` on top of llama-server's `/v1/chat/completions` (its Jinja chat template, tool-call parser,
  * JSON-schema grammar and reasoning parser do the model-specific work): Ollama's request in, Ollama's NDJSON
- * lines out.
+ * lines out. The thinking of a model whose own Go template has thinking tags is split here, as Ollama does.
  *
  * @module
  */

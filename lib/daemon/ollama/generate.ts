@@ -3,8 +3,9 @@
  * llama-server's chat template, a `raw` prompt through `/completion`, and a `suffix` (fill in the middle)
  * through `/infill`. A request's own `template` (an Ollama Go template) is rendered here, as Ollama renders
  * it, and the prompt it makes goes to `/completion` as written: images in it where Ollama's `[img-N]` tags
- * land, and the thinking split from the response at the thinking tags, as Ollama splits it. A non-raw answer
- * ends with Ollama's `context`.
+ * land, and the thinking split from the response at the thinking tags, as Ollama splits it. The answer of a
+ * model whose own Go template has thinking tags is split at them too, `raw` included. A non-raw answer ends
+ * with Ollama's `context`.
  *
  * @module
  */
