@@ -132,6 +132,18 @@ Deno.test("daemon: a model whose Go template has thinking tags thinks, split as 
         options: greedy,
       });
       assertEquals({ thinking: r.thinking, content: r.response }, expected);
+      // Going on from its context: the context is the conversation as written, thinking and tags included, and
+      // the next answer is split the same way.
+      const next = await ollama.generate({
+        model: "smol-think",
+        prompt: "What is 4+4?",
+        context: r.context,
+        options: greedy,
+      });
+      assertEquals(
+        { thinking: next.thinking, content: next.response },
+        byHand(await asWritten(`${PROMPT}<think>${raw}Q: What is 4+4?\n<think>`)),
+      );
     });
 
     await t.step("/api/generate raw: split as Ollama splits it, unless think is false", async () => {
