@@ -234,7 +234,7 @@ Deno.test("Ollama requests become llama-server's", async (t) => {
     assertEquals((responseFormat({ type: "object" }) as { type: string }).type, "json_schema");
     assertThrows(() => responseFormat("yaml"), Error, "invalid format");
     assertEquals(thinkFields(false), {
-      chat_template_kwargs: { enable_thinking: false },
+      chat_template_kwargs: { enable_thinking: false, ollama_is_think_set: true, ollama_think_level: "" },
       reasoning_effort: "none",
     });
     assertEquals(thinkFields("high").reasoning_effort, "high");

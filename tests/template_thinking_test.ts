@@ -143,16 +143,24 @@ function collect(events: GenEvent[]): { thinking: string; response: string; last
   return { thinking, response, last: events[events.length - 1].kind };
 }
 
-Deno.test("over llama-server's events: an answer started inside the thinking, and one cut off in a tag", () => {
+Deno.test("over llama-server's events: an answer started inside the thinking, and ones cut off in a tag", () => {
   const p = new ThinkingEventParser(new CompletionEventParser(), THINK, true);
   const pieces = [" Two", " and two", " make four.</", "think", ">\n", "Four", "."];
   const got = collect([...p.push(sse(pieces)), ...p.end()]);
   assertEquals(got, { thinking: "Two and two make four.", response: "Four.", last: "done" });
   assertEquals(p.raw, pieces.join(""));
-  // The answer ends (length limit) in what may be the start of the closing tag: that text is still thinking.
+  // The answer ends (length limit) in what may be the start of the closing tag: as Ollama, that is dropped.
   const cut = new ThinkingEventParser(new CompletionEventParser(), THINK, true);
   assertEquals(collect([...cut.push(sse(["Hmm </th"])), ...cut.end()]), {
-    thinking: "Hmm </th",
+    thinking: "Hmm ",
+    response: "",
+    last: "done",
+  });
+  assertEquals(cut.raw, "Hmm </th");
+  // An answer that never got past white space or a part of the opening tag: nothing, as Ollama.
+  const opening = new ThinkingEventParser(new CompletionEventParser(), THINK, false);
+  assertEquals(collect([...opening.push(sse(["\n", "<thi"])), ...opening.end()]), {
+    thinking: "",
     response: "",
     last: "done",
   });

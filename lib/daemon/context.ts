@@ -23,6 +23,7 @@ import type { Message } from "./types.ts";
 import type { Logger } from "../util/log.ts";
 import type { RequestLog } from "./request_log.ts";
 import type { DigestCache } from "../models/digests.ts";
+import { servedThinkingTags } from "./ollama/thinking.ts";
 
 /**
  * Shared state of a running daemon: what {@linkcode createRoutes} serves from.
@@ -171,7 +172,9 @@ export function blobPath(ctx: DaemonContext, digest: string, what?: string): str
 }
 
 /**
- * What a model can do as this daemon serves it: {@linkcode DaemonContext.capabilities}, else the file's.
+ * What a model can do as this daemon serves it: {@linkcode DaemonContext.capabilities}, else the file's; and
+ * `thinking` when the model's own Go template (a Modelfile TEMPLATE, an Ollama template layer), as served, has
+ * thinking tags, as Ollama decides it.
  *
  * @example
  * ```ts ignore
@@ -179,5 +182,11 @@ export function blobPath(ctx: DaemonContext, digest: string, what?: string): str
  * ```
  */
 export async function capabilitiesOf(ctx: DaemonContext, model: CatalogModel): Promise<Capability[]> {
-  return ctx.capabilities ? await ctx.capabilities(model) : modelCapabilities(model.entry);
+  const caps = ctx.capabilities ? await ctx.capabilities(model) : modelCapabilities(model.entry);
+  if (
+    caps.includes("completion") && !caps.includes("thinking") && servedThinkingTags(model.settings)
+  ) {
+    return [...caps, "thinking"];
+  }
+  return caps;
 }

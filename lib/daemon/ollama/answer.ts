@@ -116,8 +116,11 @@ export interface RunOptions {
   path: string;
   /** llama-server request body (`stream: true` is set here). */
   body: Record<string, unknown>;
-  /** Makes the parser for the SSE answer. */
-  events: () => EventParser;
+  /**
+   * Makes the parser for the SSE answer, once the request is sent (so a parser that waits on something, such as
+   * the rendered prompt, waits beside llama-server's work).
+   */
+  events: () => EventParser | Promise<EventParser>;
   /** Output shape. */
   shape: Shape;
   /** `stream` from the request (default true). */
@@ -169,7 +172,14 @@ export async function runGeneration(o: RunOptions): Promise<Response> {
     load_duration: msToNs(o.lease.loadMs),
     ...m,
   });
-  const parser = o.events();
+  let parser: EventParser;
+  try {
+    parser = await o.events();
+  } catch (err) {
+    up.close();
+    release();
+    throw err;
+  }
   let begun = o.begun;
   const begin = () => {
     if (!begun) return;

@@ -1,7 +1,7 @@
 /**
  * `POST /api/chat` on top of llama-server's `/v1/chat/completions` (its Jinja chat template, tool-call parser,
  * JSON-schema grammar and reasoning parser do the model-specific work): Ollama's request in, Ollama's NDJSON
- * lines out.
+ * lines out. The thinking of a model whose own Go template has thinking tags is split here, as Ollama does.
  *
  * @module
  */
@@ -24,6 +24,8 @@ import {
 } from "./to_llama.ts";
 import { ChatEventParser } from "./events.ts";
 import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
+import { servedThinkingTags, startsInside, ThinkingEventParser, thinkingOn } from "./thinking.ts";
+import { renderGoTemplate, templateMessages } from "./template_exec.ts";
 
 /**
  * Answers `/api/chat`.
@@ -63,10 +65,24 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     think: body.think,
     images: messages.some((m) => m.images?.length),
   });
+  const all = modelMessages(model, messages);
+  // As Ollama: a model whose own Go template has thinking tags thinks unless told not to, and its answer is
+  // split at those tags here, only when it thinks. llama-server's reasoning parser, which does not know the
+  // tags (and splits a leading <think> even with thinking off), leaves the text as the model wrote it.
+  const goTemplate = model.settings?.template;
+  const modelTags = servedThinkingTags(model.settings);
+  const rf = responseFormat(body.format);
+  // With a format, llama-server's grammar binds from the first token, so such a model could not think before
+  // its answer (Ollama lets it think, then asks again with the format): it is asked not to think.
+  const think = modelTags && rf && thinkingOn(body.think ?? true)
+    ? false
+    : body.think ?? (modelTags ? true : undefined);
+  const tags = thinkingOn(think) ? modelTags : undefined;
   const upstream: Record<string, unknown> = {
-    messages: toOpenAIMessages(modelMessages(model, messages)),
+    messages: toOpenAIMessages(all),
     ...samplingFields(sampling),
-    ...thinkFields(body.think),
+    ...thinkFields(think),
+    ...(modelTags ? { reasoning_format: "none" } : {}),
   };
   if (body.tools?.length) {
     // llama-server refuses log-probabilities for a streamed answer with tools, and the daemon always streams.
@@ -79,7 +95,6 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
     }
     upstream.tools = body.tools;
   }
-  const rf = responseFormat(body.format);
   if (rf) upstream.response_format = rf;
   Object.assign(upstream, logprobFields(top, "chat"));
   const shape = lineShape(body.model, (p) => ({
@@ -92,11 +107,15 @@ export async function handleChat(ctx: DaemonContext, req: Request): Promise<Resp
   }));
   const lease = await ctx.scheduler.acquire({ model, load, keepAliveMs });
   await ctx.arrivals.ready(req);
+  const render = () => renderGoTemplate(goTemplate!, { messages: templateMessages(all), think });
+  const inside = tags && startsInside(tags, render, lease.url, upstream);
   return await runGeneration({
     lease: ctx.requests?.hold(req, lease) ?? lease,
     path: "/v1/chat/completions",
     body: upstream,
-    events: () => new ChatEventParser(top),
+    events: inside
+      ? async () => new ThinkingEventParser(new ChatEventParser(top), tags, await inside)
+      : () => new ChatEventParser(top),
     shape,
     stream: body.stream !== false,
     startedAt,

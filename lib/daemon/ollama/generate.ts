@@ -3,19 +3,20 @@
  * llama-server's chat template, a `raw` prompt through `/completion`, and a `suffix` (fill in the middle)
  * through `/infill`. A request's own `template` (an Ollama Go template) is rendered here, as Ollama renders
  * it, and the prompt it makes goes to `/completion` as written: images in it where Ollama's `[img-N]` tags
- * land, and the thinking split from the response at the thinking tags, as Ollama splits it. A non-raw answer
- * ends with Ollama's `context`.
+ * land, and the thinking split from the response at the thinking tags, as Ollama splits it. The answer of a
+ * model whose own Go template has thinking tags is split at them too, `raw` included. A non-raw answer ends
+ * with Ollama's `context`.
  *
  * @module
  */
 import type { DaemonContext } from "../context.ts";
 import { countsFor } from "../request_log.ts";
-import { findModel, modelOptions } from "../context.ts";
+import { capabilitiesOf, findModel, modelOptions } from "../context.ts";
 import { HttpError, readJsonBody } from "../http.ts";
 import { parseKeepAlive } from "../keep_alive.ts";
 import { parseOptions } from "../options.ts";
 import { GenerateRequestSchema, type Message } from "../types.ts";
-import { embeddingOnly, modelCapabilities } from "../../models/mod.ts";
+import { embeddingOnly } from "../../models/mod.ts";
 import { checkCapabilities } from "./capabilities.ts";
 import {
   completionSchema,
@@ -31,8 +32,15 @@ import { ChatEventParser, CompletionEventParser, type EventParser } from "./even
 import { lineShape, loadAnswer, runGeneration } from "./answer.ts";
 import { postJson } from "../upstream/client.ts";
 import { TemplateError } from "./template.ts";
-import { renderGoTemplate, type TemplateMessage } from "./template_exec.ts";
-import { inferThinkingTags, ThinkingEventParser, type ThinkingTags } from "./thinking.ts";
+import { renderGoTemplate, type TemplateMessage, templateMessages } from "./template_exec.ts";
+import {
+  inferThinkingTags,
+  servedThinkingTags,
+  startsInside,
+  ThinkingEventParser,
+  thinkingOn,
+  type ThinkingTags,
+} from "./thinking.ts";
 import { imagesError, imagesPrompt, imageTagged, multimodalPrompt } from "./images.ts";
 
 /**
@@ -64,10 +72,10 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     throw new HttpError(400, "raw mode does not support template, system, or context");
   }
   if (embeddingOnly(model.entry)) throw new HttpError(400, `"${body.model}" does not support generate`);
-  // As Ollama: a model whose own Go template has thinking tags can think (a TEMPLATE given to /api/create).
   const modelTags = inferThinkingTags(model.settings?.template);
-  const caps = modelCapabilities(model.entry);
-  if (modelTags && !caps.includes("thinking")) caps.push("thinking");
+  // Through llama-server's chat template: only when that is the model's Go template.
+  const servedTags = servedThinkingTags(model.settings);
+  const caps = await capabilitiesOf(ctx, model);
   checkCapabilities(body.model, caps, {
     think: body.think,
     images: !!body.images?.length,
@@ -79,7 +87,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   }
   let path: string;
   let upstream: Record<string, unknown>;
-  let events = (): EventParser => new ChatEventParser(top);
+  let events: () => EventParser | Promise<EventParser> = () => new ChatEventParser(top);
   const completionEvents = () => new CompletionEventParser(top);
   // A prompt run as written through `/completion` (raw, or a conversation given back as `context`).
   const completion = (text: string) => ({
@@ -96,6 +104,13 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   const images = body.images ?? [];
   // As Ollama: a thinking model thinks unless the request says otherwise.
   const think = body.think ?? (caps.includes("thinking") ? true : undefined);
+  // Where the answer is split here: with a format, llama-server's grammar binds from the first token, so the
+  // model could not think before its answer (Ollama lets it think, then asks again with the format): it is
+  // asked not to think.
+  const ownThink = responseFormat(body.format) && thinkingOn(think) ? false : think;
+  // A model whose own Go template has thinking tags has its answer split at them here when it thinks, as Ollama
+  // splits it (llama-server's reasoning parser, which does not know the tags, leaves the text as written).
+  const goTags = thinkingOn(ownThink) ? servedTags : undefined;
   if (body.template && !body.raw) {
     const userText = images.length ? imageTagged(prompt, images.length) : prompt;
     try {
@@ -111,7 +126,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         ],
         prompt: userText,
         suffix: body.suffix ?? undefined,
-        think,
+        think: ownThink,
       });
     } catch (err) {
       if (err instanceof TemplateError) throw new HttpError(400, `template: ${err.message}`);
@@ -137,8 +152,13 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
   } else if (body.raw) {
     if (body.images?.length) throw new HttpError(400, "raw mode does not support images");
     path = "/completion";
-    events = completionEvents;
     upstream = completion(prompt);
+    // As Ollama: a raw answer is split too, the prompt given saying whether it starts inside the thinking.
+    const tags = thinkingOn(ownThink)
+      ? modelTags ?? jinjaThinkingTags(model.entry.facts.chatTemplate)
+      : undefined;
+    const inside = tags !== undefined && prompt.trimEnd().endsWith(tags.open);
+    events = tags ? () => new ThinkingEventParser(completionEvents(), tags, inside) : completionEvents;
   } else {
     path = "/v1/chat/completions";
     const user = body.images?.length
@@ -151,7 +171,8 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
         user,
       ],
       ...samplingFields(sampling),
-      ...thinkFields(body.think),
+      ...thinkFields(servedTags ? ownThink : body.think),
+      ...(servedTags ? { reasoning_format: "none" } : {}),
       ...logprobFields(top, "chat"),
     };
     const rf = responseFormat(body.format);
@@ -177,7 +198,7 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       if (images.length) {
         upstream.prompt = await imagesPrompt(lease.url, turn.prior, templated, images);
       }
-      const tags = thinkingOn(think)
+      const tags = thinkingOn(ownThink)
         ? modelTags ?? inferThinkingTags(body.template) ?? jinjaThinkingTags(model.entry.facts.chatTemplate)
         : undefined;
       if (tags) {
@@ -192,11 +213,30 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
       const turn = await conversation(lease.url, upstream, body.context ?? []);
       finish = turn.finish;
       begin = turn.begin;
+      const chat = upstream;
       if (turn.prompt !== undefined) {
         // Going on from a context: the whole conversation as a plain completion.
         path = "/completion";
         events = completionEvents;
         upstream = completion(turn.prompt);
+      }
+      if (goTags) {
+        const given = turn.prompt;
+        const inner = given === undefined ? () => new ChatEventParser(top) : completionEvents;
+        const render = () =>
+          given ?? renderGoTemplate(model.settings!.template!, {
+            messages: templateMessages([
+              ...(system ? [{ role: "system", content: system }] : []),
+              ...modelMessages,
+              { role: "user", content: prompt },
+            ]),
+            think: ownThink,
+          });
+        const inside = startsInside(goTags, render, lease.url, chat);
+        let split: ThinkingEventParser | undefined;
+        events = async () => (split = new ThinkingEventParser(inner(), goTags, await inside));
+        // The context is the conversation as the model wrote it, thinking and tags included.
+        finish = (text) => turn.finish(split?.raw ?? text);
       }
     }
   } catch (err) {
@@ -224,11 +264,6 @@ export async function handleGenerate(ctx: DaemonContext, req: Request): Promise<
     }
     throw images.length ? imagesError(err, name) : err;
   }
-}
-
-/** Whether a `think` value turns thinking on (Ollama's `ThinkValue.Bool`). */
-function thinkingOn(think: unknown): boolean {
-  return think === true || ["low", "medium", "high", "max"].includes(String(think));
 }
 
 /** `<think>` and `</think>` when a model's own Jinja chat template writes them (Qwen3, DeepSeek-R1 and others). */

@@ -668,8 +668,9 @@ export function goTemplateToJinja(template: string): string {
       Messages: { js: "ns.msgs", type: "messages" },
       Tools: tools,
       Think: think,
-      ThinkLevel: { js: '""', type: "string" },
-      IsThinkSet: { js: "false", type: "any" },
+      // Set by the daemon's Ollama routes (thinkFields); a plain OpenAI request leaves them unset, as Ollama would.
+      ThinkLevel: { js: str("ollama_think_level"), type: "string" },
+      IsThinkSet: { js: "(ollama_is_think_set if ollama_is_think_set is defined else false)", type: "any" },
     },
     vars: {},
   });

@@ -34,6 +34,25 @@ export interface TemplateMessage {
   images?: string[];
 }
 
+/**
+ * Ollama messages as a template sees them (roles in lower case, text content, thinking, images).
+ *
+ * @example
+ * ```ts
+ * templateMessages([{ role: "User", content: "hi" }]); // [{ role: "user", content: "hi" }]
+ * ```
+ */
+export function templateMessages(
+  messages: { role?: unknown; content?: unknown; thinking?: string | null; images?: string[] | null }[],
+): TemplateMessage[] {
+  return messages.map((m) => ({
+    role: String(m.role ?? "").toLowerCase(),
+    content: typeof m.content === "string" ? m.content : "",
+    ...(m.thinking ? { thinking: m.thinking } : {}),
+    ...(m.images?.length ? { images: m.images } : {}),
+  }));
+}
+
 /** What a template is run with (Ollama's `template.Values`). */
 export interface TemplateValues {
   /** The conversation: system, the model's messages, the prompt. */

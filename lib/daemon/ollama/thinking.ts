@@ -8,6 +8,7 @@
  */
 import { type Expr, type Node, parseGoTemplate } from "./template.ts";
 import type { EventParser, GenEvent } from "./events.ts";
+import { postJson } from "../upstream/client.ts";
 
 /** The tags around thinking (`<think>` and `</think>`). */
 export interface ThinkingTags {
@@ -60,6 +61,33 @@ function fieldNamed(e: Expr, name: string): boolean {
  */
 export function inferThinkingTags(template: string | null | undefined): ThinkingTags | undefined {
   if (!template) return undefined;
+  // `/api/tags` asks this of every model: a template is read once.
+  if (inferred.has(template)) return inferred.get(template);
+  const tags = inferTags(template);
+  if (inferred.size >= 256) inferred.delete(inferred.keys().next().value!);
+  inferred.set(template, tags);
+  return tags;
+}
+
+const inferred = new Map<string, ThinkingTags | undefined>();
+
+/**
+ * The thinking tags of a model's own Go template when that template is the one llama-server runs (translated
+ * to Jinja): a pulled model whose GGUF template can do more is served that one, whose thinking llama-server
+ * parses itself (as Ollama, which then uses the GGUF's template).
+ *
+ * @example
+ * ```ts ignore
+ * const tags = servedThinkingTags(model.settings); // { open: "<think>", close: "</think>" }
+ * ```
+ */
+export function servedThinkingTags(
+  settings: { template?: string; chatTemplateFile?: string } | undefined,
+): ThinkingTags | undefined {
+  return settings?.chatTemplateFile ? inferThinkingTags(settings.template) : undefined;
+}
+
+function inferTags(template: string): ThinkingTags | undefined {
   let nodes: Node[];
   try {
     nodes = parseGoTemplate(template, ANY_FUNCS);
@@ -102,6 +130,19 @@ export function inferThinkingTags(template: string | null | undefined): Thinking
   return open && close ? { open, close } : undefined;
 }
 
+/**
+ * Whether a `think` value turns thinking on (Ollama's `ThinkValue.Bool`).
+ *
+ * @example
+ * ```ts
+ * thinkingOn("low"); // true
+ * thinkingOn(false); // false
+ * ```
+ */
+export function thinkingOn(think: unknown): boolean {
+  return think === true || ["low", "medium", "high", "max"].includes(String(think));
+}
+
 /** Go's `unicode.IsSpace` at the start of a string. */
 const LEADING_SPACE = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
 const trimLeft = (s: string) => s.replace(LEADING_SPACE, "");
@@ -112,7 +153,7 @@ type State = "opening" | "startedEatingSpace" | "thinking" | "doneEatingSpace" |
  * Tells thinking from the response in an answer given piece by piece, as Ollama's `thinking.Parser` does: an
  * answer that starts (after white space) with the opening tag thinks until the closing tag; white space after
  * either tag is dropped; an answer that starts with anything else is all response. A piece that may be the
- * start of a tag is held until the next one shows what it is.
+ * start of a tag is held until the next one shows what it is (and dropped when none comes, as Ollama drops it).
  *
  * @example
  * ```ts
@@ -147,18 +188,6 @@ export class ThinkingParser {
       response += r.response;
       if (!r.more) return { thinking, response };
     }
-  }
-
-  /**
-   * At the end of the answer, what was held in case it began a tag: thinking while thinking, else response.
-   * (Ollama drops it; an answer cut off in the middle of a tag keeps its text here.)
-   */
-  flush(): { thinking: string; response: string } {
-    const acc = this.#acc;
-    this.#acc = "";
-    if (this.#state === "thinking") return { thinking: acc, response: "" };
-    if (this.#state === "opening") return { thinking: "", response: acc };
-    return { thinking: "", response: "" };
   }
 
   #eat(): { thinking: string; response: string; more: boolean } {
@@ -254,16 +283,12 @@ export class ThinkingEventParser implements EventParser {
     return this.#split(this.#inner.push(bytes));
   }
 
-  /** The last events: what the parser still held goes out before the end. */
+  /**
+   * The last events. What the parser still holds at the end (white space or part of a tag, such as a closing
+   * tag cut off by the length limit) is dropped, as Ollama drops it; `raw` keeps it.
+   */
   end(): GenEvent[] {
-    const out = this.#split(this.#inner.end());
-    const { thinking, response } = this.#parser.flush();
-    const held: GenEvent[] = [];
-    if (thinking) held.push({ kind: "thinking", text: thinking });
-    if (response) held.push({ kind: "text", text: response });
-    const done = out.findIndex((ev) => ev.kind === "done");
-    if (done < 0) return [...out, ...held];
-    return [...out.slice(0, done), ...held, ...out.slice(done)];
+    return this.#split(this.#inner.end());
   }
 
   #split(events: GenEvent[]): GenEvent[] {
@@ -291,4 +316,34 @@ export class ThinkingEventParser implements EventParser {
     }
     return out;
   }
+}
+
+/**
+ * Whether the answer to a chat request starts inside the thinking: its prompt ends with the opening tag (as
+ * Ollama checks the prompt it rendered). The prompt is the model's Go template run here (`render`, free beside
+ * llama-server's work); when the template cannot be run here, it is llama-server's own rendering of `chat`
+ * (`/apply-template`); when neither can be had, the answer does not start inside.
+ *
+ * @example
+ * ```ts ignore
+ * const inside = await startsInside(tags, () => renderGoTemplate(template, values), lease.url, upstream);
+ * ```
+ */
+export async function startsInside(
+  tags: ThinkingTags,
+  render: () => string,
+  url: string,
+  chat: Record<string, unknown>,
+): Promise<boolean> {
+  let prompt: string;
+  try {
+    prompt = render();
+  } catch {
+    try {
+      prompt = String((await postJson(url, "/apply-template", chat)).prompt ?? "");
+    } catch {
+      prompt = "";
+    }
+  }
+  return prompt.trimEnd().endsWith(tags.open);
 }

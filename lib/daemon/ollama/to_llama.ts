@@ -104,23 +104,27 @@ export function completionSchema(format: unknown): Record<string, unknown> | und
 
 /**
  * `think` as llama-server fields: on -> the template's `enable_thinking` and reasoning parsed into
- * `reasoning_content`; off -> thinking disabled; a level -> `reasoning_effort`.
+ * `reasoning_content`; off -> thinking disabled; a level -> `reasoning_effort`. A template translated from an
+ * Ollama Go template also gets Ollama's `.IsThinkSet` and `.ThinkLevel` (`ollama_is_think_set`,
+ * `ollama_think_level`).
  *
  * @example
  * ```ts
- * thinkFields(false); // { chat_template_kwargs: { enable_thinking: false }, reasoning_effort: "none" }
+ * thinkFields(false);
+ * // { chat_template_kwargs: { enable_thinking: false, ollama_is_think_set: true, ollama_think_level: "" },
+ * //   reasoning_effort: "none" }
  * ```
  */
 export function thinkFields(think: unknown): Record<string, unknown> {
   if (think === undefined || think === null) return {};
-  if (think === false) return { chat_template_kwargs: { enable_thinking: false }, reasoning_effort: "none" };
-  if (think === true) {
-    return { chat_template_kwargs: { enable_thinking: true }, reasoning_format: "deepseek" };
-  }
-  const level = think === "max" ? "high" : String(think);
+  const kwargs = (on: boolean, level: string) => ({
+    chat_template_kwargs: { enable_thinking: on, ollama_is_think_set: true, ollama_think_level: level },
+  });
+  if (think === false) return { ...kwargs(false, ""), reasoning_effort: "none" };
+  if (think === true) return { ...kwargs(true, "medium"), reasoning_format: "deepseek" };
   return {
-    chat_template_kwargs: { enable_thinking: true },
-    reasoning_effort: level,
+    ...kwargs(true, String(think)),
+    reasoning_effort: think === "max" ? "high" : String(think),
     reasoning_format: "deepseek",
   };
 }
