@@ -4,6 +4,7 @@
  */
 import { assert, assertEquals, assertStringIncludes } from "./_assert.ts";
 import { post, TOOLS_TEMPLATE, withDaemon } from "./_daemon.ts";
+import { goTemplateToJinja } from "../lib/daemon/ollama/template.ts";
 import { type ModelEntry, servedCapabilities, templateHasTools } from "../lib/models/mod.ts";
 
 const tools = [{ type: "function", function: { name: "f", parameters: { type: "object" } } }];
@@ -89,6 +90,22 @@ Deno.test("servedCapabilities: the template llama-server is given decides tools"
       "completion",
     ]);
     assertEquals(await servedCapabilities({ entry, settings: { chatTemplateFile: plain } }), ["completion"]);
+    // Made from a Go template: tools when it uses .Tools (as Ollama), whatever its translation holds.
+    const made = `${dir}/made.jinja`;
+    await Deno.writeTextFile(made, goTemplateToJinja("{{ range .Messages }}{{ .Content }}{{ end }}"));
+    assert(templateHasTools(await Deno.readTextFile(made)), "the translation has a place for tool calls");
+    const go = (template: string) =>
+      servedCapabilities({ entry, settings: { chatTemplateFile: made, template } });
+    assertEquals(await go("{{ range .Messages }}{{ .Content }}{{ end }}"), ["completion"]);
+    assertEquals(await go("{{ if .Tools }}{{ json .Tools }}{{ end }}{{ .Prompt }}"), ["completion", "tools"]);
+    assertEquals(
+      await servedCapabilities(
+        { entry, settings: { chatTemplateFile: made, template: "{{ .Prompt }}" } },
+        { args: ["--chat-template-file", TOOLS_TEMPLATE] },
+      ),
+      ["completion", "tools"],
+      "a preset's template wins",
+    );
     // The preset's wins over the made one, as the launcher passes it.
     assertEquals(
       await servedCapabilities(

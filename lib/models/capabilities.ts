@@ -93,5 +93,15 @@ export async function servedCapabilities(
   const template = await templateOverride(model, preset);
   if (template === undefined) return caps;
   const rest = caps.filter((c) => c !== "tools");
-  return templateHasTools(template) ? [...rest, "tools"] : rest;
+  // A template /api/create made from a Go template (a preset's own flag wins over it): as Ollama, tools only
+  // when the Go template uses `.Tools`. Its Jinja translation always has a place for tool calls.
+  const go = model.settings?.chatTemplateFile && !presetTemplates(preset)
+    ? model.settings.template
+    : undefined;
+  const tools = go !== undefined ? /\.Tools\b/.test(go) : templateHasTools(template);
+  return tools ? [...rest, "tools"] : rest;
+}
+
+function presetTemplates(preset: Pick<Preset, "args"> | undefined): boolean {
+  return (preset?.args ?? []).some((a) => /^--chat-template(-file)?(=|$)/.test(a));
 }
