@@ -83,7 +83,23 @@ const ROOT = [
   "IsThinkSet",
 ];
 
-const FUNCS = [...TRANSLATED_FUNCS, "print", "println", "currentDate", "yesterdayDate"];
+/**
+ * The functions a template run here may call: those the Jinja translation has, and Ollama's own that only
+ * make sense when executed.
+ *
+ * @example
+ * ```ts
+ * console.log(EXECUTED_FUNCS.includes("currentDate")); // true
+ * ```
+ */
+export const EXECUTED_FUNCS: readonly string[] = [
+  ...TRANSLATED_FUNCS,
+  "print",
+  "println",
+  "currentDate",
+  "yesterdayDate",
+];
+const FUNCS = [...EXECUTED_FUNCS];
 
 class Break {}
 class Continue {}

@@ -7,6 +7,7 @@
  * @module
  */
 import { type Expr, type Node, parseGoTemplate } from "./template.ts";
+import { EXECUTED_FUNCS } from "./template_exec.ts";
 import type { EventParser, GenEvent } from "./events.ts";
 import { postJson } from "../upstream/client.ts";
 
@@ -17,28 +18,6 @@ export interface ThinkingTags {
   /** The closing tag. */
   close: string;
 }
-
-/** The functions a template may call (parsing only needs to accept what the executor accepts). */
-const ANY_FUNCS = [
-  "eq",
-  "ne",
-  "lt",
-  "le",
-  "gt",
-  "ge",
-  "not",
-  "and",
-  "or",
-  "len",
-  "json",
-  "printf",
-  "slice",
-  "index",
-  "print",
-  "println",
-  "currentDate",
-  "yesterdayDate",
-];
 
 /** A top-level field reference (`.Name`, a Go FieldNode); `$.Name` and `$m.Name` are variables in Go. */
 function fieldNamed(e: Expr, name: string): boolean {
@@ -90,7 +69,7 @@ export function servedThinkingTags(
 function inferTags(template: string): ThinkingTags | undefined {
   let nodes: Node[];
   try {
-    nodes = parseGoTemplate(template, ANY_FUNCS);
+    nodes = parseGoTemplate(template, [...EXECUTED_FUNCS]);
   } catch {
     return undefined;
   }
