@@ -9,6 +9,7 @@ import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_as
 import { tempDir } from "./_fixtures.ts";
 import { rng } from "./_rng.ts";
 import { download, DownloadError } from "../lib/models/pull/download.ts";
+import { blockHasher } from "../lib/models/pull/hasher.ts";
 import { http1Client, Unsupported } from "../lib/models/pull/http1.ts";
 
 const MiB = 1024 * 1024;
@@ -623,6 +624,22 @@ for (
     assertEquals(state.have, [], "the state claims no byte that did not reach the disk");
   });
 }
+
+Deno.test("reading back what an earlier run fetched stops when the pull is aborted", async () => {
+  const dir = await tempDir("llama-mgr-hasher-");
+  try {
+    const path = `${dir.path}/partial`;
+    await Deno.writeFile(path, generate(5, 8 * MiB));
+    const h = blockHasher({ blocks: 2, blockSize: MiB });
+    const ac = new AbortController();
+    ac.abort(new Error("interrupted"));
+    await assertRejects(() => h.file(path, 0, 8 * MiB, ac.signal), Error, "interrupted");
+    await h.file(path, 0, 8 * MiB);
+    assertEquals(h.digest(), sha256(await Deno.readFile(path)), "without an abort it hashes the range");
+  } finally {
+    await dir.cleanup();
+  }
+});
 
 Deno.test("redirects are followed; Authorization goes to the same origin only", async () => {
   const { data, sha } = file();

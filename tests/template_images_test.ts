@@ -32,6 +32,11 @@ Deno.test("the rendered prompt becomes llama-server's prompt object with its mar
     prompt_string: `SYS: Be brief.\nUSER: ${marker}${marker}Same?\nBOT:`,
     multimodal_data: [PNG, JPEG],
   });
+  // Tags out of number order: llama-server pairs markers and images by position, so image 1 goes first.
+  assertEquals(multimodalPrompt("", imageTagged("Is [img] like this?", 2), [PNG, JPEG], marker), {
+    prompt_string: `${marker}Is ${marker} like this?`,
+    multimodal_data: [JPEG, PNG],
+  });
   // A conversation given back keeps an earlier turn's tag as text; only this turn's tags become markers.
   const prior = "USER: [img-0]Old\nBOT: A cat.";
   assertEquals(multimodalPrompt(prior, "USER: [img-0]New\nBOT:", [PNG], marker), {

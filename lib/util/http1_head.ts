@@ -46,7 +46,8 @@ export interface ResponseHead {
   statusText: string;
   /**
    * The header lines in order, as `[name, value]`: names lower-cased, both trimmed, repeats kept. A line
-   * without a `:` after its first character (such as an obs-fold continuation) is skipped.
+   * without a `:` after its first character is skipped; an obs-fold continuation that holds a `:` is read as
+   * a field of its own (neither client's servers fold lines).
    */
   fields: [string, string][];
 }

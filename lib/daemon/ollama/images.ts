@@ -59,10 +59,11 @@ export function multimodalPrompt(
   images: string[],
   marker: string,
 ): { prompt_string: string; multimodal_data: string[] } {
-  let text = rendered;
-  images.forEach((_, i) => {
+  // llama-server pairs markers with images by position, and tags need not be in number order ("[img-1]Is
+  // [img-0] like this?"): the images go in the order their tags stand in the text.
+  const places = images.map((_, i) => {
     const tag = `[img-${i}]`;
-    const at = text.indexOf(tag);
+    const at = rendered.indexOf(tag);
     if (at < 0) {
       throw new HttpError(
         400,
@@ -70,9 +71,16 @@ export function multimodalPrompt(
           "images must print .Prompt, or .Content of the user's message",
       );
     }
-    text = text.slice(0, at) + marker + text.slice(at + tag.length);
-  });
-  return { prompt_string: prior + text, multimodal_data: images.map(base64Of) };
+    return { i, at, length: tag.length };
+  }).sort((a, b) => a.at - b.at);
+  let text = "";
+  let from = 0;
+  for (const p of places) {
+    text += rendered.slice(from, p.at) + marker;
+    from = p.at + p.length;
+  }
+  text += rendered.slice(from);
+  return { prompt_string: prior + text, multimodal_data: places.map((p) => base64Of(images[p.i], p.i)) };
 }
 
 /** llama-server's marker before it became a random one per process. */

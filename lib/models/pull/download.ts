@@ -361,9 +361,9 @@ interface Held {
 interface Part {
   start: number;
   end: number;
-  /** Bytes from `start` on disk (this run). */
+  /** Bytes from `start` received this run: on disk, or in a block the writer has been handed. */
   received: number;
-  /** Blocks on disk not yet hashed, in order; `next` is the first the hasher has not taken. */
+  /** Bytes received and not yet hashed, in order; `next` is the first the hasher has not taken. */
   held: Held[];
   next: number;
 }
@@ -465,7 +465,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     for (let i = 0; i < segments.length; i++) {
       const seg = segments[i];
       if (!seg.part) {
-        await hasher.file(ctx.partial, seg.start, seg.end);
+        await hasher.file(ctx.partial, seg.start, seg.end, run.signal);
         continue;
       }
       const part = current = seg.part;
@@ -476,7 +476,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         if (part.next < part.held.length) {
           const h = part.held[part.next++];
           if (h.slot !== undefined) hasher.block(h.slot, h.length);
-          else await hasher.file(ctx.partial, h.at, h.at + h.length);
+          else await hasher.file(ctx.partial, h.at, h.at + h.length, run.signal);
           hashed += h.length;
           continue;
         }
@@ -551,8 +551,9 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
       let spill = false;
       let filled = 0;
       let at = from;
-      // Bytes of the block handed to the writer so far, and when: what is received goes to the page cache
-      // within POST_MS, so a kill loses little more than the socket held.
+      // Bytes of the block handed to the writer so far, and when: a read that comes POST_MS or more after
+      // the last hand-over sends what the block holds, so on a slow link a kill loses little more than the
+      // socket held (a connection that stalls keeps its block's bytes until the stall timeout).
       let posted = 0;
       let postedAt = performance.now();
       const post = () => {

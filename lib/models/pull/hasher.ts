@@ -40,8 +40,11 @@ export interface BlockHasher {
   give(slot: number): void;
   /** Hashes `length` bytes of block `slot` next and gives it back. */
   block(slot: number, length: number): void;
-  /** Hashes bytes `[start, end)` of the file at `path` next (read back from disk); rejects with ShortFile. */
-  file(path: string, start: number, end: number): Promise<void>;
+  /**
+   * Hashes bytes `[start, end)` of the file at `path` next (read back from disk); rejects with ShortFile, or
+   * with `signal`'s reason once it aborts (a resume may read back gigabytes).
+   */
+  file(path: string, start: number, end: number, signal?: AbortSignal): Promise<void>;
   /** The sha256 in hex of everything handed so far. */
   digest(): string;
 }
@@ -64,7 +67,8 @@ export function blockHasher(options: { blocks: number; blockSize: number }): Blo
   // Last freed, first taken: the same few blocks are used again while the writer keeps up, so the pages of
   // the others are never touched (they cost no resident memory).
   const pool = Array.from({ length: blocks }, (_, i) => blocks - 1 - i);
-  const holders = new Uint8Array(blocks);
+  // A block is held once per hand-over to the writer not yet done: many, on a slow link with a stalled disk.
+  const holders = new Int32Array(blocks);
   let waiters: (() => void)[] = [];
   const give = (slot: number) => {
     if (holders[slot] === 0) throw new Error(`block ${slot} given back twice`);
@@ -94,12 +98,13 @@ export function blockHasher(options: { blocks: number; blockSize: number }): Blo
       hash.update(memory.subarray(slot * blockSize, slot * blockSize + length));
       give(slot);
     },
-    async file(path, start, end) {
+    async file(path, start, end, signal) {
       // Read on Deno's blocking pool while this thread hashes what came before.
       scratch ??= new Uint8Array(blockSize);
       using f = await Deno.open(path, { read: true });
       await f.seek(start, Deno.SeekMode.Start);
       for (let pos = start; pos < end;) {
+        signal?.throwIfAborted();
         const n = await f.read(scratch.subarray(0, Math.min(scratch.length, end - pos)));
         if (n === null) throw new ShortFile(`${path} ends at byte ${pos}, before ${end}`);
         hash.update(scratch.subarray(0, n));

@@ -90,9 +90,12 @@ function workerMain(): void {
         }
         scope.postMessage({ op: "written", slot: m.slot, at: m.at, length: m.length });
       } else if (m.op === "close") {
-        file?.close();
-        file = undefined;
-        scope.postMessage({ op: "closed" });
+        try {
+          file?.close();
+        } finally {
+          file = undefined;
+          scope.postMessage({ op: "closed" });
+        }
       }
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
@@ -145,15 +148,22 @@ export function blockWriter(options: {
 }): BlockWriter {
   const { memory, blockSize, path } = options;
   let worker: Worker | undefined;
+  let url: string | undefined;
   if (options.worker && memory.buffer instanceof SharedArrayBuffer) {
     try {
-      const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
+      url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
       worker = new Worker(url, { type: "module" });
-      URL.revokeObjectURL(url);
     } catch {
       worker = undefined; // no Worker here (a restricted runtime): write on this thread
     }
   }
+  // Revoked once the Worker is done with it, not at once: a Worker may load its module after `new Worker`
+  // returns.
+  const revoke = () => {
+    if (url) URL.revokeObjectURL(url);
+    url = undefined;
+  };
+  if (!worker) revoke();
   if (!worker) {
     const file = Deno.openSync(path, { write: true });
     let failed = false;
@@ -172,7 +182,7 @@ export function blockWriter(options: {
         options.onWritten(slot, at, length);
       },
       settled: () => Promise.resolve(),
-      close: () => Promise.resolve(file.close()),
+      close: async () => file.close(),
     };
   }
 
@@ -207,10 +217,12 @@ export function blockWriter(options: {
     dead = true;
     settle();
     onClosed?.();
+    revoke();
   };
   w.postMessage({ op: "init", memory: memory.buffer, blockSize, path });
   return {
     write(slot, offset, length, at) {
+      if (dead) return; // onError has heard of it; nothing will answer
       pending++;
       w.postMessage({ op: "write", slot, offset, length, at, chunk: WRITE });
     },
@@ -224,6 +236,7 @@ export function blockWriter(options: {
         });
       }
       w.terminate();
+      revoke();
     },
   };
 }
