@@ -182,7 +182,14 @@ export function blockWriter(options: {
         options.onWritten(slot, at, length);
       },
       settled: () => Promise.resolve(),
-      close: async () => file.close(),
+      close() {
+        try {
+          file.close();
+          return Promise.resolve();
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
     };
   }
 
