@@ -52,6 +52,8 @@ interface Behaviour {
   firstPartBytesPerSecond?: number;
   /** Send ranged answers without a Content-Length (chunked). */
   chunked?: boolean;
+  /** After this many bytes of a response, send nothing more until the client leaves or this is cleared. */
+  stallAfter?: number;
 }
 
 interface TestServer {
@@ -131,6 +133,10 @@ function startServer(b: Behaviour, redirectTo?: string, tls?: { cert: string; ke
           controller.close();
           return;
         }
+        while (srv.b.stallAfter !== undefined && sent >= srv.b.stallAfter && open) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        if (!open) return;
         if (drop && sent >= (srv.b.dropAfter ?? 0)) {
           finish();
           controller.error(new Error("dropped by the test"));
@@ -624,6 +630,32 @@ for (
     assertEquals(state.have, [], "the state claims no byte that did not reach the disk");
   });
 }
+
+Deno.test("a stalled connection's bytes reach the disk and the state long before the stall timeout", async () => {
+  const { data } = file();
+  await using t = await setup({ stallAfter: 300 * 1024 });
+  const ac = new AbortController();
+  const pulling = download({ url: `${t.server.url}/file`, dest: t.dest, signal: ac.signal }).catch((e) => e);
+  const recorded = async () => {
+    try {
+      const state = JSON.parse(await Deno.readTextFile(`${t.dest}.partial.json`));
+      return (state.have as [number, number][]).reduce((n, [a, b]) => n + b - a, 0);
+    } catch {
+      return 0;
+    }
+  };
+  const deadline = Date.now() + 20_000;
+  let have = 0;
+  while ((have = await recorded()) < 300 * 1024 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  ac.abort();
+  assert(await pulling instanceof Error, "the pull was aborted");
+  t.server.b.stallAfter = undefined;
+  assert(have >= 300 * 1024, `the state records ${have} bytes of the 320 KiB sent before the stall`);
+  const partial = await Deno.readFile(`${t.dest}.partial`);
+  assertEquals(sha256(partial.subarray(0, have)), sha256(data.subarray(0, have)), "and they are on disk");
+});
 
 Deno.test("reading back what an earlier run fetched stops when the pull is aborted", async () => {
   const dir = await tempDir("llama-mgr-hasher-");

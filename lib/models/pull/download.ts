@@ -488,12 +488,22 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     current = undefined;
   };
 
-  const inFlight = new Set<{ ac: AbortController; last: number; part: Part }>();
+  /** Set once the run's last state is saved: a timer's late save must not write one after it. */
+  let ended = false;
+  const inFlight = new Set<{ ac: AbortController; last: number; part: Part; post?: () => void }>();
   const stallTimer = setInterval(() => {
     const now = performance.now();
+    let quiet = false;
     for (const f of inFlight) {
       if (now - f.last > STALL_MS) f.ac.abort(new Error(`no data for ${STALL_MS / 1000} s`));
+      // A connection with nothing to read keeps its block's last bytes: they go to the writer here, and the
+      // state records them once written, so a kill while it stalls loses no more than on a slow link.
+      if (now - f.last >= POST_MS) {
+        f.post?.();
+        quiet = true;
+      }
     }
+    if (quiet) writer.settled().then(() => ended || save(), () => {});
   }, 5000);
   /** Milliseconds connections spent waiting for a read, summed. */
   let waited = 0;
@@ -545,15 +555,19 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     while (part.start + part.received < part.end) {
       const from = part.start + part.received;
       let moved = false;
-      const flight = { ac: new AbortController(), last: performance.now(), part };
+      const flight: { ac: AbortController; last: number; part: Part; post?: () => void } = {
+        ac: new AbortController(),
+        last: performance.now(),
+        part,
+      };
       inFlight.add(flight);
       let slot: number | undefined;
       let spill = false;
       let filled = 0;
       let at = from;
       // Bytes of the block handed to the writer so far, and when: a read that comes POST_MS or more after
-      // the last hand-over sends what the block holds, so on a slow link a kill loses little more than the
-      // socket held (a connection that stalls keeps its block's bytes until the stall timeout).
+      // the last hand-over sends what the block holds (so does the stall timer for a connection that waits),
+      // so on a slow link a kill loses little more than the socket held.
       let posted = 0;
       let postedAt = performance.now();
       const post = () => {
@@ -563,6 +577,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
         posted = filled;
         postedAt = performance.now();
       };
+      flight.post = post;
       try {
         const signal = AbortSignal.any([run.signal, flight.ac.signal]);
         const { res, body } = await get(part, from, signal, client, h1);
@@ -726,6 +741,7 @@ async function fetchRanges(ctx: Ctx, remote: Remote, have: Range[]): Promise<Fet
     await writer.close().catch(fail);
     ctx.req.signal?.removeEventListener("abort", onAbort);
     if (parts.length) save();
+    ended = true;
   }
   if (failure) {
     if (ctx.req.signal?.aborted) throw ctx.req.signal.reason;
