@@ -8,6 +8,7 @@
 import { Ollama } from "ollama";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./_assert.ts";
 import { post, withDaemon } from "./_daemon.ts";
+import { splitByHand } from "./_thinking.ts";
 
 /**
  * An Ollama-style template: the system prompt, questions, answers with their thinking between `<think>` and
@@ -26,13 +27,9 @@ const greedy = { temperature: 0, top_k: 1, seed: 42, num_predict: 30 };
 const messages = [{ role: "system", content: EXAMPLES }, { role: "user", content: "What is 2+2?" }];
 
 /** An answer that starts inside the thinking, split by hand as Ollama's parser splits it. */
-function byHand(raw: string): { thinking: string; content: string } {
-  const at = raw.indexOf("</think>");
-  assert(
-    at > 0,
-    `the model did not close its thinking, so nothing here would be tested: ${JSON.stringify(raw)}`,
-  );
-  return { thinking: raw.slice(0, at).trimStart(), content: raw.slice(at + "</think>".length).trimStart() };
+function byHand(raw: string | undefined = ""): { thinking: string; content: string } {
+  const { thinking, after } = splitByHand(raw);
+  return { thinking, content: after };
 }
 
 Deno.test("daemon: a model whose Go template has thinking tags thinks, split as Ollama splits it", async (t) => {

@@ -12,6 +12,7 @@ import { post, runnerFetch, withDaemon } from "./_daemon.ts";
 import { HttpError } from "../lib/daemon/http.ts";
 import { postJson } from "../lib/daemon/upstream/client.ts";
 import { imagesError, imagesPrompt, imageTagged, mediaMarker } from "../lib/daemon/ollama/images.ts";
+import { splitByHand } from "./_thinking.ts";
 
 const greedy = { temperature: 0, top_k: 1, seed: 42, num_predict: 12 };
 const TEMPLATE = "{{ if .System }}### System: {{ .System }}\n{{ end }}### Question: {{ .Prompt }}\n" +
@@ -116,14 +117,10 @@ const EXAMPLES = "Q: What is 1+1?\n<think>One plus one is two.</think>\nA: 2\n" 
   "Q: What is 3+3?\n<think>Three plus three is six.</think>\nA: 6";
 const think = { temperature: 0, top_k: 1, seed: 42, num_predict: 30 };
 
-/** An answer split by hand as Ollama's parser splits one that starts inside the thinking. */
+/** An answer that starts inside the thinking, split by hand as Ollama's parser splits it. */
 function byHand(raw: string | undefined = ""): { thinking: string; response: string } {
-  const at = raw.indexOf("</think>");
-  assert(
-    at > 0,
-    `the model did not close its thinking, so nothing here would be tested: ${JSON.stringify(raw)}`,
-  );
-  return { thinking: raw.slice(0, at).trimStart(), response: raw.slice(at + "</think>".length).trimStart() };
+  const { thinking, after } = splitByHand(raw);
+  return { thinking, response: after };
 }
 
 Deno.test("daemon: /api/generate with a template splits a thinking model's answer at its tags", async (t) => {
