@@ -51,6 +51,18 @@ export function templateHasTools(template: string): boolean {
 }
 
 /**
+ * Whether an Ollama Go template takes tools: it uses `.Tools` (Ollama's own test, server/images.go).
+ *
+ * @example
+ * ```ts
+ * goTemplateHasTools("{{ if .Tools }}{{ json .Tools }}{{ end }}{{ .Prompt }}"); // true
+ * ```
+ */
+export function goTemplateHasTools(template: string): boolean {
+  return /\.Tools\b/.test(template);
+}
+
+/**
  * The chat template llama-server runs a model with when it is not the model file's own: a preset's
  * `--chat-template-file` (read) or inline `--chat-template` Jinja, else the Jinja file `/api/create` made from a
  * TEMPLATE. Undefined when the file's own is used, or the override is a built-in template name or unreadable.
@@ -98,7 +110,7 @@ export async function servedCapabilities(
   const go = model.settings?.chatTemplateFile && !presetTemplates(preset)
     ? model.settings.template
     : undefined;
-  const tools = go !== undefined ? /\.Tools\b/.test(go) : templateHasTools(template);
+  const tools = go !== undefined ? goTemplateHasTools(go) : templateHasTools(template);
   return tools ? [...rest, "tools"] : rest;
 }
 

@@ -13,6 +13,7 @@
  */
 import { join } from "node:path";
 import type { ModelSettings } from "../../models/catalog.ts";
+import { goTemplateHasTools } from "../../models/capabilities.ts";
 import type { ModelEntry } from "../../models/index.ts";
 import { exists, writeFileAtomic } from "../../util/fs.ts";
 import { checkParameters } from "../options.ts";
@@ -196,7 +197,7 @@ function jinjaCaps(t: string): TemplateCaps {
 /** A Go template (Ollama's goTemplateCapabilities and goTemplateHasToolRoundTrip, by the fields it uses). */
 function goCaps(t: string): TemplateCaps {
   const uses = (field: string) => new RegExp(`\\.${field}\\b`).test(t);
-  const tools = uses("Tools");
+  const tools = goTemplateHasTools(t);
   const roundTrip = tools && uses("ToolCalls") &&
     (t.includes(`eq .Role "tool"`) || t.includes("tool_response") || t.includes("TOOL_RESULTS"));
   return { tools, thinking: uses("Thinking"), insert: uses("Suffix"), roundTrip };
