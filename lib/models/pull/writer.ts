@@ -1,9 +1,9 @@
 /**
  * Writes a download's blocks to its file on a Worker thread, while the thread that receives goes on reading
  * the socket and hashing. The blocks live in a SharedArrayBuffer that both threads see (Deno's postMessage
- * copies even a transferred ArrayBuffer). On the 2-vCPU VM of bench/pull.ts this split took a 1 GiB pull from
- * 1.6-3.1 s to 1.2-1.5 s, curl -o taking 1.5-2.9 s, and the resident memory down by 10 MB (the Worker does
- * not load node:crypto, as a hashing one did).
+ * copies even a transferred ArrayBuffer). On the 2-vCPU VM of bench/pull.ts a slow page cache then no longer
+ * stops the receive (with fast writes the pull is as fast as when the receiving thread wrote), and the resident
+ * memory is some 4 MB lower than with a hashing Worker (this one does not load node:crypto).
  *
  * @module
  */
